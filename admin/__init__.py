@@ -1,0 +1,1 @@
+"""The `pq` command-line tool for operators."""

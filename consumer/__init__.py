@@ -1,0 +1,1 @@
+"""The worker process that runs the licensed algorithm, one job at a time."""

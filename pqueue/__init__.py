@@ -1,0 +1,97 @@
+"""pqueue: a durable job queue for one licensed algorithm that runs one request at a time.
+
+`connect()` opens the queue named by PQ_DATABASE_URL (a SQLite file under PQ_HOME by default).
+"""
+
+from __future__ import annotations
+
+from pqueue.database import check_schema, ensure_exists, make_engine, upgrade
+from pqueue.errors import (
+    DatabaseBusy,
+    DatabaseError,
+    DatabaseMissing,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    PQError,
+    SchemaOutOfDate,
+    SettingsError,
+    StopRequested,
+)
+from pqueue.interface import PersistentQInterface
+from pqueue.models import Delivery, Event, Job, NewJob, Page, PutResult, QueueInfo, RunningJob, Stats, ThroughputPoint, Worker
+from pqueue.settings import Settings, load_settings
+from pqueue.states import CLAIMABLE, FINAL, DeliveryStatus, Status
+from pqueue.store import PersistentQ, lease_margin
+
+__all__ = [
+    "CLAIMABLE",
+    "FINAL",
+    "DatabaseBusy",
+    "DatabaseError",
+    "DatabaseMissing",
+    "Delivery",
+    "DeliveryStatus",
+    "Event",
+    "IdempotencyConflict",
+    "InvalidInput",
+    "InvalidTransition",
+    "Job",
+    "JobNotFound",
+    "LeaseLost",
+    "NewJob",
+    "PQError",
+    "Page",
+    "PersistentQ",
+    "PersistentQInterface",
+    "PutResult",
+    "QueueInfo",
+    "RunningJob",
+    "SchemaOutOfDate",
+    "Settings",
+    "SettingsError",
+    "Stats",
+    "Status",
+    "StopRequested",
+    "ThroughputPoint",
+    "Worker",
+    "connect",
+    "lease_margin",
+    "load_settings",
+    "migrate",
+]
+
+
+def connect(url: str | None = None, *, settings: Settings | None = None, migrate: bool = False) -> PersistentQ:
+    """Open the queue.
+
+    With migrate=True (the producer, the consumer and `pq migrate`), the database is created or
+    upgraded under a lock. Without it (`pq`, the dashboard), a missing SQLite file raises
+    DatabaseMissing and a schema at another revision raises SchemaOutOfDate.
+    """
+    settings = settings or load_settings()
+    url = url or settings.resolved_database_url
+    if not migrate:
+        ensure_exists(url)
+    engine = make_engine(url, settings.db_schema)
+    try:
+        if migrate:
+            upgrade(engine, settings.db_schema)
+        else:
+            check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return PersistentQ(engine, settings)
+
+
+def migrate(url: str | None = None, *, settings: Settings | None = None) -> tuple[str | None, str]:
+    """Create or upgrade the schema; returns (revision before, revision after)."""
+    settings = settings or load_settings()
+    engine = make_engine(url or settings.resolved_database_url, settings.db_schema)
+    try:
+        return upgrade(engine, settings.db_schema)
+    finally:
+        engine.dispose()

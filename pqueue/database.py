@@ -1,0 +1,140 @@
+"""Engines, connection settings and schema migrations for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from pqueue.dialects import seat_lock_key
+from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
+
+VERSION_TABLE = "pq_alembic_version"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The absolute file of a SQLite URL, or None for another database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    if not parsed.database or parsed.database == ":memory:":
+        raise DatabaseError("pqueue needs a SQLite file, not an in-memory database")
+    return Path(parsed.database).expanduser().resolve()
+
+
+def describe_url(url: str) -> str:
+    """The database named for a log line: the absolute SQLite path, or the URL without password."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str, schema: str | None = None) -> Engine:
+    """An engine with pqueue's connection settings for the URL's database."""
+    path = sqlite_path(url)
+    if path is not None:
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if schema:
+        if not _SCHEMA_NAME.match(schema):
+            raise DatabaseError(f"PQ_DB_SCHEMA={schema!r} is not a plain identifier")
+        connect_args["options"] = f"-csearch_path={schema}"
+    # pre_ping replaces connections that died when PostgreSQL restarted.
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own BEGIN is deferred: a read-then-write transaction then fails at once
+        # with SQLITE_BUSY, ignoring the busy timeout. We issue BEGIN ourselves (below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit survives power loss, so an acknowledged job is really stored.
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        # Writers start with IMMEDIATE so they take the write lock (waiting up to the busy
+        # timeout) before reading; readers stay DEFERRED and never block writers in WAL mode.
+        mode = conn.get_execution_options().get("pq_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The schema revision this code needs."""
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at, or None when it has no pqueue schema."""
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def ensure_exists(url: str) -> None:
+    """Raise DatabaseMissing for a SQLite file that is not there (so nothing creates it)."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise DatabaseMissing(str(path))
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaOutOfDate unless the database is at this code's revision."""
+    with engine.connect() as conn:
+        found = current_revision(conn)
+    needed = head_revision()
+    if found != needed:
+        raise SchemaOutOfDate(found, needed)
+
+
+def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -> tuple[str | None, str]:
+    """Create or upgrade the schema under a database lock; returns (before, after).
+
+    Programs started together on a fresh database all call this: one migrates, the others
+    wait for the lock and then find nothing to do.
+    """
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(pq_begin="IMMEDIATE")
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": seat_lock_key("", "migrate")})
+                    if schema:
+                        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                        conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
+                before = current_revision(conn)
+                command.upgrade(_alembic_config(conn), revision)
+                after = current_revision(conn)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"migration failed: {exc}") from exc
+    return before, after or ""

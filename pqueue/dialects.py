@@ -1,0 +1,122 @@
+"""What differs between SQLite and PostgreSQL: the clock, time arithmetic, upserts, the seat lock.
+
+Everything else in the store is dialect-free SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Float,
+    Interval,
+    Table,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.dml import Insert
+
+from pqueue.schema import Timestamp
+
+
+class SQLDialect:
+    """The SQLite flavour; PostgresDialect overrides what differs."""
+
+    name = "sqlite"
+
+    def now(self, offset: timedelta) -> ColumnElement[Any]:
+        """The database's clock (plus the test offset) as a Timestamp expression."""
+        # julianday('now') has millisecond precision and is fixed for one statement.
+        millis = literal_column("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
+        return type_coerce(millis + int(offset.total_seconds() * 1000), Timestamp())
+
+    def add_seconds(self, moment: ColumnElement[Any], seconds: float) -> ColumnElement[Any]:
+        """moment + seconds, still a Timestamp."""
+        return type_coerce(type_coerce(moment, BigInteger()) + int(seconds * 1000), Timestamp())
+
+    def seconds_between(self, later: ColumnElement[Any], earlier: ColumnElement[Any]) -> ColumnElement[float]:
+        """later - earlier in seconds, as a float."""
+        delta = type_coerce(later, BigInteger()) - type_coerce(earlier, BigInteger())
+        return cast(delta, Float()) / 1000.0
+
+    def bucket(self, moment: ColumnElement[Any], seconds: int) -> ColumnElement[Any]:
+        """The start of the time bucket of `seconds` that holds moment."""
+        width = seconds * 1000
+        millis = type_coerce(moment, BigInteger())
+        return type_coerce((millis // width) * width, Timestamp())
+
+    def insert(self, table: Table) -> Insert:
+        """An INSERT that supports ON CONFLICT."""
+        return sqlite.insert(table)
+
+    def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:
+        """Serialise claimers of one queue; SQLite's BEGIN IMMEDIATE already holds the write lock."""
+
+    def notify(self, conn: Connection, channel: str, queue: str) -> None:
+        """Wake waiting consumers when the transaction commits (SQLite: they poll data_version)."""
+
+    def upsert_values(self, stmt: Insert, keys: list[str], values: Mapping[str, Any]) -> Any:
+        """INSERT … ON CONFLICT (keys) DO UPDATE SET values."""
+        return stmt.on_conflict_do_update(index_elements=keys, set_=dict(values))
+
+
+class PostgresDialect(SQLDialect):
+    """PostgreSQL: clock_timestamp(), intervals, advisory seat lock, NOTIFY."""
+
+    name = "postgresql"
+
+    def now(self, offset: timedelta) -> ColumnElement[Any]:
+        # now() is frozen at the start of the transaction; leases need the real time.
+        clock = func.clock_timestamp()
+        if not offset:
+            return type_coerce(clock, Timestamp())
+        return type_coerce(clock + literal(offset, Interval()), Timestamp())
+
+    def add_seconds(self, moment: ColumnElement[Any], seconds: float) -> ColumnElement[Any]:
+        return type_coerce(moment + literal(timedelta(seconds=seconds), Interval()), Timestamp())
+
+    def seconds_between(self, later: ColumnElement[Any], earlier: ColumnElement[Any]) -> ColumnElement[float]:
+        return cast(func.extract("epoch", later - earlier), Float())
+
+    def bucket(self, moment: ColumnElement[Any], seconds: int) -> ColumnElement[Any]:
+        epoch = func.extract("epoch", moment)
+        return type_coerce(func.to_timestamp(func.floor(epoch / seconds) * seconds), Timestamp())
+
+    def insert(self, table: Table) -> Insert:
+        return postgresql.insert(table)
+
+    def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:
+        # A statement of its own: under READ COMMITTED the next statement takes a new snapshot,
+        # so the seat count it reads includes every claim committed before we got the lock.
+        # A transaction-level lock cannot leak from a pooled connection.
+        conn.execute(select(func.pg_advisory_xact_lock(seat_lock_key(queue, schema))))
+
+    def notify(self, conn: Connection, channel: str, queue: str) -> None:
+        conn.execute(text("SELECT pg_notify(:channel, :queue)"), {"channel": channel, "queue": queue})
+
+
+def seat_lock_key(queue: str, schema: str | None) -> int:
+    """A stable 64-bit advisory-lock key for one queue in one schema."""
+    digest = hashlib.sha256(f"pqueue:{schema or ''}:{queue}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def dialect_for(name: str) -> SQLDialect:
+    """The dialect object for an engine's dialect name."""
+    if name == "postgresql":
+        return PostgresDialect()
+    if name == "sqlite":
+        return SQLDialect()
+    raise ValueError(f"pqueue supports sqlite and postgresql, not {name}")

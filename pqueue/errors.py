@@ -1,0 +1,112 @@
+"""Errors raised by pqueue; each message says what failed, for which job, and what was expected.
+
+PQError
+ ├── SettingsError          a PQ_* variable has a bad value
+ ├── DatabaseError          the database could not be used
+ │    ├── DatabaseMissing   a SQLite file that is not there (pq and the dashboard never create one)
+ │    ├── SchemaOutOfDate   the schema is older (or newer) than this code; run `pq migrate`
+ │    └── DatabaseBusy      the database stayed locked or unreachable past the retry deadline
+ ├── JobNotFound            no job with that id
+ ├── InvalidTransition      the job is not in a state the operation may start from
+ ├── LeaseLost              the worker no longer holds the job (fencing)
+ ├── StopRequested          an operator cancelled or failed the running job; the worker stops it
+ ├── IdempotencyConflict    the key is already used with another payload
+ └── InvalidInput           an argument was rejected before touching the database
+"""
+
+from __future__ import annotations
+
+
+class PQError(Exception):
+    """Base of every pqueue error."""
+
+
+class SettingsError(PQError):
+    """A PQ_* environment variable has a value that cannot be used."""
+
+
+class DatabaseError(PQError):
+    """The database could not be used."""
+
+
+class DatabaseMissing(DatabaseError):
+    """The database does not exist and this program does not create one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"database {path} does not exist; set PQ_DATABASE_URL (or --database-url) to the "
+            "right one, or create it with `pq migrate`"
+        )
+
+
+class SchemaOutOfDate(DatabaseError):
+    """The database schema is at another revision than this code needs."""
+
+    def __init__(self, found: str | None, needed: str) -> None:
+        self.found = found
+        self.needed = needed
+        where = "has no pqueue schema" if found is None else f"is at schema revision {found}"
+        super().__init__(f"database {where}; this code needs {needed}; run `pq migrate`")
+
+
+class DatabaseBusy(DatabaseError):
+    """The database stayed locked or unreachable past the retry deadline."""
+
+
+class JobNotFound(PQError):
+    """No job has this id."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id} not found")
+
+
+class InvalidTransition(PQError):
+    """The job's status does not allow the operation."""
+
+    def __init__(self, job_id: int, status: str, operation: str, allowed: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.operation = operation
+        super().__init__(f"job {job_id} is {status}; {operation} needs {allowed}")
+
+
+class LeaseLost(PQError):
+    """The worker's lease on the job is gone: expired and rescued, cancelled, or re-claimed."""
+
+    def __init__(self, job_id: int, lease_id: int, status: str) -> None:
+        self.job_id = job_id
+        self.lease_id = lease_id
+        self.status = status
+        super().__init__(f"job {job_id}: lease {lease_id} is no longer held (job is {status})")
+
+
+class StopRequested(PQError):
+    """An operator asked the worker to stop the running job (cancel or fail)."""
+
+    def __init__(self, job_id: int, target: str, reason: str | None) -> None:
+        self.job_id = job_id
+        self.target = target
+        self.reason = reason
+        super().__init__(f"job {job_id}: operator asked to stop it ({target}: {reason or '-'})")
+
+
+class IdempotencyConflict(PQError):
+    """The idempotency key was already used for a different payload."""
+
+    def __init__(self, key: str, queue: str, job_id: int) -> None:
+        self.key = key
+        self.job_id = job_id
+        super().__init__(
+            f"idempotency key {key!r} in queue {queue!r} is already used by job {job_id} "
+            "with a different payload"
+        )
+
+
+class InvalidInput(PQError):
+    """An argument was rejected before the database was touched."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")

@@ -1,0 +1,301 @@
+"""PersistentQInterface: the contract every pqueue program relies on.
+
+Guarantees every implementation keeps (SPEC "Guarantees"):
+
+* Acknowledged means stored: a put returns only after its transaction committed.
+* No double run: a job is under_process for one claim at a time. Each claim gets a new
+  `lease_id` that only ever grows; heartbeat, update_status and release from an older lease are
+  refused with LeaseLost (fencing).
+* The licence holds: never more than a queue's seats under_process, decided by the database inside
+  the claiming transaction, whatever number of processes or hosts claim.
+* One clock: leases, backoff and ages use the database's clock plus `clock_offset` (tests move
+  time with the offset, never by sleeping).
+* Every transition is one conditional UPDATE plus its event row in the same transaction; an
+  illegal one raises InvalidTransition and changes nothing.
+* Outcome and delivery are one step: reaching a final state with a callback_url queues its
+  delivery (the outbox) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from pqueue.models import (
+    JSON,
+    Delivery,
+    Event,
+    Job,
+    NewJob,
+    Page,
+    PutResult,
+    QueueInfo,
+    Stats,
+    ThroughputPoint,
+    Worker,
+)
+from pqueue.settings import Settings
+from pqueue.states import Status
+
+
+class PersistentQInterface(abc.ABC):
+    """A durable, leased, seat-capped job queue."""
+
+    settings: Settings
+    clock_offset: timedelta
+
+    # -- submitting -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def put_item(
+        self,
+        payload: JSON,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+        run_after_seconds: float = 0.0,
+        max_attempts: int | None = None,
+        actor: str = "producer",
+    ) -> int:
+        """Store one job and return its id once committed.
+
+        Lower priority runs first, then FIFO by id. With an idempotency_key already used in the
+        queue, the first job's id comes back and nothing is stored; with another payload it is
+        an IdempotencyConflict. `run_after_seconds` delays the first claim.
+        """
+
+    @abc.abstractmethod
+    def put_items(self, jobs: Sequence[NewJob], *, actor: str = "producer") -> list[PutResult]:
+        """Store many jobs in one transaction: all or nothing. One PutResult per job, in order."""
+
+    # -- working ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_item(
+        self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None
+    ) -> Job | None:
+        """Claim the next claimable job of the queue with a fresh lease, or return None.
+
+        None when the queue is empty, paused, or all its seats are taken. The claim spends an
+        attempt and gives the job a new, larger lease_id.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, job_id: int, lease_id: int, *, lease_seconds: float | None = None) -> datetime:
+        """Extend the lease and return its new expiry (database clock).
+
+        Raises LeaseLost when this lease is no longer the job's (rescued, re-claimed) and
+        StopRequested when an operator cancelled or failed the running job: the worker must stop
+        the algorithm and record the requested status with update_status.
+        """
+
+    @abc.abstractmethod
+    def update_status(
+        self,
+        job_id: int,
+        status: Status | str,
+        *,
+        lease_id: int,
+        result: JSON = None,
+        error: str | None = None,
+    ) -> Job:
+        """Record the outcome of the claim holding `lease_id`.
+
+        `processed` stores the result; `crashed` stores the error and becomes
+        `manual_intervention` when no attempts are left, else claimable after an exponential
+        backoff with jitter; `cancelled` / `manual_intervention` answer a stop request.
+        A final state with a callback_url queues its delivery in the same transaction.
+        """
+
+    @abc.abstractmethod
+    def release(self, job_id: int, lease_id: int, *, reason: str = "consumer shutting down") -> Job:
+        """Give the claim back without spending the attempt (the job is unprocessed again)."""
+
+    @abc.abstractmethod
+    def rescue_expired(self, *, actor: str = "rescue") -> list[tuple[int, Status]]:
+        """Move jobs whose lease expired (plus a safety margin) to crashed, or to
+        manual_intervention when out of attempts (or to the requested status when an operator
+        asked to stop them). Returns (job id, new status) for each."""
+
+    @abc.abstractmethod
+    def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
+        """Block until work may be claimable (a put, a freed seat, a delayed job coming due)
+        or the timeout passes. True when woken early; a False is not proof of no work."""
+
+    # -- operators --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def requeue(
+        self, job_id: int, *, actor: str = "admin", expect: Status | None = None, message: str | None = None
+    ) -> Job:
+        """Back to unprocessed with fresh attempts (the event log keeps the history).
+
+        `expect` restricts the move to that one status: an action confirmed on a screen is
+        refused if the job has moved since.
+        """
+
+    @abc.abstractmethod
+    def cancel(
+        self, job_id: int, *, actor: str = "admin", expect: Status | None = None, reason: str | None = None
+    ) -> Job:
+        """Cancel a waiting job at once; for a running one, ask its worker to stop it (the job
+        shows the request until the worker confirms or its lease expires)."""
+
+    @abc.abstractmethod
+    def fail(self, job_id: int, reason: str, *, actor: str = "admin", expect: Status | None = None) -> Job:
+        """Move a job to manual_intervention with the operator's reason (a running one: as cancel)."""
+
+    @abc.abstractmethod
+    def redeliver(self, job_id: int, *, actor: str = "admin") -> Delivery:
+        """Send the job's last callback again with fresh delivery attempts."""
+
+    @abc.abstractmethod
+    def pause(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        """Consumers stop claiming from the queue; running jobs finish."""
+
+    @abc.abstractmethod
+    def resume(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        """Consumers claim from the queue again."""
+
+    @abc.abstractmethod
+    def set_seats(self, queue: str, seats: int) -> QueueInfo:
+        """How many jobs of the queue may be under_process at once (default PQ_MAX_RUNNING)."""
+
+    @abc.abstractmethod
+    def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs or settings."""
+
+    @abc.abstractmethod
+    def purge(
+        self,
+        older_than_seconds: float,
+        status: Sequence[Status | str] = (Status.PROCESSED,),
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+    ) -> int:
+        """Delete finished jobs whose finished_at is older than the cut-off, in batches.
+
+        Never touches under_process jobs or jobs whose callback is still pending. Returns how
+        many were (or, with dry_run, would be) deleted.
+        """
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_job(self, job_id: int) -> Job:
+        """One job with its delivery state; JobNotFound if there is none."""
+
+    @abc.abstractmethod
+    def get_all_items(
+        self,
+        *,
+        status: Status | str | Sequence[Status | str] | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+        since_seconds: float | None = None,
+        search: str | None = None,
+    ) -> Page:
+        """A page of jobs, newest first unless oldest_first; pass next_cursor to go on.
+
+        `since_seconds` keeps jobs created that recently; `search` matches the payload text.
+        """
+
+    @abc.abstractmethod
+    def count_items(
+        self,
+        *,
+        status: Status | str | Sequence[Status | str] | None = None,
+        queue: str | None = None,
+        since_seconds: float | None = None,
+        search: str | None = None,
+    ) -> int:
+        """How many jobs get_all_items would walk through with these filters."""
+
+    @abc.abstractmethod
+    def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
+        """The waiting jobs first in line, in the order they will be claimed."""
+
+    @abc.abstractmethod
+    def events(self, job_id: int) -> list[Event]:
+        """The job's timeline, oldest first."""
+
+    @abc.abstractmethod
+    def stats(self) -> Stats:
+        """Counts by queue and status, oldest waiting age, running jobs, delivery counts."""
+
+    @abc.abstractmethod
+    def throughput(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[ThroughputPoint]:
+        """Jobs reaching processed / crashed / manual_intervention per time bucket."""
+
+    @abc.abstractmethod
+    def run_durations(self, *, window_seconds: float = 3600, limit: int = 5000) -> list[float]:
+        """Seconds from start to finish of jobs processed within the window, newest first."""
+
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """The database's clock plus clock_offset, in UTC."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise DatabaseError unless the database answers."""
+
+    # -- workers ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
+        """Record (or refresh) a consumer or relay in the registry."""
+
+    @abc.abstractmethod
+    def touch_worker(self, worker_id: str) -> None:
+        """Say the worker is alive now (called while idle, too)."""
+
+    @abc.abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker that stops cleanly."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[Worker]:
+        """Every registered worker with its last-seen age and current job."""
+
+    # -- callback outbox --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_deliveries(self, worker_id: str, *, limit: int = 10, lock_seconds: float = 60) -> list[Delivery]:
+        """Take pending deliveries that are due, locked for lock_seconds so no other worker
+        sends the same one at the same time."""
+
+    @abc.abstractmethod
+    def record_delivery(
+        self,
+        delivery_id: int,
+        *,
+        delivered: bool,
+        status_code: int | None = None,
+        error: str | None = None,
+        retry_in_seconds: float | None = None,
+    ) -> Delivery:
+        """Record one attempt: delivered; or retry after retry_in_seconds; or (None) undeliverable."""
+
+    @abc.abstractmethod
+    def delivery(self, job_id: int) -> Delivery | None:
+        """The job's latest delivery, if it has one."""
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def backup(self, path: str) -> None:
+        """Write a consistent copy of the database to path while it is in use."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the data lives (absolute file path, or URL without password), for logs."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,166 @@
+"""The values the store hands out: jobs, events, workers, deliveries, stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pqueue.states import DeliveryStatus, Status
+
+JSON = Any  # any JSON-serialisable value
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request and everything known about its processing."""
+
+    id: int
+    queue: str
+    payload: JSON
+    status: Status
+    priority: int
+    attempts: int
+    max_attempts: int
+    lease_id: int
+    worker_id: str | None
+    result: JSON
+    error: str | None
+    callback_url: str | None
+    idempotency_key: str | None
+    created_at: datetime
+    run_after: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_expires_at: datetime | None
+    stop_request: Status | None = None
+    stop_reason: str | None = None
+    delivery: Delivery | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to submit; put_items takes a list of these."""
+
+    payload: JSON
+    queue: str | None = None
+    priority: int = 0
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    run_after_seconds: float = 0.0
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """The id a put produced, and whether it is new or an earlier job with the same key."""
+
+    id: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class Event:
+    """One transition of one job, as written in the event log."""
+
+    id: int
+    job_id: int
+    from_status: Status | None
+    to_status: Status
+    at: datetime
+    actor: str
+    message: str | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of jobs and the cursor for the next one (None on the last page)."""
+
+    items: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job under_process, with how long it has run and when its lease ends."""
+
+    id: int
+    queue: str
+    worker_id: str | None
+    started_at: datetime | None
+    elapsed_seconds: float
+    lease_expires_at: datetime | None
+    lease_remaining_seconds: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue's seats and whether consumers may claim from it."""
+
+    name: str
+    seats: int
+    paused: bool
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The numbers an operator looks at first."""
+
+    counts: dict[str, dict[str, int]]  # queue -> status -> count
+    oldest_waiting_seconds: float | None
+    running: list[RunningJob]
+    deliveries: dict[str, int]  # delivery status -> count
+    queues: list[QueueInfo]
+
+    def total(self, status: Status) -> int:
+        """Jobs in this status across every queue."""
+        return sum(by_status.get(status.value, 0) for by_status in self.counts.values())
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A registered consumer or relay and what it is doing."""
+
+    id: str
+    kind: str
+    host: str
+    pid: int
+    queue: str
+    started_at: datetime
+    last_seen: datetime
+    seen_seconds_ago: float
+    current_job_id: int | None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The callback of one final outcome: where it goes, what it says, and how it went."""
+
+    id: int
+    job_id: int
+    lease_id: int
+    url: str
+    body: str
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+    @property
+    def idempotency_key(self) -> str:
+        """What the partner uses to drop repeats: a re-run after requeue is a new delivery."""
+        return f"{self.job_id}-{self.lease_id}"
+
+
+@dataclass(frozen=True)
+class ThroughputPoint:
+    """Jobs that reached a status in one time bucket."""
+
+    bucket_start: datetime
+    status: Status
+    count: int

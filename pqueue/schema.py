@@ -1,0 +1,164 @@
+"""pqueue's tables. Alembic migrations create them; a test checks the two agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """UTC time: `timestamptz` on PostgreSQL, integer epoch milliseconds on SQLite.
+
+    SQLite has no time type; integers compare exactly and match the store's clock expression.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(TIMESTAMP(timezone=True))
+        return dialect.type_descriptor(BigInteger())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        return int(value.timestamp() * 1000)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only makes INTEGER PRIMARY KEY an alias of rowid; PostgreSQL gets a bigint identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+jobs = Table(
+    "pq_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("queue", String(200), nullable=False),
+    Column("payload", Json, nullable=True),
+    Column("payload_hash", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False),
+    # Grows by one on every claim and never goes back: the fencing token.
+    Column("lease_id", BigInteger, nullable=False, server_default="0"),
+    Column("worker_id", String(200), nullable=True),
+    Column("lease_expires_at", Timestamp, nullable=True),
+    Column("stop_request", String(32), nullable=True),
+    Column("stop_reason", Text, nullable=True),
+    Column("result", Json, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("callback_url", Text, nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("run_after", Timestamp, nullable=False),
+    Column("started_at", Timestamp, nullable=True),
+    Column("finished_at", Timestamp, nullable=True),
+    UniqueConstraint("queue", "idempotency_key", name="uq_pq_jobs_queue_idempotency_key"),
+)
+# The claim walks this partial index in run order; finished jobs are not in it, so its cost
+# stays flat however many of them pile up.
+Index(
+    "ix_pq_jobs_claim",
+    jobs.c.queue,
+    jobs.c.priority,
+    jobs.c.id,
+    sqlite_where=text("status IN ('unprocessed', 'crashed')"),
+    postgresql_where=text("status IN ('unprocessed', 'crashed')"),
+)
+# Seat counting and rescue look only at running jobs.
+Index(
+    "ix_pq_jobs_running",
+    jobs.c.queue,
+    jobs.c.lease_expires_at,
+    sqlite_where=text("status = 'under_process'"),
+    postgresql_where=text("status = 'under_process'"),
+)
+Index("ix_pq_jobs_status_finished", jobs.c.status, jobs.c.finished_at)
+Index("ix_pq_jobs_status_id", jobs.c.status, jobs.c.id)
+
+events = Table(
+    "pq_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", BigInteger, ForeignKey("pq_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("from_status", String(32), nullable=True),
+    Column("to_status", String(32), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("message", Text, nullable=True),
+)
+Index("ix_pq_events_job", events.c.job_id, events.c.id)
+Index("ix_pq_events_to_at", events.c.to_status, events.c.at)
+
+queues = Table(
+    "pq_queues",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("seats", Integer, nullable=True),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+)
+
+workers = Table(
+    "pq_workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("started_at", Timestamp, nullable=False),
+    Column("last_seen", Timestamp, nullable=False),
+)
+
+deliveries = Table(
+    "pq_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", BigInteger, ForeignKey("pq_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("lease_id", BigInteger, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("last_attempt_at", Timestamp, nullable=True),
+    Column("delivered_at", Timestamp, nullable=True),
+    # Set while one worker sends it, so two consumers never send it at the same time.
+    Column("locked_by", String(200), nullable=True),
+    Column("locked_until", Timestamp, nullable=True),
+)
+Index("ix_pq_deliveries_job", deliveries.c.job_id, deliveries.c.id)
+Index("ix_pq_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)

@@ -1,0 +1,1054 @@
+"""PersistentQ: the SQLAlchemy Core implementation of PersistentQInterface. All SQL lives here
+(and in `dialects.py` for the few clauses where SQLite and PostgreSQL differ)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Row, and_, case, cast, delete, func, or_, select, text, update
+from sqlalchemy import Text as SQLText
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from pqueue.database import describe_url
+from pqueue.dialects import SQLDialect, dialect_for
+from pqueue.errors import (
+    DatabaseBusy,
+    DatabaseError,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    JobNotFound,
+    LeaseLost,
+    PQError,
+    StopRequested,
+)
+from pqueue.interface import PersistentQInterface
+from pqueue.models import (
+    JSON,
+    Delivery,
+    Event,
+    Job,
+    NewJob,
+    Page,
+    PutResult,
+    QueueInfo,
+    RunningJob,
+    Stats,
+    ThroughputPoint,
+    Worker,
+)
+from pqueue.schema import deliveries, events, jobs, queues, workers
+from pqueue.settings import Settings
+from pqueue.states import ALLOWED_FROM, CLAIMABLE, FINAL, WORKER_OUTCOMES, DeliveryStatus, Status, describe
+from pqueue.waiting import Waiter, make_waiter
+
+log = logging.getLogger("pqueue")
+T = TypeVar("T")
+
+MAX_BACKOFF_SECONDS = 3600.0
+MAX_PAGE = 1000
+# How long a writer keeps retrying a locked database (beyond SQLite's own busy timeout)
+# before it gives up with DatabaseBusy.
+WRITE_RETRY_SECONDS = 10.0
+
+
+def lease_margin(lease_seconds: float) -> float:
+    """Safety margin around a lease: the worker stops this much before it ends, and rescue
+    waits this much after, so a stalled worker and the next owner never overlap."""
+    return min(5.0, lease_seconds / 4)
+
+
+def retry_backoff(base: float, attempts: int) -> float:
+    """Exponential backoff with jitter before a crashed job may be claimed again."""
+    delay = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempts - 1))
+    return delay * random.uniform(0.75, 1.25)
+
+
+def payload_hash(payload: JSON) -> str:
+    """A stable digest of a payload, to tell a repeated request from a conflicting one."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Errors after which the whole transaction can safely run again (nothing was committed)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    message = str(exc.orig).lower()
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return "database is locked" in message or "database table is locked" in message or sqlstate in (
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+    )
+
+
+def _translate(exc: SQLAlchemyError) -> DatabaseError:
+    first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if _is_transient(exc):
+        return DatabaseBusy(f"database stayed locked: {first_line}")
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated or "connect" in first_line.lower():
+        return DatabaseBusy(f"database unreachable: {first_line}")
+    return DatabaseError(f"database error: {first_line}")
+
+
+def _statuses(status: Status | str | Sequence[Status | str] | None) -> list[Status] | None:
+    if status is None:
+        return None
+    items = [status] if isinstance(status, str) else list(status)
+    try:
+        return [Status(s) for s in items]
+    except ValueError:
+        known = describe(tuple(Status))
+        raise InvalidInput("status", f"{items!r} is not a job status; use {known}") from None
+
+
+def _json_safe(field: str, value: JSON) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(field, f"is not JSON-serialisable ({exc})") from None
+
+
+class PersistentQ(PersistentQInterface):
+    """A job queue in a SQLite file or a PostgreSQL database."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.schema = settings.db_schema
+        self.dialect: SQLDialect = dialect_for(engine.dialect.name)
+        self.clock_offset = timedelta(0)
+        self.channel = f"pq_wake_{self.schema or 'public'}"
+        self._waiter: Waiter | None = None
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        """Run work in one write transaction, again if the database was briefly locked."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_delay(WRITE_RETRY_SECONDS),
+            wait=wait_random_exponential(multiplier=0.01, max=0.5),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt, self.engine.connect() as conn:
+                    conn.execution_options(pq_begin="IMMEDIATE")
+                    with conn.begin():
+                        return work(conn)
+        except SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def _now(self) -> ColumnElement[Any]:
+        return self.dialect.now(self.clock_offset)
+
+    def _in(self, seconds: float) -> ColumnElement[Any]:
+        return self.dialect.add_seconds(self._now, seconds)
+
+    # -- submitting -------------------------------------------------------------------------
+
+    def put_item(
+        self,
+        payload: JSON,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+        run_after_seconds: float = 0.0,
+        max_attempts: int | None = None,
+        actor: str = "producer",
+    ) -> int:
+        job = NewJob(payload, queue, priority, callback_url, idempotency_key, run_after_seconds, max_attempts)
+        return self.put_items([job], actor=actor)[0].id
+
+    def put_items(self, new_jobs: Sequence[NewJob], *, actor: str = "producer") -> list[PutResult]:
+        for index, job in enumerate(new_jobs):
+            self._validate_new_job(job, f"jobs[{index}]" if len(new_jobs) > 1 else "job")
+        if not new_jobs:
+            return []
+
+        def insert_all(conn: Connection) -> list[PutResult]:
+            results = [self._insert_job(conn, job, actor) for job in new_jobs]
+            for queue in {job.queue or self.settings.queue for job in new_jobs}:
+                self.dialect.notify(conn, self.channel, queue)
+            return results
+
+        return self._write(insert_all)
+
+    def _validate_new_job(self, job: NewJob, where: str) -> None:
+        _json_safe(f"{where}.payload", job.payload)
+        if job.queue is not None and not (0 < len(job.queue) <= 200):
+            raise InvalidInput(f"{where}.queue", "must be 1 to 200 characters")
+        if job.idempotency_key is not None and not (0 < len(job.idempotency_key) <= 200):
+            raise InvalidInput(f"{where}.idempotency_key", "must be 1 to 200 characters")
+        if not isinstance(job.priority, int) or abs(job.priority) > 2**31 - 1:
+            raise InvalidInput(f"{where}.priority", "must be a 32-bit integer")
+        if job.run_after_seconds < 0:
+            raise InvalidInput(f"{where}.run_after_seconds", "must not be negative")
+        if job.max_attempts is not None and job.max_attempts < 1:
+            raise InvalidInput(f"{where}.max_attempts", "must be at least 1")
+
+    def _insert_job(self, conn: Connection, job: NewJob, actor: str) -> PutResult:
+        queue = job.queue or self.settings.queue
+        digest = payload_hash(job.payload)
+        values = {
+            "queue": queue,
+            "payload": job.payload,
+            "payload_hash": digest,
+            "status": Status.UNPROCESSED.value,
+            "priority": job.priority,
+            "max_attempts": job.max_attempts or self.settings.max_attempts,
+            "callback_url": job.callback_url,
+            "idempotency_key": job.idempotency_key,
+            "created_at": self._now,
+            "run_after": self._in(job.run_after_seconds),
+        }
+        # ON CONFLICT DO NOTHING: two puts racing one key make one job, and neither fails.
+        stmt = (
+            self.dialect.insert(jobs)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["queue", "idempotency_key"])
+            .returning(jobs.c.id)
+        )
+        new_id = conn.execute(stmt).scalar()
+        if new_id is None:
+            return self._existing_for_key(conn, queue, job.idempotency_key or "", digest)
+        self._event(conn, new_id, None, Status.UNPROCESSED, actor, None)
+        return PutResult(id=new_id, created=True)
+
+    def _existing_for_key(self, conn: Connection, queue: str, key: str, digest: str) -> PutResult:
+        row = conn.execute(
+            select(jobs.c.id, jobs.c.payload_hash).where(jobs.c.queue == queue, jobs.c.idempotency_key == key)
+        ).one()
+        if row.payload_hash != digest:
+            raise IdempotencyConflict(key, queue, row.id)
+        return PutResult(id=row.id, created=False)
+
+    # -- working ----------------------------------------------------------------------------
+
+    def get_item(
+        self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None
+    ) -> Job | None:
+        queue = queue or self.settings.queue
+        lease = lease_seconds or self.settings.lease_seconds
+        return self._write(lambda conn: self._claim(conn, worker_id, queue, lease))
+
+    def _claim(self, conn: Connection, worker_id: str, queue: str, lease: float) -> Job | None:
+        # SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: an advisory lock per
+        # queue, taken in its own statement, so the count below sees every committed claim.
+        self.dialect.lock_seats(conn, queue, self.schema)
+        seats, paused, running = conn.execute(self._seat_query(queue)).one()
+        if paused or running >= seats:
+            return None
+        candidate = conn.execute(
+            select(jobs.c.id, jobs.c.status)
+            .where(jobs.c.queue == queue, jobs.c.status.in_(CLAIMABLE), jobs.c.run_after <= self._now)
+            .order_by(jobs.c.priority, jobs.c.id)
+            .limit(1)
+            # PostgreSQL: skip rows an operator is changing right now instead of waiting.
+            .with_for_update(skip_locked=True)
+        ).first()
+        if candidate is None:
+            return None
+        row = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == candidate.id, jobs.c.status == candidate.status)
+            .values(
+                status=Status.UNDER_PROCESS.value,
+                attempts=jobs.c.attempts + 1,
+                lease_id=jobs.c.lease_id + 1,
+                worker_id=worker_id,
+                lease_expires_at=self._in(lease),
+                started_at=self._now,
+                finished_at=None,
+                stop_request=None,
+                stop_reason=None,
+            )
+            .returning(*jobs.c)
+        ).one()
+        message = f"attempt {row.attempts} of {row.max_attempts}, lease {row.lease_id}"
+        self._event(conn, row.id, Status(candidate.status), Status.UNDER_PROCESS, worker_id, message)
+        return self._job(row)
+
+    def _seat_query(self, queue: str) -> Any:
+        settings = select(queues.c.seats, queues.c.paused).where(queues.c.name == queue).subquery()
+        running = (
+            select(func.count())
+            .select_from(jobs)
+            .where(jobs.c.queue == queue, jobs.c.status == Status.UNDER_PROCESS.value)
+            .scalar_subquery()
+        )
+        seats = func.coalesce(select(settings.c.seats).scalar_subquery(), self.settings.max_running)
+        paused = func.coalesce(select(settings.c.paused).scalar_subquery(), False)
+        return select(seats, paused, running)
+
+    def heartbeat(self, job_id: int, lease_id: int, *, lease_seconds: float | None = None) -> datetime:
+        lease = lease_seconds or self.settings.lease_seconds
+
+        def renew(conn: Connection) -> datetime:
+            row = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.lease_id == lease_id, jobs.c.status == Status.UNDER_PROCESS.value)
+                .values(lease_expires_at=self._in(lease))
+                .returning(jobs.c.lease_expires_at, jobs.c.stop_request, jobs.c.stop_reason)
+            ).first()
+            if row is None:
+                current = self._lock_job(conn, job_id)
+                raise LeaseLost(job_id, lease_id, current.status)
+            if row.stop_request:
+                raise StopRequested(job_id, row.stop_request, row.stop_reason)
+            expires: datetime = row.lease_expires_at
+            return expires
+
+        return self._write(renew)
+
+    def update_status(
+        self,
+        job_id: int,
+        status: Status | str,
+        *,
+        lease_id: int,
+        result: JSON = None,
+        error: str | None = None,
+    ) -> Job:
+        target = self._worker_outcome(status)
+        _json_safe("result", result)
+        return self._write(lambda conn: self._finish(conn, job_id, lease_id, target, result, error))
+
+    @staticmethod
+    def _worker_outcome(status: Status | str) -> Status:
+        try:
+            target = Status(status)
+        except ValueError:
+            target = None
+        if target not in WORKER_OUTCOMES:
+            raise InvalidInput("status", f"{status!r} is not an outcome; use {describe(WORKER_OUTCOMES)}")
+        assert target is not None
+        return target
+
+    def _finish(
+        self, conn: Connection, job_id: int, lease_id: int, target: Status, result: JSON, error: str | None
+    ) -> Job:
+        current = self._lock_job(conn, job_id)
+        if current.status != Status.UNDER_PROCESS.value or current.lease_id != lease_id:
+            raise LeaseLost(job_id, lease_id, current.status)
+        values: dict[str, Any] = {"finished_at": self._now, "lease_expires_at": None}
+        if target == Status.PROCESSED:
+            values.update(result=result, error=None)
+        else:
+            values.update(error=error or current.stop_reason)
+        if target == Status.CRASHED:
+            if current.attempts >= current.max_attempts:
+                target = Status.MANUAL_INTERVENTION
+            else:
+                backoff = retry_backoff(self.settings.retry_backoff_seconds, current.attempts)
+                values["run_after"] = self._in(backoff)
+        row = self._update_job(conn, job_id, Status.UNDER_PROCESS, target, values, lease_id)
+        summary = "ok" if target == Status.PROCESSED else _summary(values.get("error"))
+        self._event(conn, job_id, Status.UNDER_PROCESS, target, current.worker_id or "worker", summary)
+        return self._after_move(conn, row)
+
+    def release(self, job_id: int, lease_id: int, *, reason: str = "consumer shutting down") -> Job:
+        def give_back(conn: Connection) -> Job:
+            current = self._lock_job(conn, job_id)
+            if current.status != Status.UNDER_PROCESS.value or current.lease_id != lease_id:
+                raise LeaseLost(job_id, lease_id, current.status)
+            values = {
+                "attempts": jobs.c.attempts - 1,
+                "lease_expires_at": None,
+                "started_at": None,
+                "run_after": self._now,
+            }
+            row = self._update_job(conn, job_id, Status.UNDER_PROCESS, Status.UNPROCESSED, values, lease_id)
+            self._event(conn, job_id, Status.UNDER_PROCESS, Status.UNPROCESSED, current.worker_id or "worker", reason)
+            return self._after_move(conn, row)
+
+        return self._write(give_back)
+
+    def rescue_expired(self, *, actor: str = "rescue") -> list[tuple[int, Status]]:
+        margin = lease_margin(self.settings.lease_seconds)
+
+        def rescue(conn: Connection) -> list[tuple[int, Status]]:
+            expired = conn.execute(
+                select(jobs)
+                .where(
+                    jobs.c.status == Status.UNDER_PROCESS.value,
+                    jobs.c.lease_expires_at < self._in(-margin),
+                )
+                .order_by(jobs.c.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            return [self._rescue_one(conn, job, actor) for job in expired]
+
+        return self._write(rescue)
+
+    def _rescue_one(self, conn: Connection, job: Row[Any], actor: str) -> tuple[int, Status]:
+        values: dict[str, Any] = {"finished_at": self._now, "lease_expires_at": None}
+        if job.stop_request:
+            target = Status(job.stop_request)
+            values["error"] = job.stop_reason
+        elif job.attempts >= job.max_attempts:
+            target = Status.MANUAL_INTERVENTION
+            values["error"] = f"lease expired on attempt {job.attempts} of {job.max_attempts}"
+        else:
+            target = Status.CRASHED
+            values["error"] = f"lease expired on attempt {job.attempts} of {job.max_attempts}"
+            values["run_after"] = self._in(retry_backoff(self.settings.retry_backoff_seconds, job.attempts))
+        row = self._update_job(conn, job.id, Status.UNDER_PROCESS, target, values, job.lease_id)
+        message = f"lease {job.lease_id} of worker {job.worker_id} expired"
+        self._event(conn, job.id, Status.UNDER_PROCESS, target, actor, message)
+        self._after_move(conn, row)
+        return job.id, target
+
+    def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
+        if self._waiter is None:
+            self._waiter = make_waiter(self.engine, self.channel)
+        queue = queue or self.settings.queue
+        return self._waiter.wait(timeout, lambda: self._work_ready(queue))
+
+    def _work_ready(self, queue: str) -> tuple[bool, float | None]:
+        """(a claim could succeed now, seconds until the next delayed job is due)."""
+        with self._read() as conn:
+            seats, paused, running = conn.execute(self._seat_query(queue)).one()
+            waiting = and_(jobs.c.queue == queue, jobs.c.status.in_(CLAIMABLE))
+            due_now = conn.execute(select(jobs.c.id).where(waiting, jobs.c.run_after <= self._now).limit(1)).first()
+            next_due = conn.execute(
+                select(func.min(self.dialect.seconds_between(jobs.c.run_after, self._now))).where(
+                    waiting, jobs.c.run_after > self._now
+                )
+            ).scalar()
+        if paused or running >= seats:
+            return False, None
+        return due_now is not None, next_due
+
+    # -- operators --------------------------------------------------------------------------
+
+    def requeue(
+        self, job_id: int, *, actor: str = "admin", expect: Status | None = None, message: str | None = None
+    ) -> Job:
+        def back_to_queue(conn: Connection) -> Job:
+            current = self._check_move(conn, job_id, "requeue", expect)
+            values = {
+                "attempts": 0,
+                "run_after": self._now,
+                "started_at": None,
+                "finished_at": None,
+                "lease_expires_at": None,
+                "stop_request": None,
+                "stop_reason": None,
+                "result": None,
+                "error": None,
+            }
+            row = self._update_job(conn, job_id, Status(current.status), Status.UNPROCESSED, values)
+            text_ = message or "requeued with fresh attempts"
+            self._event(conn, job_id, Status(current.status), Status.UNPROCESSED, actor, text_)
+            return self._after_move(conn, row)
+
+        return self._write(back_to_queue)
+
+    def cancel(
+        self, job_id: int, *, actor: str = "admin", expect: Status | None = None, reason: str | None = None
+    ) -> Job:
+        return self._stop(job_id, "cancel", Status.CANCELLED, actor, expect, reason or f"cancelled by {actor}")
+
+    def fail(self, job_id: int, reason: str, *, actor: str = "admin", expect: Status | None = None) -> Job:
+        if not reason or not reason.strip():
+            raise InvalidInput("reason", "say why the job is failed")
+        return self._stop(job_id, "fail", Status.MANUAL_INTERVENTION, actor, expect, reason)
+
+    def _stop(
+        self, job_id: int, operation: str, target: Status, actor: str, expect: Status | None, reason: str
+    ) -> Job:
+        def stop(conn: Connection) -> Job:
+            current = self._check_move(conn, job_id, operation, expect)
+            status = Status(current.status)
+            if status == Status.UNDER_PROCESS:
+                # The seat stays taken until the worker has really stopped the algorithm.
+                values = {"stop_request": target.value, "stop_reason": reason}
+                row = self._update_job(conn, job_id, status, status, values)
+                self._event(conn, job_id, status, status, actor, f"{operation} requested: {reason}")
+                return self._job(row)
+            values = {"error": reason, "finished_at": self._now, "lease_expires_at": None}
+            row = self._update_job(conn, job_id, status, target, values)
+            self._event(conn, job_id, status, target, actor, reason)
+            return self._after_move(conn, row)
+
+        return self._write(stop)
+
+    def redeliver(self, job_id: int, *, actor: str = "admin") -> Delivery:
+        def again(conn: Connection) -> Delivery:
+            job = self._lock_job(conn, job_id)
+            if job.status not in FINAL or not job.callback_url:
+                raise InvalidTransition(
+                    job_id, job.status, "redeliver", "a job in " + describe(FINAL) + " with a callback_url"
+                )
+            latest = self._latest_delivery_row(conn, job_id)
+            if latest is None:
+                delivery_id = self._queue_delivery(conn, job)
+            else:
+                delivery_id = latest.id
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == delivery_id)
+                    .values(
+                        status=DeliveryStatus.PENDING.value,
+                        attempts=0,
+                        next_attempt_at=self._now,
+                        locked_by=None,
+                        locked_until=None,
+                    )
+                )
+            self._event(conn, job_id, Status(job.status), Status(job.status), actor, "callback redelivery requested")
+            return self._delivery(conn.execute(select(deliveries).where(deliveries.c.id == delivery_id)).one())
+
+        return self._write(again)
+
+    def pause(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        return self._set_queue(queue or self.settings.queue, paused=True)
+
+    def resume(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        return self._set_queue(queue or self.settings.queue, paused=False)
+
+    def set_seats(self, queue: str, seats: int) -> QueueInfo:
+        if seats < 1:
+            raise InvalidInput("seats", "must be at least 1")
+        return self._set_queue(queue, seats=seats)
+
+    def _set_queue(self, queue: str, **values: Any) -> QueueInfo:
+        def upsert(conn: Connection) -> QueueInfo:
+            stmt = self.dialect.insert(queues).values(name=queue, **values)
+            conn.execute(self.dialect.upsert_values(stmt, ["name"], values))
+            self.dialect.notify(conn, self.channel, queue)
+            row = conn.execute(select(queues).where(queues.c.name == queue)).one()
+            return QueueInfo(queue, row.seats or self.settings.max_running, bool(row.paused))
+
+        return self._write(upsert)
+
+    def queues(self) -> list[QueueInfo]:
+        with self._read() as conn:
+            configured = {row.name: row for row in conn.execute(select(queues))}
+            names = set(configured) | set(conn.execute(select(jobs.c.queue).distinct()).scalars())
+        infos = []
+        for name in sorted(names):
+            row = configured.get(name)
+            seats = row.seats if row is not None and row.seats else self.settings.max_running
+            infos.append(QueueInfo(name, seats, bool(row.paused) if row is not None else False))
+        return infos
+
+    def purge(
+        self,
+        older_than_seconds: float,
+        status: Sequence[Status | str] = (Status.PROCESSED,),
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+    ) -> int:
+        chosen = _statuses(status) or []
+        if Status.UNDER_PROCESS in chosen:
+            raise InvalidInput("status", "under_process jobs are running and are never purged")
+        if older_than_seconds < 0:
+            raise InvalidInput("older_than", "must not be negative")
+        pending = select(deliveries.c.id).where(
+            deliveries.c.job_id == jobs.c.id, deliveries.c.status == DeliveryStatus.PENDING.value
+        )
+        selection = and_(
+            jobs.c.status.in_([s.value for s in chosen]),
+            jobs.c.finished_at < self._in(-older_than_seconds),
+            ~pending.exists(),
+        )
+        if dry_run:
+            with self._read() as conn:
+                return int(conn.execute(select(func.count()).select_from(jobs).where(selection)).scalar_one())
+        total = 0
+        while True:
+            removed = self._write(lambda conn: self._purge_batch(conn, selection, batch_size))
+            total += removed
+            if removed < batch_size:
+                return total
+
+    def _purge_batch(self, conn: Connection, selection: ColumnElement[bool], batch_size: int) -> int:
+        ids = list(conn.execute(select(jobs.c.id).where(selection).limit(batch_size)).scalars())
+        if ids:
+            conn.execute(delete(events).where(events.c.job_id.in_(ids)))
+            conn.execute(delete(deliveries).where(deliveries.c.job_id.in_(ids)))
+            conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+        return len(ids)
+
+    # -- the shared steps of every transition -----------------------------------------------
+
+    def _lock_job(self, conn: Connection, job_id: int) -> Row[Any]:
+        # FOR UPDATE on PostgreSQL: the status read here stays true until the UPDATE below.
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id).with_for_update()).first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return row
+
+    def _check_move(self, conn: Connection, job_id: int, operation: str, expect: Status | None) -> Row[Any]:
+        current = self._lock_job(conn, job_id)
+        allowed = ALLOWED_FROM[operation]
+        if expect is not None and current.status != expect:
+            raise InvalidTransition(job_id, current.status, operation, f"{expect} (as it was shown)")
+        if current.status not in allowed:
+            raise InvalidTransition(job_id, current.status, operation, describe(allowed))
+        return current
+
+    def _update_job(
+        self,
+        conn: Connection,
+        job_id: int,
+        from_status: Status,
+        to_status: Status,
+        values: dict[str, Any],
+        lease_id: int | None = None,
+    ) -> Row[Any]:
+        """The one conditional UPDATE every transition goes through."""
+        conditions = [jobs.c.id == job_id, jobs.c.status == from_status.value]
+        if lease_id is not None:
+            conditions.append(jobs.c.lease_id == lease_id)
+        row = conn.execute(
+            update(jobs).where(*conditions).values(status=to_status.value, **values).returning(*jobs.c)
+        ).first()
+        if row is None:  # the row is locked, so only a bug gets here
+            raise PQError(f"job {job_id} changed during {from_status} -> {to_status}")
+        return row
+
+    def _after_move(self, conn: Connection, row: Row[Any]) -> Job:
+        """Queue the callback of a final outcome and wake consumers when a seat or job frees."""
+        if row.status in FINAL and row.callback_url:
+            self._queue_delivery(conn, row)
+        self.dialect.notify(conn, self.channel, row.queue)
+        return self._job(row)
+
+    def _event(
+        self, conn: Connection, job_id: int, from_status: Status | None, to_status: Status, actor: str, message: str | None
+    ) -> None:
+        conn.execute(
+            events.insert().values(
+                job_id=job_id,
+                from_status=from_status.value if from_status else None,
+                to_status=to_status.value,
+                at=self._now,
+                actor=actor,
+                message=message,
+            )
+        )
+
+    def _queue_delivery(self, conn: Connection, job: Row[Any]) -> int:
+        outcome: dict[str, Any] = {"id": job.id, "status": job.status}
+        if job.status == Status.PROCESSED.value:
+            outcome["result"] = job.result
+        else:
+            outcome["error"] = job.error
+        outcome["attempts"] = job.attempts
+        finished = job.finished_at
+        outcome["finished_at"] = finished.isoformat().replace("+00:00", "Z") if finished else None
+        delivery_id: int = conn.execute(
+            deliveries.insert()
+            .values(
+                job_id=job.id,
+                lease_id=job.lease_id,
+                url=job.callback_url,
+                body=json.dumps(outcome, separators=(",", ":"), sort_keys=True),
+                status=DeliveryStatus.PENDING.value,
+                created_at=self._now,
+                next_attempt_at=self._now,
+            )
+            .returning(deliveries.c.id)
+        ).scalar_one()
+        return delivery_id
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job:
+        with self._read() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            if row is None:
+                raise JobNotFound(job_id)
+            latest = self._latest_delivery_row(conn, job_id)
+        return self._job(row, self._delivery(latest) if latest is not None else None)
+
+    def _filters(
+        self,
+        status: Status | str | Sequence[Status | str] | None,
+        queue: str | None,
+        since_seconds: float | None,
+        search: str | None,
+    ) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        chosen = _statuses(status)
+        if chosen:
+            conditions.append(jobs.c.status.in_([s.value for s in chosen]))
+        if queue:
+            conditions.append(jobs.c.queue == queue)
+        if since_seconds is not None:
+            conditions.append(jobs.c.created_at >= self._in(-since_seconds))
+        if search:
+            text_match = func.lower(cast(jobs.c.payload, SQLText)).contains(search.lower(), autoescape=True)
+            conditions.append(or_(text_match, jobs.c.id == int(search)) if search.isdigit() else text_match)
+        return conditions
+
+    def get_all_items(
+        self,
+        *,
+        status: Status | str | Sequence[Status | str] | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+        since_seconds: float | None = None,
+        search: str | None = None,
+    ) -> Page:
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
+        conditions = self._filters(status, queue, since_seconds, search)
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise InvalidInput("cursor", f"{cursor!r} is not a cursor this API returned")
+            conditions.append(jobs.c.id > int(cursor) if oldest_first else jobs.c.id < int(cursor))
+        order = jobs.c.id.asc() if oldest_first else jobs.c.id.desc()
+        with self._read() as conn:
+            rows = conn.execute(select(jobs).where(*conditions).order_by(order).limit(limit + 1)).all()
+        items = [self._job(row) for row in rows[:limit]]
+        next_cursor = str(items[-1].id) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    def count_items(
+        self,
+        *,
+        status: Status | str | Sequence[Status | str] | None = None,
+        queue: str | None = None,
+        since_seconds: float | None = None,
+        search: str | None = None,
+    ) -> int:
+        conditions = self._filters(status, queue, since_seconds, search)
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(jobs).where(*conditions)).scalar_one())
+
+    def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
+        conditions = [jobs.c.status.in_(CLAIMABLE)]
+        if queue:
+            conditions.append(jobs.c.queue == queue)
+        # Due jobs first, in claim order; delayed ones after, by when they come due.
+        not_due = case((jobs.c.run_after > self._now, 1), else_=0)
+        order = [not_due, jobs.c.priority, jobs.c.id]
+        with self._read() as conn:
+            rows = conn.execute(select(jobs).where(*conditions).order_by(*order).limit(limit)).all()
+        return [self._job(row) for row in rows]
+
+    def events(self, job_id: int) -> list[Event]:
+        with self._read() as conn:
+            if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
+                raise JobNotFound(job_id)
+            rows = conn.execute(select(events).where(events.c.job_id == job_id).order_by(events.c.id)).all()
+        return [
+            Event(
+                id=row.id,
+                job_id=row.job_id,
+                from_status=Status(row.from_status) if row.from_status else None,
+                to_status=Status(row.to_status),
+                at=row.at,
+                actor=row.actor,
+                message=row.message,
+            )
+            for row in rows
+        ]
+
+    def stats(self) -> Stats:
+        waiting = jobs.c.status.in_(CLAIMABLE)
+        running_cols = [
+            jobs.c.id,
+            jobs.c.queue,
+            jobs.c.worker_id,
+            jobs.c.started_at,
+            jobs.c.lease_expires_at,
+            jobs.c.attempts,
+            self.dialect.seconds_between(self._now, jobs.c.started_at).label("elapsed"),
+            self.dialect.seconds_between(jobs.c.lease_expires_at, self._now).label("remaining"),
+        ]
+        with self._read() as conn:
+            counts: dict[str, dict[str, int]] = {}
+            for row in conn.execute(select(jobs.c.queue, jobs.c.status, func.count()).group_by(jobs.c.queue, jobs.c.status)):
+                counts.setdefault(row[0], {})[row[1]] = int(row[2])
+            oldest = conn.execute(
+                select(self.dialect.seconds_between(self._now, func.min(jobs.c.created_at))).where(waiting)
+            ).scalar()
+            running = conn.execute(
+                select(*running_cols).where(jobs.c.status == Status.UNDER_PROCESS.value).order_by(jobs.c.id)
+            ).all()
+            delivery_counts = {
+                row[0]: int(row[1])
+                for row in conn.execute(select(deliveries.c.status, func.count()).group_by(deliveries.c.status))
+            }
+        return Stats(
+            counts=counts,
+            oldest_waiting_seconds=float(oldest) if oldest is not None else None,
+            running=[
+                RunningJob(
+                    id=r.id,
+                    queue=r.queue,
+                    worker_id=r.worker_id,
+                    started_at=r.started_at,
+                    elapsed_seconds=float(r.elapsed or 0),
+                    lease_expires_at=r.lease_expires_at,
+                    lease_remaining_seconds=float(r.remaining or 0),
+                    attempts=r.attempts,
+                )
+                for r in running
+            ],
+            deliveries=delivery_counts,
+            queues=self.queues(),
+        )
+
+    def throughput(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[ThroughputPoint]:
+        if bucket_seconds < 1:
+            raise InvalidInput("bucket_seconds", "must be at least 1")
+        bucket = self.dialect.bucket(events.c.at, bucket_seconds).label("bucket")
+        outcomes = (Status.PROCESSED.value, Status.CRASHED.value, Status.MANUAL_INTERVENTION.value)
+        stmt = (
+            select(bucket, events.c.to_status, func.count())
+            .where(events.c.to_status.in_(outcomes), events.c.at >= self._in(-window_seconds))
+            .where(or_(events.c.from_status.is_(None), events.c.from_status != events.c.to_status))
+            .group_by(bucket, events.c.to_status)
+            .order_by(bucket)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [ThroughputPoint(bucket_start=r[0], status=Status(r[1]), count=int(r[2])) for r in rows]
+
+    def run_durations(self, *, window_seconds: float = 3600, limit: int = 5000) -> list[float]:
+        duration = self.dialect.seconds_between(jobs.c.finished_at, jobs.c.started_at)
+        stmt = (
+            select(duration)
+            .where(
+                jobs.c.status == Status.PROCESSED.value,
+                jobs.c.finished_at >= self._in(-window_seconds),
+                jobs.c.started_at.is_not(None),
+            )
+            .order_by(jobs.c.finished_at.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [float(value) for value in conn.execute(stmt).scalars()]
+
+    def now(self) -> datetime:
+        with self._read() as conn:
+            moment: datetime = conn.execute(select(self._now)).scalar_one()
+        return moment
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
+        values = {"kind": kind, "queue": queue, "host": host, "pid": pid, "started_at": self._now, "last_seen": self._now}
+
+        def upsert(conn: Connection) -> None:
+            stmt = self.dialect.insert(workers).values(id=worker_id, **values)
+            conn.execute(self.dialect.upsert_values(stmt, ["id"], values))
+
+        self._write(upsert)
+
+    def touch_worker(self, worker_id: str) -> None:
+        self._write(lambda conn: conn.execute(update(workers).where(workers.c.id == worker_id).values(last_seen=self._now)))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self._write(lambda conn: conn.execute(delete(workers).where(workers.c.id == worker_id)))
+
+    def workers(self) -> list[Worker]:
+        current_job = (
+            select(func.min(jobs.c.id))
+            .where(jobs.c.worker_id == workers.c.id, jobs.c.status == Status.UNDER_PROCESS.value)
+            .scalar_subquery()
+        )
+        seen = self.dialect.seconds_between(self._now, workers.c.last_seen)
+        with self._read() as conn:
+            rows = conn.execute(select(workers, seen.label("seen"), current_job.label("job")).order_by(workers.c.id)).all()
+        return [
+            Worker(
+                id=r.id,
+                kind=r.kind,
+                host=r.host,
+                pid=r.pid,
+                queue=r.queue,
+                started_at=r.started_at,
+                last_seen=r.last_seen,
+                seen_seconds_ago=float(r.seen),
+                current_job_id=r.job,
+            )
+            for r in rows
+        ]
+
+    # -- callback outbox --------------------------------------------------------------------
+
+    def claim_deliveries(self, worker_id: str, *, limit: int = 10, lock_seconds: float = 60) -> list[Delivery]:
+        def claim(conn: Connection) -> list[Delivery]:
+            due = conn.execute(
+                select(deliveries.c.id)
+                .where(
+                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                    deliveries.c.next_attempt_at <= self._now,
+                    or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < self._now),
+                )
+                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).scalars().all()
+            if not due:
+                return []
+            rows = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(due))
+                .values(locked_by=worker_id, locked_until=self._in(lock_seconds))
+                .returning(*deliveries.c)
+            ).all()
+            return sorted((self._delivery(row) for row in rows), key=lambda d: d.id)
+
+        return self._write(claim)
+
+    def record_delivery(
+        self,
+        delivery_id: int,
+        *,
+        delivered: bool,
+        status_code: int | None = None,
+        error: str | None = None,
+        retry_in_seconds: float | None = None,
+    ) -> Delivery:
+        values: dict[str, Any] = {
+            "attempts": deliveries.c.attempts + 1,
+            "last_status_code": status_code,
+            "last_error": error,
+            "last_attempt_at": self._now,
+            "locked_by": None,
+            "locked_until": None,
+        }
+        if delivered:
+            values.update(status=DeliveryStatus.DELIVERED.value, delivered_at=self._now, last_error=None)
+        elif retry_in_seconds is not None:
+            values.update(next_attempt_at=self._in(retry_in_seconds))
+        else:
+            values.update(status=DeliveryStatus.UNDELIVERABLE.value)
+
+        def record(conn: Connection) -> Delivery:
+            row = conn.execute(
+                update(deliveries).where(deliveries.c.id == delivery_id).values(**values).returning(*deliveries.c)
+            ).first()
+            if row is None:
+                raise InvalidInput("delivery_id", f"no delivery {delivery_id}")
+            return self._delivery(row)
+
+        return self._write(record)
+
+    def delivery(self, job_id: int) -> Delivery | None:
+        with self._read() as conn:
+            row = self._latest_delivery_row(conn, job_id)
+        return self._delivery(row) if row is not None else None
+
+    def _latest_delivery_row(self, conn: Connection, job_id: int) -> Row[Any] | None:
+        return conn.execute(
+            select(deliveries).where(deliveries.c.job_id == job_id).order_by(deliveries.c.id.desc()).limit(1)
+        ).first()
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def backup(self, path: str) -> None:
+        if self.dialect.name != "sqlite":
+            raise PQError("pq backup copies SQLite files; for PostgreSQL use pg_dump")
+        import os
+
+        target = os.path.abspath(path)
+        if os.path.exists(target):
+            raise InvalidInput("file", f"{target} already exists; choose a new file")
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("VACUUM INTO ?", (target,))
+        except SQLAlchemyError as exc:
+            raise _translate(exc) from exc
+
+    def describe(self) -> str:
+        return describe_url(self.engine.url.render_as_string(hide_password=False))
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+        self.engine.dispose()
+
+    # -- rows to values ---------------------------------------------------------------------
+
+    @staticmethod
+    def _job(row: Row[Any], delivery: Delivery | None = None) -> Job:
+        return Job(
+            id=row.id,
+            queue=row.queue,
+            payload=row.payload,
+            status=Status(row.status),
+            priority=row.priority,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            lease_id=row.lease_id,
+            worker_id=row.worker_id,
+            result=row.result,
+            error=row.error,
+            callback_url=row.callback_url,
+            idempotency_key=row.idempotency_key,
+            created_at=row.created_at,
+            run_after=row.run_after,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            lease_expires_at=row.lease_expires_at,
+            stop_request=Status(row.stop_request) if row.stop_request else None,
+            stop_reason=row.stop_reason,
+            delivery=delivery,
+        )
+
+    @staticmethod
+    def _delivery(row: Row[Any]) -> Delivery:
+        return Delivery(
+            id=row.id,
+            job_id=row.job_id,
+            lease_id=row.lease_id,
+            url=row.url,
+            body=row.body,
+            status=DeliveryStatus(row.status),
+            attempts=row.attempts,
+            last_status_code=row.last_status_code,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            next_attempt_at=row.next_attempt_at,
+            last_attempt_at=row.last_attempt_at,
+            delivered_at=row.delivered_at,
+        )
+
+
+def _summary(value: str | None) -> str | None:
+    """The line of an error worth showing in a timeline: its last (the exception itself)."""
+    if not value:
+        return value
+    lines = value.strip().splitlines()
+    return lines[-1][:500] if lines else None

@@ -1,0 +1,1 @@
+"""The HTTP intake: stores every request before it acknowledges it."""

@@ -1,0 +1,1 @@
+"""Keeps remote agents on RabbitMQ fed from a pqueue queue."""

@@ -1,0 +1,101 @@
+"""Shared fixtures: a real database per test on SQLite and PostgreSQL, and settings for it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+import pqueue
+from pqueue import PersistentQ, Settings
+
+# Tests build their own settings; nothing leaks in from the shell (PQ_TEST_* is for tests only).
+for _name in [n for n in os.environ if n.startswith("PQ_") and not n.startswith("PQ_TEST_")]:
+    del os.environ[_name]
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POSTGRES_URL = os.environ.get("PQ_TEST_POSTGRES_URL")
+
+
+def require_postgres() -> str:
+    """The test server's URL; skip without one locally, fail without one in CI."""
+    if not POSTGRES_URL:
+        if IN_CI:
+            pytest.fail("PQ_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
+        pytest.skip("PQ_TEST_POSTGRES_URL is not set")
+    return POSTGRES_URL
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Remove a test's PostgreSQL schema and everything in it."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database the test runs on; every library test runs on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_env(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """PQ_* variables naming a fresh database: a SQLite file, or a PostgreSQL schema of its own."""
+    if backend == "sqlite":
+        yield {"PQ_HOME": str(tmp_path), "PQ_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'pqueue.db'}"}
+        return
+    url = require_postgres()
+    schema = "t_" + uuid.uuid4().hex[:16]
+    yield {"PQ_HOME": str(tmp_path), "PQ_DATABASE_URL": url, "PQ_DB_SCHEMA": schema}
+    drop_schema(url, schema)
+
+
+@pytest.fixture
+def make_settings(db_env: dict[str, str]) -> Callable[..., Settings]:
+    """Settings for the test database, with overrides: make_settings(lease_seconds=2)."""
+
+    def build(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "home": Path(db_env["PQ_HOME"]),
+            "database_url": db_env["PQ_DATABASE_URL"],
+            "db_schema": db_env.get("PQ_DB_SCHEMA"),
+        }
+        base.update(overrides)
+        return pqueue.load_settings(**base)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def make_queue(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., PersistentQ]]:
+    """Open (and migrate) the test database; every store opened is closed afterwards."""
+    opened: list[PersistentQ] = []
+
+    def open_queue(**overrides: Any) -> PersistentQ:
+        store = pqueue.connect(settings=make_settings(**overrides), migrate=True)
+        opened.append(store)
+        return store
+
+    yield open_queue
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def q(make_queue: Callable[..., PersistentQ]) -> PersistentQ:
+    """A migrated queue on the test database with default settings."""
+    return make_queue()
