@@ -25,6 +25,7 @@ from pqueue.models import Delivery, Event, Job, NewJob, Page, PutResult, QueueIn
 from pqueue.settings import Settings, load_settings
 from pqueue.states import CLAIMABLE, FINAL, DeliveryStatus, Status
 from pqueue.store import PersistentQ, lease_margin
+from pqueue.runtime import open_with_retry, setup_logging
 
 __all__ = [
     "CLAIMABLE",
@@ -61,6 +62,8 @@ __all__ = [
     "lease_margin",
     "load_settings",
     "migrate",
+    "open_with_retry",
+    "setup_logging",
 ]
 
 
