@@ -78,7 +78,7 @@ def connect(url: str | None = None, *, settings: Settings | None = None, migrate
     url = url or settings.resolved_database_url
     if not migrate:
         ensure_exists(url)
-    engine = make_engine(url, settings.db_schema)
+    engine = make_engine(url, settings.db_schema, busy_timeout_ms=int(settings.write_timeout * 1000))
     try:
         if migrate:
             upgrade(engine, settings.db_schema)

@@ -40,12 +40,12 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(url: str, schema: str | None = None) -> Engine:
+def make_engine(url: str, schema: str | None = None, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     """An engine with pqueue's connection settings for the URL's database."""
     path = sqlite_path(url)
     if path is not None:
-        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        _configure_sqlite(engine)
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": busy_timeout_ms / 1000})
+        _configure_sqlite(engine, busy_timeout_ms)
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": 5}
     if schema:
@@ -56,14 +56,14 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite's own BEGIN is deferred: a read-then-write transaction then fails at once
         # with SQLITE_BUSY, ignoring the busy timeout. We issue BEGIN ourselves (below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss, so an acknowledged job is really stored.
         cursor.execute("PRAGMA synchronous = FULL")

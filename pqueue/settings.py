@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     amqp_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ the relay talks to"
     )
+    write_timeout: float = Field(
+        30, gt=0, description="seconds a write waits for a locked SQLite database before giving up (intake: 503)"
+    )
     log_level: str = Field("INFO", description="log level of every program")
 
     @property

@@ -56,8 +56,8 @@ T = TypeVar("T")
 
 MAX_BACKOFF_SECONDS = 3600.0
 MAX_PAGE = 1000
-# How long a writer keeps retrying a locked database (beyond SQLite's own busy timeout)
-# before it gives up with DatabaseBusy.
+# How long a writer keeps retrying a locked database (beyond SQLite's own busy timeout, which
+# is PQ_WRITE_TIMEOUT) before it gives up with DatabaseBusy; a shorter PQ_WRITE_TIMEOUT caps it.
 WRITE_RETRY_SECONDS = 10.0
 
 
@@ -144,7 +144,7 @@ class PersistentQ(PersistentQInterface):
         """Run work in one write transaction, again if the database was briefly locked."""
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
-            stop=stop_after_delay(WRITE_RETRY_SECONDS),
+            stop=stop_after_delay(min(WRITE_RETRY_SECONDS, self.settings.write_timeout)),
             wait=wait_random_exponential(multiplier=0.01, max=0.5),
             reraise=True,
         )
