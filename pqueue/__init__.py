@@ -1,10 +1,12 @@
 """pqueue: a durable job queue for one licensed algorithm that runs one request at a time.
 
 `connect()` opens the queue named by PQ_DATABASE_URL (a SQLite file under PQ_HOME by default).
+`pqueue.callbacks.verify(...)` lets a partner check a callback's signature.
 """
 
 from __future__ import annotations
 
+from pqueue import callbacks
 from pqueue.database import check_schema, ensure_exists, make_engine, upgrade
 from pqueue.errors import (
     DatabaseBusy,
@@ -58,6 +60,7 @@ __all__ = [
     "StopRequested",
     "ThroughputPoint",
     "Worker",
+    "callbacks",
     "connect",
     "lease_margin",
     "load_settings",

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
         None, description="comma-separated hosts callbacks may go to (unset: any)"
     )
     callback_max_attempts: int = Field(5, ge=1, description="callback delivery attempts")
+    callback_backoff_seconds: float = Field(
+        10, ge=0, description="base of the exponential backoff between callback delivery attempts"
+    )
     callback_timeout: float = Field(10, gt=0, description="seconds to connect to and hear from a partner")
     callback_ca_bundle: Path | None = Field(
         None, description="CA bundle that verifies partners' TLS certificates (default: system)"
