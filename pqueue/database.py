@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from pqueue.dialects import seat_lock_key
 from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
@@ -24,7 +24,10 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 def sqlite_path(url: str) -> Path | None:
     """The absolute file of a SQLite URL, or None for another database."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"{url!r} is not a database URL (sqlite:///path or postgresql+psycopg://…)") from None
     if parsed.get_backend_name() != "sqlite":
         return None
     if not parsed.database or parsed.database == ":memory:":
@@ -53,7 +56,10 @@ def make_engine(url: str, schema: str | None = None, *, busy_timeout_ms: int = S
             raise DatabaseError(f"PQ_DB_SCHEMA={schema!r} is not a plain identifier")
         connect_args["options"] = f"-csearch_path={schema}"
     # pre_ping replaces connections that died when PostgreSQL restarted.
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    try:
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except ArgumentError as exc:
+        raise DatabaseError(f"cannot use the database URL {describe_url(url)}: {exc}") from None
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -107,8 +113,13 @@ def ensure_exists(url: str) -> None:
 
 def check_schema(engine: Engine) -> None:
     """Raise SchemaOutOfDate unless the database is at this code's revision."""
-    with engine.connect() as conn:
-        found = current_revision(conn)
+    try:
+        with engine.connect() as conn:
+            found = current_revision(conn)
+    except SQLAlchemyError as exc:
+        first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        where = describe_url(engine.url.render_as_string(hide_password=False))
+        raise DatabaseError(f"cannot reach the database {where}: {first_line}") from exc
     needed = head_revision()
     if found != needed:
         raise SchemaOutOfDate(found, needed)

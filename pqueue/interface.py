@@ -19,7 +19,7 @@ Guarantees every implementation keeps (SPEC "Guarantees"):
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from pqueue.models import (
@@ -169,6 +169,11 @@ class PersistentQInterface(abc.ABC):
         """Every queue that has jobs or settings."""
 
     @abc.abstractmethod
+    def queue_settings(self, queue: str) -> QueueInfo | None:
+        """The queue's stored seats and pause flag, or None when nothing was ever set for it
+        (so the relay can tell its first start from a restart)."""
+
+    @abc.abstractmethod
     def purge(
         self,
         older_than_seconds: float,
@@ -176,11 +181,13 @@ class PersistentQInterface(abc.ABC):
         *,
         dry_run: bool = False,
         batch_size: int = 1000,
+        on_batch: Callable[[int], None] | None = None,
     ) -> int:
         """Delete finished jobs whose finished_at is older than the cut-off, in batches.
 
         Never touches under_process jobs or jobs whose callback is still pending. Returns how
-        many were (or, with dry_run, would be) deleted.
+        many were (or, with dry_run, would be) deleted. `on_batch` hears how many each committed
+        batch removed (a progress bar).
         """
 
     # -- reading ----------------------------------------------------------------------------

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -556,6 +558,13 @@ class PersistentQ(PersistentQInterface):
             infos.append(QueueInfo(name, seats, bool(row.paused) if row is not None else False))
         return infos
 
+    def queue_settings(self, queue: str) -> QueueInfo | None:
+        with self._read() as conn:
+            row = conn.execute(select(queues).where(queues.c.name == queue)).first()
+        if row is None:
+            return None
+        return QueueInfo(queue, row.seats or self.settings.max_running, bool(row.paused))
+
     def purge(
         self,
         older_than_seconds: float,
@@ -563,6 +572,7 @@ class PersistentQ(PersistentQInterface):
         *,
         dry_run: bool = False,
         batch_size: int = 1000,
+        on_batch: Callable[[int], None] | None = None,
     ) -> int:
         chosen = _statuses(status) or []
         if Status.UNDER_PROCESS in chosen:
@@ -584,6 +594,8 @@ class PersistentQ(PersistentQInterface):
         while True:
             removed = self._write(lambda conn: self._purge_batch(conn, selection, batch_size))
             total += removed
+            if on_batch is not None:
+                on_batch(removed)
             if removed < batch_size:
                 return total
 
@@ -979,16 +991,18 @@ class PersistentQ(PersistentQInterface):
     def backup(self, path: str) -> None:
         if self.dialect.name != "sqlite":
             raise PQError("pq backup copies SQLite files; for PostgreSQL use pg_dump")
-        import os
-
         target = os.path.abspath(path)
         if os.path.exists(target):
             raise InvalidInput("file", f"{target} already exists; choose a new file")
+        # VACUUM cannot run inside a transaction: use the driver connection, which is in
+        # autocommit mode (pqueue issues its own BEGINs).
+        raw = self.engine.raw_connection()
         try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("VACUUM INTO ?", (target,))
-        except SQLAlchemyError as exc:
-            raise _translate(exc) from exc
+            raw.driver_connection.execute("VACUUM INTO ?", (target,))  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"backup to {target} failed: {exc}") from exc
+        finally:
+            raw.close()
 
     def describe(self) -> str:
         return describe_url(self.engine.url.render_as_string(hide_password=False))

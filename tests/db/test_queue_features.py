@@ -1,0 +1,260 @@
+"""Ordering, idempotency, delays, pause, seats, purge, pagination, stats, workers and the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from pqueue import (
+    DeliveryStatus,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    NewJob,
+    PersistentQ,
+    Status,
+)
+
+
+def claim_all(q: PersistentQ, queue: str | None = None) -> list[object]:
+    """Claim and complete until nothing is left; the payloads in claim order."""
+    order = []
+    while (job := q.get_item("w", queue=queue)) is not None:
+        order.append(job.payload)
+        q.update_status(job.id, "processed", lease_id=job.lease_id)
+    return order
+
+
+def test_claim_order__priority_then_fifo(q: PersistentQ) -> None:
+    for name, priority in [("a", 5), ("b", 0), ("c", 5), ("d", -1), ("e", 0)]:
+        q.put_item(name, priority=priority)
+    assert [j.payload for j in q.next_items(limit=10)] == ["d", "b", "e", "a", "c"]
+    assert claim_all(q) == ["d", "b", "e", "a", "c"]
+
+
+def test_delayed_job__waits_until_due(q: PersistentQ) -> None:
+    q.put_item("later", run_after_seconds=60)
+    q.put_item("now")
+    assert claim_all(q) == ["now"]
+    q.clock_offset = timedelta(seconds=61)
+    assert claim_all(q) == ["later"]
+
+
+def test_idempotency__same_key_returns_first_job(q: PersistentQ) -> None:
+    first = q.put_item({"n": 1}, idempotency_key="order-7")
+    again = q.put_items([NewJob({"n": 1}, idempotency_key="order-7")])
+    assert again[0].id == first and not again[0].created
+    assert q.count_items() == 1
+    assert q.put_item({"n": 1}, idempotency_key="order-7", queue="other") != first, "keys are per queue"
+
+
+def test_idempotency__same_key_other_payload_is_conflict(q: PersistentQ) -> None:
+    first = q.put_item({"n": 1}, idempotency_key="order-7")
+    with pytest.raises(IdempotencyConflict, match=f"'order-7'.*job {first}"):
+        q.put_item({"n": 2}, idempotency_key="order-7")
+    assert q.count_items() == 1
+
+
+def test_batch_put__all_or_nothing(q: PersistentQ) -> None:
+    q.put_item({"n": 1}, idempotency_key="k1")
+    with pytest.raises(IdempotencyConflict):
+        q.put_items([NewJob({"n": 9}), NewJob({"n": 2}, idempotency_key="k1")])
+    assert q.count_items() == 1
+    results = q.put_items([NewJob(i) for i in range(5)])
+    assert [r.created for r in results] == [True] * 5 and q.count_items() == 6
+
+
+def test_bad_input__changes_nothing(q: PersistentQ) -> None:
+    bad = [
+        NewJob(float("nan")),
+        NewJob(object()),
+        NewJob(1, queue=""),
+        NewJob(1, queue="x" * 201),
+        NewJob(1, idempotency_key=""),
+        NewJob(1, priority=2**40),
+        NewJob(1, run_after_seconds=-1),
+        NewJob(1, max_attempts=0),
+    ]
+    for job in bad:
+        with pytest.raises(InvalidInput):
+            q.put_items([NewJob("fine"), job])
+    assert q.count_items() == 0
+
+
+def test_seats__cap_running_jobs_per_queue(q: PersistentQ) -> None:
+    for i in range(5):
+        q.put_item(i)
+        q.put_item(i, queue="remote")
+    assert q.get_item("w1") is not None
+    assert q.get_item("w2") is None, "one seat by default"
+    q.set_seats("remote", 3)
+    assert [q.get_item(f"r{i}", queue="remote") is not None for i in range(4)] == [True, True, True, False]
+
+
+def test_pause__stops_claims_until_resume(q: PersistentQ) -> None:
+    q.put_item("a")
+    assert q.pause().paused
+    assert q.get_item("w") is None
+    assert q.resume().paused is False
+    assert q.get_item("w") is not None
+
+
+def test_purge__by_age_and_status(q: PersistentQ) -> None:
+    old_done = _finish(q, "processed")
+    old_cancelled = q.put_item("c")
+    q.cancel(old_cancelled)
+    running = q.put_item("r", queue="busy")
+    assert q.get_item("w", queue="busy") is not None
+    q.clock_offset = timedelta(days=8)
+    new_done = _finish(q, "processed")
+    assert q.purge(7 * 86400, ["processed"], dry_run=True) == 1
+    assert q.count_items() == 4, "dry run changes nothing"
+    assert q.purge(7 * 86400, ["processed"], batch_size=1) == 1
+    remaining = {j.id for j in q.get_all_items().items}
+    assert old_done not in remaining and {old_cancelled, running, new_done} <= remaining
+    assert q.purge(7 * 86400, ["cancelled"]) == 1
+    with pytest.raises(InvalidInput, match="never purged"):
+        q.purge(0, ["under_process"])
+    with pytest.raises(InvalidInput, match="not a job status"):
+        q.purge(0, ["done"])
+
+
+def test_purge__keeps_jobs_whose_callback_is_pending(q: PersistentQ) -> None:
+    job_id = _finish(q, "processed", callback_url="http://127.0.0.1:9/cb")
+    q.clock_offset = timedelta(days=8)
+    assert q.purge(86400, ["processed"]) == 0
+    [delivery] = q.claim_deliveries("w")
+    q.record_delivery(delivery.id, delivered=True, status_code=200)
+    assert q.purge(86400, ["processed"]) == 1
+    assert q.count_items() == 0 and job_id
+
+
+def test_pagination__newest_first_with_cursor(q: PersistentQ) -> None:
+    ids = [q.put_item(i) for i in range(7)]
+    seen: list[int] = []
+    cursor = None
+    while True:
+        page = q.get_all_items(limit=3, cursor=cursor)
+        seen += [j.id for j in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == ids[::-1]
+    oldest = q.get_all_items(limit=3, oldest_first=True)
+    assert [j.id for j in oldest.items] == ids[:3]
+    with pytest.raises(InvalidInput, match="cursor"):
+        q.get_all_items(cursor="abc")
+    with pytest.raises(InvalidInput, match="limit"):
+        q.get_all_items(limit=0)
+
+
+def test_filters__status_queue_search_since(q: PersistentQ) -> None:
+    q.put_item({"vendor": "ACME"}, queue="a")
+    q.clock_offset = timedelta(hours=2)
+    q.put_item({"vendor": "Globex"}, queue="b")
+    q.fail(q.put_item({"vendor": "acme-2"}, queue="b"), "x")
+    assert q.count_items(search="acme") == 2
+    assert q.count_items(queue="b") == 2
+    assert q.count_items(status="manual_intervention") == 1
+    assert q.count_items(since_seconds=3600) == 2
+    assert q.count_items(search="100%") == 0
+
+
+def test_stats__counts_running_and_oldest(make_queue: Callable[..., PersistentQ]) -> None:
+    q = make_queue(lease_seconds=30)
+    q.put_item("a")
+    q.put_item("b")
+    job = q.get_item("w")
+    assert job is not None
+    q.clock_offset = timedelta(seconds=10)
+    stats = q.stats()
+    assert stats.counts == {"default": {"under_process": 1, "unprocessed": 1}}
+    assert stats.total(Status.UNPROCESSED) == 1
+    assert stats.oldest_waiting_seconds is not None and 9 < stats.oldest_waiting_seconds < 60
+    [running] = stats.running
+    assert running.id == job.id and 9 < running.elapsed_seconds < 60 and 0 < running.lease_remaining_seconds < 21
+
+
+def test_throughput_and_durations(q: PersistentQ) -> None:
+    _finish(q, "processed")
+    _finish(q, "crashed")
+    points = q.throughput(window_seconds=600, bucket_seconds=60)
+    assert {(p.status, p.count) for p in points} == {(Status.PROCESSED, 1), (Status.MANUAL_INTERVENTION, 1)}
+    assert len(q.run_durations()) == 1
+
+
+def test_workers__registry_shows_liveness_and_current_job(q: PersistentQ) -> None:
+    q.register_worker("c1", kind="consumer", queue="default", host="h1", pid=11)
+    q.register_worker("r1", kind="relay", queue="remote", host="h2", pid=12)
+    q.put_item("a")
+    job = q.get_item("c1")
+    assert job is not None
+    q.clock_offset = timedelta(seconds=30)
+    q.touch_worker("r1")
+    by_id = {w.id: w for w in q.workers()}
+    assert by_id["c1"].current_job_id == job.id and by_id["r1"].current_job_id is None
+    assert by_id["c1"].seen_seconds_ago > 25 > by_id["r1"].seen_seconds_ago
+    q.unregister_worker("c1")
+    assert [w.id for w in q.workers()] == ["r1"]
+
+
+def test_outbox__final_state_queues_delivery_in_same_step(q: PersistentQ) -> None:
+    job_id = _finish(q, "processed", callback_url="http://127.0.0.1:9/cb", result={"v": 1})
+    delivery = q.delivery(job_id)
+    assert delivery is not None and delivery.status == DeliveryStatus.PENDING
+    assert delivery.idempotency_key == f"{job_id}-1"
+    assert '"result":{"v":1}' in delivery.body and '"status":"processed"' in delivery.body
+    assert q.get_job(job_id).delivery == delivery
+    _finish(q, "crashed", callback_url="http://127.0.0.1:9/cb")  # out of attempts: final too
+    assert len(q.claim_deliveries("w")) == 2
+
+
+def test_outbox__claim_locks_and_records_attempts(q: PersistentQ) -> None:
+    job_id = _finish(q, "processed", callback_url="http://127.0.0.1:9/cb")
+    [mine] = q.claim_deliveries("w1", lock_seconds=60)
+    assert q.claim_deliveries("w2") == [], "a delivery being sent is not handed out twice"
+    retry = q.record_delivery(mine.id, delivered=False, status_code=500, error="HTTP 500", retry_in_seconds=30)
+    assert (retry.status, retry.attempts, retry.last_status_code) == (DeliveryStatus.PENDING, 1, 500)
+    assert q.claim_deliveries("w2") == []
+    q.clock_offset = timedelta(seconds=31)
+    [again] = q.claim_deliveries("w2")
+    dead = q.record_delivery(again.id, delivered=False, status_code=400, error="HTTP 400")
+    assert dead.status == DeliveryStatus.UNDELIVERABLE
+    redo = q.redeliver(job_id)
+    assert (redo.status, redo.attempts) == (DeliveryStatus.PENDING, 0)
+    [third] = q.claim_deliveries("w3")
+    assert q.record_delivery(third.id, delivered=True, status_code=204).status == DeliveryStatus.DELIVERED
+    assert q.get_job(job_id).status == Status.PROCESSED, "delivery never changes the job"
+
+
+def test_redeliver__needs_a_final_job_with_callback(q: PersistentQ) -> None:
+    job_id = q.put_item("a", callback_url="http://127.0.0.1:9/cb")
+    with pytest.raises(InvalidTransition, match="redeliver needs"):
+        q.redeliver(job_id)
+
+
+def test_backup__writes_consistent_copy(q: PersistentQ, tmp_path: object, backend: str) -> None:
+    if backend != "sqlite":
+        with pytest.raises(Exception, match="pg_dump"):
+            q.backup("/tmp/x")
+        return
+    import sqlite3
+    from pathlib import Path
+
+    q.put_item("a")
+    target = Path(str(tmp_path)) / "copy.db"
+    q.backup(str(target))
+    assert sqlite3.connect(target).execute("SELECT count(*) FROM pq_jobs").fetchone() == (1,)
+    with pytest.raises(InvalidInput, match="already exists"):
+        q.backup(str(target))
+
+
+def _finish(q: PersistentQ, outcome: str, callback_url: str | None = None, result: object = None) -> int:
+    queue = f"finish-{outcome}-{q.count_items()}"
+    job_id = q.put_item("p", queue=queue, callback_url=callback_url, max_attempts=1)
+    job = q.get_item("w", queue=queue)
+    assert job is not None
+    q.update_status(job_id, outcome, lease_id=job.lease_id, result=result, error="e" if outcome != "processed" else None)
+    return job_id
