@@ -1,0 +1,5 @@
+"""`python -m admin`: the same as `pq`."""
+
+from admin.cli import main
+
+main()

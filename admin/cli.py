@@ -1,0 +1,96 @@
+"""`pq`: see and steer the pqueue job queue from a terminal.
+
+Expected failures (an unknown job, a refused transition, a missing database) end as one line
+on stderr and exit code 1; usage errors exit 2 (Typer). No traceback reaches the operator for them.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+import pqueue
+from admin import output
+from admin.commands import actions, jobs, maintenance, queues, stats
+from admin.context import Admin
+from admin.errors import AdminError
+from pqueue import PQError
+
+
+class AdminGroup(TyperGroup):
+    """Runs a command and turns pqueue's expected errors into one line and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:  # Any: the Context of Typer's bundled click
+        try:
+            return super().invoke(ctx)
+        except (PQError, AdminError) as exc:
+            output.error(str(exc))
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # a reader such as `head` went away: Typer handles it
+                raise
+            output.error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=AdminGroup,
+    name="pq",
+    help="See and steer the pqueue job queue. Every command takes --help.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+relay_app = typer.Typer(help="Steer the broker relay.", no_args_is_help=True)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            metavar="URL",
+            help="Database to open (default: PQ_DATABASE_URL, else var/pqueue.db under PQ_HOME).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """See and steer the pqueue job queue."""
+    overrides = {"database_url": database_url} if database_url else {}
+    state = Admin(pqueue.load_settings(**overrides))
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+app.command("list")(jobs.list_jobs)
+app.command("show")(jobs.show_job)
+app.command("enqueue")(jobs.enqueue)
+app.command("requeue")(actions.requeue)
+app.command("fail")(actions.fail)
+app.command("cancel")(actions.cancel)
+app.command("redeliver")(actions.redeliver)
+app.command("pause")(queues.pause)
+app.command("resume")(queues.resume)
+app.command("workers")(queues.workers)
+app.command("stats")(stats.stats)
+app.command("purge")(maintenance.purge)
+app.command("rescue")(maintenance.rescue)
+app.command("migrate")(maintenance.migrate)
+app.command("export")(maintenance.export)
+app.command("backup")(maintenance.backup)
+relay_app.command("go")(queues.relay_go)
+app.add_typer(relay_app, name="relay")
+
+
+def main() -> None:
+    """The `pq` console script (also `python -m admin`)."""
+    try:
+        app(prog_name="pq")
+    except (PQError, AdminError) as exc:  # raised outside a command (AdminGroup catches the rest)
+        output.error(str(exc))
+        raise SystemExit(1) from None

@@ -1,0 +1,1 @@
+"""The commands of `pq`, grouped by what they work on."""

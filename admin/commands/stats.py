@@ -1,0 +1,147 @@
+"""`pq stats`: the numbers an operator looks at first, once or refreshed in place."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext, suppress
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from admin import output, render
+from admin.commands.jobs import JsonOption
+from admin.context import admin, store
+from pqueue import PersistentQ, Settings, Status, ThroughputPoint
+
+HOUR = 3600
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def snapshot(queue_store: PersistentQ, settings: Settings) -> dict[str, Any]:
+    """Everything `pq stats` shows, in its documented JSON shape."""
+    stats = queue_store.stats()
+    now = queue_store.now()
+    per_minute = _processed_per_minute(queue_store.throughput(window_seconds=HOUR, bucket_seconds=60))
+    processed = sum(point["processed"] for point in per_minute)
+    counts = {queue: {s.value: by_status.get(s.value, 0) for s in Status} for queue, by_status in stats.counts.items()}
+    return {
+        "at": render.iso(now),
+        "counts": counts,
+        "totals": {s.value: stats.total(s) for s in Status},
+        "oldest_waiting_seconds": stats.oldest_waiting_seconds,
+        "running": [render.running_json(job, settings.job_timeout) for job in stats.running],
+        "processed_last_hour": processed,
+        "processed_per_minute": round(processed / 60, 2),
+        "per_minute": per_minute,
+        "deliveries": {name: stats.deliveries.get(name, 0) for name in ("pending", "delivered", "undeliverable")},
+        "queues": [render.queue_json(info) for info in stats.queues],
+    }
+
+
+def _processed_per_minute(points: list[ThroughputPoint]) -> list[dict[str, Any]]:
+    return [
+        {"minute": render.iso(point.bucket_start), "processed": point.count}
+        for point in points
+        if point.status == Status.PROCESSED
+    ]
+
+
+def sparkline(per_minute: list[dict[str, Any]], now: datetime) -> str:
+    """Processed jobs in each of the last 60 minutes, oldest on the left."""
+    counts = [0] * 60
+    for point in per_minute:
+        started = datetime.fromisoformat(point["minute"])
+        age = int((now - started).total_seconds() // 60)
+        if 0 <= age < 60:
+            counts[59 - age] += point["processed"]
+    top = max(counts) or 1
+    return "".join(SPARKS[min(len(SPARKS) - 1, count * len(SPARKS) // (top + 1))] if count else " " for count in counts)
+
+
+def view(data: dict[str, Any]) -> RenderableType:
+    """The stats for people: counts per queue, then one line per measure."""
+    return Group(_counts_table(data), _summary_table(data))
+
+
+def _counts_table(data: dict[str, Any]) -> Table:
+    statuses = [s.value for s in Status]
+    table = output.table("queue", *statuses, "seats", "paused")
+    queues = {q["name"]: q for q in data["queues"]}
+    for name in sorted(set(data["counts"]) | set(queues)):
+        info = queues.get(name, {"seats": "-", "paused": False})
+        by_status = data["counts"].get(name, {})
+        cells = [str(by_status.get(s, 0)) for s in statuses]
+        table.add_row(output.plain(name), *cells, str(info["seats"]), "yes" if info["paused"] else "no")
+    table.add_row(Text("total", style="bold"), *[str(data["totals"][s]) for s in statuses], "", "")
+    return table
+
+
+def _summary_table(data: dict[str, Any]) -> Table:
+    table = output.table("measure", "value")
+    table.show_header = False
+    table.add_row("oldest waiting", render.duration(data["oldest_waiting_seconds"]))
+    for job in data["running"] or [None]:
+        table.add_row("running", _running_line(job))
+    now = datetime.fromisoformat(data["at"])
+    processed = f"{data['processed_last_hour']} in the last hour ({data['processed_per_minute']:.2f} per minute)"
+    table.add_row("processed", processed)
+    table.add_row("per minute", Text(sparkline(data["per_minute"], now) + "  (last 60 minutes)"))
+    deliveries = ", ".join(f"{name} {count}" for name, count in data["deliveries"].items())
+    table.add_row("callbacks", deliveries)
+    return table
+
+
+def _running_line(job: dict[str, Any] | None) -> Text:
+    if job is None:
+        return Text("nothing")
+    elapsed = render.duration(job["elapsed_seconds"])
+    timeout = render.duration(job["timeout_seconds"])
+    lease = render.duration(job["lease_remaining_seconds"])
+    worker = job["worker_id"] or "-"
+    return Text(f"job {job['id']} ({job['queue']}) on {worker}: {elapsed} of {timeout} timeout, lease {lease} left")
+
+
+def stats(
+    ctx: typer.Context,
+    as_json: JsonOption = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes with --watch.")] = 2.0,
+    count: Annotated[int, typer.Option(min=0, help="With --watch: stop after this many refreshes (0: never).")] = 0,
+) -> None:
+    """Counts by status and queue, oldest waiting age, running job, processed per minute."""
+    settings = admin(ctx).settings
+    queue_store = store(ctx)
+    if not watch:
+        data = snapshot(queue_store, settings)
+        if as_json:
+            output.emit_json(data)
+        else:
+            output.show(view(data))
+        return
+    with suppress(KeyboardInterrupt):  # Ctrl-C ends a watch; it is not an error
+        _watch(queue_store, settings, as_json, interval, count)
+
+
+def _watch(queue_store: PersistentQ, settings: Settings, as_json: bool, interval: float, count: int) -> None:
+    """Refresh in place on a terminal; elsewhere write one snapshot after another (JSON: one per line)."""
+    screen = output.console()
+    live = Live(console=screen, auto_refresh=False) if screen.is_terminal and not as_json else None
+    rounds = 0
+    with live or nullcontext():
+        while True:
+            data = snapshot(queue_store, settings)
+            if as_json:
+                output.emit_json(data, one_line=True)
+            elif live is not None:
+                live.update(view(data), refresh=True)
+            else:
+                output.show(view(data))
+            rounds += 1
+            if count and rounds >= count:
+                return
+            time.sleep(interval)

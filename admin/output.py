@@ -1,0 +1,121 @@
+"""Where `pq` writes: rich tables and colour on a terminal, plain text when piped, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from pqueue import Status
+
+STATUS_STYLES = {
+    Status.UNPROCESSED: "cyan",
+    Status.UNDER_PROCESS: "bold yellow",
+    Status.PROCESSED: "green",
+    Status.CRASHED: "red",
+    Status.MANUAL_INTERVENTION: "bold red",
+    Status.CANCELLED: "bright_black",
+}
+# Piped output is never wrapped: a line per row, whatever the width of the reader's terminal.
+PIPED_WIDTH = 4096
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr): colour and box lines only on a terminal."""
+    # Made per call: CliRunner and pytest swap sys.stdout between invocations.
+    out = Console(stderr=stderr, highlight=False)
+    if out.is_terminal:
+        return out
+    return Console(stderr=stderr, highlight=False, no_color=True, width=PIPED_WIDTH, soft_wrap=True)
+
+
+def table(*columns: str, wrap: bool = True) -> Table:
+    """A table for people; without a terminal it is plain space-aligned text.
+
+    wrap=False keeps one line per row on a narrow terminal, cutting long cells with an ellipsis.
+    """
+    on_terminal = console().is_terminal
+    result = Table(
+        box=box.SIMPLE_HEAD if on_terminal else None,
+        show_edge=on_terminal,
+        pad_edge=False,
+        header_style="bold" if on_terminal else "",
+    )
+    for name in columns:
+        result.add_column(name, overflow="fold" if wrap else "ellipsis", no_wrap=not wrap)
+    return result
+
+
+def status_text(status: Status | str | None) -> Text:
+    """A status word, coloured by what it means (the colour is dropped when piped)."""
+    if status is None:
+        return Text("-")
+    value = Status(status)
+    return Text(value.value, style=STATUS_STYLES[value])
+
+
+def plain(value: object) -> Text:
+    """User data for a table cell or a line: never read as rich markup."""
+    return Text("" if value is None else str(value))
+
+
+def show(renderable: Any) -> None:
+    """Print something rich (a table, a Text) for people on stdout."""
+    out = console()
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    # Piped: the same text without the padding rich puts after the last column.
+    with out.capture() as captured:
+        out.print(renderable)
+    for line in captured.get().splitlines():
+        typer.echo(line.rstrip())
+
+
+def say(line: str) -> None:
+    """One line for people on stdout."""
+    typer.echo(line)
+
+
+def note(line: str) -> None:
+    """One line for people on stderr (keeps stdout clean for the data)."""
+    typer.echo(line, err=True)
+
+
+def error(message: str) -> None:
+    """An error: exactly one line on stderr."""
+    lines = str(message).strip().splitlines() or ["failed"]
+    typer.echo(f"error: {lines[0]}", err=True)
+
+
+def emit_json(value: Any, *, one_line: bool = False) -> None:
+    """JSON for scripts on stdout: indented, or one object per line when streaming."""
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=None if one_line else 2))
+
+
+@contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while that is a terminal; yields `advance(count)`."""
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        yield lambda _count: None
+        return
+    bar = Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda count: bar.advance(task, count)

@@ -1,0 +1,71 @@
+"""Turning command-line text into values: durations, JSON payloads, callback URLs.
+
+Each raises typer.BadParameter, so a bad value is a usage error (exit 2) before anything is read
+or written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import typer
+
+from pqueue import Settings
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> float:
+    """'30m', '12h', '7d' (also s and w) as seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise typer.BadParameter(f"{text!r} is not a duration; use a number and a unit: 90s, 30m, 12h, 7d or 2w")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def read_payload(source: str) -> Any:
+    """The payload argument: JSON text, @FILE holding JSON, or - for standard input."""
+    if source == "-":
+        text, where = sys.stdin.read(), "standard input"
+    elif source.startswith("@"):
+        text, where = _read_file(source[1:]), source[1:]
+    else:
+        text, where = source, "the payload"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{where} is not JSON: {exc}", param_hint="'PAYLOAD'") from None
+
+
+def _read_file(name: str) -> str:
+    path = Path(name).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise typer.BadParameter(f"cannot read {path.resolve()}: {reason}", param_hint="'PAYLOAD'") from None
+
+
+def check_callback_url(url: str, settings: Settings) -> str:
+    """An http(s) URL whose host PQ_CALLBACK_ALLOW permits, as the intake requires."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{url!r} is not an http(s) URL", param_hint="'--callback-url'")
+    allowed = settings.callback_allowed_hosts
+    if allowed and parts.hostname.lower() not in allowed:
+        raise typer.BadParameter(
+            f"host {parts.hostname!r} is not in PQ_CALLBACK_ALLOW ({', '.join(sorted(allowed))})",
+            param_hint="'--callback-url'",
+        )
+    return url
+
+
+def unique(ids: list[int]) -> list[int]:
+    """The ids in the order given, each once."""
+    return list(dict.fromkeys(ids))

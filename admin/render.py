@@ -1,0 +1,168 @@
+"""The stable JSON shapes of `pq --json` and the short texts of its tables.
+
+Every datetime is ISO 8601 in UTC with a `Z`; every list is a JSON array. docs/cli.md documents
+these shapes, so a field is only ever added, never renamed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pqueue import Delivery, Event, Job, QueueInfo, RunningJob, Status, Worker
+
+Obj = dict[str, Any]  # a JSON object pq writes
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC, e.g. 2025-01-31T09:15:02.125Z."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def human_time(moment: datetime | None) -> str:
+    """A UTC time to the second, for people."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+
+
+def job_json(job: Job) -> Obj:
+    """One job, as `pq list --json` and `pq export --format jsonl` write it."""
+    return {
+        "id": job.id,
+        "queue": job.queue,
+        "status": job.status.value,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "lease_id": job.lease_id,
+        "worker_id": job.worker_id,
+        "created_at": iso(job.created_at),
+        "run_after": iso(job.run_after),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "lease_expires_at": iso(job.lease_expires_at),
+        "payload": job.payload,
+        "result": job.result,
+        "error": job.error,
+        "callback_url": job.callback_url,
+        "idempotency_key": job.idempotency_key,
+        "stop_request": job.stop_request.value if job.stop_request else None,
+        "stop_reason": job.stop_reason,
+    }
+
+
+def delivery_json(delivery: Delivery | None) -> Obj | None:
+    """A job's callback delivery, or None when it has none."""
+    if delivery is None:
+        return None
+    return {
+        "id": delivery.id,
+        "url": delivery.url,
+        "status": delivery.status.value,
+        "attempts": delivery.attempts,
+        "lease_id": delivery.lease_id,
+        "idempotency_key": delivery.idempotency_key,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "created_at": iso(delivery.created_at),
+        "next_attempt_at": iso(delivery.next_attempt_at),
+        "last_attempt_at": iso(delivery.last_attempt_at),
+        "delivered_at": iso(delivery.delivered_at),
+    }
+
+
+def event_json(event: Event) -> Obj:
+    """One step of a job's timeline."""
+    return {
+        "at": iso(event.at),
+        "from_status": event.from_status.value if event.from_status else None,
+        "to_status": event.to_status.value,
+        "actor": event.actor,
+        "message": event.message,
+    }
+
+
+def job_detail_json(job: Job, events: list[Event]) -> Obj:
+    """`pq show --json`: the job, its delivery and its timeline."""
+    return {**job_json(job), "delivery": delivery_json(job.delivery), "events": [event_json(e) for e in events]}
+
+
+def worker_json(worker: Worker) -> Obj:
+    """One registered consumer or relay."""
+    return {
+        "id": worker.id,
+        "kind": worker.kind,
+        "host": worker.host,
+        "pid": worker.pid,
+        "queue": worker.queue,
+        "started_at": iso(worker.started_at),
+        "last_seen": iso(worker.last_seen),
+        "seen_seconds_ago": round(worker.seen_seconds_ago, 3),
+        "current_job_id": worker.current_job_id,
+    }
+
+
+def queue_json(info: QueueInfo) -> Obj:
+    """A queue's seats and pause flag."""
+    return {"name": info.name, "seats": info.seats, "paused": info.paused}
+
+
+def running_json(running: RunningJob, timeout_seconds: float) -> Obj:
+    """A job under_process with its elapsed time against the timeout."""
+    return {
+        "id": running.id,
+        "queue": running.queue,
+        "worker_id": running.worker_id,
+        "started_at": iso(running.started_at),
+        "elapsed_seconds": round(running.elapsed_seconds, 3),
+        "timeout_seconds": timeout_seconds,
+        "lease_expires_at": iso(running.lease_expires_at),
+        "lease_remaining_seconds": round(running.lease_remaining_seconds, 3),
+        "attempts": running.attempts,
+    }
+
+
+def duration(seconds: float | None) -> str:
+    """A short age for people: 45s, 12m 5s, 3h 5m, 2d 4h."""
+    if seconds is None:
+        return "-"
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def compact(value: Any) -> str:
+    """A JSON value on one line."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def shorten(text: str | None, width: int) -> str:
+    """The start of a text on one line, with … when cut."""
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def last_line(error: str | None) -> str | None:
+    """The line of an error worth a table cell: its last (the exception itself)."""
+    if not error or not error.strip():
+        return None
+    return error.strip().splitlines()[-1]
+
+
+def status_word(status: Status | str) -> str:
+    """A status as operators read it."""
+    return Status(status).value
