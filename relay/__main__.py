@@ -1,0 +1,86 @@
+"""`pq-relay` / `python -m relay`: run the broker relay until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import pqueue
+from pqueue import PQError
+from relay import broker
+from relay.broker import BrokerUrlError
+from relay.service import Relay
+from relay.topology import Routing
+
+log = logging.getLogger("relay")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="pq-relay",
+        description="Keep remote agents on RabbitMQ fed from a pqueue queue and record the status they send back.",
+    )
+    parser.add_argument("--queue", help="pqueue queue to feed (default: PQ_RELAY_QUEUE)")
+    parser.add_argument("--window", type=int, help="jobs kept outstanding on the broker (default: PQ_RELAY_WINDOW)")
+    parser.add_argument(
+        "--wait-for-go",
+        action="store_true",
+        help="on the queue's first start, hold it paused until `pq relay go` or POST /relay/go resumes it",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the relay; exit 0 after a clean stop, 2 on bad configuration."""
+    args = parse_args(argv)
+    overrides: dict[str, object] = {}
+    if args.queue is not None:
+        overrides["relay_queue"] = args.queue
+    if args.window is not None:
+        overrides["relay_window"] = args.window
+    try:
+        settings = pqueue.load_settings(**overrides)
+        problem = Routing(settings.relay_queue).problem()
+        if problem:
+            raise BrokerUrlError(problem)
+        broker.parameters(settings.amqp_url)
+    except (PQError, BrokerUrlError) as exc:
+        sys.stderr.write(f"pq-relay: {exc}\n")
+        return 2
+    pqueue.setup_logging(settings)
+    # pika logs every connection step at INFO; the relay says what matters itself.
+    logging.getLogger("pika").setLevel(logging.WARNING)
+
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        log.info("%s received: stopping", signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    store = pqueue.open_with_retry(settings, migrate=True, program="relay", should_stop=lambda: stopping)
+    if store is None:
+        return 0
+    host, pid = socket.gethostname(), os.getpid()
+    try:
+        relay = Relay(store, settings, worker_id=f"relay-{host}-{pid}", should_stop=lambda: stopping)
+        relay.prepare(wait_for_go=args.wait_for_go, host=host, pid=pid)
+        relay.run()
+        relay.finish()
+    finally:
+        store.close()
+    log.info("relay stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
