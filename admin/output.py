@@ -37,10 +37,11 @@ def console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, no_color=True, width=PIPED_WIDTH, soft_wrap=True)
 
 
-def table(*columns: str, wrap: bool = True) -> Table:
+def table(*columns: str, squeeze: tuple[str, ...] = ()) -> Table:
     """A table for people; without a terminal it is plain space-aligned text.
 
-    wrap=False keeps one line per row on a narrow terminal, cutting long cells with an ellipsis.
+    On a narrow terminal the `squeeze` columns give up their width first (cut with …, fill them
+    with `cut()`), so every row stays one line; otherwise long cells fold.
     """
     on_terminal = console().is_terminal
     result = Table(
@@ -50,8 +51,16 @@ def table(*columns: str, wrap: bool = True) -> Table:
         header_style="bold" if on_terminal else "",
     )
     for name in columns:
-        result.add_column(name, overflow="fold" if wrap else "ellipsis", no_wrap=not wrap)
+        if name in squeeze:
+            result.add_column(name, overflow="ellipsis")
+        else:
+            result.add_column(name, overflow="fold", no_wrap=bool(squeeze))
     return result
+
+
+def cut(value: str) -> Text:
+    """A cell of a squeeze column: one line, cut with … when the column is narrow."""
+    return Text(value, no_wrap=True, overflow="ellipsis")
 
 
 def status_text(status: Status | str | None) -> Text:

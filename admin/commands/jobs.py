@@ -55,7 +55,8 @@ def list_jobs(
         output.emit_json([render.job_json(job) for job in jobs])
         return
     now = queue_store.now()
-    table = output.table("id", "queue", "status", "pri", "attempts", "age", "last error", "payload", wrap=False)
+    columns = ("id", "queue", "status", "pri", "attempts", "age", "last error", "payload")
+    table = output.table(*columns, squeeze=("last error", "payload"))
     for job in jobs:
         table.add_row(
             str(job.id),
@@ -64,8 +65,8 @@ def list_jobs(
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
             render.duration((now - job.created_at).total_seconds()),
-            output.plain(render.shorten(render.last_line(job.error), 60)),
-            output.plain(render.shorten(render.compact(job.payload), 40)),
+            output.cut(render.shorten(render.last_line(job.error), 60)),
+            output.cut(render.shorten(render.compact(job.payload), 40)),
         )
     output.show(table)
     if len(jobs) == limit:
@@ -157,7 +158,9 @@ def _show_timeline(events: list[Event]) -> None:
 
 def enqueue(
     ctx: typer.Context,
-    payload: Annotated[str, typer.Argument(metavar="PAYLOAD", help="JSON text, @FILE holding JSON, or - to read standard input.")],
+    payload: Annotated[
+        str, typer.Argument(metavar="PAYLOAD", help="JSON text, @FILE holding JSON, or - to read standard input.")
+    ],
     priority: Annotated[int, typer.Option(help="Lower runs first.")] = 0,
     queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue (default PQ_QUEUE).")] = None,
     callback_url: Annotated[str | None, typer.Option(help="Where the outcome is POSTed.")] = None,
