@@ -1,0 +1,343 @@
+"""Callback delivery: POST every final outcome to its job's callback_url, apart from the algorithm.
+
+The outbox (`pq_deliveries`) is written by the library in the same transaction as the outcome.
+`DeliveryLoop` runs as a daemon thread inside the consumer process, next to (never inside) the
+algorithm's child process: a slow or dead partner costs a delivery thread, never the licence seat.
+
+Each attempt is one POST. Its result is written back to the outbox row at once, with the time of
+the next attempt when it should be retried, so a consumer killed between attempts resumes where
+it stopped. Several deliveries are in flight at once (bounded); a row is locked for longer than
+an attempt can take, so two consumers never send the same delivery at the same time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
+
+from pqueue import Delivery, PersistentQInterface, PQError, Settings, SettingsError, callbacks
+
+log = logging.getLogger("consumer.delivery")
+
+DEFAULT_CONCURRENCY = 4
+POLL_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 3600.0
+RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
+USER_AGENT = "pqueue-callbacks/1"
+
+
+class TargetRefused(Exception):
+    """The callback_url may not be sent to (not http(s), not allowed, or link-local)."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST came to, and whether trying again could change that."""
+
+    delivered: bool
+    retryable: bool
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+# -- where a callback may go -------------------------------------------------------------------
+
+
+def check_target(url: str, allowed_hosts: frozenset[str]) -> None:
+    """Refuse, before connecting, a URL that is not http(s), whose host PQ_CALLBACK_ALLOW does not
+    name, or that resolves to a link-local address (cloud metadata services live there)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise TargetRefused(f"callback_url {url!r} is not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise TargetRefused(f"callback_url {url!r} is not an http(s) URL")
+    host = parsed.host.lower()
+    if allowed_hosts and host not in allowed_hosts:
+        raise TargetRefused(f"host {host} is not in PQ_CALLBACK_ALLOW ({', '.join(sorted(allowed_hosts))})")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    for address in resolve(host, port):
+        if is_link_local(address):
+            raise TargetRefused(f"host {host} resolves to link-local address {address}; refused")
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address the host resolves to (socket.gaierror when it does not resolve)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def is_link_local(address: str) -> bool:
+    """169.254.0.0/16 and fe80::/10, also when written as an IPv4-mapped IPv6 address."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local
+
+
+# -- one attempt -------------------------------------------------------------------------------
+
+
+def make_client(settings: Settings, concurrency: int) -> httpx.Client:
+    """An HTTP client that verifies TLS, follows no redirect, and ignores proxy/netrc variables
+    (settings come from PQ_* only)."""
+    bundle = settings.callback_ca_bundle
+    try:
+        context = ssl.create_default_context(cafile=str(bundle) if bundle else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"PQ_CALLBACK_CA_BUNDLE={str(bundle)!r} cannot be used: {exc}") from None
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.callback_timeout),
+        follow_redirects=False,
+        verify=context,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+def post(client: httpx.Client, delivery: Delivery, secret: str | None, allowed_hosts: frozenset[str]) -> Attempt:
+    """Send the delivery once; never raises for anything the network or the partner does."""
+    try:
+        check_target(delivery.url, allowed_hosts)
+    except TargetRefused as exc:
+        return Attempt(delivered=False, retryable=False, error=str(exc))
+    except (OSError, UnicodeError) as exc:
+        return Attempt(delivered=False, retryable=True, error=f"cannot resolve the callback host: {exc}")
+    body = delivery.body.encode()
+    headers = callbacks.headers(secret, body, delivery.idempotency_key)
+    try:
+        # stream(): the answer's status is all we need; its body is never read.
+        with client.stream("POST", delivery.url, content=body, headers=headers) as response:
+            return judge(response.status_code, response.headers)
+    except httpx.TimeoutException as exc:
+        return Attempt(delivered=False, retryable=True, error=f"{type(exc).__name__}: no answer in time ({exc})")
+    except httpx.TransportError as exc:
+        return Attempt(delivered=False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+
+
+def judge(status_code: int, headers: httpx.Headers) -> Attempt:
+    """A 2xx is delivered; a redirect or a 4xx (but 408/429) will not get better by retrying."""
+    if 200 <= status_code < 300:
+        return Attempt(delivered=True, retryable=False, status_code=status_code)
+    if 300 <= status_code < 400:
+        where = headers.get("location", "nowhere")
+        error = f"HTTP {status_code} redirect to {where} not followed; fix the callback_url"
+        return Attempt(delivered=False, retryable=False, status_code=status_code, error=error)
+    if 400 <= status_code < 500 and status_code not in RETRYABLE_CLIENT_ERRORS:
+        error = f"HTTP {status_code} from the partner; a client error is not retried"
+        return Attempt(delivered=False, retryable=False, status_code=status_code, error=error)
+    error = f"HTTP {status_code} from the partner"
+    return Attempt(False, True, status_code, error, retry_after_seconds(headers.get("retry-after")))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After given in seconds (the HTTP-date form is ignored)."""
+    if value and value.strip().isdigit():
+        return float(value.strip())
+    return None
+
+
+def backoff_seconds(base: float, attempts: int) -> float:
+    """How long to wait after the given number of failed attempts: base * 2**(attempts-1) plus up
+    to `base` of jitter, so deliveries failed by one outage do not all come back at once."""
+    wait = wait_exponential(multiplier=base, max=MAX_BACKOFF_SECONDS) + wait_random(0, base)
+    state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempts
+    return min(MAX_BACKOFF_SECONDS, float(wait(state)))
+
+
+def lock_seconds_for(timeout: float) -> float:
+    """How long a claimed delivery stays locked: longer than one attempt can take (name lookup,
+    then connect, write and read, each bounded by PQ_CALLBACK_TIMEOUT), so no other consumer
+    claims it while it is in flight."""
+    return 3 * timeout + 10
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+
+class DeliveryLoop:
+    """Delivers due callbacks in the background of a consumer; `deliver_due` is one step."""
+
+    def __init__(
+        self,
+        store: PersistentQInterface,
+        settings: Settings,
+        worker_id: str,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.store = store
+        self.settings = settings
+        self.worker_id = worker_id
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.lock_seconds = lock_seconds_for(settings.callback_timeout)
+        self._client = make_client(settings, concurrency)
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._in_flight = 0
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if not settings.callback_secret:
+            log.warning("PQ_CALLBACK_SECRET is not set: callbacks are sent without X-PQ-Signature")
+
+    # -- one step (tests, and the body of the background thread) --
+
+    def deliver_due(self, limit: int = 10) -> int:
+        """Claim up to `limit` due deliveries, send them (up to `concurrency` at once) and record
+        each outcome; returns how many were attempted."""
+        claimed = self.store.claim_deliveries(self.worker_id, limit=limit, lock_seconds=self.lock_seconds)
+        if len(claimed) > 1:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(claimed))) as pool:
+                list(pool.map(self.attempt, claimed))
+        else:
+            for delivery in claimed:
+                self.attempt(delivery)
+        return len(claimed)
+
+    def attempt(self, delivery: Delivery) -> Delivery | None:
+        """Send one claimed delivery and record what happened (None if it could not be recorded:
+        its lock then runs out and it is sent again, at least once)."""
+        started = time.monotonic()
+        outcome = post(self._client, delivery, self.settings.callback_secret, self.settings.callback_allowed_hosts)
+        if time.monotonic() - started > self.lock_seconds:
+            log.warning(
+                "delivery %d took longer than its %.0fs lock; it may be sent twice", delivery.id, self.lock_seconds
+            )
+        try:
+            return self._record(delivery, outcome)
+        except PQError as exc:
+            log.error(
+                "delivery %d of job %d: outcome not recorded (%s); it will be sent again",
+                delivery.id,
+                delivery.job_id,
+                exc,
+            )
+            return None
+
+    def _record(self, delivery: Delivery, outcome: Attempt) -> Delivery:
+        attempts = delivery.attempts + 1
+        where = f"delivery {delivery.id} of job {delivery.job_id} to {delivery.url}, attempt {attempts}"
+        if outcome.delivered:
+            log.info("%s: delivered (HTTP %s)", where, outcome.status_code)
+            return self.store.record_delivery(delivery.id, delivered=True, status_code=outcome.status_code)
+        retry_in = self._retry_in(outcome, attempts)
+        if retry_in is None:
+            log.warning("%s: undeliverable: %s", where, outcome.error)
+        else:
+            log.warning("%s failed (%s); next attempt in %.1fs", where, outcome.error, retry_in)
+        return self.store.record_delivery(
+            delivery.id,
+            delivered=False,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            retry_in_seconds=retry_in,
+        )
+
+    def _retry_in(self, outcome: Attempt, attempts: int) -> float | None:
+        """Seconds until the next attempt, or None when this delivery is undeliverable."""
+        max_attempts = self.settings.callback_max_attempts
+        if not outcome.retryable:
+            return None
+        if attempts >= max_attempts:
+            return None
+        delay = backoff_seconds(self.settings.callback_backoff_seconds, attempts)
+        if outcome.retry_after is not None:
+            delay = max(delay, min(outcome.retry_after, MAX_BACKOFF_SECONDS))
+        return delay
+
+    # -- the background thread --
+
+    def start(self) -> None:
+        """Deliver in a daemon thread until stop(); looks for due deliveries every poll_seconds."""
+        if self._thread is not None:
+            raise RuntimeError("the delivery loop is already running")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"delivery-{self.worker_id}", daemon=True)
+        self._thread.start()
+        log.info(
+            "callback delivery started: %d at once, timeout %.1fs, %d attempts",
+            self.concurrency,
+            self.settings.callback_timeout,
+            self.settings.callback_max_attempts,
+        )
+
+    def wake(self) -> None:
+        """Look for due deliveries now (the consumer calls this after recording an outcome)."""
+        self._wake.set()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop claiming, and wait up to timeout for deliveries in flight; True if none is left.
+        One still in flight keeps its lock until it runs out, then any consumer sends it again."""
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+            self._thread = None
+        with self._changed:
+            drained = self._changed.wait_for(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()))
+        if drained:
+            self._client.close()
+        else:
+            log.warning("%d callback deliveries still in flight at stop; they will be sent again", self._in_flight)
+        return drained
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                self._dispatch()
+            except PQError as exc:
+                log.warning("cannot claim callback deliveries (%s); retrying", exc)
+            except Exception:
+                log.exception("callback delivery loop failed; retrying")
+            self._wake.wait(self.poll_seconds)
+
+    def _dispatch(self) -> None:
+        with self._changed:
+            free = self.concurrency - self._in_flight
+        if free <= 0:
+            return
+        claimed = self.store.claim_deliveries(self.worker_id, limit=free, lock_seconds=self.lock_seconds)
+        self._launch(claimed)
+
+    def _launch(self, claimed: Iterable[Delivery]) -> None:
+        for delivery in claimed:
+            with self._changed:
+                self._in_flight += 1
+            name = f"delivery-{delivery.id}"
+            threading.Thread(target=self._attempt_in_thread, args=(delivery,), name=name, daemon=True).start()
+
+    def _attempt_in_thread(self, delivery: Delivery) -> None:
+        try:
+            self.attempt(delivery)
+        except Exception:
+            log.exception("delivery %d of job %d failed unexpectedly", delivery.id, delivery.job_id)
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+            self._wake.set()  # a slot is free: take the next due delivery now
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries being sent by the background thread right now."""
+        with self._changed:
+            return self._in_flight
