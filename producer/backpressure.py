@@ -1,0 +1,59 @@
+"""Backpressure: refuse new jobs while PQ_MAX_QUEUE_DEPTH jobs are waiting.
+
+Counting waiting jobs costs a scan of an index (milliseconds at 100k rows), too much for every
+request. The count is cached for at most `max_age` seconds and raised by each job this process
+adds in between, so one intake cannot overshoot between reads; several intake replicas may
+overshoot by what the others accept within one `max_age`, which is harmless for a soft limit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from pqueue import CLAIMABLE, PersistentQ, PQError
+
+RETRY_AFTER_FULL_SECONDS = 5
+
+
+class QueueFull(PQError):
+    """The waiting jobs reached PQ_MAX_QUEUE_DEPTH; the partner should try again later."""
+
+    def __init__(self, waiting: int, limit: int) -> None:
+        self.waiting = waiting
+        self.limit = limit
+        super().__init__(
+            f"the queue is full: {waiting} jobs are waiting and the limit is {limit} (PQ_MAX_QUEUE_DEPTH); "
+            f"try again in {RETRY_AFTER_FULL_SECONDS}s"
+        )
+
+
+class WaitingDepth:
+    """The number of waiting jobs, read from the database at most every `max_age` seconds."""
+
+    def __init__(self, store: PersistentQ, limit: int, max_age: float = 0.5) -> None:
+        self.store = store
+        self.limit = limit
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._value = 0
+        self._read_at = float("-inf")
+
+    def current(self) -> int:
+        """The cached count, refreshed from the database when it is older than max_age."""
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.max_age:
+                self._value = self.store.count_items(status=list(CLAIMABLE))
+                self._read_at = time.monotonic()
+            return self._value
+
+    def check_room(self, adding: int) -> None:
+        """Raise QueueFull unless `adding` more jobs fit under the limit."""
+        waiting = self.current()
+        if waiting + adding > self.limit:
+            raise QueueFull(waiting, self.limit)
+
+    def added(self, count: int) -> None:
+        """Count jobs this process stored since the last read."""
+        with self._lock:
+            self._value += count

@@ -1,0 +1,63 @@
+"""What every route needs, held once per app and handed out as a FastAPI dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import Depends, Request
+
+from pqueue import InvalidInput, NewJob, PersistentQ, Settings
+from producer.backpressure import WaitingDepth
+from producer.metrics import IntakeMetrics
+from producer.schemas import JobIn
+
+
+@dataclass
+class Intake:
+    """The app's store, settings, backpressure gauge and metrics."""
+
+    settings: Settings
+    store: PersistentQ
+    depth: WaitingDepth
+    metrics: IntakeMetrics
+    owns_store: bool
+
+    def new_job(self, job: JobIn, where: str, idempotency_key: str | None = None) -> NewJob:
+        """The library's NewJob for a validated request; raises InvalidInput for a bad callback_url."""
+        if job.callback_url is not None:
+            self.check_callback_url(job.callback_url, where)
+        return NewJob(
+            payload=job.payload,
+            queue=job.queue,
+            priority=job.priority,
+            callback_url=job.callback_url,
+            idempotency_key=idempotency_key or job.idempotency_key,
+        )
+
+    def check_callback_url(self, url: str, where: str) -> None:
+        """http(s) with a host, and one of PQ_CALLBACK_ALLOW's hosts when that is set."""
+        field = f"{where}callback_url"
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise InvalidInput(field, f"{url!r} is not an http or https URL")
+        try:
+            host = (parts.hostname or "").lower()
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError:
+            raise InvalidInput(field, f"{url!r} has an invalid host or port") from None
+        if not host:
+            raise InvalidInput(field, f"{url!r} names no host")
+        allowed = self.settings.callback_allowed_hosts
+        if allowed and host not in allowed:
+            raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed))}")
+
+
+def get_intake(request: Request) -> Intake:
+    """The Intake of the app serving this request."""
+    intake: Intake = request.app.state.intake
+    return intake
+
+
+IntakeDep = Annotated[Intake, Depends(get_intake)]

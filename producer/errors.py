@@ -1,0 +1,134 @@
+"""The one place errors become HTTP answers: `{"detail": "<one line>", "errors": [...]}`.
+
+pqueue's errors map to 4xx (or 503 when the database is busy or down, with Retry-After);
+a request that does not match the schema is a 422 naming each field. Nothing answers with a
+stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from pqueue import (
+    DatabaseError,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    JobNotFound,
+    PQError,
+)
+from producer.backpressure import RETRY_AFTER_FULL_SECONDS, QueueFull
+from producer.schemas import PRINTABLE, ErrorOut, FieldError
+
+log = logging.getLogger("producer")
+RETRY_AFTER_BUSY_SECONDS = 2
+
+# What each error is called in the pq_intake_rejected counter.
+REASONS = {404: "not_found", 405: "method_not_allowed", 409: "conflict", 422: "invalid", 401: "unauthorized"}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on the app."""
+    app.add_exception_handler(PQError, _pqueue_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def _answer(
+    request: Request,
+    status: int,
+    detail: str,
+    errors: Sequence[FieldError] | None = None,
+    *,
+    reason: str | None = None,
+    retry_after: int | None = None,
+) -> JSONResponse:
+    request.app.state.intake.metrics.rejected.labels(reason or REASONS.get(status, "other")).inc()
+    body = ErrorOut(detail=detail, errors=list(errors) if errors else None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
+    message = str(exc)
+    if isinstance(exc, QueueFull):
+        return _answer(request, 503, message, reason="queue_full", retry_after=RETRY_AFTER_FULL_SECONDS)
+    if isinstance(exc, DatabaseError):
+        # A locked or unreachable database: the job was not stored; the partner may retry.
+        log.warning("%s %s answered 503: %s", request.method, request.url.path, message)
+        detail = f"the queue's database is not available right now ({message}); try again shortly"
+        return _answer(request, 503, detail, reason="database_unavailable", retry_after=RETRY_AFTER_BUSY_SECONDS)
+    if isinstance(exc, JobNotFound):
+        return _answer(request, 404, message)
+    if isinstance(exc, IdempotencyConflict):
+        return _answer(request, 409, message, [FieldError(field="idempotency_key", message=message)])
+    if isinstance(exc, InvalidTransition):
+        return _answer(request, 409, message)
+    if isinstance(exc, InvalidInput):
+        return _answer(request, 422, message, [_field_error(exc.field, message)])
+    return _answer(request, 400, message)
+
+
+def _field_error(field: str, message: str) -> FieldError:
+    """A store field such as `jobs[3].payload` becomes index 3, field `payload`."""
+    match = re.match(r"^jobs\[(\d+)\]\.(.+)$", field)
+    text = message.split(": ", 1)[1] if ": " in message else message
+    if match:
+        return FieldError(field=match.group(2), message=text, index=int(match.group(1)))
+    return FieldError(field=field.removeprefix("job."), message=text)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [_describe(error) for error in exc.errors()]
+    detail = "; ".join(_line(error) for error in errors)
+    return _answer(request, 422, detail, errors)
+
+
+def _describe(error: dict[str, Any]) -> FieldError:
+    location = list(error.get("loc", ()))
+    source = location.pop(0) if location and location[0] in ("body", "query", "path", "header") else "body"
+    index = None
+    if source == "body" and location and isinstance(location[0], int):
+        index = location.pop(0)
+    field = ".".join(str(part) for part in location) or ("body" if source == "body" else source)
+    return FieldError(field=field, message=_message(error), index=index)
+
+
+def _line(error: FieldError) -> str:
+    where = f"jobs[{error.index}].{error.field}" if error.index is not None else error.field
+    return f"{where}: {error.message}"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field; a job has payload, callback_url, idempotency_key, priority and queue"
+    if kind == "missing":
+        return "is required"
+    if kind == "string_pattern_mismatch":
+        if error.get("ctx", {}).get("pattern") == PRINTABLE:
+            return "must not contain control characters"
+        return "is not a cursor this API returned (next_cursor)"
+    message = str(error.get("msg", "is not valid"))
+    return message[:1].lower() + message[1:]
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else "the request was refused"
+    if exc.status_code == 404:
+        detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
+    return _answer(request, exc.status_code, detail)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return _answer(request, 500, "the intake failed on this request; its log has the details", reason="internal")

@@ -1,0 +1,183 @@
+"""ASGI middleware that turns requests away before any route runs: a missing or wrong token,
+a body that is too large, not JSON, or nested too deep.
+
+Both are plain ASGI (not BaseHTTPMiddleware) so a rejected body is never read whole and a
+refused request costs no thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_JSON_DEPTH = 32
+OPEN_PATHS = frozenset({"/healthz"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+Reject = Callable[[str], None]  # counts a rejection by reason
+
+
+def _digest(value: bytes) -> bytes:
+    # Comparing digests keeps compare_digest's time independent of the token's length, too.
+    return hashlib.sha256(value).digest()
+
+
+class TokenGuard:
+    """With PQ_API_TOKEN set, every path but /healthz needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None, on_reject: Reject) -> None:
+        self.app = app
+        self.expected = _digest(token.encode()) if token else None
+        self.on_reject = on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        problem = self._problem(Headers(scope=scope).get("authorization"))
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        self.on_reject("unauthorized")
+        response = JSONResponse({"detail": problem}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+    def _problem(self, header: str | None) -> str | None:
+        if not header:
+            return "this intake needs an Authorization: Bearer <token> header (PQ_API_TOKEN)"
+        scheme, _, token = header.partition(" ")
+        assert self.expected is not None
+        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(token.strip().encode()), self.expected):
+            return "the bearer token is not the one this intake accepts"
+        return None
+
+
+class BodyGuard:
+    """Reads a request body up to PQ_MAX_BODY_BYTES and checks it is sane JSON, then replays it."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, on_reject: Reject, max_depth: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self.on_reject = on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._reject(scope, receive, send, 413, self._too_large())
+            return
+        body = await self._read(receive)
+        if body is None:  # the client went away, or sent more than it may
+            await self._reject(scope, receive, send, 413, self._too_large())
+            return
+        problem = self._check(body, headers.get("content-type"))
+        if problem is not None:
+            await self._reject(scope, receive, send, *problem)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _too_large(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes (PQ_MAX_BODY_BYTES); send less"
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it passes the limit (the rest is never read)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _check(self, body: bytes, content_type: str | None) -> tuple[int, str] | None:
+        """(status, message) for a body we refuse, else None."""
+        if not body:
+            return None
+        if not _is_json(content_type):
+            got = content_type or "no Content-Type"
+            return 415, f"send the body as JSON with Content-Type: application/json (got {got})"
+        try:
+            document = json.loads(body)
+        except RecursionError:
+            return 422, f"the JSON body nests deeper than {self.max_depth} levels"
+        except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer too long to read
+            return 400, f"the body is not valid JSON: {exc}"
+        problem = find_problem(document, self.max_depth)
+        return (422, problem) if problem else None
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+        reasons = {413: "too_large", 415: "unsupported_media_type", 400: "malformed_json", 422: "invalid"}
+        self.on_reject(reasons.get(status, "invalid"))
+        await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the app the body we already read, then defers to the client."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.lstrip(".") or "the body"
+
+
+def find_problem(document: Any, max_depth: int) -> str | None:
+    """Why a parsed JSON body cannot be stored, or None: too deep, or a string no database keeps
+    (NUL, which PostgreSQL refuses, or a lone surrogate, which is not valid UTF-8)."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(document, 0, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, dict | list):
+            if depth >= max_depth:
+                return f"{_where(path)}: the JSON body nests deeper than {max_depth} levels"
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str) and (problem := _string_problem(key)):
+                    return f"{_where(path)}: a key {problem}"
+                stack.append((item, depth + 1, (*path, key)))
+        elif isinstance(value, str) and (problem := _string_problem(value)):
+            return f"{_where(path)}: {problem}"
+    return None
+
+
+def _string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains the NUL character (\\u0000), which cannot be stored"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode"
+    return None

@@ -1,0 +1,76 @@
+"""Prometheus metrics: the queue as the database sees it at scrape time, and the intake's own counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from pqueue import CLAIMABLE, DeliveryStatus, PersistentQ, Status
+
+
+class QueueCollector(Collector):
+    """Reads store.stats() on every scrape, so the numbers are the database's, not this process's."""
+
+    def __init__(self, store: PersistentQ) -> None:
+        self.store = store
+
+    def describe(self) -> Iterator[Metric]:
+        # Without describe(), registering would run a scrape (and a query) at once.
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.store.stats()
+        jobs, waiting, running, seats, paused, oldest, callbacks = self._families()
+        queue_names = sorted(set(stats.counts) | {info.name for info in stats.queues})
+        for queue in queue_names:
+            by_status = stats.counts.get(queue, {})
+            for status in Status:
+                jobs.add_metric([queue, status.value], by_status.get(status.value, 0))
+            waiting.add_metric([queue], sum(by_status.get(s.value, 0) for s in CLAIMABLE))
+            running.add_metric([queue], by_status.get(Status.UNDER_PROCESS.value, 0))
+        for info in stats.queues:
+            seats.add_metric([info.name], info.seats)
+            paused.add_metric([info.name], 1 if info.paused else 0)
+        oldest.add_metric([], stats.oldest_waiting_seconds or 0.0)
+        for delivery_status in DeliveryStatus:
+            callbacks.add_metric([delivery_status.value], stats.deliveries.get(delivery_status.value, 0))
+        yield from (jobs, waiting, running, seats, paused, oldest, callbacks)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily("pq_jobs", "Jobs by queue and status", labels=["queue", "status"]),
+            GaugeMetricFamily("pq_waiting_jobs", "Jobs waiting to run (unprocessed or crashed)", labels=["queue"]),
+            GaugeMetricFamily("pq_running_jobs", "Jobs under_process", labels=["queue"]),
+            GaugeMetricFamily("pq_queue_seats", "Jobs of the queue allowed under_process at once", labels=["queue"]),
+            GaugeMetricFamily("pq_queue_paused", "1 when consumers do not claim from the queue", labels=["queue"]),
+            GaugeMetricFamily("pq_oldest_waiting_seconds", "Age of the oldest waiting job (0 when none waits)"),
+            GaugeMetricFamily("pq_callbacks", "Callback deliveries by status", labels=["status"]),
+        )
+
+
+class IntakeMetrics:
+    """The registry one app exposes: its counters plus the queue collector."""
+
+    def __init__(self, store: PersistentQ) -> None:
+        # No *_created series: they double the output and nobody graphs them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry()
+        self.accepted = Counter(
+            "pq_intake_accepted",
+            "Jobs accepted (outcome: created, or duplicate: an earlier job with the same idempotency key)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "pq_intake_rejected", "Requests answered with an error, by reason", ["reason"], registry=self.registry
+        )
+        self.registry.register(QueueCollector(store))
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of everything registered."""
+        return generate_latest(self.registry)

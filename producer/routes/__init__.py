@@ -1,0 +1,26 @@
+"""One module per resource: jobs, the queue's order and the relay, health and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from producer.schemas import ErrorOut
+
+_MEANINGS = {
+    400: "the body is not valid JSON",
+    401: "PQ_API_TOKEN is set and the bearer token is missing or wrong",
+    404: "no such job",
+    409: "the idempotency key is already used with another payload",
+    413: "the body is larger than PQ_MAX_BODY_BYTES",
+    415: "the body is not sent as application/json",
+    422: "a field is missing, unknown or has a bad value",
+    503: "the queue is full or its database is not available; see Retry-After",
+}
+
+
+def errors(*codes: int, also: dict[int, dict[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error answers a route can give (401 always: auth), plus `also`."""
+    responses: dict[int | str, dict[str, Any]] = {code: entry for code, entry in (also or {}).items()}
+    for code in sorted({401, *codes}):
+        responses[code] = {"model": ErrorOut, "description": _MEANINGS[code]}
+    return responses

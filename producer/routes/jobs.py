@@ -1,0 +1,117 @@
+"""Submitting jobs and reading them back.
+
+Routes are plain `def`: the store's calls block, so FastAPI runs them in its threadpool and the
+event loop keeps serving other requests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response
+
+from pqueue import InvalidInput, PutResult, Status
+from producer.deps import Intake, IntakeDep
+from producer.routes import errors
+from producer.schemas import (
+    MAX_BATCH,
+    MAX_JOB_ID,
+    MAX_PAGE,
+    BatchSubmitted,
+    Cursor,
+    IdempotencyKey,
+    JobIn,
+    JobOut,
+    JobPage,
+    JobSummary,
+    QueueName,
+    Submitted,
+)
+
+router = APIRouter(tags=["jobs"])
+
+KeyHeader = Annotated[
+    IdempotencyKey | None,
+    Header(alias="Idempotency-Key", description="the same as the body's idempotency_key (either, or both equal)"),
+]
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    responses=errors(
+        400, 409, 413, 415, 422, 503, also={200: {"model": Submitted, "description": "a repeated key: the first job"}}
+    ),
+)
+def submit_job(job: JobIn, response: Response, intake: IntakeDep, idempotency_key: KeyHeader = None) -> Submitted:
+    """Store one job; 202 only once it is committed (200 with the first job for a repeated key)."""
+    key = _merged_key(job.idempotency_key, idempotency_key)
+    new_job = intake.new_job(job, "", key)
+    intake.depth.check_room(1)
+    [put] = intake.store.put_items([new_job])
+    answer = _submitted(intake, put, new_job.queue, key)
+    response.status_code = 202 if put.created else 200
+    response.headers["Location"] = f"/jobs/{put.id}"
+    return answer
+
+
+@router.post(
+    "/jobs/batch",
+    status_code=202,
+    responses=errors(
+        400, 409, 413, 415, 422, 503, also={200: {"model": BatchSubmitted, "description": "every key was a repeat"}}
+    ),
+)
+def submit_batch(
+    jobs: Annotated[list[JobIn], Body(min_length=1, max_length=MAX_BATCH)],
+    response: Response,
+    intake: IntakeDep,
+    idempotency_key: KeyHeader = None,
+) -> BatchSubmitted:
+    """Store several jobs in one transaction: all of them, or (with a per-item report) none."""
+    if idempotency_key is not None:
+        raise InvalidInput("Idempotency-Key", "a batch takes an idempotency_key per job, not the header")
+    new_jobs = [intake.new_job(job, f"jobs[{index}].") for index, job in enumerate(jobs)]
+    intake.depth.check_room(len(new_jobs))
+    puts = intake.store.put_items(new_jobs)
+    answers = [_submitted(intake, put, job.queue, job.idempotency_key) for put, job in zip(puts, new_jobs, strict=True)]
+    response.status_code = 202 if any(put.created for put in puts) else 200
+    return BatchSubmitted(jobs=answers)
+
+
+@router.get("/jobs/{job_id}", responses=errors(404, 422, 503))
+def read_job(job_id: Annotated[int, Path(ge=1, le=MAX_JOB_ID)], intake: IntakeDep) -> JobOut:
+    """The job's status, attempts, timestamps, result or error, and callback delivery."""
+    return JobOut.of(intake.store.get_job(job_id))
+
+
+@router.get("/jobs", responses=errors(422, 503))
+def list_jobs(
+    intake: IntakeDep,
+    status: Annotated[list[Status] | None, Query(description="repeat to ask for several")] = None,
+    queue: Annotated[QueueName | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[Cursor | None, Query(description="next_cursor of the previous page")] = None,
+) -> JobPage:
+    """A page of jobs, newest first, for partners that poll."""
+    page = intake.store.get_all_items(status=status, queue=queue, limit=limit, cursor=cursor)
+    return JobPage(jobs=[JobSummary.of(job) for job in page.items], next_cursor=page.next_cursor)
+
+
+def _merged_key(body_key: str | None, header_key: str | None) -> str | None:
+    if body_key is not None and header_key is not None and body_key != header_key:
+        raise InvalidInput("idempotency_key", "differs from the Idempotency-Key header; send one, or both equal")
+    return body_key or header_key
+
+
+def _submitted(intake: Intake, put: PutResult, queue: str | None, key: str | None) -> Submitted:
+    """What a submission answers; for a repeated key, the first job as it is now."""
+    if put.created:
+        intake.depth.added(1)
+        intake.metrics.accepted.labels("created").inc()
+        return Submitted(
+            id=put.id, status=Status.UNPROCESSED, queue=queue or intake.settings.queue, idempotency_key=key
+        )
+    intake.metrics.accepted.labels("duplicate").inc()
+    first = intake.store.get_job(put.id)
+    return Submitted(id=first.id, status=first.status, queue=first.queue, idempotency_key=first.idempotency_key)

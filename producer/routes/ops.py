@@ -1,0 +1,29 @@
+"""Health and metrics, for Supervisor, load balancers and Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from producer.deps import IntakeDep
+from producer.routes import errors
+from producer.schemas import ErrorOut, Health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", responses={503: {"model": ErrorOut, "description": "the database does not answer"}})
+def healthz(intake: IntakeDep) -> Health:
+    """200 while the database answers (no token needed)."""
+    intake.store.ping()
+    return Health()
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=errors(503, also={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}}),
+)
+def metrics(intake: IntakeDep) -> Response:
+    """Jobs by status, waiting depth, oldest waiting age, running jobs, callbacks, and this intake's counters."""
+    return Response(intake.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
