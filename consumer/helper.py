@@ -1,0 +1,127 @@
+"""The warm helper: a process that imported the algorithm once and forks a job process on request.
+
+Started with multiprocessing's `spawn` (a fresh interpreter: no database connections, no
+threads inherited from the consumer), it is a small fork server of our own rather than
+multiprocessing's: it sits in a session of its own, so a signal sent to the consumer's process
+group (Supervisor's stopasgroup, Ctrl-C) cannot kill it and the running job with it before
+the grace period, and it dies with the consumer (parent-death signal), which kills its job
+processes in turn. Forking a process that has the algorithm imported takes milliseconds,
+where starting an interpreter and importing pandas takes seconds.
+
+Messages to the consumer: ("ready",) or ("broken", why) once; then ("forked", pid) followed
+by the job process's socket (SCM_RIGHTS), and ("exited", pid, wait status) when one is reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import traceback
+from multiprocessing import reduction
+from multiprocessing.connection import Connection, wait
+
+from consumer.child import run_child
+from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm
+from consumer.processes import die_with_parent
+from pqueue import Settings
+
+
+def serve(commands: Connection, lifeline: Connection, spec: str, settings: Settings, consumer_pid: int) -> None:
+    """The helper's main function (the target of the spawned process)."""
+    os.setsid()
+    die_with_parent(signal.SIGKILL)
+    if os.getppid() != consumer_pid:
+        return
+    try:
+        function = load_algorithm(spec)
+    except AlgorithmUnavailable as exc:
+        commands.send(("broken", str(exc)))
+        return
+    commands.send(("ready",))
+    Helper(commands, lifeline, function, settings, consumer_pid).loop()
+
+
+class Helper:
+    """Forks job processes and reports how they ended."""
+
+    def __init__(
+        self, commands: Connection, lifeline: Connection, function: Algorithm, settings: Settings, consumer_pid: int
+    ) -> None:
+        self.commands = commands
+        self.lifeline = lifeline
+        self.function = function
+        self.settings = settings
+        self.consumer_pid = consumer_pid
+        self.pid = os.getpid()
+        # SIGCHLD wakes the loop through this pipe (the handler itself does nothing).
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+
+    def loop(self) -> None:
+        """Serve fork requests until the consumer closes the command channel or goes away."""
+        try:
+            self._serve()
+        except (EOFError, OSError):  # the consumer closed the channel (or is gone): nothing to say
+            return
+
+    def _serve(self) -> None:
+        while True:
+            ready = wait([self.commands, self.lifeline, self.wake_r])
+            if self.wake_r in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 4096)
+            self._reap()
+            if self.lifeline in ready:
+                return
+            if self.commands in ready:
+                request = self.commands.recv()
+                if request == "fork":
+                    self._fork()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.commands.send(("exited", pid, status))
+
+    def _fork(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            ours.close()
+            theirs.close()
+            self.commands.send(("fork_failed", f"{type(exc).__name__}: {exc}"))
+            return
+        if pid == 0:
+            self._become_child(ours, theirs)
+        theirs.close()
+        self.commands.send(("forked", pid))
+        reduction.send_handle(self.commands, ours.fileno(), self.consumer_pid)
+        ours.close()
+
+    def _become_child(self, ours: socket.socket, theirs: socket.socket) -> None:
+        """In the forked process: drop the helper's plumbing and run the job; never return."""
+        code = 70
+        try:
+            ours.close()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            self.commands.close()
+            run_child(theirs, self.lifeline.fileno(), self.function, self.settings, self.pid)
+            code = 0
+        except BaseException:  # noqa: BLE001 - whatever happens, never return into the helper's loop
+            traceback.print_exc()
+        finally:
+            os._exit(code)

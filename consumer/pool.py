@@ -1,0 +1,227 @@
+"""The consumer's side of the warm helper: keeps one job process forked and ready for the next job."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing import reduction
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from consumer import helper
+from consumer.loading import AlgorithmUnavailable
+from consumer.logs import event
+from consumer.processes import kill_group, kill_process
+from pqueue import Settings
+
+log = logging.getLogger("consumer")
+
+# How long the consumer waits for the helper to import the algorithm (pandas takes seconds).
+HELPER_START_TIMEOUT = 300.0
+# How long a job process gets to disappear after SIGKILL before the consumer moves on.
+REAP_TIMEOUT = 5.0
+
+
+class HelperLost(Exception):
+    """The helper process died; job processes cannot be forked until it is started again."""
+
+
+@dataclass
+class JobProcess:
+    """One forked job process: its pid (also its process group) and its socket."""
+
+    pid: int
+    conn: Connection
+    ready: bool = False
+    wait_status: int | None = None
+
+    @property
+    def exited(self) -> bool:
+        """True once the helper has reaped it."""
+        return self.wait_status is not None
+
+
+class AlgorithmProcesses:
+    """Starts the helper, keeps a spare job process ready, and kills job process groups."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._context = multiprocessing.get_context("spawn")
+        # The consumer never writes to the lifeline: its end closing (exit, SIGKILL) is the message.
+        self._lifeline_reader, self._lifeline_writer = self._context.Pipe(duplex=False)
+        self._helper: BaseProcess | None = None
+        self._commands: Connection | None = None
+        self._spare: JobProcess | None = None
+        self._fork_pending = False
+        self._children: dict[int, JobProcess] = {}
+
+    # -- the helper ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the helper; it imports the algorithm in the background (see wait_ready)."""
+        ours, theirs = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=helper.serve,
+            args=(theirs, self._lifeline_reader, self.settings.algorithm, self.settings, os.getpid()),
+            name="pq-algorithm-helper",
+            daemon=True,
+        )
+        process.start()  # from the main thread: the parent-death signal follows the creating thread
+        theirs.close()
+        self._helper, self._commands = process, ours
+        self._spare, self._fork_pending = None, False
+
+    def wait_ready(self, timeout: float = HELPER_START_TIMEOUT) -> None:
+        """Block until the helper has imported the algorithm; AlgorithmUnavailable if it cannot."""
+        assert self._commands is not None and self._helper is not None
+        started = time.monotonic()
+        if not self._commands.poll(timeout):
+            raise AlgorithmUnavailable(f"the algorithm process did not start within {timeout:.0f}s")
+        try:
+            message = self._commands.recv()
+        except (EOFError, OSError):
+            self._helper.join(1)
+            code = self._helper.exitcode
+            raise AlgorithmUnavailable(f"the algorithm process died while starting (exit code {code})") from None
+        if message[0] == "broken":
+            raise AlgorithmUnavailable(message[1])
+        event(
+            log,
+            "algorithm_ready",
+            algorithm=self.settings.algorithm,
+            pid=self._helper.pid,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    @property
+    def helper_alive(self) -> bool:
+        """False when the helper has died (the consumer then starts another)."""
+        return self._helper is not None and self._helper.is_alive()
+
+    def handles(self) -> list[Any]:
+        """What the supervising loop waits on besides the job: helper messages and helper death."""
+        assert self._commands is not None and self._helper is not None
+        return [self._commands, self._helper.sentinel]
+
+    def pump(self) -> None:
+        """Read every message the helper has sent: forked processes and reaped ones."""
+        assert self._commands is not None
+        try:
+            while self._commands.poll(0):
+                self._handle(self._commands.recv())
+        except (EOFError, OSError):
+            if self._helper is not None:
+                self._helper.join(1)
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        assert self._commands is not None
+        kind = message[0]
+        if kind == "forked":
+            fd = reduction.recv_handle(self._commands)
+            process = JobProcess(pid=message[1], conn=Connection(fd))
+            self._children[process.pid] = process
+            self._spare, self._fork_pending = process, False
+        elif kind == "exited":
+            child = self._children.pop(message[1], None)
+            if child is not None:
+                child.wait_status = message[2]
+        elif kind == "fork_failed":
+            self._fork_pending = False
+            event(log, "fork_failed", level=logging.WARNING, error=message[1])
+
+    # -- job processes -------------------------------------------------------------------------
+
+    def ensure_spare(self, timeout: float) -> bool:
+        """Make sure a ready job process is waiting; False when none is ready within the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.helper_alive:
+                self._restart_helper()
+            self.pump()
+            if self._spare is not None and self._spare.exited:
+                self._spare.conn.close()
+                self._spare = None
+            if self._spare is not None and self._check_ready(self._spare):
+                return True
+            if self._spare is None and not self._fork_pending:
+                assert self._commands is not None
+                self._commands.send("fork")
+                self._fork_pending = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait([*self.handles(), *([self._spare.conn] if self._spare is not None else [])], remaining)
+
+    def _check_ready(self, spare: JobProcess) -> bool:
+        if spare.ready:
+            return True
+        try:
+            if spare.conn.poll(0):
+                spare.conn.recv()  # ("ready", pid): its group, death signal and watchdog are set up
+                spare.ready = True
+        except (EOFError, OSError):
+            self.discard(spare)
+            self._spare = None
+        return spare.ready
+
+    def take_spare(self) -> JobProcess:
+        """Hand the ready spare to a job and fork the next one at once, while the job runs."""
+        spare = self._spare
+        assert spare is not None and spare.ready
+        assert self._commands is not None
+        self._spare = None
+        self._commands.send("fork")
+        self._fork_pending = True
+        return spare
+
+    def terminate(self, process: JobProcess) -> None:
+        """SIGTERM the job's whole process group (the timeout's polite first step)."""
+        kill_group(process.pid, signal.SIGTERM)
+
+    def discard(self, process: JobProcess, timeout: float = REAP_TIMEOUT) -> None:
+        """SIGKILL the job's process group and wait (briefly) until the job process is reaped."""
+        kill_group(process.pid, signal.SIGKILL)
+        if not process.exited:
+            kill_process(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while not process.exited and self.helper_alive and time.monotonic() < deadline:
+            wait(self.handles(), deadline - time.monotonic())
+            self.pump()
+        process.conn.close()
+        self._children.pop(process.pid, None)
+
+    def _restart_helper(self) -> None:
+        assert self._helper is not None
+        self._helper.join(1)
+        event(log, "algorithm_process_restart", level=logging.WARNING, exitcode=self._helper.exitcode)
+        for child in list(self._children.values()):
+            kill_group(child.pid)
+            kill_process(child.pid)
+            child.conn.close()
+        self._children.clear()
+        if self._commands is not None:
+            self._commands.close()
+        self.start()
+        self.wait_ready()
+
+    def close(self) -> None:
+        """Kill every job process group, stop the helper, and close the lifeline."""
+        for child in list(self._children.values()):
+            kill_group(child.pid)
+            kill_process(child.pid)
+            child.conn.close()
+        self._children.clear()
+        if self._commands is not None:
+            self._commands.close()
+        if self._helper is not None:
+            self._helper.join(2)
+            if self._helper.is_alive():
+                self._helper.kill()
+                self._helper.join(2)
+        self._lifeline_writer.close()
+        self._lifeline_reader.close()

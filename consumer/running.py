@@ -1,0 +1,196 @@
+"""Supervising one job: hand the payload to a ready job process, then watch it until it ends.
+
+While it runs, one loop waits on everything that can end it: the process's answer, its death,
+a lost lease or an operator's stop (from the lease thread), the timeout, the lease deadline,
+and a shutdown signal. The outcome is returned; recording it is the consumer's business.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from multiprocessing.connection import wait
+from typing import Any
+
+from consumer.lease import LeaseKeeper
+from consumer.logs import event
+from consumer.pool import AlgorithmProcesses, JobProcess
+from consumer.processes import describe_exit
+from consumer.stopping import Shutdown, Waker
+from pqueue import Job, LeaseLost, PersistentQ, Settings, Status, StopRequested
+
+log = logging.getLogger("consumer")
+
+# After SIGTERM at the timeout, how long the algorithm may clean up before SIGKILL.
+TERM_GRACE = 2.0
+# After a job process closed its socket, how long to wait for the helper to say how it ended.
+EXIT_REPORT_TIMEOUT = 2.0
+
+
+class Ending(StrEnum):
+    """How a run ended, which decides what the consumer records."""
+
+    SUCCEEDED = "succeeded"  # record processed with the result
+    FAILED = "failed"  # record crashed with the error
+    STOPPED = "stopped"  # an operator's cancel or fail: record the requested status
+    RELEASED = "released"  # shutdown grace ran out: give the job back, attempt not spent
+    LEASE_LOST = "lease_lost"  # someone else owns the job now: record nothing
+    RENEWAL_FAILED = "renewal_failed"  # the lease could not be renewed in time: algorithm killed
+    ABANDONED = "abandoned"  # second signal: killed, left for rescue
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one run."""
+
+    ending: Ending
+    result: Any = None
+    error: str | None = None
+    target: Status | None = None
+    lease_valid_until: float = math.inf  # monotonic; recording must be done before it
+
+
+class JobRun:
+    """One job in one job process, supervised until it ends."""
+
+    def __init__(
+        self,
+        job: Job,
+        process: JobProcess,
+        processes: AlgorithmProcesses,
+        store: PersistentQ,
+        settings: Settings,
+        shutdown: Shutdown,
+        waker: Waker,
+        lease: LeaseKeeper,
+    ) -> None:
+        self.job = job
+        self.process = process
+        self.processes = processes
+        self.store = store
+        self.settings = settings
+        self.shutdown = shutdown
+        self.waker = waker
+        self.lease = lease
+        self.started = time.monotonic()
+        self.grace_until: float | None = None
+
+    def supervise(self) -> Outcome:
+        """Run the job to its end and return the outcome; the job process group is gone after."""
+        self.process.conn.send((self.job.id, self.job.payload))
+        event(log, "running", self.job.id, pid=self.process.pid, attempt=f"{self.job.attempts}/{self.job.max_attempts}")
+        self.lease.start()
+        try:
+            outcome = self._watch()
+        finally:
+            self.lease.stop()
+            self.processes.discard(self.process)
+        return Outcome(outcome.ending, outcome.result, outcome.error, outcome.target, self.lease.valid_until)
+
+    def _watch(self) -> Outcome:
+        timeout_at = self.started + self.settings.job_timeout
+        while True:
+            ending = self._check(timeout_at)
+            if ending is not None:
+                return ending
+            deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf]
+            remaining = max(0.0, min(deadlines) - time.monotonic())
+            self.waker.drain()
+            wait([self.process.conn, self.waker.fileno(), *self.processes.handles()], remaining)
+            self.processes.pump()
+
+    def _check(self, timeout_at: float) -> Outcome | None:
+        """Whatever ended the run, in order of precedence; None while it goes on."""
+        answer = self._answer()
+        if answer is not None:
+            return answer
+        problem = self.lease.problem
+        if isinstance(problem, StopRequested):
+            event(log, "stop_requested", self.job.id, target=problem.target, reason=problem.reason)
+            return Outcome(Ending.STOPPED, error=problem.reason, target=Status(problem.target))
+        if isinstance(problem, LeaseLost):
+            event(log, "lease_lost", self.job.id, level=logging.WARNING, status=problem.status)
+            return Outcome(Ending.LEASE_LOST)
+        now = time.monotonic()
+        if now >= self.lease.valid_until:
+            return self._renewal_failed(now)
+        if self.shutdown.immediate:
+            event(log, "stopping_now", self.job.id, level=logging.WARNING, note="job left for rescue")
+            return Outcome(Ending.ABANDONED)
+        if self.shutdown.requested and self.grace_until is None:
+            self.grace_until = now + self.settings.shutdown_grace
+            event(
+                log,
+                "shutdown_requested",
+                self.job.id,
+                signal=self.shutdown.signal_name,
+                grace=self.settings.shutdown_grace,
+            )
+        if self.grace_until is not None and now >= self.grace_until:
+            event(log, "grace_over", self.job.id, level=logging.WARNING, grace=self.settings.shutdown_grace)
+            return Outcome(Ending.RELEASED)
+        if now >= timeout_at:
+            return self._timed_out()
+        return None
+
+    def _answer(self) -> Outcome | None:
+        """The job process's result or error, or its death; None while it runs."""
+        try:
+            if self.process.conn.poll(0):
+                _job_id, kind, text = self.process.conn.recv()
+                if kind == "ok":
+                    return Outcome(Ending.SUCCEEDED, result=json.loads(text))
+                return Outcome(Ending.FAILED, error=text)
+        except (EOFError, OSError):
+            return self._died()
+        if self.process.exited or not self.processes.helper_alive:
+            return self._died()
+        return None
+
+    def _died(self) -> Outcome:
+        """The job process ended without an answer: say how (exit code or signal)."""
+        deadline = time.monotonic() + EXIT_REPORT_TIMEOUT
+        while not self.process.exited and self.processes.helper_alive and time.monotonic() < deadline:
+            wait(self.processes.handles(), deadline - time.monotonic())
+            self.processes.pump()
+        if self.process.wait_status is not None:
+            how = describe_exit(self.process.wait_status)
+        elif not self.processes.helper_alive:
+            how = "was lost (the helper process that forked it died)"
+        else:
+            how = "closed its connection without an answer"
+        return Outcome(Ending.FAILED, error=f"AlgorithmProcessDied: the algorithm process {how} without a result")
+
+    def _timed_out(self) -> Outcome:
+        """SIGTERM the group, SIGKILL it after a short grace; the attempt fails."""
+        timeout = self.settings.job_timeout
+        event(log, "timeout", self.job.id, level=logging.WARNING, seconds=timeout, pid=self.process.pid)
+        self.processes.terminate(self.process)
+        deadline = time.monotonic() + TERM_GRACE
+        while not self.process.exited and time.monotonic() < min(deadline, self.lease.valid_until):
+            wait(self.processes.handles(), max(0.0, min(deadline, self.lease.valid_until) - time.monotonic()))
+            self.processes.pump()
+        return Outcome(
+            Ending.FAILED,
+            error=f"JobTimeout: the algorithm ran longer than PQ_JOB_TIMEOUT={timeout:g}s; "
+            "its process group was killed",
+        )
+
+    def _renewal_failed(self, now: float) -> Outcome:
+        since = now - self.lease.renewed_at
+        event(
+            log,
+            "lease_expiring",
+            self.job.id,
+            level=logging.ERROR,
+            unrenewed_for=round(since, 3),
+            action="algorithm killed; claiming stops until the database answers",
+        )
+        return Outcome(
+            Ending.RENEWAL_FAILED,
+            error=f"LeaseNotRenewed: the lease could not be renewed for {since:.1f}s; the algorithm was stopped",
+        )
