@@ -99,8 +99,10 @@ def _describe(error: dict[str, Any]) -> FieldError:
     index = None
     if source == "body" and location and isinstance(location[0], int):
         index = location.pop(0)
-    field = ".".join(str(part) for part in location) or ("body" if source == "body" else source)
-    return FieldError(field=field, message=_message(error), index=index)
+    if source != "body":  # a repeated query parameter: name it, not its position
+        location = [part for part in location if not isinstance(part, int)]
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+    return FieldError(field=field or source, message=_message(error), index=index)
 
 
 def _line(error: FieldError) -> str:

@@ -1,0 +1,51 @@
+"""Fixtures for the intake: the real app on a real database, reached through httpx's ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from pqueue import Settings
+from producer import create_app
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def make_app(make_settings: Callable[..., Settings]) -> Iterator[AppFactory]:
+    """create_app on the test database with settings overrides; each app's store is closed afterwards."""
+    apps: list[FastAPI] = []
+
+    def build(**overrides: Any) -> FastAPI:
+        app = create_app(make_settings(**overrides))
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.state.intake.store.close()
+
+
+def client_for(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client that calls the app in-process (no lifespan, no sockets)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake", **kwargs)
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> FastAPI:
+    return make_app()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as http:
+        yield http
