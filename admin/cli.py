@@ -43,6 +43,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Plain usage errors ("Error: ..." on one line) rather than a box drawn around them.
+    rich_markup_mode=None,
 )
 relay_app = typer.Typer(help="Steer the broker relay.", no_args_is_help=True)
 

@@ -19,8 +19,8 @@ from admin.context import store
 from admin.parsing import unique
 from pqueue import Job, PQError, Status
 
-IdsArgument = Annotated[list[int] | None, typer.Argument(metavar="ID...", help="Job ids.", show_default=False)]
-RequiredIds = Annotated[list[int], typer.Argument(metavar="ID...", help="Job ids.", show_default=False)]
+IdsArgument = Annotated[list[int] | None, typer.Argument(metavar="ID", help="Job ids.", show_default=False)]
+RequiredIds = Annotated[list[int], typer.Argument(metavar="ID", help="Job ids.", show_default=False)]
 STOP_NOTE = "the consumer stops it at its next heartbeat"
 
 
@@ -67,12 +67,17 @@ def requeue(
     ctx: typer.Context,
     job_ids: IdsArgument = None,
     status: Annotated[
-        Status | None, typer.Option("--status", "-s", help="With --all: requeue every job in this status.")
+        Status | None,
+        typer.Option("--status", "-s", metavar="STATUS", help="With --all: requeue every job in this status."),
     ] = None,
     every: Annotated[bool, typer.Option("--all", help="Requeue every job in --status (instead of ids).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Put jobs back to unprocessed with fresh attempts (from crashed, manual_intervention, cancelled)."""
+    """Requeue jobs with fresh attempts.
+
+    From crashed, manual_intervention or cancelled back to unprocessed; the timeline keeps the
+    history. Give ids, or --status S --all for every job in one status.
+    """
     _check_requeue_arguments(job_ids or [], status, every)
     queue_store = store(ctx)
     if job_ids:
@@ -90,7 +95,7 @@ def requeue(
 
     def act(job_id: int) -> Outcome:
         job = queue_store.requeue(job_id, actor="admin", expect=expect)
-        return job_outcome(job, f"requeued; {job.status.value} with {job.max_attempts} fresh attempts", "requeue")
+        return job_outcome(job, f"requeued; {job.status.value} with fresh attempts", "requeue")
 
     run_each(ids, act, as_json)
 
@@ -109,7 +114,10 @@ def fail(
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (stored as the job's error).")],
     as_json: JsonOption = False,
 ) -> None:
-    """Move jobs to manual_intervention with a reason (a running one is stopped first)."""
+    """Move jobs to manual_intervention.
+
+    The reason becomes the job's error. A running job is stopped by its consumer first.
+    """
     queue_store = store(ctx)
 
     def act(job_id: int) -> Outcome:
@@ -124,7 +132,11 @@ def cancel(
     reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (stored as the job's error).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel waiting or crashed jobs; for a running job, ask its consumer to kill the run."""
+    """Cancel jobs.
+
+    A waiting or crashed job is cancelled at once; for a running one its consumer is asked to
+    kill the run at its next heartbeat.
+    """
     queue_store = store(ctx)
 
     def act(job_id: int) -> Outcome:
@@ -135,7 +147,10 @@ def cancel(
 
 
 def redeliver(ctx: typer.Context, job_ids: RequiredIds, as_json: JsonOption = False) -> None:
-    """Send the callback of finished jobs again, with fresh delivery attempts."""
+    """Send finished jobs' callbacks again.
+
+    The last outcome is delivered again with fresh delivery attempts; the algorithm does not run.
+    """
     queue_store = store(ctx)
 
     def act(job_id: int) -> Outcome:

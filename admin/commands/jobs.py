@@ -14,8 +14,10 @@ from admin.parsing import check_callback_url, parse_duration, read_payload
 from pqueue import Event, Job, NewJob, PersistentQ, Status
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Write JSON for scripts instead of a table.")]
+STATUSES = ", ".join(s.value for s in Status)
 StatusOption = Annotated[
-    list[Status] | None, typer.Option("--status", "-s", help="Only jobs in this status (repeatable).")
+    list[Status] | None,
+    typer.Option("--status", "-s", metavar="STATUS", help=f"Only jobs in this status (repeatable): {STATUSES}."),
 ]
 QueueOption = Annotated[str | None, typer.Option("--queue", "-q", help="Only jobs of this queue.")]
 PAGE = 1000  # the largest page pqueue hands out
@@ -47,7 +49,10 @@ def list_jobs(
     oldest_first: Annotated[bool, typer.Option("--oldest-first", help="Oldest first (default: newest).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List jobs, newest first: id, queue, status, priority, attempts, age, last error, payload."""
+    """List jobs, newest first.
+
+    Columns: id, queue, status, priority, attempts, age, last error, start of the payload.
+    """
     queue_store = store(ctx)
     filters: dict[str, Any] = {"status": status or None, "queue": queue, "since_seconds": since}
     jobs = fetch_jobs(queue_store, limit, oldest_first=oldest_first, **filters)
@@ -80,7 +85,11 @@ def show_job(
     job_id: Annotated[int, typer.Argument(metavar="ID", help="The job's id.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show one job: every field, payload and result, error with traceback, delivery, timeline."""
+    """Show one job in full.
+
+    Every field, the payload and result, the error with its traceback, the callback delivery
+    and the timeline of its events.
+    """
     queue_store = store(ctx)
     job = queue_store.get_job(job_id)
     events = queue_store.events(job_id)
@@ -167,7 +176,7 @@ def enqueue(
     idempotency_key: Annotated[str | None, typer.Option(help="Submitting the same key again adds nothing.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Submit a job and print its id."""
+    """Submit a job; prints its id."""
     settings = admin(ctx).settings
     value = read_payload(payload)
     if callback_url is not None:

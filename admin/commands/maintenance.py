@@ -51,13 +51,20 @@ def purge(
     ],
     status: Annotated[
         list[Status] | None,
-        typer.Option("--status", "-s", help="Purge jobs in this status (repeatable; default processed)."),
+        typer.Option(
+            "--status", "-s", metavar="STATUS", help="Purge jobs in this status (repeatable; default processed)."
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be purged.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete finished jobs (and their events) older than a cut-off; never under_process ones."""
+    """Delete old finished jobs.
+
+    Jobs in the chosen statuses (default processed) that finished before the cut-off go, with
+    their events. Asks first unless --yes; never touches under_process jobs or jobs whose
+    callback is still pending.
+    """
     statuses = list(dict.fromkeys(status or [Status.PROCESSED]))
     if Status.UNDER_PROCESS in statuses:
         raise typer.BadParameter("under_process jobs are running and are never purged", param_hint="'--status'")
@@ -93,7 +100,11 @@ def _report_purge(
 
 
 def rescue(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Rescue jobs whose lease expired now (consumers also do this on their own)."""
+    """Rescue jobs whose lease expired.
+
+    They become crashed (or manual_intervention when out of attempts). Consumers do this on
+    their own too; this does it now.
+    """
     moved = store(ctx).rescue_expired(actor="admin")
     if as_json:
         output.emit_json([{"id": job_id, "status": status.value} for job_id, status in moved])
@@ -105,7 +116,10 @@ def rescue(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 def migrate(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Create the database or upgrade its schema (the only command that creates one)."""
+    """Create or upgrade the database schema.
+
+    The only command that creates a database; safe to run again.
+    """
     settings = admin(ctx).settings
     before, after = pqueue.migrate(settings=settings)
     where = store(ctx).describe()
@@ -133,7 +147,10 @@ def export(
     file_format: Annotated[ExportFormat, typer.Option("--format", "-f", help="csv or jsonl.")] = ExportFormat.JSONL,
     out: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: standard output).")] = None,
 ) -> None:
-    """Write jobs, oldest first, as CSV or JSON Lines (one job object per line)."""
+    """Write jobs as CSV or JSON Lines.
+
+    Oldest first; JSON Lines holds one job object (as `pq list --json`) per line.
+    """
     queue_store = store(ctx)
     with _destination(out) as stream:
         written = _write_jobs(queue_store, stream, file_format, Filters(status or None, queue))
@@ -213,7 +230,10 @@ def backup(
     file: Annotated[Path, typer.Argument(help="A new file to write the copy to.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Write a consistent copy of a SQLite database while it is in use (PostgreSQL: use pg_dump)."""
+    """Copy a SQLite database while it is in use.
+
+    A consistent copy (VACUUM INTO) to a new file; for PostgreSQL use pg_dump.
+    """
     queue_store = store(ctx)
     target = file.expanduser().resolve()
     queue_store.backup(str(target))

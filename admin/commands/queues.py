@@ -22,26 +22,36 @@ def _report_queue(info: QueueInfo, line: str, as_json: bool) -> None:
 
 
 def pause(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = False) -> None:
-    """Stop consumers claiming from a queue; a running job finishes."""
+    """Stop consumers claiming from a queue.
+
+    A running job finishes; nothing new starts until `pq resume`.
+    """
     info = store(ctx).pause(queue, actor="admin")
     _report_queue(info, f"queue {info.name} paused: consumers claim nothing more; a running job finishes", as_json)
 
 
 def resume(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = False) -> None:
-    """Let consumers claim from a paused queue again."""
+    """Let consumers claim from a queue again."""
     info = store(ctx).resume(queue, actor="admin")
     _report_queue(info, f"queue {info.name} resumed: consumers claim from it again", as_json)
 
 
 def relay_go(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = False) -> None:
-    """Let the broker relay start feeding its queue (PQ_RELAY_QUEUE) to the remote agents."""
+    """Let the relay feed its queue.
+
+    Resumes the relay's queue (PQ_RELAY_QUEUE unless --queue): the broker relay waits for this
+    before it sends jobs to the remote agents.
+    """
     name = queue or admin(ctx).settings.relay_queue
     info = store(ctx).resume(name, actor="admin")
     _report_queue(info, f"queue {info.name} resumed: the relay feeds it to the remote agents", as_json)
 
 
 def workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """List every registered consumer and relay: host, pid, last seen, current job."""
+    """List registered consumers and relays.
+
+    Each with its host, pid, queue, when it started, when it was last seen and its current job.
+    """
     found = store(ctx).workers()
     if as_json:
         output.emit_json([render.worker_json(worker) for worker in found])

@@ -113,7 +113,11 @@ def stats(
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes with --watch.")] = 2.0,
     count: Annotated[int, typer.Option(min=0, help="With --watch: stop after this many refreshes (0: never).")] = 0,
 ) -> None:
-    """Counts by status and queue, oldest waiting age, running job, processed per minute."""
+    """Show counts, running jobs and throughput.
+
+    Counts by queue and status, the oldest waiting age, each running job with its elapsed time
+    against the timeout, and jobs processed per minute over the last hour.
+    """
     settings = admin(ctx).settings
     queue_store = store(ctx)
     if not watch:
