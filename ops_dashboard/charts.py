@@ -1,0 +1,85 @@
+"""Waiting depth, throughput and run durations over the chosen window."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from ops_dashboard.history import DepthHistory
+from ops_dashboard.overview import Overview, bucket_for
+from pqueue import Status
+
+OUTCOME_COLORS = {
+    Status.PROCESSED.value: "#2e7d32",
+    Status.CRASHED.value: "#ef6c00",
+    Status.MANUAL_INTERVENTION.value: "#c62828",
+}
+
+
+def render_charts(overview: Overview, history: DepthHistory, window_seconds: int, now: datetime) -> None:
+    """Three charts side by side; each says so when it has nothing to show yet."""
+    depth, throughput, durations = st.columns(3)
+    with depth:
+        st.markdown("**waiting depth**")
+        _depth_chart(history.since(now - timedelta(seconds=window_seconds)))
+    with throughput:
+        st.markdown("**throughput** (jobs per minute)")
+        _throughput_chart(overview, window_seconds)
+    with durations:
+        st.markdown("**run durations** (processed jobs)")
+        _durations_chart(overview.durations)
+
+
+def _depth_chart(samples: list[tuple[datetime, int]]) -> None:
+    if len(samples) < 2:
+        st.caption("sampled on every refresh: the line appears after the next one")
+        return
+    frame = pd.DataFrame(samples, columns=["time", "waiting"])
+    chart = (
+        alt.Chart(frame)
+        .mark_line(interpolate="step-after")
+        .encode(x=alt.X("time:T", title=None), y=alt.Y("waiting:Q", title="jobs waiting"))
+    )
+    st.altair_chart(chart.properties(height=200), width="stretch")
+
+
+def _throughput_chart(overview: Overview, window_seconds: int) -> None:
+    if not overview.throughput:
+        st.caption("no job finished or crashed in this window")
+        return
+    per_minute = 60 / bucket_for(window_seconds)
+    frame = pd.DataFrame(
+        [(p.bucket_start, p.status.value, p.count * per_minute) for p in overview.throughput],
+        columns=["time", "status", "per_minute"],
+    )
+    scale = alt.Scale(domain=list(OUTCOME_COLORS), range=list(OUTCOME_COLORS.values()))
+    chart = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("time:T", title=None),
+            y=alt.Y("per_minute:Q", title="jobs / minute", stack=True),
+            color=alt.Color("status:N", scale=scale, legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["time:T", "status:N", alt.Tooltip("per_minute:Q", format=".2f")],
+        )
+    )
+    st.altair_chart(chart.properties(height=200), width="stretch")
+
+
+def _durations_chart(durations: list[float]) -> None:
+    if not durations:
+        st.caption("no job processed in this window")
+        return
+    frame = pd.DataFrame({"seconds": durations})
+    chart = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("seconds:Q", bin=alt.Bin(maxbins=30), title="seconds"),
+            y=alt.Y("count():Q", title="jobs"),
+        )
+    )
+    st.altair_chart(chart.properties(height=200), width="stretch")

@@ -1,0 +1,82 @@
+"""The row of numbers an operator looks at first."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import streamlit as st
+
+from ops_dashboard.format import duration
+from ops_dashboard.liveness import liveness
+from ops_dashboard.overview import Overview
+from pqueue import Settings
+
+
+def render_header(overview: Overview, settings: Settings) -> None:
+    """Waiting, running, last hour's outcomes, jobs needing a person, oldest wait, liveness."""
+    columns = st.columns(7)
+    with columns[0]:
+        st.metric("waiting", overview.waiting, help="unprocessed, plus crashed jobs waiting for their retry")
+    with columns[1]:
+        _running(overview, settings)
+    with columns[2]:
+        st.metric("processed (1h)", overview.processed_last_hour, help="jobs that reached processed in the last hour")
+    with columns[3]:
+        st.metric(
+            "failed (1h)",
+            overview.failed_last_hour,
+            help="runs that ended crashed or manual_intervention in the last hour",
+        )
+    with columns[4]:
+        _manual_intervention(overview.manual_intervention)
+    with columns[5]:
+        st.metric(
+            "oldest waiting",
+            duration(overview.stats.oldest_waiting_seconds),
+            help="age of the oldest unprocessed or crashed job",
+        )
+    with columns[6]:
+        verdict = liveness(overview.workers, overview.stats.running, settings.lease_seconds)
+        st.metric(
+            "consumers",
+            verdict.value,
+            delta=verdict.detail,
+            delta_color="green" if verdict.healthy else "red",
+            delta_arrow="off",
+            help="from the worker registry: alive when seen within twice PQ_LEASE_SECONDS or holding a "
+            "running job whose lease is renewed; red when a running job's lease is about to end",
+        )
+
+
+def _running(overview: Overview, settings: Settings) -> None:
+    running = overview.stats.running
+    if not running:
+        st.metric("running", 0, help=f"under_process; each may run up to PQ_JOB_TIMEOUT={settings.job_timeout:g}s")
+        return
+    longest = max(running, key=lambda job: job.elapsed_seconds)
+    share = longest.elapsed_seconds / settings.job_timeout
+    color: Literal["red", "orange", "gray"] = "red" if share >= 1 else "orange" if share >= 0.8 else "gray"
+    st.metric(
+        "running",
+        overview.running,
+        delta=f"job {longest.id}: {duration(longest.elapsed_seconds)} of {duration(settings.job_timeout)}",
+        delta_color=color,
+        delta_arrow="off",
+        help="elapsed time of the longest-running job against PQ_JOB_TIMEOUT",
+    )
+    st.progress(min(1.0, share))
+
+
+def _manual_intervention(count: int) -> None:
+    if count:
+        st.metric(
+            "manual_intervention",
+            count,
+            delta="needs a person",
+            delta_color="red",
+            delta_arrow="off",
+            border=True,
+            help="jobs out of attempts or failed by an operator: requeue, or fix and requeue",
+        )
+    else:
+        st.metric("manual_intervention", 0, help="jobs out of attempts or failed by an operator")

@@ -1,0 +1,94 @@
+"""The dashboard page: settings, sign-in, the store, then everything that refreshes itself."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from ops_dashboard import access
+from ops_dashboard.charts import render_charts
+from ops_dashboard.connection import depth_history, open_store
+from ops_dashboard.detail import render_detail
+from ops_dashboard.header import render_header
+from ops_dashboard.overview import load_overview
+from ops_dashboard.table import render_filters, render_job_picker, render_table
+from pqueue import PersistentQ, PQError, Settings, SettingsError, load_settings
+
+log = logging.getLogger("ops_dashboard")
+
+REFRESH = {"off": None, "2 s": 2, "5 s": 5, "10 s": 10, "30 s": 30, "1 min": 60}
+WINDOWS = {"15 min": 900, "1 hour": 3600, "6 hours": 21600, "24 hours": 86400}
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The sidebar's choices; changing one reruns the whole page."""
+
+    refresh_seconds: int | None
+    window_seconds: int
+    page_size: int
+
+
+def render() -> None:
+    """Entry point of app.py."""
+    st.set_page_config(page_title="pqueue", page_icon="📋", layout="wide")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        st.error(str(exc))
+        return
+    if not access.signed_in(settings):
+        return
+    try:
+        store = open_store(settings)
+    except PQError as exc:
+        st.error(str(exc))
+        return
+    controls = _sidebar(settings, store)
+    # Only this part reruns on the timer; widget state (filters, page, selected job) lives in
+    # session state, so a refresh redraws the same view with fresh numbers.
+    st.fragment(_body, run_every=controls.refresh_seconds)(store, settings, controls)
+
+
+def _sidebar(settings: Settings, store: PersistentQ) -> Controls:
+    with st.sidebar:
+        st.title("pqueue")
+        refresh = st.selectbox("refresh every", list(REFRESH), index=3, key="refresh")
+        window = st.selectbox("chart window", list(WINDOWS), index=1, key="window")
+        page_size = st.selectbox("rows per page", PAGE_SIZES, index=1, key="page_size")
+        st.caption(f"database: {store.describe()}")
+        if settings.dashboard_readonly:
+            st.caption("read-only: actions are hidden (PQ_DASHBOARD_READONLY)")
+        if settings.dashboard_password:
+            st.button("Sign out", on_click=access.sign_out)
+    return Controls(REFRESH[refresh], WINDOWS[window], int(page_size))
+
+
+def _body(store: PersistentQ, settings: Settings, controls: Controls) -> None:
+    try:
+        _sections(store, settings, controls)
+    except PQError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # the page shows one line; the log keeps the traceback
+        log.exception("dashboard render failed")
+        st.error(f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _sections(store: PersistentQ, settings: Settings, controls: Controls) -> None:
+    overview = load_overview(store, controls.window_seconds)
+    now = datetime.now(UTC)
+    history = depth_history(settings)
+    history.record(now, overview.waiting)
+    render_header(overview, settings)
+    render_charts(overview, history, controls.window_seconds, now)
+    st.subheader("jobs")
+    filters = render_filters(overview.stats)
+    render_table(store, filters, controls.page_size, settings.dashboard_readonly)
+    job_id = render_job_picker()
+    if job_id is not None:
+        render_detail(store, job_id, settings.dashboard_readonly)
+    st.caption(f"updated {now:%H:%M:%S} UTC")
