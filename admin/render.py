@@ -135,11 +135,11 @@ def duration(seconds: float | None) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days}d {hours}h"
+        return f"{days}d {hours}h" if hours else f"{days}d"
     if hours:
-        return f"{hours}h {minutes}m"
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
     if minutes:
-        return f"{minutes}m {secs}s"
+        return f"{minutes}m {secs}s" if secs else f"{minutes}m"
     return f"{secs}s"
 
 

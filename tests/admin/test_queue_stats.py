@@ -1,0 +1,167 @@
+"""`pq pause`, `pq resume`, `pq relay go`, `pq workers`, `pq stats` and `pq rescue`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from pqueue import PersistentQ, Status
+from tests.admin.cli_support import Jobs, Pq, as_json, sqlite_only
+
+
+def test_pause_and_resume__consumers_stop_and_start_claiming(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
+    jobs.waiting()
+
+    paused = pq("pause", "--json")
+    assert as_json(paused) == {"name": "default", "seats": 1, "paused": True}
+    assert q.get_item("worker-1") is None, "a paused queue hands out nothing"
+
+    resumed = pq("resume")
+    assert resumed.exit_code == 0
+    assert resumed.stdout.strip() == "queue default resumed: consumers claim from it again"
+    assert q.get_item("worker-1") is not None
+
+
+@sqlite_only
+def test_pause__names_a_queue(pq: Pq, q: PersistentQ) -> None:
+    result = pq("pause", "--queue", "reports")
+    assert result.stdout.strip() == "queue reports paused: consumers claim nothing more; a running job finishes"
+    assert {info.name: info.paused for info in q.queues()} == {"reports": True}
+
+
+def test_relay_go__resumes_the_relay_queue(pq: Pq, q: PersistentQ) -> None:
+    q.pause("remote")  # the relay starts held until an operator says go
+    q.pause("agents")
+
+    result = pq("relay", "go")
+    named = pq("relay", "go", "--queue", "agents", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert "queue remote resumed" in result.stdout
+    assert as_json(named) == {"name": "agents", "seats": 1, "paused": False}
+    assert {info.name: info.paused for info in q.queues()} == {"agents": False, "remote": False}
+
+
+def test_workers__lists_each_with_its_current_job(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
+    q.register_worker("worker-1", kind="consumer", queue="default", host="host-a", pid=4242)
+    q.register_worker("relay-1", kind="relay", queue="remote", host="host-b", pid=77)
+    running = jobs.running()
+
+    listed = as_json(pq("workers", "--json"))
+
+    assert [w["id"] for w in listed] == ["relay-1", "worker-1"]
+    relay, consumer = listed
+    assert list(consumer) == [
+        "id",
+        "kind",
+        "host",
+        "pid",
+        "queue",
+        "started_at",
+        "last_seen",
+        "seen_seconds_ago",
+        "current_job_id",
+    ]
+    assert (consumer["kind"], consumer["host"], consumer["pid"], consumer["queue"]) == (
+        "consumer",
+        "host-a",
+        4242,
+        "default",
+    )
+    assert consumer["current_job_id"] == running.id and relay["current_job_id"] is None
+    assert 0 <= consumer["seen_seconds_ago"] < 60 and consumer["last_seen"].endswith("Z")
+    table = pq("workers").stdout.splitlines()
+    assert table[0].split() == ["id", "kind", "host", "pid", "queue", "started", "last", "seen", "job"]
+    assert table[2].split()[:5] == ["worker-1", "consumer", "host-a", "4242", "default"]
+    assert table[2].split()[-1] == str(running.id)
+
+
+@sqlite_only
+def test_workers__none_registered(pq: Pq, q: PersistentQ) -> None:
+    assert as_json(pq("workers", "--json")) == []
+    assert "no consumer or relay is registered" in pq("workers").stderr
+
+
+def test_stats__json_counts_running_and_throughput(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
+    jobs.processed()
+    jobs.manual()
+    running = jobs.running()
+    jobs.waiting(queue="reports")
+
+    data = as_json(pq("stats", "--json"))
+
+    statuses = [s.value for s in Status]
+    assert list(data) == [
+        "at",
+        "counts",
+        "totals",
+        "oldest_waiting_seconds",
+        "running",
+        "processed_last_hour",
+        "processed_per_minute",
+        "per_minute",
+        "deliveries",
+        "queues",
+    ]
+    assert data["counts"]["default"] == {
+        **dict.fromkeys(statuses, 0),
+        "processed": 1,
+        "manual_intervention": 1,
+        "under_process": 1,
+    }
+    assert data["counts"]["reports"] == {**dict.fromkeys(statuses, 0), "unprocessed": 1}
+    assert data["totals"] == {
+        **dict.fromkeys(statuses, 0),
+        "processed": 1,
+        "manual_intervention": 1,
+        "under_process": 1,
+        "unprocessed": 1,
+    }
+    assert data["oldest_waiting_seconds"] >= 0
+    [run] = data["running"]
+    assert (run["id"], run["queue"], run["worker_id"], run["attempts"]) == (running.id, "default", "worker-1", 1)
+    assert run["timeout_seconds"] == 3600 and 0 <= run["elapsed_seconds"] < 60 and run["lease_remaining_seconds"] > 0
+    assert data["processed_last_hour"] == 1
+    assert data["processed_per_minute"] == round(1 / 60, 2)
+    assert [point["processed"] for point in data["per_minute"]] == [1]
+    assert data["deliveries"] == {"pending": 0, "delivered": 0, "undeliverable": 0}
+    assert data["queues"] == [
+        {"name": "default", "seats": 1, "paused": False},
+        {"name": "reports", "seats": 1, "paused": False},
+    ]
+
+
+@sqlite_only
+def test_stats__table_for_people(pq: Pq, jobs: Jobs) -> None:
+    running = jobs.running()
+    jobs.waiting()
+
+    result = pq("stats")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["queue", *[s.value for s in Status], "seats", "paused"]
+    assert lines[1].split() == ["default", "1", "1", "0", "0", "0", "0", "1", "no"]
+    assert any(line.startswith("running") and f"job {running.id} (default) on worker-1" in line for line in lines)
+    assert any(line.startswith("processed") and "0 in the last hour" in line for line in lines)
+
+
+@sqlite_only
+def test_stats__watch_writes_one_json_object_per_refresh(pq: Pq, jobs: Jobs) -> None:
+    jobs.waiting()
+    result = pq("stats", "--watch", "--json", "--interval", "0.1", "--count", "2")
+    assert result.exit_code == 0, result.output
+    rounds = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rounds) == 2 and all(r["totals"]["unprocessed"] == 1 for r in rounds)
+
+
+def test_rescue__moves_expired_leases(pq: Pq, aged: Callable[[float], Jobs], q: PersistentQ) -> None:
+    expired = aged(1 / 24).running(lease_seconds=30)  # claimed an hour ago with a 30s lease
+
+    result = pq("rescue", "--json")
+
+    assert as_json(result) == [{"id": expired.id, "status": "crashed"}]
+    job = q.get_job(expired.id)
+    assert job.status == Status.CRASHED and "lease expired" in (job.error or "")
+    assert q.events(expired.id)[-1].actor == "admin"
+    assert pq("rescue").stdout.strip() == "no expired lease; nothing to rescue"
