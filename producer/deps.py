@@ -27,7 +27,7 @@ class Intake:
     def new_job(self, job: JobIn, where: str, idempotency_key: str | None = None) -> NewJob:
         """The library's NewJob for a validated request; raises InvalidInput for a bad callback_url."""
         if job.callback_url is not None:
-            self.check_callback_url(job.callback_url, where)
+            check_callback_url(job.callback_url, self.settings.callback_allowed_hosts, f"{where}callback_url")
         return NewJob(
             payload=job.payload,
             queue=job.queue,
@@ -36,22 +36,21 @@ class Intake:
             idempotency_key=idempotency_key or job.idempotency_key,
         )
 
-    def check_callback_url(self, url: str, where: str) -> None:
-        """http(s) with a host, and one of PQ_CALLBACK_ALLOW's hosts when that is set."""
-        field = f"{where}callback_url"
+
+def check_callback_url(url: str, allowed_hosts: frozenset[str], field: str = "callback_url") -> None:
+    """http(s) with a host, and one of PQ_CALLBACK_ALLOW's hosts when that is set."""
+    try:
         parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise InvalidInput(field, f"{url!r} is not an http or https URL")
-        try:
-            host = (parts.hostname or "").lower()
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-        except ValueError:
-            raise InvalidInput(field, f"{url!r} has an invalid host or port") from None
-        if not host:
-            raise InvalidInput(field, f"{url!r} names no host")
-        allowed = self.settings.callback_allowed_hosts
-        if allowed and host not in allowed:
-            raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed))}")
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise InvalidInput(field, f"{url!r} has an invalid host or port") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidInput(field, f"{url!r} is not an http or https URL")
+    if not host:
+        raise InvalidInput(field, f"{url!r} names no host")
+    if allowed_hosts and host not in allowed_hosts:
+        raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed_hosts))}")
 
 
 def get_intake(request: Request) -> Intake:
