@@ -36,6 +36,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def configuration_problem(settings: pqueue.Settings) -> str | None:
+    """Why the relay cannot start with these settings (checked before touching anything), or None."""
+    problem = Routing(settings.relay_queue).problem()
+    if problem:
+        return f"PQ_RELAY_QUEUE: {problem}"
+    try:
+        broker.parameters(settings.amqp_url)
+    except BrokerUrlError as exc:
+        return f"PQ_AMQP_URL: {exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the relay; exit 0 after a clean stop, 2 on bad configuration."""
     args = parse_args(argv)
@@ -46,12 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["relay_window"] = args.window
     try:
         settings = pqueue.load_settings(**overrides)
-        problem = Routing(settings.relay_queue).problem()
-        if problem:
-            raise BrokerUrlError(problem)
-        broker.parameters(settings.amqp_url)
-    except (PQError, BrokerUrlError) as exc:
+    except PQError as exc:
         sys.stderr.write(f"pq-relay: {exc}\n")
+        return 2
+    problem = configuration_problem(settings)
+    if problem:
+        sys.stderr.write(f"pq-relay: {problem}\n")
         return 2
     pqueue.setup_logging(settings)
     # pika logs every connection step at INFO; the relay says what matters itself.

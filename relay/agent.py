@@ -6,6 +6,9 @@ It takes jobs from the outbox, reports `processing`, "works" for a while, then r
 message only after its final status was confirmed by the broker, so a killed agent's job is
 redelivered to another agent. With --record, it appends one JSON line per start and finish
 (job id, lease id, agent, time) so a test can check who ran what, and when.
+
+Like a real remote agent it needs nothing of pqueue: only the broker's URL and the queue name,
+from its command line.
 """
 
 from __future__ import annotations
@@ -15,23 +18,27 @@ import json
 import logging
 import random
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import pqueue
 from relay import broker
 from relay.messages import status_message
 from relay.topology import Routing, declare
 
 log = logging.getLogger("relay.agent")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # the same lines as every pqueue program
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m relay.agent", description=__doc__.splitlines()[0])
-    parser.add_argument("--queue", help="pqueue queue the relay feeds (default: PQ_RELAY_QUEUE)")
+    parser.add_argument("--queue", default="remote", help="pqueue queue the relay feeds (its PQ_RELAY_QUEUE)")
+    parser.add_argument(
+        "--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/%2F", help="RabbitMQ to use (the relay's PQ_AMQP_URL)"
+    )
     parser.add_argument("--name", default="agent", help="this agent's name in status messages and records")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="chance (0..1) that a job reports an error")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random failures")
@@ -74,13 +81,13 @@ class Agent:
         self.work(channel, job_id, lease_id, float(job.get("lease_seconds") or 600))
         payload = job.get("payload")
         forced = isinstance(payload, dict) and payload.get("fail") is True
-        if forced or self.random.random() < self.args.fail_rate:
+        failed = forced or self.random.random() < self.args.fail_rate
+        # Recorded before the report: once the relay has it, the job may be sent out again.
+        self.record("finish", job_id, lease_id, "error" if failed else "success")
+        if failed:
             self.report(channel, job_id, lease_id, "error", error=f"{self.args.name}: simulated failure")
-            outcome = "error"
         else:
             self.report(channel, job_id, lease_id, "success", result={"agent": self.args.name, "echo": payload})
-            outcome = "success"
-        self.record("finish", job_id, lease_id, outcome)
         channel.basic_ack(delivery_tag=method.delivery_tag)
         self.done += 1
 
@@ -111,14 +118,16 @@ class Agent:
 def main(argv: Sequence[str] | None = None) -> int:
     """Consume the outbox until SIGTERM or SIGINT, reconnecting with backoff."""
     args = parse_args(argv)
-    overrides: dict[str, object] = {"relay_queue": args.queue} if args.queue else {}
-    settings = pqueue.load_settings(**overrides)
-    pqueue.setup_logging(settings)
-    # pika logs every connection step at INFO; the relay says what matters itself.
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT, force=True)
+    # pika logs every connection step at INFO; the agent says what matters itself.
     logging.getLogger("pika").setLevel(logging.WARNING)
-    routing = Routing(settings.relay_queue)
-    params = broker.parameters(settings.amqp_url)
-    where = broker.describe(settings.amqp_url)
+    routing = Routing(args.queue)
+    try:
+        params = broker.parameters(args.amqp_url)
+    except broker.BrokerUrlError as exc:
+        log.error("%s", exc)
+        return 2
+    where = broker.describe(args.amqp_url)
     agent = Agent(args, routing)
     stopping = False
 

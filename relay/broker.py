@@ -29,13 +29,13 @@ class BrokerUrlError(ValueError):
 
 
 def parameters(url: str) -> pika.URLParameters:
-    """Connection parameters from PQ_AMQP_URL; a bad URL is one clear error."""
+    """Connection parameters from an amqp:// URL (PQ_AMQP_URL); a bad URL is one clear error."""
     if urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise BrokerUrlError(f"PQ_AMQP_URL={describe(url)!r} must start with amqp:// or amqps://")
+        raise BrokerUrlError(f"broker URL {describe(url)!r} must start with amqp:// or amqps://")
     try:
         params = pika.URLParameters(url)
     except ValueError as exc:
-        raise BrokerUrlError(f"PQ_AMQP_URL={describe(url)!r} is not a usable AMQP URL ({exc})") from None
+        raise BrokerUrlError(f"broker URL {describe(url)!r} is not a usable AMQP URL ({exc})") from None
     # Give up on an unreachable broker quickly and retry from our own loop, which logs why.
     params.connection_attempts = 1
     params.socket_timeout = 5

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pqueue import Job
+if TYPE_CHECKING:  # the sample agent imports this module and needs nothing of pqueue
+    from pqueue import Job
 
 STATUSES = ("processing", "success", "error")
 CONTENT_TYPE = "application/json"
