@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import httpx
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
+from consumer.logs import event
 from pqueue import Delivery, PersistentQInterface, PQError, Settings, SettingsError, callbacks
 
 log = logging.getLogger("consumer.delivery")
@@ -195,7 +196,7 @@ class DeliveryLoop:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         if not settings.callback_secret:
-            log.warning("PQ_CALLBACK_SECRET is not set: callbacks are sent without X-PQ-Signature")
+            event(log, "callbacks_unsigned", level=logging.WARNING, reason="PQ_CALLBACK_SECRET is not set")
 
     # -- one step (tests, and the body of the background thread) --
 
@@ -217,31 +218,23 @@ class DeliveryLoop:
         started = time.monotonic()
         outcome = post(self._client, delivery, self.settings.callback_secret, self.settings.callback_allowed_hosts)
         if time.monotonic() - started > self.lock_seconds:
-            log.warning(
-                "delivery %d took longer than its %.0fs lock; it may be sent twice", delivery.id, self.lock_seconds
-            )
+            event(log, "delivery_outlasted_lock", delivery.job_id, level=logging.WARNING, delivery=delivery.id)
         try:
             return self._record(delivery, outcome)
         except PQError as exc:
-            log.error(
-                "delivery %d of job %d: outcome not recorded (%s); it will be sent again",
-                delivery.id,
-                delivery.job_id,
-                exc,
-            )
+            event(log, "delivery_not_recorded", delivery.job_id, level=logging.ERROR, delivery=delivery.id, error=exc)
             return None
 
     def _record(self, delivery: Delivery, outcome: Attempt) -> Delivery:
         attempts = delivery.attempts + 1
-        where = f"delivery {delivery.id} of job {delivery.job_id} to {delivery.url}, attempt {attempts}"
         if outcome.delivered:
-            log.info("%s: delivered (HTTP %s)", where, outcome.status_code)
+            self._log("delivered", delivery, logging.INFO, status=outcome.status_code)
             return self.store.record_delivery(delivery.id, delivered=True, status_code=outcome.status_code)
         retry_in = self._retry_in(outcome, attempts)
         if retry_in is None:
-            log.warning("%s: undeliverable: %s", where, outcome.error)
+            self._log("undeliverable", delivery, logging.WARNING, error=outcome.error)
         else:
-            log.warning("%s failed (%s); next attempt in %.1fs", where, outcome.error, retry_in)
+            self._log("delivery_failed", delivery, logging.WARNING, error=outcome.error, retry_in=f"{retry_in:.1f}s")
         return self.store.record_delivery(
             delivery.id,
             delivered=False,
@@ -249,6 +242,10 @@ class DeliveryLoop:
             error=outcome.error,
             retry_in_seconds=retry_in,
         )
+
+    def _log(self, name: str, delivery: Delivery, level: int, **fields: object) -> None:
+        attempt = f"{delivery.attempts + 1}/{self.settings.callback_max_attempts}"
+        event(log, name, delivery.job_id, level=level, delivery=delivery.id, attempt=attempt, **fields)
 
     def _retry_in(self, outcome: Attempt, attempts: int) -> float | None:
         """Seconds until the next attempt, or None when this delivery is undeliverable."""
@@ -271,11 +268,13 @@ class DeliveryLoop:
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name=f"delivery-{self.worker_id}", daemon=True)
         self._thread.start()
-        log.info(
-            "callback delivery started: %d at once, timeout %.1fs, %d attempts",
-            self.concurrency,
-            self.settings.callback_timeout,
-            self.settings.callback_max_attempts,
+        event(
+            log,
+            "delivery_started",
+            concurrency=self.concurrency,
+            timeout=self.settings.callback_timeout,
+            attempts=self.settings.callback_max_attempts,
+            lock=self.lock_seconds,
         )
 
     def wake(self) -> None:
@@ -296,7 +295,7 @@ class DeliveryLoop:
         if drained:
             self._client.close()
         else:
-            log.warning("%d callback deliveries still in flight at stop; they will be sent again", self._in_flight)
+            event(log, "delivery_stopped", level=logging.WARNING, in_flight=self._in_flight, note="sent again later")
         return drained
 
     def _run(self) -> None:
@@ -305,9 +304,9 @@ class DeliveryLoop:
             try:
                 self._dispatch()
             except PQError as exc:
-                log.warning("cannot claim callback deliveries (%s); retrying", exc)
+                event(log, "delivery_claim_failed", level=logging.WARNING, error=exc)
             except Exception:
-                log.exception("callback delivery loop failed; retrying")
+                log.exception("callback delivery loop failed; it goes on")
             self._wake.wait(self.poll_seconds)
 
     def _dispatch(self) -> None:
@@ -329,7 +328,7 @@ class DeliveryLoop:
         try:
             self.attempt(delivery)
         except Exception:
-            log.exception("delivery %d of job %d failed unexpectedly", delivery.id, delivery.job_id)
+            log.exception("delivery %d of job %d failed unexpectedly; its lock runs out", delivery.id, delivery.job_id)
         finally:
             with self._changed:
                 self._in_flight -= 1
