@@ -5,6 +5,8 @@ Time between attempts is moved with the store's clock_offset, never slept throug
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -14,7 +16,7 @@ from consumer.delivery import MAX_BACKOFF_SECONDS, DeliveryLoop
 from pqueue import DeliveryStatus, PersistentQ, Status, callbacks
 from tests.callbacks.conftest import finish
 from tests.callbacks.partner import Partner, Reply
-from tests.support import free_port
+from tests.support import BIN, free_port
 
 MakeQueue = Callable[..., PersistentQ]
 MakeLoop = Callable[..., DeliveryLoop]
@@ -252,3 +254,26 @@ def test_deliver__cancelled_and_failed_jobs_send_their_error(
     assert bodies["/cancelled"]["status"] == "cancelled" and bodies["/cancelled"]["error"] == "not wanted"
     assert bodies["/failed"]["status"] == "manual_intervention" and bodies["/failed"]["error"] == "bad input"
     assert "result" not in bodies["/failed"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the library call above runs on both
+def test_pq_redeliver__after_undeliverable_with_partner_back__delivered(
+    make_queue: MakeQueue, make_loop: MakeLoop, partner: Partner, db_env: dict[str, str]
+) -> None:
+    q = make_queue(callback_max_attempts=1)
+    job = finish(q, partner.url())
+    loop = make_loop(q)
+    partner.default = Reply(500)
+    loop.deliver_due(10)
+    gone = q.delivery(job.id)
+    assert gone is not None and gone.status == DeliveryStatus.UNDELIVERABLE
+
+    partner.default = Reply(200)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PQ_")} | db_env
+    done = subprocess.run([str(BIN / "pq"), "redeliver", str(job.id)], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert loop.deliver_due(10) == 1
+
+    delivery = q.delivery(job.id)
+    assert delivery is not None and delivery.status == DeliveryStatus.DELIVERED
+    assert [r.answered for r in partner.requests()] == [500, 200]
