@@ -12,13 +12,13 @@ import signal
 import socket
 import sys
 from multiprocessing.connection import Connection
+from typing import Any
 
 from consumer.loading import Algorithm, call_algorithm
 from consumer.processes import die_with_parent
-from pqueue import Settings
 
 
-def run_child(sock: socket.socket, lifeline_fd: int, function: Algorithm, settings: Settings, helper_pid: int) -> None:
+def run_child(sock: socket.socket, lifeline_fd: int, function: Algorithm, settings: Any, helper_pid: int) -> None:
     """Become a job process: own group, parent-death signal, watchdog; then run one payload."""
     os.setsid()
     die_with_parent(signal.SIGKILL)

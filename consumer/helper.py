@@ -1,53 +1,77 @@
 """The warm helper: a process that imported the algorithm once and forks a job process on request.
 
-Started with multiprocessing's `spawn` (a fresh interpreter: no database connections, no
-threads inherited from the consumer), it is a small fork server of our own rather than
-multiprocessing's: it sits in a session of its own, so a signal sent to the consumer's process
-group (Supervisor's stopasgroup, Ctrl-C) cannot kill it and the running job with it before
-the grace period, and it dies with the consumer (parent-death signal), which kills its job
-processes in turn. Forking a process that has the algorithm imported takes milliseconds,
-where starting an interpreter and importing pandas takes seconds.
+The consumer starts it as a fresh interpreter (`python -m consumer.helper`, the equivalent of
+multiprocessing's `spawn`: no database connections, no threads inherited from the consumer).
+It is a small fork server of our own rather than multiprocessing's: it sits in a session of its
+own, so a signal sent to the consumer's process group (Supervisor's stopasgroup, Ctrl-C) cannot
+kill it, and the running job with it, before the grace period; and it dies with the consumer
+(parent-death signal), which kills its job processes in turn. Forking a process that has the
+algorithm imported takes milliseconds, where starting an interpreter and importing pandas takes
+seconds. It imports nothing heavy itself: pqueue only when the algorithm asks for the settings.
 
-Messages to the consumer: ("ready",) or ("broken", why) once; then ("forked", pid) followed
-by the job process's socket (SCM_RIGHTS), and ("exited", pid, wait status) when one is reaped.
+Messages: from the consumer, ("start", algorithm, settings as JSON) once, then "fork" requests.
+To the consumer: ("ready",) or ("broken", why) once; then ("forked", pid) followed by the job
+process's socket (SCM_RIGHTS), and ("exited", pid, wait status) when one is reaped.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
 import socket
+import sys
 import traceback
 from multiprocessing import reduction
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
 from consumer.child import run_child
-from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm
+from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
 from consumer.processes import die_with_parent
-from pqueue import Settings
 
 
-def serve(commands: Connection, lifeline: Connection, spec: str, settings: Settings, consumer_pid: int) -> None:
-    """The helper's main function (the target of the spawned process)."""
-    os.setsid()
-    die_with_parent(signal.SIGKILL)
-    if os.getppid() != consumer_pid:
-        return
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the helper process (started by the consumer, never by hand)."""
+    parser = argparse.ArgumentParser(prog="python -m consumer.helper")
+    parser.add_argument("--commands", type=int, required=True, help="socket to the consumer")
+    parser.add_argument("--lifeline", type=int, required=True, help="pipe that closes when the consumer exits")
+    parser.add_argument("--consumer-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+    die_with_parent(signal.SIGKILL)  # the session of its own was made before exec (start_new_session)
+    if os.getppid() != args.consumer_pid:
+        return 0
+    commands = Connection(args.commands)
     try:
-        function = load_algorithm(spec)
-    except AlgorithmUnavailable as exc:
-        commands.send(("broken", str(exc)))
-        return
-    commands.send(("ready",))
-    Helper(commands, lifeline, function, settings, consumer_pid).loop()
+        _kind, spec, settings_json = commands.recv()
+        try:
+            function = load_algorithm(spec)
+            settings = _settings_for(function, settings_json)
+        except AlgorithmUnavailable as exc:
+            commands.send(("broken", str(exc)))
+            return 1
+        commands.send(("ready",))
+    except (EOFError, OSError):
+        return 0
+    Helper(commands, args.lifeline, function, settings, args.consumer_pid).loop()
+    return 0
+
+
+def _settings_for(function: Algorithm, settings_json: str) -> Any:
+    """The consumer's Settings, for an algorithm that takes them (imports pqueue only then)."""
+    if not wants_settings(function):
+        return None
+    from pqueue import Settings
+
+    return Settings.model_validate_json(settings_json)
 
 
 class Helper:
     """Forks job processes and reports how they ended."""
 
     def __init__(
-        self, commands: Connection, lifeline: Connection, function: Algorithm, settings: Settings, consumer_pid: int
+        self, commands: Connection, lifeline: int, function: Algorithm, settings: Any, consumer_pid: int
     ) -> None:
         self.commands = commands
         self.lifeline = lifeline
@@ -119,9 +143,13 @@ class Helper:
             os.close(self.wake_r)
             os.close(self.wake_w)
             self.commands.close()
-            run_child(theirs, self.lifeline.fileno(), self.function, self.settings, self.pid)
+            run_child(theirs, self.lifeline, self.function, self.settings, self.pid)
             code = 0
         except BaseException:  # noqa: BLE001 - whatever happens, never return into the helper's loop
             traceback.print_exc()
         finally:
             os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,8 +11,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pqueue import Settings
-
 Algorithm = Callable[..., Any]
 
 # How much of a traceback a crashed job keeps: enough to find the line, not a whole log.
@@ -62,10 +60,10 @@ def wants_settings(function: Algorithm) -> bool:
     return True
 
 
-def call_algorithm(function: Algorithm, payload: Any, settings: Settings) -> tuple[str, str]:
+def call_algorithm(function: Algorithm, payload: Any, settings: Any) -> tuple[str, str]:
     """Run the algorithm once: ('ok', result as JSON text) or ('error', traceback tail)."""
     try:
-        result = function(payload, settings) if wants_settings(function) else function(payload)
+        result = function(payload) if settings is None else function(payload, settings)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are job errors too
         return "error", describe_exception(exc)
     try:

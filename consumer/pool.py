@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing import reduction
 from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
 from typing import Any
 
-from consumer import helper
 from consumer.loading import AlgorithmUnavailable
 from consumer.logs import event
 from consumer.processes import kill_group, kill_process
@@ -51,10 +51,9 @@ class AlgorithmProcesses:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._context = multiprocessing.get_context("spawn")
         # The consumer never writes to the lifeline: its end closing (exit, SIGKILL) is the message.
-        self._lifeline_reader, self._lifeline_writer = self._context.Pipe(duplex=False)
-        self._helper: BaseProcess | None = None
+        self._lifeline_reader, self._lifeline_writer = os.pipe()
+        self._helper: subprocess.Popen[bytes] | None = None
         self._commands: Connection | None = None
         self._spare: JobProcess | None = None
         self._fork_pending = False
@@ -63,17 +62,24 @@ class AlgorithmProcesses:
     # -- the helper ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Spawn the helper; it imports the algorithm in the background (see wait_ready)."""
-        ours, theirs = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=helper.serve,
-            args=(theirs, self._lifeline_reader, self.settings.algorithm, self.settings, os.getpid()),
-            name="pq-algorithm-helper",
-            daemon=True,
+        """Start the helper; it imports the algorithm in the background (see wait_ready)."""
+        ours, theirs = socket.socketpair()
+        command = [
+            sys.executable,
+            "-m",
+            "consumer.helper",
+            f"--commands={theirs.fileno()}",
+            f"--lifeline={self._lifeline_reader}",
+            f"--consumer-pid={os.getpid()}",
+        ]
+        # From the main thread: the parent-death signal follows the thread that started the helper.
+        # start_new_session: the helper's own session, made before it runs any code.
+        self._helper = subprocess.Popen(
+            command, pass_fds=(theirs.fileno(), self._lifeline_reader), start_new_session=True, close_fds=True
         )
-        process.start()  # from the main thread: the parent-death signal follows the creating thread
         theirs.close()
-        self._helper, self._commands = process, ours
+        self._commands = Connection(ours.detach())
+        self._commands.send(("start", self.settings.algorithm, self.settings.model_dump_json()))
         self._spare, self._fork_pending = None, False
 
     def wait_ready(self, timeout: float = HELPER_START_TIMEOUT) -> None:
@@ -85,8 +91,7 @@ class AlgorithmProcesses:
         try:
             message = self._commands.recv()
         except (EOFError, OSError):
-            self._helper.join(1)
-            code = self._helper.exitcode
+            code = self._helper.wait(5)
             raise AlgorithmUnavailable(f"the algorithm process died while starting (exit code {code})") from None
         if message[0] == "broken":
             raise AlgorithmUnavailable(message[1])
@@ -101,12 +106,12 @@ class AlgorithmProcesses:
     @property
     def helper_alive(self) -> bool:
         """False when the helper has died (the consumer then starts another)."""
-        return self._helper is not None and self._helper.is_alive()
+        return self._helper is not None and self._helper.poll() is None
 
     def handles(self) -> list[Any]:
-        """What the supervising loop waits on besides the job: helper messages and helper death."""
-        assert self._commands is not None and self._helper is not None
-        return [self._commands, self._helper.sentinel]
+        """What the supervising loop waits on besides the job: helper messages (and its end, EOF)."""
+        assert self._commands is not None
+        return [self._commands]
 
     def pump(self) -> None:
         """Read every message the helper has sent: forked processes and reaped ones."""
@@ -114,9 +119,9 @@ class AlgorithmProcesses:
         try:
             while self._commands.poll(0):
                 self._handle(self._commands.recv())
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the helper is gone: reap it so helper_alive says so
             if self._helper is not None:
-                self._helper.join(1)
+                self._helper.wait(5)
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         assert self._commands is not None
@@ -197,8 +202,9 @@ class AlgorithmProcesses:
 
     def _restart_helper(self) -> None:
         assert self._helper is not None
-        self._helper.join(1)
-        event(log, "algorithm_process_restart", level=logging.WARNING, exitcode=self._helper.exitcode)
+        if self._helper.poll() is None:
+            self._helper.kill()
+        event(log, "algorithm_process_restart", level=logging.WARNING, exitcode=self._helper.wait(5))
         for child in list(self._children.values()):
             kill_group(child.pid)
             kill_process(child.pid)
@@ -219,9 +225,10 @@ class AlgorithmProcesses:
         if self._commands is not None:
             self._commands.close()
         if self._helper is not None:
-            self._helper.join(2)
-            if self._helper.is_alive():
+            try:
+                self._helper.wait(2)
+            except subprocess.TimeoutExpired:
                 self._helper.kill()
-                self._helper.join(2)
-        self._lifeline_writer.close()
-        self._lifeline_reader.close()
+                self._helper.wait(2)
+        os.close(self._lifeline_writer)
+        os.close(self._lifeline_reader)

@@ -1,0 +1,117 @@
+"""Test algorithms for the consumer's process tests (PQ_ALGORITHM=tests.consumer.algos:act).
+
+The payload says what to do: {"do": "sleep", "seconds": 2, "log": "/tmp/x.jsonl"}. Actions that
+take a "log" append one JSON line per event ({"event", "pid", "t", "tag"}) so a test can check
+pids, and start/end times across processes, after the fact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+def act(payload: dict[str, Any]) -> Any:
+    """Do what the payload's "do" says."""
+    action = ACTIONS[payload["do"]]
+    return action(payload)
+
+
+def record(payload: dict[str, Any], event: str, **extra: Any) -> None:
+    """Append one event line to the payload's log file (if it names one)."""
+    if "log" not in payload:
+        return
+    line = json.dumps({"event": event, "pid": os.getpid(), "t": time.time(), "tag": payload.get("tag"), **extra})
+    fd = os.open(payload["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The events written by record(), in order."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ok(payload: dict[str, Any]) -> dict[str, Any]:
+    record(payload, "start")
+    return {"echo": payload.get("value"), "pid": os.getpid()}
+
+
+def sleep(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleep, writing a tick every 50 ms: the last tick shows when the process stopped running.
+
+    With "grandchild": true, a `sleep 600` child process is started first (its pid is recorded).
+    """
+    extra = {}
+    if payload.get("grandchild"):
+        extra["grandchild"] = subprocess.Popen(["sleep", "600"]).pid
+    record(payload, "start", **extra)
+    deadline = time.monotonic() + float(payload.get("seconds", 1))
+    while time.monotonic() < deadline:
+        record(payload, "tick")
+        time.sleep(0.05)
+    record(payload, "end")
+    return {"slept": payload.get("seconds", 1), "pid": os.getpid()}
+
+
+def sleep_once(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sleep long on the first run (marker file missing), return at once on the next."""
+    marker = Path(payload["marker"])
+    if marker.exists():
+        record(payload, "start")
+        return {"second_run": True, "pid": os.getpid()}
+    marker.write_text(str(os.getpid()))
+    return sleep(payload)
+
+
+def fail(payload: dict[str, Any]) -> None:
+    record(payload, "start")
+    raise ValueError(payload.get("message", "boom"))
+
+
+def exit_now(payload: dict[str, Any]) -> None:
+    record(payload, "start")
+    os._exit(int(payload.get("code", 3)))
+
+
+def segfault(payload: dict[str, Any]) -> None:
+    record(payload, "start")
+    os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(10)
+
+
+def hang_with_grandchild(payload: dict[str, Any]) -> None:
+    """Start a grandchild (sleep 600), record both pids, and hang (optionally deaf to SIGTERM)."""
+    if payload.get("ignore_term"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    grandchild = subprocess.Popen(["sleep", "600"])
+    record(payload, "start", grandchild=grandchild.pid)
+    while True:
+        time.sleep(0.05)
+        record(payload, "tick")
+
+
+def not_json(payload: dict[str, Any]) -> object:
+    record(payload, "start")
+    return {"when": object()}
+
+
+ACTIONS = {
+    "ok": ok,
+    "sleep": sleep,
+    "sleep_once": sleep_once,
+    "fail": fail,
+    "exit": exit_now,
+    "segfault": segfault,
+    "hang_with_grandchild": hang_with_grandchild,
+    "not_json": not_json,
+}

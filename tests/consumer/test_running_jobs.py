@@ -1,0 +1,186 @@
+"""A real `pq-consumer` runs jobs end to end and records every kind of failure as an error."""
+
+from __future__ import annotations
+
+import signal
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pqueue import PersistentQ, Status
+from tests.consumer.algos import read_log
+from tests.consumer.conftest import StartConsumer, wait_exit, wait_gone, wait_status
+from tests.support import pid_alive, wait_until
+
+pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
+
+
+def test_consumer__runs_jobs_end_to_end_and_exits_when_drained(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer
+) -> None:
+    q = make_queue()
+    ids = [q.put_item({"do": "ok", "value": n}) for n in range(3)]
+    consumer = start_consumer("--drain")
+    assert wait_exit(consumer) == 0
+    for n, job_id in enumerate(ids):
+        job = q.get_job(job_id)
+        assert job.status == Status.PROCESSED
+        assert job.result["echo"] == n
+        assert job.attempts == 1
+    assert q.workers() == []  # unregistered on a clean exit
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__runs_the_default_iqr_algorithm(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer
+) -> None:
+    q = make_queue()
+    values = [10.0, 12.0, 11.0, 13.0, 12.5, 95.0]
+    job_id = q.put_item({"readings": [{"vendor": "acme", "value": v} for v in values]})
+    consumer = start_consumer("--drain", PQ_ALGORITHM="consumer.algorithms.iqr:run")
+    assert wait_exit(consumer, timeout=60) == 0
+    job = q.get_job(job_id)
+    assert job.status == Status.PROCESSED, job.error
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    acme = job.result["vendors"]["acme"]
+    assert (acme["q1"], acme["median"], acme["q3"]) == pytest.approx((q1, median, q3))
+    assert [o["value"] for o in acme["outliers"]] == [95.0]
+
+
+FAILURES = {
+    "raises": ({"do": "fail", "message": "bad reading 7"}, "ValueError: bad reading 7"),
+    "os_exit_3": ({"do": "exit", "code": 3}, "the algorithm process exited with code 3 without a result"),
+    "sigsegv": ({"do": "segfault"}, "the algorithm process was killed by SIGSEGV (signal 11) without a result"),
+    "result_not_json": ({"do": "not_json"}, "TypeError: the algorithm's result is not JSON"),
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__records_each_failing_run_as_an_error(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    ids = {}
+    for name, (payload, _expected) in FAILURES.items():
+        ids[name] = q.put_item({**payload, "log": str(tmp_path / f"{name}.jsonl")}, max_attempts=1)
+    consumer = start_consumer("--drain")
+    assert wait_exit(consumer) == 0
+    for name, (_payload, expected) in FAILURES.items():
+        job = q.get_job(ids[name])
+        assert job.status == Status.MANUAL_INTERVENTION, name  # its only attempt failed
+        assert expected in (job.error or "").splitlines()[-1], (name, job.error)
+        assert not pid_alive(read_log(tmp_path / f"{name}.jsonl")[0]["pid"])
+    raised = q.get_job(ids["raises"]).error or ""
+    assert raised.startswith("Traceback") and "tests/consumer/algos.py" in raised  # the traceback's tail
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__crashed_job_is_retried_then_needs_manual_intervention(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    log = tmp_path / "runs.jsonl"
+    job_id = q.put_item({"do": "fail", "log": str(log)})
+    consumer = start_consumer("--drain", PQ_MAX_ATTEMPTS="3")
+    assert wait_exit(consumer) == 0
+    job = q.get_job(job_id)
+    assert job.status == Status.MANUAL_INTERVENTION
+    assert job.attempts == 3
+    runs = read_log(log)
+    assert len(runs) == 3 and len({run["pid"] for run in runs}) == 3  # a fresh process per attempt
+    moves = [(e.from_status, e.to_status) for e in q.events(job_id)]
+    assert moves.count((Status.UNDER_PROCESS, Status.CRASHED)) == 2
+    assert moves[-1] == (Status.UNDER_PROCESS, Status.MANUAL_INTERVENTION)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__timeout_kills_the_algorithm_and_its_grandchild(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    log = tmp_path / "runs.jsonl"
+    # Deaf to SIGTERM: only the SIGKILL after the short grace can end it.
+    job_id = q.put_item({"do": "hang_with_grandchild", "ignore_term": True, "log": str(log)}, max_attempts=1)
+    start_consumer(PQ_JOB_TIMEOUT="1")
+    started = wait_until(lambda: read_log(log), what="the algorithm to start")[0]
+    assert pid_alive(started["pid"]) and pid_alive(started["grandchild"])
+    wait_status(q, job_id, Status.MANUAL_INTERVENTION)
+    assert "PQ_JOB_TIMEOUT=1s" in (q.get_job(job_id).error or "")
+    wait_gone(started["pid"])
+    wait_gone(started["grandchild"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__paused_queue_is_not_claimed(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer
+) -> None:
+    q = make_queue()
+    job_id = q.put_item({"do": "ok"})
+    q.pause()
+    assert wait_exit(start_consumer("--drain")) == 0
+    job = q.get_job(job_id)
+    assert job.status == Status.UNPROCESSED and job.attempts == 0
+    q.resume()
+    assert wait_exit(start_consumer("--drain")) == 0
+    assert q.get_job(job_id).status == Status.PROCESSED
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__once_runs_one_job_and_passes_settings_to_the_stamp_algorithm(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    inbox = tmp_path / "var" / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "a.txt").write_text("first line\n")
+    stamped = q.put_item({"file": "a.txt"})
+    waiting = q.put_item({"file": "a.txt"})
+    consumer = start_consumer("--once", PQ_ALGORITHM="consumer.algorithms.stamp:run")
+    assert wait_exit(consumer) == 0
+    job = q.get_job(stamped)
+    assert job.status == Status.PROCESSED, job.error
+    assert (inbox / "a.txt").read_text() == f"{job.result['stamp']}\nfirst line\n"
+    assert q.get_job(waiting).status == Status.UNPROCESSED
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__idle_consumer_is_registered_and_unregistered_on_sigterm(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer
+) -> None:
+    q = make_queue()
+    consumer = start_consumer()
+    worker = wait_until(lambda: q.workers(), what="the consumer to register")[0]
+    assert (worker.kind, worker.pid, worker.queue) == ("consumer", consumer.pid, "default")
+    first_seen = worker.last_seen
+    wait_until(lambda: q.workers()[0].last_seen > first_seen, what="an idle consumer to say it is alive")
+    consumer.send_signal(signal.SIGTERM)
+    assert wait_exit(consumer) == 0
+    assert q.workers() == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(
+    ("algorithm", "code", "message"),
+    [
+        ("tests.consumer.no_such_module:run", 1, "importing tests.consumer.no_such_module failed: ModuleNotFoundError"),
+        ("tests.consumer.algos:no_such_function", 1, "tests.consumer.algos has no function no_such_function"),
+        ("just-a-name", 2, "PQ_ALGORITHM='just-a-name' is not 'module:function'"),
+    ],
+    ids=["missing_module", "missing_function", "malformed"],
+)
+def test_consumer__unusable_algorithm_stops_it_with_one_clear_line_before_claiming(
+    make_queue: Callable[..., PersistentQ],
+    start_consumer: StartConsumer,
+    tmp_path: Path,
+    algorithm: str,
+    code: int,
+    message: str,
+) -> None:
+    q = make_queue()
+    job_id = q.put_item({"do": "ok"})
+    consumer = start_consumer(PQ_ALGORITHM=algorithm)
+    assert wait_exit(consumer) == code
+    assert message in (tmp_path / "consumer-0.log").read_text()
+    assert q.get_job(job_id).attempts == 0
