@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"pq-relay: {problem}\n")
         return 2
     pqueue.setup_logging(settings)
-    # pika logs every connection step at INFO; the relay says what matters itself.
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs each connection step, and each drop four times over; the relay logs one line.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
     stopping = False
 

@@ -119,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Consume the outbox until SIGTERM or SIGINT, reconnecting with backoff."""
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT, force=True)
-    # pika logs every connection step at INFO; the agent says what matters itself.
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs each connection step, and each drop four times over; the agent logs one line.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     routing = Routing(args.queue)
     try:
         params = broker.parameters(args.amqp_url)
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 connection.process_data_events(time_limit=0.2)
         except broker.BROKER_ERRORS as exc:
             delay = backoff.next()
-            log.warning("RabbitMQ at %s unreachable (%s); retrying in %.1fs", where, exc, delay)
+            log.warning("RabbitMQ at %s: %s: %s; retrying in %.1fs", where, type(exc).__name__, exc, delay)
             broker.pause(delay, lambda: stopping)
         finally:
             broker.close_quietly(connection)

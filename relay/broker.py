@@ -23,6 +23,18 @@ log = logging.getLogger("relay.broker")
 # Everything that means "the broker or the connection to it failed": reconnect after a pause.
 BROKER_ERRORS: tuple[type[BaseException], ...] = (pika.exceptions.AMQPError, OSError)
 
+# Publish failures after which the message is certainly not on the broker: refused (nack), not
+# routed to any queue, or never sent because the channel or connection was already closed. Any
+# other failure (the connection dropped while waiting for the confirm) leaves it unknown.
+NOT_STORED: tuple[type[BaseException], ...] = (
+    pika.exceptions.NackError,
+    pika.exceptions.UnroutableError,
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.ConnectionWrongStateError,
+    pika.exceptions.ShortStringTooLong,
+    pika.exceptions.BodyTooLongError,
+)
+
 
 class BrokerUrlError(ValueError):
     """PQ_AMQP_URL cannot be used."""

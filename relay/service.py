@@ -29,6 +29,7 @@ from pqueue import (
     PersistentQ,
     PQError,
     Settings,
+    Status,
     StopRequested,
 )
 from relay import broker
@@ -88,6 +89,7 @@ class Relay:
         # lease that was set moments ago (an agent says `processing` right after it takes a job).
         self._fresh_leases: dict[int, tuple[int, float]] = {}
         self._next_report = time.monotonic() + REPORT_SECONDS
+        self._connected = False
 
     # -- start and stop -----------------------------------------------------------------------
 
@@ -127,11 +129,13 @@ class Relay:
         """Serve until asked to stop, reconnecting to RabbitMQ (and waiting out the database)."""
         while not self.should_stop():
             connection = None
+            self._connected = False
             try:
                 connection, channel = broker.open_channel(self.params)
                 self._serve(connection, channel)
             except broker.BROKER_ERRORS as exc:
-                self._pause_after(f"RabbitMQ at {self.where} unreachable ({_reason(exc)})")
+                what = "connection lost to" if self._connected else "cannot reach"
+                self._pause_after(f"{what} RabbitMQ at {self.where} ({_reason(exc)})")
             except DatabaseError as exc:
                 self._pause_after(f"database trouble ({exc})")
             finally:
@@ -155,6 +159,7 @@ class Relay:
         channel.basic_qos(prefetch_count=PREFETCH)
         channel.basic_consume(queue=self.routing.inbox_queue, on_message_callback=self._on_status, auto_ack=False)
         log.info("connected to RabbitMQ at %s", self.where)
+        self._connected = True
         self.backoff.reset()
         while not self.should_stop():
             # Status first (it frees seats), then housekeeping, then top the window up.
@@ -185,9 +190,22 @@ class Relay:
                 expiration_seconds=self.lease_seconds,
                 app_id="pq-relay",
             )
-        except broker.BROKER_ERRORS as exc:
+        except broker.NOT_STORED as exc:
             self.counters.publish_failures += 1
             self._give_back(job, exc)
+            raise
+        except broker.BROKER_ERRORS as exc:
+            # The broker may have stored it without our hearing the confirm. Releasing now could
+            # put a second copy next to the first; instead the claim stands: an agent that got
+            # the copy reports as usual, and if none did, the copy expires with the lease and
+            # rescue sends the job again.
+            self.counters.publish_failures += 1
+            log.warning(
+                "job %d: no confirm from the broker (%s); it stays outstanding until an agent reports or lease %d ends",
+                job.id,
+                _reason(exc),
+                job.lease_id,
+            )
             raise
         self.counters.sent += 1
         self._fresh_leases[job.id] = (job.lease_id, time.monotonic())
@@ -221,19 +239,17 @@ class Relay:
         channel.basic_ack(delivery_tag=method.delivery_tag)
 
     def _apply(self, message: StatusMessage) -> None:
-        if message.status == "processing" and self._lease_is_fresh(message):
-            # The lease was set less than a quarter lease ago: renewing it buys nothing, and
-            # skipping the write halves the database work per job.
-            self.counters.processing += 1
-            return
-        if message.status != "processing":
-            self._fresh_leases.pop(message.job_id, None)
         try:
             job = self.store.get_job(message.job_id)
         except JobNotFound:
             raise Refused(f"job {message.job_id} not found") from None
         if job.queue != self.queue:
             raise Refused(f"job {message.job_id} belongs to queue {job.queue!r}, not {self.queue!r}")
+        if message.status == "processing" and self._renewal_needless(job, message):
+            self.counters.processing += 1
+            return
+        if message.status != "processing":
+            self._fresh_leases.pop(message.job_id, None)
         try:
             self._record(message)
         except LeaseLost as exc:
@@ -244,6 +260,19 @@ class Relay:
             self._stop(message, exc)
         except InvalidInput as exc:
             raise Refused(str(exc)) from None
+
+    def _renewal_needless(self, job: Job, message: StatusMessage) -> bool:
+        """True when this relay set the lease less than a quarter lease ago and nothing is asked of
+        the job: renewing it would buy nothing, and skipping the write halves the database work
+        per job (agents say `processing` right after they take a job)."""
+        known = self._fresh_leases.get(job.id)
+        return (
+            known is not None
+            and known[0] == message.lease_id == job.lease_id
+            and job.status == Status.UNDER_PROCESS
+            and job.stop_request is None
+            and time.monotonic() - known[1] < self.lease_seconds / 4
+        )
 
     def _record(self, message: StatusMessage) -> None:
         job_id, lease_id = message.job_id, message.lease_id
@@ -258,12 +287,6 @@ class Relay:
             job = self.store.update_status(job_id, "crashed", lease_id=lease_id, error=message.error)
             self.counters.crashed += 1
             log.info("job %d: agent %s reported an error; now %s", job_id, message.agent or "?", job.status)
-
-    def _lease_is_fresh(self, message: StatusMessage) -> bool:
-        known = self._fresh_leases.get(message.job_id)
-        if known is None or known[0] != message.lease_id:
-            return False
-        return time.monotonic() - known[1] < self.lease_seconds / 4
 
     def _stop(self, message: StatusMessage, request: StopRequested) -> None:
         """An operator cancelled or failed a job an agent is working on: record it, free the seat."""

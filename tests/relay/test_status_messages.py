@@ -1,0 +1,106 @@
+"""Status messages from agents: applied once, fenced by lease, and refused ones dead-lettered."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pqueue import PersistentQ, Status
+from relay.topology import Routing
+from tests.relay.conftest import Programs
+from tests.relay.rabbit import Rabbit
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(90)]
+
+
+def sent_job(store: PersistentQ, rabbit: Rabbit, routing: Routing, job_id: int) -> tuple[Any, dict[str, Any]]:
+    """Wait for the relay to publish the job, and take its message off the outbox."""
+    wait_until(lambda: store.get_job(job_id).status == Status.UNDER_PROCESS, what=f"job {job_id} sent")
+    messages = wait_until(lambda: rabbit.take_all(routing.outbox_queue), what="the job message")
+    assert len(messages) == 1
+    properties, body = messages[0]
+    return properties, json.loads(body)
+
+
+def test_job_message__carries_the_claim_and_is_persistent_and_expires_with_the_lease(
+    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+) -> None:
+    job_id = store.put_item({"reading": 4.2}, queue=routing.queue, max_attempts=5)
+    programs.relay(relay_env(PQ_RELAY_LEASE_SECONDS="60"))
+
+    properties, message = sent_job(store, rabbit, routing, job_id)
+
+    job = store.get_job(job_id)
+    assert message == {
+        "job_id": job_id,
+        "lease_id": job.lease_id,
+        "queue": routing.queue,
+        "payload": {"reading": 4.2},
+        "attempt": 1,
+        "max_attempts": 5,
+        "lease_seconds": 60.0,
+    }
+    assert properties.delivery_mode == 2
+    assert properties.content_type == "application/json"
+    assert properties.message_id == f"{job_id}-{job.lease_id}"
+    assert properties.expiration == "60000"
+    assert job.worker_id is not None and job.worker_id.startswith("relay-")
+
+
+def test_bad_status_messages__dead_lettered_with_a_reason_and_duplicates_ignored(
+    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+) -> None:
+    job_id = store.put_item({"n": 1}, queue=routing.queue)
+    elsewhere = store.put_item({"n": 2}, queue=routing.queue + "-other")
+    relay = programs.relay(relay_env())
+    _, message = sent_job(store, rabbit, routing, job_id)
+    lease_id = message["lease_id"]
+
+    rabbit.send_status(b"{not json")
+    rabbit.send_status({"job_id": 999999, "lease_id": 1, "status": "success", "result": 1})
+    rabbit.send_status({"job_id": elsewhere, "lease_id": 1, "status": "success", "result": 1})
+    rabbit.send_status({"job_id": job_id, "lease_id": lease_id, "status": "error"})  # no error text
+    rabbit.send_status({"job_id": job_id, "lease_id": lease_id, "status": "done"})
+    rabbit.send_status({"job_id": job_id, "lease_id": lease_id, "status": "processing"})
+    rabbit.send_status({"job_id": job_id, "lease_id": lease_id, "status": "success", "result": {"first": True}})
+    rabbit.send_status({"job_id": job_id, "lease_id": lease_id, "status": "success", "result": {"first": False}})
+    rabbit.send_status({"job_id": job_id, "lease_id": lease_id, "status": "error", "error": "late"})
+    rabbit.send_status({"job_id": job_id, "lease_id": lease_id, "status": "processing"})
+
+    wait_until(lambda: rabbit.depth(routing.dead_queue) == 5, what="five refused messages dead-lettered")
+    wait_until(lambda: programs.log().count("ignored ") == 3, what="three late messages ignored")
+    dead = rabbit.take_all(routing.dead_queue)
+    reasons = sorted(properties.headers["x-pq-reason"] for properties, _ in dead)
+    assert any("not JSON" in reason for reason in reasons)
+    assert any("job 999999 not found" in reason for reason in reasons)
+    assert any(f"belongs to queue '{routing.queue}-other'" in reason for reason in reasons)
+    assert any("needs a non-empty error string" in reason for reason in reasons)
+    assert any("status must be one of" in reason for reason in reasons)
+    assert b"{not json" in [body for _, body in dead]
+
+    job = store.get_job(job_id)
+    assert job.status == Status.PROCESSED
+    assert job.result == {"first": True}
+    assert job.attempts == 1
+    assert store.get_job(elsewhere).status == Status.UNPROCESSED
+    assert rabbit.depth(routing.inbox_queue) == 0
+    assert relay.poll() is None, "the relay died on a bad message"
+
+
+def test_operator_cancels_a_job_an_agent_holds__recorded_at_its_next_processing_report(
+    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+) -> None:
+    job_id = store.put_item({"n": 1}, queue=routing.queue)
+    programs.relay(relay_env())
+    _, message = sent_job(store, rabbit, routing, job_id)
+
+    store.cancel(job_id, reason="customer withdrew it")
+    assert store.get_job(job_id).status == Status.UNDER_PROCESS  # the agent may still be working
+    rabbit.send_status({"job_id": job_id, "lease_id": message["lease_id"], "status": "processing"})
+
+    wait_until(lambda: store.get_job(job_id).status == Status.CANCELLED, what="job cancelled")
+    assert store.get_job(job_id).error == "customer withdrew it"
