@@ -48,6 +48,9 @@ def seed_every_state(store: PersistentQ) -> Seeded:
     store.cancel(cancelled, actor="admin")
     running = store.put_item({"vendor": "hooli", "readings": [5]})
     _run(store, running, Status.UNDER_PROCESS)
-    waiting = [store.put_item({"vendor": "acme", "readings": [7]}), store.put_item({"vendor": "stark", "readings": [8]})]
+    waiting = [
+        store.put_item({"vendor": "acme", "readings": [7]}),
+        store.put_item({"vendor": "stark", "readings": [8]}),
+    ]
     other_queue = store.put_item({"vendor": "wayne", "report": "monthly"}, queue="reports")
     return Seeded(processed, crashed, manual, cancelled, running, waiting, other_queue)

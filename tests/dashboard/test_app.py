@@ -150,9 +150,7 @@ def test_fail__needs_a_reason(make_app: MakeApp, store: PersistentQ, seeded: See
     assert store.get_job(seeded.waiting[0]).status == Status.UNPROCESSED
 
 
-def test_fail__moves_to_manual_intervention_with_reason(
-    make_app: MakeApp, store: PersistentQ, seeded: Seeded
-) -> None:
+def test_fail__moves_to_manual_intervention_with_reason(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
     app = make_app()
     app.number_input(key="job_id").set_value(seeded.waiting[0]).run()
     act(app, "fail", reason="bad input file")
