@@ -69,15 +69,12 @@ def view(data: dict[str, Any]) -> RenderableType:
 
 
 def _counts_table(data: dict[str, Any]) -> Table:
-    statuses = [s.value for s in Status]
-    table = output.table("queue", *statuses, "seats", "paused")
-    queues = {q["name"]: q for q in data["queues"]}
-    for name in sorted(set(data["counts"]) | set(queues)):
-        info = queues.get(name, {"seats": "-", "paused": False})
-        by_status = data["counts"].get(name, {})
-        cells = [str(by_status.get(s, 0)) for s in statuses]
-        table.add_row(output.plain(name), *cells, str(info["seats"]), "yes" if info["paused"] else "no")
-    table.add_row(Text("total", style="bold"), *[str(data["totals"][s]) for s in statuses], "", "")
+    """A row per status, a column per queue: narrow enough for a terminal with a few queues."""
+    queues = sorted(data["counts"])
+    table = output.table("status", *queues, "total")
+    for status in Status:
+        cells = [str(data["counts"][queue][status.value]) for queue in queues]
+        table.add_row(output.status_text(status), *cells, str(data["totals"][status.value]))
     return table
 
 
@@ -90,9 +87,12 @@ def _summary_table(data: dict[str, Any]) -> Table:
     now = datetime.fromisoformat(data["at"])
     processed = f"{data['processed_last_hour']} in the last hour ({data['processed_per_minute']:.2f} per minute)"
     table.add_row("processed", processed)
-    table.add_row("per minute", Text(sparkline(data["per_minute"], now) + "  (last 60 minutes)"))
+    table.add_row("last 60 min", Text(sparkline(data["per_minute"], now)))
     deliveries = ", ".join(f"{name} {count}" for name, count in data["deliveries"].items())
     table.add_row("callbacks", deliveries)
+    for queue in data["queues"]:
+        seats = f"{queue['seats']} seat" + ("s" if queue["seats"] != 1 else "")
+        table.add_row("queue", output.plain(f"{queue['name']}: {seats}, {'paused' if queue['paused'] else 'claiming'}"))
     return table
 
 

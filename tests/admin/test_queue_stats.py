@@ -140,8 +140,12 @@ def test_stats__table_for_people(pq: Pq, jobs: Jobs) -> None:
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["queue", *[s.value for s in Status], "seats", "paused"]
-    assert lines[1].split() == ["default", "1", "1", "0", "0", "0", "0", "1", "no"]
+    assert lines[0].split() == ["status", "default", "total"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:7]}
+    assert list(rows) == [s.value for s in Status]
+    assert rows["unprocessed"] == rows["under_process"] == ["1", "1"]
+    assert rows["processed"] == ["0", "0"]
+    assert ["queue", "default:", "1", "seat,", "claiming"] in [line.split() for line in lines]
     assert any(line.startswith("running") and f"job {running.id} (default) on worker-1" in line for line in lines)
     assert any(line.startswith("processed") and "0 in the last hour" in line for line in lines)
 
