@@ -33,6 +33,11 @@ def render_charts(overview: Overview, history: DepthHistory, window_seconds: int
         _durations_chart(overview.durations)
 
 
+def _time_axis() -> alt.X:
+    # UTC, like every time in the tables, whatever the browser's time zone.
+    return alt.X("time:T", title="UTC", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M"))
+
+
 def _depth_chart(samples: list[tuple[datetime, int]]) -> None:
     if len(samples) < 2:
         st.caption("sampled on every refresh: the line appears after the next one")
@@ -41,7 +46,7 @@ def _depth_chart(samples: list[tuple[datetime, int]]) -> None:
     chart = (
         alt.Chart(frame)
         .mark_line(interpolate="step-after")
-        .encode(x=alt.X("time:T", title=None), y=alt.Y("waiting:Q", title="jobs waiting"))
+        .encode(x=_time_axis(), y=alt.Y("waiting:Q", title="jobs waiting"))
     )
     st.altair_chart(chart.properties(height=200), width="stretch")
 
@@ -63,7 +68,11 @@ def _throughput_chart(overview: Overview, window_seconds: int) -> None:
             x=alt.X("time:T", title=None),
             y=alt.Y("per_minute:Q", title="jobs / minute", stack=True),
             color=alt.Color("status:N", scale=scale, legend=alt.Legend(orient="bottom", title=None)),
-            tooltip=["time:T", "status:N", alt.Tooltip("per_minute:Q", format=".2f")],
+            tooltip=[
+                alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="UTC"),
+                "status:N",
+                alt.Tooltip("per_minute:Q", format=".2f"),
+            ],
         )
     )
     st.altair_chart(chart.properties(height=200), width="stretch")

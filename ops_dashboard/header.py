@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
+import pandas as pd
 import streamlit as st
 
-from ops_dashboard.format import duration
+from ops_dashboard.format import duration, moment
 from ops_dashboard.liveness import liveness
 from ops_dashboard.overview import Overview
-from pqueue import Settings
+from pqueue import Settings, Worker
 
 
 def render_header(overview: Overview, settings: Settings) -> None:
     """Waiting, running, last hour's outcomes, jobs needing a person, oldest wait, liveness."""
-    columns = st.columns(7)
+    # Wider columns where the value or its note runs longer.
+    columns = st.columns([1, 1.3, 1.1, 1, 1.4, 1.1, 1.5])
     with columns[0]:
         st.metric("waiting", overview.waiting, help="unprocessed, plus crashed jobs waiting for their retry")
     with columns[1]:
@@ -75,8 +77,29 @@ def _manual_intervention(count: int) -> None:
             delta="needs a person",
             delta_color="red",
             delta_arrow="off",
-            border=True,
             help="jobs out of attempts or failed by an operator: requeue, or fix and requeue",
         )
     else:
         st.metric("manual_intervention", 0, help="jobs out of attempts or failed by an operator")
+
+
+def render_workers(workers: list[Worker]) -> None:
+    """The worker registry, folded away: who is registered, where, and what each is doing."""
+    with st.expander(f"workers ({len(workers)})"):
+        if not workers:
+            st.caption("no consumer or relay has registered")
+            return
+        rows = [
+            {
+                "worker": w.id,
+                "kind": w.kind,
+                "queue": w.queue,
+                "host": w.host,
+                "pid": w.pid,
+                "started": moment(w.started_at),
+                "seen": f"{duration(w.seen_seconds_ago)} ago",
+                "running job": w.current_job_id,
+            }
+            for w in workers
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

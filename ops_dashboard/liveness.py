@@ -34,16 +34,16 @@ def liveness(workers: list[Worker], running: list[RunningJob], lease_seconds: fl
     if expiring:
         job = expiring[0]
         if job.lease_remaining_seconds <= 0:
-            detail = f"job {job.id}: lease expired {duration(-job.lease_remaining_seconds)} ago"
+            detail = f"job {job.id}: lease expired"
         else:
             detail = f"job {job.id}: lease ends in {duration(job.lease_remaining_seconds)}"
-        return Liveness(False, "lease ending", detail)
+        return Liveness(False, "at risk", detail)
     recent = alive_within(lease_seconds)
     alive = [w for w in workers if w.seen_seconds_ago <= recent or _holds_healthy_lease(w, running, margin)]
     if alive:
         freshest = min(alive, key=lambda w: w.seen_seconds_ago)
-        return Liveness(True, f"{len(alive)} alive", f"{freshest.id} seen {duration(freshest.seen_seconds_ago)} ago")
+        return Liveness(True, f"{len(alive)} alive", f"seen {duration(freshest.seen_seconds_ago)} ago")
     if workers:
         freshest = min(workers, key=lambda w: w.seen_seconds_ago)
-        return Liveness(False, "none alive", f"last seen {duration(freshest.seen_seconds_ago)} ago ({freshest.id})")
-    return Liveness(False, "none seen", "no consumer has registered")
+        return Liveness(False, "none", f"last seen {duration(freshest.seen_seconds_ago)} ago")
+    return Liveness(False, "none", "never registered")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streamlit.proto.Metric_pb2 import Metric
 from streamlit.testing.v1 import AppTest
 
 
@@ -11,6 +12,12 @@ def metrics(app: AppTest) -> dict[str, str]:
 
 def deltas(app: AppTest) -> dict[str, str]:
     return {metric.label: metric.proto.delta for metric in app.metric}
+
+
+def colors(app: AppTest) -> dict[str, str]:
+    """Each metric's delta colour, by label: 'red', 'green', 'gray', ..."""
+    named = Metric.MetricColor.Name
+    return {metric.label: named(metric.proto.color).lower() for metric in app.metric if metric.proto.delta}
 
 
 def table_ids(app: AppTest) -> list[int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from pqueue import PersistentQ, Status
-from tests.dashboard.page import deltas, metrics, no_exception, table_ids, texts
+from tests.dashboard.page import colors, deltas, metrics, no_exception, table_ids, texts
 from tests.dashboard.seed import Seeded
 
 MakeApp = Callable[..., AppTest]
@@ -23,6 +23,8 @@ def test_header__counts_every_state(make_app: MakeApp, seeded: Seeded) -> None:
     assert shown["failed (1h)"] == "2"  # one crash, one out of attempts
     assert shown["manual_intervention"] == "1"
     assert shown["consumers"] == "1 alive"
+    assert colors(app)["consumers"] == "green"
+    assert colors(app)["manual_intervention"] == "red"
     assert deltas(app)["manual_intervention"] == "needs a person"
     assert deltas(app)["running"].startswith(f"job {seeded.running}: ")
     assert deltas(app)["running"].endswith("of 1h 0m")
@@ -31,9 +33,8 @@ def test_header__counts_every_state(make_app: MakeApp, seeded: Seeded) -> None:
 def test_header__no_consumer_registered_is_red(make_app: MakeApp, store: PersistentQ) -> None:
     store.put_item({"vendor": "acme"})
     app = no_exception(make_app())
-    assert metrics(app)["consumers"] == "none seen"
-    [consumers] = [m for m in app.metric if m.label == "consumers"]
-    assert consumers.proto.color == "red" or "red" in str(consumers.proto)
+    assert (metrics(app)["consumers"], deltas(app)["consumers"]) == ("none", "never registered")
+    assert colors(app)["consumers"] == "red"
 
 
 def test_table__lists_newest_first(make_app: MakeApp, seeded: Seeded) -> None:
