@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from relay import broker
+from relay.__main__ import main as relay_main
 from relay.messages import MalformedStatus, StatusMessage, parse_status, status_message
 from relay.topology import Routing
-from tests.support import BIN
 
 
 @pytest.mark.parametrize(
@@ -91,13 +89,18 @@ def test_broker_url__bad_ones_refused_and_the_password_never_shown() -> None:
     ],
 )
 def test_pq_relay__bad_configuration_is_one_line_exit_2_and_touches_nothing(
-    tmp_path: Path, env: dict[str, str], message: str
+    tmp_path: Path,
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PQ_")}
-    result = subprocess.run(
-        [str(BIN / "pq-relay")], env={**clean, "PQ_HOME": str(tmp_path), **env}, capture_output=True, timeout=60
-    )
-    assert result.returncode == 2
-    lines = result.stderr.decode().splitlines()
+    monkeypatch.setenv("PQ_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    assert relay_main([]) == 2
+
+    lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
     assert not (tmp_path / "var").exists(), "a refused start created a database"
