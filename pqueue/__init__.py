@@ -23,11 +23,23 @@ from pqueue.errors import (
     StopRequested,
 )
 from pqueue.interface import PersistentQInterface
-from pqueue.models import Delivery, Event, Job, NewJob, Page, PutResult, QueueInfo, RunningJob, Stats, ThroughputPoint, Worker
+from pqueue.models import (
+    Delivery,
+    Event,
+    Job,
+    NewJob,
+    Page,
+    PutResult,
+    QueueInfo,
+    RunningJob,
+    Stats,
+    ThroughputPoint,
+    Worker,
+)
+from pqueue.runtime import open_with_retry, setup_logging
 from pqueue.settings import Settings, load_settings
 from pqueue.states import CLAIMABLE, FINAL, DeliveryStatus, Status
 from pqueue.store import PersistentQ, lease_margin
-from pqueue.runtime import open_with_retry, setup_logging
 
 __all__ = [
     "CLAIMABLE",
@@ -81,7 +93,7 @@ def connect(url: str | None = None, *, settings: Settings | None = None, migrate
     url = url or settings.resolved_database_url
     if not migrate:
         ensure_exists(url)
-    engine = make_engine(url, settings.db_schema, busy_timeout_ms=int(settings.write_timeout * 1000))
+    engine = make_engine(url, settings)
     try:
         if migrate:
             upgrade(engine, settings.db_schema)
@@ -96,7 +108,7 @@ def connect(url: str | None = None, *, settings: Settings | None = None, migrate
 def migrate(url: str | None = None, *, settings: Settings | None = None) -> tuple[str | None, str]:
     """Create or upgrade the schema; returns (revision before, revision after)."""
     settings = settings or load_settings()
-    engine = make_engine(url or settings.resolved_database_url, settings.db_schema)
+    engine = make_engine(url or settings.resolved_database_url, settings)
     try:
         return upgrade(engine, settings.db_schema)
     finally:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from pqueue.dialects import seat_lock_key
 from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
+from pqueue.settings import Settings
 
 VERSION_TABLE = "pq_alembic_version"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -43,18 +44,22 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(url: str, schema: str | None = None, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
-    """An engine with pqueue's connection settings for the URL's database."""
+def make_engine(url: str, settings: Settings) -> Engine:
+    """An engine with pqueue's connection settings (schema, busy timeout, durability) for the URL."""
     path = sqlite_path(url)
     if path is not None:
+        busy_timeout_ms = int(settings.write_timeout * 1000)
         engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": busy_timeout_ms / 1000})
-        _configure_sqlite(engine, busy_timeout_ms)
+        _configure_sqlite(engine, busy_timeout_ms, settings.synchronous_commit)
         return engine
     connect_args: dict[str, Any] = {"connect_timeout": 5}
-    if schema:
-        if not _SCHEMA_NAME.match(schema):
-            raise DatabaseError(f"PQ_DB_SCHEMA={schema!r} is not a plain identifier")
-        connect_args["options"] = f"-csearch_path={schema}"
+    options = [] if settings.synchronous_commit else ["-csynchronous_commit=off"]
+    if settings.db_schema:
+        if not _SCHEMA_NAME.match(settings.db_schema):
+            raise DatabaseError(f"PQ_DB_SCHEMA={settings.db_schema!r} is not a plain identifier")
+        options.append(f"-csearch_path={settings.db_schema}")
+    if options:
+        connect_args["options"] = " ".join(options)
     # pre_ping replaces connections that died when PostgreSQL restarted.
     try:
         return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
@@ -62,7 +67,7 @@ def make_engine(url: str, schema: str | None = None, *, busy_timeout_ms: int = S
         raise DatabaseError(f"cannot use the database URL {describe_url(url)}: {exc}") from None
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous_commit: bool) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # pysqlite's own BEGIN is deferred: a read-then-write transaction then fails at once
@@ -72,7 +77,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit survives power loss, so an acknowledged job is really stored.
-        cursor.execute("PRAGMA synchronous = FULL")
+        # NORMAL (PQ_SYNCHRONOUS_COMMIT=0) survives a crash of the program, not of the machine.
+        cursor.execute(f"PRAGMA synchronous = {'FULL' if synchronous_commit else 'NORMAL'}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 

@@ -26,7 +26,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.dml import Insert
 
 from pqueue.schema import Timestamp
 
@@ -39,7 +38,7 @@ class SQLDialect:
     def now(self, offset: timedelta) -> ColumnElement[Any]:
         """The database's clock (plus the test offset) as a Timestamp expression."""
         # julianday('now') has millisecond precision and is fixed for one statement.
-        millis = literal_column("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
+        millis: ColumnElement[int] = literal_column("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
         return type_coerce(millis + int(offset.total_seconds() * 1000), Timestamp())
 
     def add_seconds(self, moment: ColumnElement[Any], seconds: float) -> ColumnElement[Any]:
@@ -57,8 +56,8 @@ class SQLDialect:
         millis = type_coerce(moment, BigInteger())
         return type_coerce((millis // width) * width, Timestamp())
 
-    def insert(self, table: Table) -> Insert:
-        """An INSERT that supports ON CONFLICT."""
+    def insert(self, table: Table) -> Any:
+        """An INSERT that supports ON CONFLICT (on_conflict_do_nothing / do_update)."""
         return sqlite.insert(table)
 
     def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:
@@ -67,7 +66,7 @@ class SQLDialect:
     def notify(self, conn: Connection, channel: str, queue: str) -> None:
         """Wake waiting consumers when the transaction commits (SQLite: they poll data_version)."""
 
-    def upsert_values(self, stmt: Insert, keys: list[str], values: Mapping[str, Any]) -> Any:
+    def upsert_values(self, stmt: Any, keys: list[str], values: Mapping[str, Any]) -> Any:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET values."""
         return stmt.on_conflict_do_update(index_elements=keys, set_=dict(values))
 
@@ -94,7 +93,7 @@ class PostgresDialect(SQLDialect):
         epoch = func.extract("epoch", moment)
         return type_coerce(func.to_timestamp(func.floor(epoch / seconds) * seconds), Timestamp())
 
-    def insert(self, table: Table) -> Insert:
+    def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
 
     def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:

@@ -99,8 +99,7 @@ class IdempotencyConflict(PQError):
         self.key = key
         self.job_id = job_id
         super().__init__(
-            f"idempotency key {key!r} in queue {queue!r} is already used by job {job_id} "
-            "with a different payload"
+            f"idempotency key {key!r} in queue {queue!r} is already used by job {job_id} with a different payload"
         )
 
 

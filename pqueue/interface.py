@@ -74,9 +74,7 @@ class PersistentQInterface(abc.ABC):
     # -- working ----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def get_item(
-        self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None
-    ) -> Job | None:
+    def get_item(self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None) -> Job | None:
         """Claim the next claimable job of the queue with a fresh lease, or return None.
 
         None when the queue is empty, paused, or all its seats are taken. The claim spends an

@@ -28,22 +28,21 @@ class Settings(BaseSettings):
     db_schema: str | None = Field(
         None, description="PostgreSQL schema holding pqueue's tables (several deployments, one DB)"
     )
-    queue: str = Field("default", description="queue the producer and consumer use by default")
-    max_running: int = Field(
-        1, ge=1, description="jobs allowed under_process at once, across all consumers (seats)"
+    synchronous_commit: bool = Field(
+        True,
+        description="wait for every commit to reach the disk (0: faster, but a power cut may lose "
+        "the last acknowledged jobs)",
     )
+    queue: str = Field("default", description="queue the producer and consumer use by default")
+    max_running: int = Field(1, ge=1, description="jobs allowed under_process at once, across all consumers (seats)")
     max_attempts: int = Field(3, ge=1, description="attempts before manual_intervention")
     job_timeout: float = Field(3600, gt=0, description="seconds before a running algorithm is killed")
-    lease_seconds: float = Field(
-        30, gt=0, description="lease length; a consumer silent this long has lost its job"
-    )
+    lease_seconds: float = Field(30, gt=0, description="lease length; a consumer silent this long has lost its job")
     retry_backoff_seconds: float = Field(
         10, ge=0, description="base of the exponential backoff before a crashed job is retried"
     )
     shutdown_grace: float = Field(30, ge=0, description="seconds a stopping consumer lets its job finish")
-    algorithm: str = Field(
-        "consumer.algorithms.iqr:run", description="module:function the consumer runs"
-    )
+    algorithm: str = Field("consumer.algorithms.iqr:run", description="module:function the consumer runs")
     inbox_dir: Path | None = Field(
         None, description="directory the stamp algorithm may touch (default var/inbox under PQ_HOME)"
     )
@@ -55,9 +54,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1, description="largest request body the intake reads")
     max_queue_depth: int = Field(100_000, ge=1, description="waiting jobs at which the intake answers 503")
     callback_secret: str | None = Field(None, description="key that signs callbacks (HMAC-SHA256)")
-    callback_allow: str | None = Field(
-        None, description="comma-separated hosts callbacks may go to (unset: any)"
-    )
+    callback_allow: str | None = Field(None, description="comma-separated hosts callbacks may go to (unset: any)")
     callback_max_attempts: int = Field(5, ge=1, description="callback delivery attempts")
     callback_backoff_seconds: float = Field(
         10, ge=0, description="base of the exponential backoff between callback delivery attempts"
@@ -68,9 +65,7 @@ class Settings(BaseSettings):
     )
     dashboard_password: str | None = Field(None, description="dashboard login gate")
     dashboard_readonly: bool = Field(False, description="hide the dashboard's actions")
-    allow_insecure: bool = Field(
-        False, description="allow the intake on a non-loopback address without PQ_API_TOKEN"
-    )
+    allow_insecure: bool = Field(False, description="allow the intake on a non-loopback address without PQ_API_TOKEN")
     tls_certfile: Path | None = Field(None, description="certificate to serve the intake over HTTPS")
     tls_keyfile: Path | None = Field(None, description="private key to serve the intake over HTTPS")
     retention_days: float = Field(
@@ -79,9 +74,7 @@ class Settings(BaseSettings):
     relay_window: int = Field(50, ge=1, description="jobs the broker relay keeps outstanding")
     relay_lease_seconds: float = Field(600, gt=0, description="lease of a job sent to a remote agent")
     relay_queue: str = Field("remote", description="pqueue queue the relay feeds to RabbitMQ")
-    amqp_url: str = Field(
-        "amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ the relay talks to"
-    )
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ the relay talks to")
     write_timeout: float = Field(
         30, gt=0, description="seconds a write waits for a locked SQLite database before giving up (intake: 503)"
     )

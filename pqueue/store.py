@@ -71,8 +71,8 @@ def lease_margin(lease_seconds: float) -> float:
 
 def retry_backoff(base: float, attempts: int) -> float:
     """Exponential backoff with jitter before a crashed job may be claimed again."""
-    delay = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempts - 1))
-    return delay * random.uniform(0.75, 1.25)
+    delay = min(MAX_BACKOFF_SECONDS, base * 2.0 ** max(0, attempts - 1))
+    return float(delay * random.uniform(0.75, 1.25))
 
 
 def payload_hash(payload: JSON) -> str:
@@ -87,9 +87,14 @@ def _is_transient(exc: BaseException) -> bool:
         return False
     message = str(exc.orig).lower()
     sqlstate = getattr(exc.orig, "sqlstate", None)
-    return "database is locked" in message or "database table is locked" in message or sqlstate in (
-        "40001",  # serialization_failure
-        "40P01",  # deadlock_detected
+    return (
+        "database is locked" in message
+        or "database table is locked" in message
+        or sqlstate
+        in (
+            "40001",  # serialization_failure
+            "40P01",  # deadlock_detected
+        )
     )
 
 
@@ -249,9 +254,7 @@ class PersistentQ(PersistentQInterface):
 
     # -- working ----------------------------------------------------------------------------
 
-    def get_item(
-        self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None
-    ) -> Job | None:
+    def get_item(self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None) -> Job | None:
         queue = queue or self.settings.queue
         lease = lease_seconds or self.settings.lease_seconds
         return self._write(lambda conn: self._claim(conn, worker_id, queue, lease))
@@ -479,16 +482,14 @@ class PersistentQ(PersistentQInterface):
             raise InvalidInput("reason", "say why the job is failed")
         return self._stop(job_id, "fail", Status.MANUAL_INTERVENTION, actor, expect, reason)
 
-    def _stop(
-        self, job_id: int, operation: str, target: Status, actor: str, expect: Status | None, reason: str
-    ) -> Job:
+    def _stop(self, job_id: int, operation: str, target: Status, actor: str, expect: Status | None, reason: str) -> Job:
         def stop(conn: Connection) -> Job:
             current = self._check_move(conn, job_id, operation, expect)
             status = Status(current.status)
             if status == Status.UNDER_PROCESS:
                 # The seat stays taken until the worker has really stopped the algorithm.
-                values = {"stop_request": target.value, "stop_reason": reason}
-                row = self._update_job(conn, job_id, status, status, values)
+                request = {"stop_request": target.value, "stop_reason": reason}
+                row = self._update_job(conn, job_id, status, status, request)
                 self._event(conn, job_id, status, status, actor, f"{operation} requested: {reason}")
                 return self._job(row)
             values = {"error": reason, "finished_at": self._now, "lease_expires_at": None}
@@ -653,7 +654,13 @@ class PersistentQ(PersistentQInterface):
         return self._job(row)
 
     def _event(
-        self, conn: Connection, job_id: int, from_status: Status | None, to_status: Status, actor: str, message: str | None
+        self,
+        conn: Connection,
+        job_id: int,
+        from_status: Status | None,
+        to_status: Status,
+        actor: str,
+        message: str | None,
     ) -> None:
         conn.execute(
             events.insert().values(
@@ -760,7 +767,7 @@ class PersistentQ(PersistentQInterface):
     def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
-        conditions = [jobs.c.status.in_(CLAIMABLE)]
+        conditions: list[ColumnElement[bool]] = [jobs.c.status.in_(CLAIMABLE)]
         if queue:
             conditions.append(jobs.c.queue == queue)
         # Due jobs first, in claim order; delayed ones after, by when they come due.
@@ -802,7 +809,9 @@ class PersistentQ(PersistentQInterface):
         ]
         with self._read() as conn:
             counts: dict[str, dict[str, int]] = {}
-            for row in conn.execute(select(jobs.c.queue, jobs.c.status, func.count()).group_by(jobs.c.queue, jobs.c.status)):
+            for row in conn.execute(
+                select(jobs.c.queue, jobs.c.status, func.count()).group_by(jobs.c.queue, jobs.c.status)
+            ):
                 counts.setdefault(row[0], {})[row[1]] = int(row[2])
             oldest = conn.execute(
                 select(self.dialect.seconds_between(self._now, func.min(jobs.c.created_at))).where(waiting)
@@ -877,7 +886,14 @@ class PersistentQ(PersistentQInterface):
     # -- workers ----------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
-        values = {"kind": kind, "queue": queue, "host": host, "pid": pid, "started_at": self._now, "last_seen": self._now}
+        values = {
+            "kind": kind,
+            "queue": queue,
+            "host": host,
+            "pid": pid,
+            "started_at": self._now,
+            "last_seen": self._now,
+        }
 
         def upsert(conn: Connection) -> None:
             stmt = self.dialect.insert(workers).values(id=worker_id, **values)
@@ -886,7 +902,9 @@ class PersistentQ(PersistentQInterface):
         self._write(upsert)
 
     def touch_worker(self, worker_id: str) -> None:
-        self._write(lambda conn: conn.execute(update(workers).where(workers.c.id == worker_id).values(last_seen=self._now)))
+        self._write(
+            lambda conn: conn.execute(update(workers).where(workers.c.id == worker_id).values(last_seen=self._now))
+        )
 
     def unregister_worker(self, worker_id: str) -> None:
         self._write(lambda conn: conn.execute(delete(workers).where(workers.c.id == worker_id)))
@@ -899,7 +917,9 @@ class PersistentQ(PersistentQInterface):
         )
         seen = self.dialect.seconds_between(self._now, workers.c.last_seen)
         with self._read() as conn:
-            rows = conn.execute(select(workers, seen.label("seen"), current_job.label("job")).order_by(workers.c.id)).all()
+            rows = conn.execute(
+                select(workers, seen.label("seen"), current_job.label("job")).order_by(workers.c.id)
+            ).all()
         return [
             Worker(
                 id=r.id,
@@ -919,17 +939,21 @@ class PersistentQ(PersistentQInterface):
 
     def claim_deliveries(self, worker_id: str, *, limit: int = 10, lock_seconds: float = 60) -> list[Delivery]:
         def claim(conn: Connection) -> list[Delivery]:
-            due = conn.execute(
-                select(deliveries.c.id)
-                .where(
-                    deliveries.c.status == DeliveryStatus.PENDING.value,
-                    deliveries.c.next_attempt_at <= self._now,
-                    or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < self._now),
+            due = (
+                conn.execute(
+                    select(deliveries.c.id)
+                    .where(
+                        deliveries.c.status == DeliveryStatus.PENDING.value,
+                        deliveries.c.next_attempt_at <= self._now,
+                        or_(deliveries.c.locked_until.is_(None), deliveries.c.locked_until < self._now),
+                    )
+                    .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
                 )
-                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if not due:
                 return []
             rows = conn.execute(

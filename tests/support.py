@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -46,9 +47,7 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def start(
-    args: list[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None
-) -> subprocess.Popen[bytes]:
+def start(args: list[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a program (a console script of this venv) with only the given PQ_* environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("PQ_")}
     base.update(env)
@@ -69,8 +68,6 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout)

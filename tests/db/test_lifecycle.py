@@ -30,7 +30,13 @@ def snapshot(store: PersistentQ, job_id: int) -> tuple[object, ...]:
 def test_put__stores_unprocessed_job_with_creation_event(q: PersistentQ) -> None:
     job_id = q.put_item({"x": 1}, priority=3, queue="algo")
     job = q.get_job(job_id)
-    assert (job.status, job.priority, job.queue, job.attempts, job.payload) == (Status.UNPROCESSED, 3, "algo", 0, {"x": 1})
+    assert (job.status, job.priority, job.queue, job.attempts, job.payload) == (
+        Status.UNPROCESSED,
+        3,
+        "algo",
+        0,
+        {"x": 1},
+    )
     [event] = q.events(job_id)
     assert (event.from_status, event.to_status, event.actor) == (None, Status.UNPROCESSED, "producer")
 
@@ -158,7 +164,9 @@ def test_requeue__gives_fresh_attempts(make_queue: Callable[..., PersistentQ]) -
 def test_requeue__refused_from_live_or_done_states(q: PersistentQ, status: Status) -> None:
     job_id = _job_in(q, status)
     before = snapshot(q, job_id)
-    with pytest.raises(InvalidTransition, match=f"job {job_id} is {status}; requeue needs crashed, manual_intervention or cancelled"):
+    with pytest.raises(
+        InvalidTransition, match=f"job {job_id} is {status}; requeue needs crashed, manual_intervention or cancelled"
+    ):
         q.requeue(job_id)
     assert snapshot(q, job_id) == before
 

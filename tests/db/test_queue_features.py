@@ -256,5 +256,7 @@ def _finish(q: PersistentQ, outcome: str, callback_url: str | None = None, resul
     job_id = q.put_item("p", queue=queue, callback_url=callback_url, max_attempts=1)
     job = q.get_item("w", queue=queue)
     assert job is not None
-    q.update_status(job_id, outcome, lease_id=job.lease_id, result=result, error="e" if outcome != "processed" else None)
+    q.update_status(
+        job_id, outcome, lease_id=job.lease_id, result=result, error="e" if outcome != "processed" else None
+    )
     return job_id

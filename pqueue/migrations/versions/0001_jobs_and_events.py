@@ -48,21 +48,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("queue", "idempotency_key", name="uq_pq_jobs_queue_idempotency_key"),
     )
     op.create_index(
-        "ix_pq_jobs_claim", "pq_jobs", ["queue", "priority", "id"],
-        sqlite_where=WAITING, postgresql_where=WAITING,
+        "ix_pq_jobs_claim",
+        "pq_jobs",
+        ["queue", "priority", "id"],
+        sqlite_where=WAITING,
+        postgresql_where=WAITING,
     )
     op.create_index(
-        "ix_pq_jobs_running", "pq_jobs", ["queue", "lease_expires_at"],
-        sqlite_where=RUNNING, postgresql_where=RUNNING,
+        "ix_pq_jobs_running",
+        "pq_jobs",
+        ["queue", "lease_expires_at"],
+        sqlite_where=RUNNING,
+        postgresql_where=RUNNING,
     )
     op.create_index("ix_pq_jobs_status_finished", "pq_jobs", ["status", "finished_at"])
     op.create_index("ix_pq_jobs_status_id", "pq_jobs", ["status", "id"])
     op.create_table(
         "pq_events",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
-        sa.Column(
-            "job_id", sa.BigInteger, sa.ForeignKey("pq_jobs.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("job_id", sa.BigInteger, sa.ForeignKey("pq_jobs.id", ondelete="CASCADE"), nullable=False),
         sa.Column("from_status", sa.String(32), nullable=True),
         sa.Column("to_status", sa.String(32), nullable=False),
         sa.Column("at", Timestamp, nullable=False),

@@ -32,9 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "pq_deliveries",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
-        sa.Column(
-            "job_id", sa.BigInteger, sa.ForeignKey("pq_jobs.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("job_id", sa.BigInteger, sa.ForeignKey("pq_jobs.id", ondelete="CASCADE"), nullable=False),
         sa.Column("lease_id", sa.BigInteger, nullable=False),
         sa.Column("url", sa.Text, nullable=False),
         sa.Column("body", sa.Text, nullable=False),

@@ -1,0 +1,75 @@
+"""Schema migrations: upgrades keep data, match the models, and tolerate programs starting together."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import pqueue
+from pqueue import DatabaseMissing, SchemaOutOfDate, Settings, Status
+from pqueue.database import VERSION_TABLE, head_revision, make_engine, upgrade
+from pqueue.schema import metadata
+from pqueue.store import PersistentQ
+from tests.db import workers
+from tests.db.test_multiprocess import drain, overrides_of
+
+
+def test_upgrade_from_first_revision__keeps_data(settings: Settings) -> None:
+    engine = make_engine(settings.resolved_database_url, settings)
+    try:
+        assert upgrade(engine, settings.db_schema, "0001") == (None, "0001")
+        old = PersistentQ(engine, settings)
+        job_id = old.put_item({"kept": True}, priority=2)
+        with pytest.raises(
+            SchemaOutOfDate, match=f"revision 0001; this code needs {head_revision()}; run `pq migrate`"
+        ):
+            pqueue.connect(settings=settings)
+        assert upgrade(engine, settings.db_schema) == ("0001", head_revision())
+    finally:
+        engine.dispose()
+    store = pqueue.connect(settings=settings)
+    try:
+        job = store.get_job(job_id)
+        assert (job.payload, job.priority, job.status) == ({"kept": True}, 2, Status.UNPROCESSED)
+        assert store.workers() == [] and store.delivery(job_id) is None
+    finally:
+        store.close()
+
+
+def test_migrations__produce_the_models_schema(q: PersistentQ) -> None:
+    with q.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == []
+
+
+def test_connect__never_creates_a_missing_sqlite_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "pqueue.db"
+    settings = pqueue.load_settings(database_url=f"sqlite:///{missing}")
+    with pytest.raises(DatabaseMissing, match=f"database {missing} does not exist"):
+        pqueue.connect(settings=settings)
+    assert not missing.exists() and not missing.parent.exists()
+
+
+@pytest.mark.process
+@pytest.mark.timeout(180)
+def test_four_programs_starting_together__all_migrate_safely(make_settings: Callable[..., Settings]) -> None:
+    overrides = overrides_of(make_settings())
+    ctx = multiprocessing.get_context("spawn")
+    out, barrier = ctx.Queue(), ctx.Barrier(4)
+    processes = [ctx.Process(target=workers.open_and_migrate, args=(overrides, barrier, out)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    messages = drain(out, lambda m: len(m) >= 4, timeout=150)
+    for process in processes:
+        process.join(10)
+    assert [m[0] for m in messages] == ["ok"] * 4, [m[1] for m in messages if m[0] == "error"]
+    store = pqueue.connect(settings=make_settings())
+    try:
+        assert store.count_items() == 4
+    finally:
+        store.close()

@@ -1,0 +1,133 @@
+"""Many real processes on one database: nothing lost, nothing run twice, seats never exceeded."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pqueue import PersistentQ, Settings, Status
+from tests.db import workers
+
+CTX = multiprocessing.get_context("spawn")
+
+
+def overrides_of(settings: Settings, **extra: Any) -> dict[str, Any]:
+    base = {"home": settings.home, "database_url": settings.database_url, "db_schema": settings.db_schema}
+    base.update(extra)
+    return base
+
+
+def drain(out: Any, until: Callable[[list[tuple[Any, ...]]], bool], timeout: float) -> list[tuple[Any, ...]]:
+    """Collect messages from the processes until `until` holds or the deadline passes."""
+    messages: list[tuple[Any, ...]] = []
+    deadline = time.monotonic() + timeout
+    while not until(messages):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last messages: {messages[-5:]}")
+        with contextlib.suppress(queue_module.Empty):
+            messages.append(out.get(timeout=0.5))
+    return messages
+
+
+def max_overlap(runs: list[tuple[float, float]]) -> int:
+    """The largest number of runs in progress at one moment."""
+    edges = sorted([(start, 1) for start, _ in runs] + [(end, -1) for _, end in runs])
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+@pytest.mark.process
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("seats", [1, 4])
+def test_four_producers_four_consumers__none_lost_none_twice_seats_kept(
+    make_queue: Callable[..., PersistentQ], seats: int
+) -> None:
+    # This test is about concurrency, not power loss: commits need not wait for the disk.
+    store = make_queue(max_running=seats, synchronous_commit=False)
+    overrides = overrides_of(store.settings, max_running=seats, synchronous_commit=False)
+    total, per_producer = 5000, 1250
+    out = CTX.Queue()
+    stop = CTX.Event()
+    consumers = [CTX.Process(target=workers.consume, args=(overrides, stop, out)) for _ in range(4)]
+    producers = [CTX.Process(target=workers.produce, args=(overrides, per_producer, f"p{i}", out)) for i in range(4)]
+    for process in consumers + producers:
+        process.start()
+    try:
+        messages = drain(
+            out,
+            lambda m: any(x[0] == "error" for x in m) or sum(1 for x in m if x[0] == "run") >= total,
+            timeout=360,
+        )
+    finally:
+        stop.set()
+        for process in consumers + producers:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+    errors = [m[1] for m in messages if m[0] == "error"]
+    assert errors == [], errors[0] if errors else ""
+    acked = {m[1] for m in messages if m[0] == "ack"}
+    runs = [m for m in messages if m[0] == "run"]
+    assert len(acked) == total
+    assert sorted(r[1] for r in runs) == sorted(acked), "every acknowledged job ran exactly once"
+    assert max_overlap([(r[3], r[4]) for r in runs]) <= seats
+    assert store.count_items(status="processed") == total
+
+
+@pytest.mark.process
+@pytest.mark.timeout(120)
+def test_idempotency_key__racing_processes_get_one_job(make_queue: Callable[..., PersistentQ]) -> None:
+    store = make_queue()
+    overrides = overrides_of(store.settings)
+    out, barrier = CTX.Queue(), CTX.Barrier(6)
+    processes = [CTX.Process(target=workers.put_same_key, args=(overrides, barrier, out)) for _ in range(6)]
+    for process in processes:
+        process.start()
+    messages = drain(out, lambda m: len(m) >= 6, timeout=90)
+    for process in processes:
+        process.join(10)
+    assert [m for m in messages if m[0] == "error"] == []
+    assert len({m[1] for m in messages}) == 1
+    assert store.count_items() == 1
+
+
+@pytest.mark.process
+@pytest.mark.timeout(120)
+def test_killed_worker__job_rescued_after_lease_and_finished_by_another(
+    make_queue: Callable[..., PersistentQ],
+) -> None:
+    store = make_queue(lease_seconds=1, retry_backoff_seconds=0)
+    job_id = store.put_item("important")
+    out = CTX.Queue()
+    doomed = CTX.Process(target=workers.hold_job, args=(overrides_of(store.settings, lease_seconds=1), out))
+    doomed.start()
+    assert drain(out, lambda m: len(m) >= 1, timeout=60)[0] == ("holding", job_id)
+    os.kill(doomed.pid or 0, signal.SIGKILL)
+    doomed.join(10)
+    assert store.get_item("survivor") is None, "the lease is still held"
+    deadline = time.monotonic() + 30
+    while not store.rescue_expired():
+        assert time.monotonic() < deadline, "the expired lease was never rescued"
+        time.sleep(0.05)
+    job = store.get_item("survivor")
+    assert job is not None and job.id == job_id and job.attempts == 2
+    store.update_status(job_id, "processed", lease_id=job.lease_id, result="ok")
+    timeline = [(e.from_status, e.to_status, e.actor) for e in store.events(job_id)]
+    assert timeline == [
+        (None, Status.UNPROCESSED, "producer"),
+        (Status.UNPROCESSED, Status.UNDER_PROCESS, "doomed"),
+        (Status.UNDER_PROCESS, Status.CRASHED, "rescue"),
+        (Status.CRASHED, Status.UNDER_PROCESS, "survivor"),
+        (Status.UNDER_PROCESS, Status.PROCESSED, "survivor"),
+    ]

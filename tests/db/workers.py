@@ -1,0 +1,94 @@
+"""Process bodies for the multi-process tests (importable, so spawn can start them)."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from multiprocessing.synchronize import Barrier, Event
+from typing import Any
+
+import pqueue
+
+
+def open_store(overrides: dict[str, Any]) -> pqueue.PersistentQ:
+    return pqueue.connect(settings=pqueue.load_settings(**overrides), migrate=False)
+
+
+def produce(overrides: dict[str, Any], count: int, tag: str, out: Any) -> None:
+    """Put `count` jobs one per transaction; report each acknowledged id, or the error."""
+    store = open_store(overrides)
+    try:
+        for n in range(count):
+            out.put(("ack", store.put_item({"tag": tag, "n": n})))
+    except Exception:  # noqa: BLE001 - any error reaching the caller is what the test looks for
+        out.put(("error", traceback.format_exc()))
+    finally:
+        store.close()
+        out.put(("done", tag))
+
+
+def consume(overrides: dict[str, Any], stop: Event, out: Any) -> None:
+    """Claim and complete until told to stop, reporting (id, lease, start, end) of every run."""
+    store = open_store(overrides)
+    worker = f"w{os.getpid()}"
+    try:
+        while not stop.is_set():
+            job = store.get_item(worker)
+            if job is None:
+                store.wait_for_work(0.05)
+                continue
+            started = time.monotonic()
+            time.sleep(0.0005)
+            ended = time.monotonic()
+            out.put(("run", job.id, job.lease_id, started, ended))
+            store.update_status(job.id, "processed", lease_id=job.lease_id, result=job.id)
+    except Exception:  # noqa: BLE001
+        out.put(("error", traceback.format_exc()))
+    finally:
+        store.close()
+
+
+def put_same_key(overrides: dict[str, Any], barrier: Barrier, out: Any) -> None:
+    """Race other processes to put one idempotency key."""
+    store = open_store(overrides)
+    try:
+        barrier.wait(30)
+        out.put(("id", store.put_item({"same": True}, idempotency_key="race")))
+    except Exception:  # noqa: BLE001
+        out.put(("error", traceback.format_exc()))
+    finally:
+        store.close()
+
+
+def claim_at_barrier(overrides: dict[str, Any], barrier: Barrier, out: Any) -> None:
+    """Race other processes to claim from a queue with one seat."""
+    store = open_store(overrides)
+    try:
+        barrier.wait(30)
+        job = store.get_item(f"w{os.getpid()}")
+        out.put(("claimed", job.id if job else None))
+    except Exception:  # noqa: BLE001
+        out.put(("error", traceback.format_exc()))
+    finally:
+        store.close()
+
+
+def hold_job(overrides: dict[str, Any], out: Any) -> None:
+    """Claim a job and then hang, as a worker that froze or will be killed."""
+    store = open_store(overrides)
+    job = store.get_item("doomed")
+    out.put(("holding", job.id if job else None))
+    time.sleep(3600)
+
+
+def open_and_migrate(overrides: dict[str, Any], barrier: Barrier, out: Any) -> None:
+    """Start at the same moment as other programs on a fresh database."""
+    try:
+        barrier.wait(30)
+        store = pqueue.connect(settings=pqueue.load_settings(**overrides), migrate=True)
+        store.put_item("started")
+        store.close()
+        out.put(("ok", os.getpid()))
+    except Exception:  # noqa: BLE001
+        out.put(("error", traceback.format_exc()))
