@@ -1,0 +1,93 @@
+"""The consumer's small parts: algorithm loading, error text, log lines, exit descriptions."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from consumer.loading import (
+    TRACEBACK_LINES,
+    AlgorithmUnavailable,
+    call_algorithm,
+    describe_exception,
+    load_algorithm,
+    parse_spec,
+    wants_settings,
+)
+from consumer.logs import format_event
+from consumer.processes import describe_exit
+
+
+@pytest.mark.parametrize("spec", ["", "module", "module:", ":run", "a.b:not-a-name", "a.b:run:x"])
+def test_parse_spec__refuses_anything_but_module_colon_function(spec: str) -> None:
+    with pytest.raises(AlgorithmUnavailable, match="is not 'module:function'"):
+        parse_spec(spec)
+
+
+def test_load_algorithm__finds_the_function_and_names_what_is_missing() -> None:
+    assert load_algorithm("consumer.algorithms.add:run")({"a": 1, "b": 2}) == {"sum": 3}
+    with pytest.raises(AlgorithmUnavailable, match="importing nowhere.at_all failed: ModuleNotFoundError"):
+        load_algorithm("nowhere.at_all:run")
+    with pytest.raises(AlgorithmUnavailable, match="consumer.algorithms.add has no function nothing"):
+        load_algorithm("consumer.algorithms.add:nothing")
+
+
+def test_wants_settings__only_when_the_function_takes_a_second_argument() -> None:
+    def one(payload: Any) -> None: ...
+    def two(payload: Any, settings: Any) -> None: ...
+    def optional(payload: Any, settings: Any = None) -> None: ...
+    def keyword_only(payload: Any, *, settings: Any = None) -> None: ...
+
+    assert [wants_settings(f) for f in (one, two, optional, keyword_only)] == [False, True, True, False]
+
+
+def test_call_algorithm__passes_settings_when_given_and_reports_json_text() -> None:
+    assert call_algorithm(lambda p: {"x": p}, 1, None) == ("ok", '{"x": 1}')
+    assert call_algorithm(lambda p, s: [p, s], 1, "S") == ("ok", '[1, "S"]')
+    kind, text = call_algorithm(lambda p: float("nan"), 1, None)
+    assert kind == "error" and text.startswith("TypeError: the algorithm's result is not JSON")
+
+
+def test_call_algorithm__system_exit_is_an_error_too() -> None:
+    def leave(payload: Any) -> None:
+        raise SystemExit(4)
+
+    kind, text = call_algorithm(leave, None, None)
+    assert kind == "error" and text.splitlines()[-1] == "SystemExit: 4"
+
+
+def test_describe_exception__keeps_the_tail_ending_with_the_exception() -> None:
+    def nested(n: int) -> None:
+        if n == 0:
+            raise KeyError("root")
+        try:
+            nested(n - 1)
+        except KeyError as exc:
+            raise KeyError(f"level {n}") from exc
+
+    try:
+        nested(20)
+    except KeyError as exc:
+        text = describe_exception(exc)
+    lines = text.splitlines()
+    assert lines[0] == "…" and len(lines) == TRACEBACK_LINES + 1
+    assert lines[-1] == "KeyError: 'level 20'"
+
+
+def test_format_event__one_line_with_the_job_and_quoted_values() -> None:
+    line = format_event("finished", 42, status="crashed", error="ValueError: bad\nline", seconds=1.5, extra=None)
+    assert line == 'event=finished job=42 status=crashed error="ValueError: bad\\nline" seconds=1.5 extra=-'
+    assert format_event("started", worker="vm:12:ab") == "event=started job=- worker=vm:12:ab"
+
+
+def test_describe_exit__says_code_or_signal() -> None:
+    assert describe_exit(3 << 8) == "exited with code 3"
+    assert describe_exit(signal.SIGSEGV) == "was killed by SIGSEGV (signal 11)"
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    _, status = os.waitpid(pid, 0)
+    assert describe_exit(status) == "exited with code 7"

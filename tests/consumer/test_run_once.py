@@ -1,0 +1,63 @@
+"""Consumer.run_once in this process, against a real database and a real algorithm helper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer.pool import AlgorithmProcesses
+from consumer.worker import Consumer, Step
+from pqueue import PersistentQ, Settings, Status
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def consumer(make_queue: Callable[..., PersistentQ], make_settings: Callable[..., Settings]) -> Iterator[Consumer]:
+    settings = make_settings(algorithm="tests.consumer.algos:act", lease_seconds=2, retry_backoff_seconds=0)
+    store = make_queue(algorithm="tests.consumer.algos:act", lease_seconds=2, retry_backoff_seconds=0)
+    processes = AlgorithmProcesses(settings)
+    processes.start()
+    processes.wait_ready()
+    try:
+        yield Consumer(store, settings, "test-worker", processes)
+    finally:
+        processes.close()
+
+
+def test_run_once__claims_runs_and_records_one_job(consumer: Consumer, tmp_path: Path) -> None:
+    q = consumer.store
+    first = q.put_item({"do": "ok", "value": 1})
+    second = q.put_item({"do": "fail"}, max_attempts=1)
+    assert consumer.run_once() == Step.RAN
+    assert q.get_job(first).status == Status.PROCESSED and q.get_job(first).result["echo"] == 1
+    assert q.get_job(second).status == Status.UNPROCESSED
+    assert consumer.run_once() == Step.RAN
+    assert q.get_job(second).status == Status.MANUAL_INTERVENTION
+    assert consumer.run_once() == Step.IDLE
+
+
+def test_run_once__idle_while_another_worker_holds_the_only_seat(consumer: Consumer) -> None:
+    q = consumer.store
+    q.put_item({"do": "ok"})
+    waiting = q.put_item({"do": "ok"})
+    assert q.get_item("someone-else") is not None
+    assert consumer.run_once() == Step.IDLE
+    assert q.get_job(waiting).attempts == 0
+    assert not q.wait_for_work(0.2)  # a seat is not free: no wake-up, the consumer waits politely
+
+
+def test_run_once__claims_nothing_once_a_stop_is_requested(consumer: Consumer) -> None:
+    job_id = consumer.store.put_item({"do": "ok"})
+    consumer.shutdown.request()
+    assert consumer.run_once() == Step.STOPPING
+    assert consumer.store.get_job(job_id).status == Status.UNPROCESSED
+
+
+def test_run__drain_returns_when_nothing_is_claimable(consumer: Consumer) -> None:
+    ids = [consumer.store.put_item({"do": "ok", "value": n}) for n in range(3)]
+    consumer.run(drain=True)
+    assert [consumer.store.get_job(i).status for i in ids] == [Status.PROCESSED] * 3
+    assert consumer.jobs_run == 3
