@@ -144,6 +144,8 @@ def _watch(queue_store: PersistentQ, settings: Settings, as_json: bool, interval
             elif live is not None:
                 live.update(view(data), refresh=True)
             else:
+                if rounds:
+                    output.say("")  # piped: a blank line between snapshots
                 output.show(view(data))
             rounds += 1
             if count and rounds >= count:

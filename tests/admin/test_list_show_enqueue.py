@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -96,8 +97,8 @@ def test_list__filters_by_status_queue_and_limit_and_orders_oldest_first(pq: Pq,
 
 
 @sqlite_only
-def test_list__since_keeps_recent_jobs(pq: Pq, jobs: Jobs, aged: object) -> None:
-    old = aged(2).waiting()  # type: ignore[operator]
+def test_list__since_keeps_recent_jobs(pq: Pq, jobs: Jobs, aged: Callable[[float], Jobs]) -> None:
+    old = aged(2).waiting()
     recent = jobs.waiting()
     assert [job["id"] for job in as_json(pq("list", "--json", "--since", "1d"))] == [recent]
     assert [job["id"] for job in as_json(pq("list", "--json", "--since", "3d"))] == [recent, old]

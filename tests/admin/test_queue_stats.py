@@ -157,6 +157,8 @@ def test_stats__watch_writes_one_json_object_per_refresh(pq: Pq, jobs: Jobs) -> 
     assert result.exit_code == 0, result.output
     rounds = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rounds) == 2 and all(r["totals"]["unprocessed"] == 1 for r in rounds)
+    tables = pq("stats", "--watch", "--interval", "0.1", "--count", "2").stdout.split("\n\n")
+    assert len(tables) == 2 and all(t.startswith("status ") for t in tables), "piped: snapshots one after another"
 
 
 def test_rescue__moves_expired_leases(pq: Pq, aged: Callable[[float], Jobs], q: PersistentQ) -> None:
