@@ -27,10 +27,6 @@ HELPER_START_TIMEOUT = 300.0
 REAP_TIMEOUT = 5.0
 
 
-class HelperLost(Exception):
-    """The helper process died; job processes cannot be forked until it is started again."""
-
-
 @dataclass
 class JobProcess:
     """One forked job process: its pid (also its process group) and its socket."""
@@ -120,8 +116,7 @@ class AlgorithmProcesses:
             while self._commands.poll(0):
                 self._handle(self._commands.recv())
         except (EOFError, OSError):  # the helper is gone: reap it so helper_alive says so
-            if self._helper is not None:
-                self._helper.wait(5)
+            self._end_helper()
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         assert self._commands is not None
@@ -149,7 +144,7 @@ class AlgorithmProcesses:
                 self._restart_helper()
             self.pump()
             if self._spare is not None and self._spare.exited:
-                self._spare.conn.close()
+                self.discard(self._spare)  # whatever it left in its group goes too
                 self._spare = None
             if self._spare is not None and self._check_ready(self._spare):
                 return True
@@ -200,11 +195,17 @@ class AlgorithmProcesses:
         process.conn.close()
         self._children.pop(process.pid, None)
 
-    def _restart_helper(self) -> None:
-        assert self._helper is not None
-        if self._helper.poll() is None:
+    def _end_helper(self, patience: float = 0.0) -> int | None:
+        """Reap the helper, killing it if it is still there after `patience` seconds; its exit code."""
+        if self._helper is None:
+            return None
+        try:
+            return self._helper.wait(patience)
+        except subprocess.TimeoutExpired:
             self._helper.kill()
-        event(log, "algorithm_process_restart", level=logging.WARNING, exitcode=self._helper.wait(5))
+            return self._helper.wait()
+
+    def _kill_children(self) -> None:
         for child in list(self._children.values()):
             kill_group(child.pid)
             kill_process(child.pid)
@@ -212,23 +213,17 @@ class AlgorithmProcesses:
         self._children.clear()
         if self._commands is not None:
             self._commands.close()
+
+    def _restart_helper(self) -> None:
+        exitcode = self._end_helper()
+        event(log, "algorithm_process_restart", level=logging.WARNING, exitcode=exitcode)
+        self._kill_children()
         self.start()
         self.wait_ready()
 
     def close(self) -> None:
-        """Kill every job process group, stop the helper, and close the lifeline."""
-        for child in list(self._children.values()):
-            kill_group(child.pid)
-            kill_process(child.pid)
-            child.conn.close()
-        self._children.clear()
-        if self._commands is not None:
-            self._commands.close()
-        if self._helper is not None:
-            try:
-                self._helper.wait(2)
-            except subprocess.TimeoutExpired:
-                self._helper.kill()
-                self._helper.wait(2)
+        """Kill every job process group, stop the helper (it exits when its channel closes)."""
+        self._kill_children()
+        self._end_helper(patience=2.0)
         os.close(self._lifeline_writer)
         os.close(self._lifeline_reader)

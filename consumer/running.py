@@ -81,11 +81,15 @@ class JobRun:
 
     def supervise(self) -> Outcome:
         """Run the job to its end and return the outcome; the job process group is gone after."""
-        self.process.conn.send((self.job.id, self.job.payload))
         event(log, "running", self.job.id, pid=self.process.pid, attempt=f"{self.job.attempts}/{self.job.max_attempts}")
         self.lease.start()
         try:
-            outcome = self._watch()
+            try:
+                self.process.conn.send((self.job.id, self.job.payload))
+            except OSError:  # it died between saying it was ready and now
+                outcome = self._died()
+            else:
+                outcome = self._watch()
         finally:
             self.lease.stop()
             self.processes.discard(self.process)
@@ -94,12 +98,12 @@ class JobRun:
     def _watch(self) -> Outcome:
         timeout_at = self.started + self.settings.job_timeout
         while True:
+            self.waker.drain()  # before looking at the flags, so a wake-up after the look is kept
             ending = self._check(timeout_at)
             if ending is not None:
                 return ending
             deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf]
             remaining = max(0.0, min(deadlines) - time.monotonic())
-            self.waker.drain()
             wait([self.process.conn, self.waker.fileno(), *self.processes.handles()], remaining)
             self.processes.pump()
 

@@ -87,6 +87,9 @@ class Consumer:
             return Step.UNAVAILABLE
         if job is None:
             return Step.IDLE
+        if self.shutdown.requested:  # the signal came while claiming: give the job straight back
+            self._release(job)
+            return Step.STOPPING
         self._run(job, claim_started)
         self.jobs_run += 1
         return Step.RAN

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -208,3 +209,25 @@ def test_second_signal__stops_at_once_and_leaves_the_job_to_rescue(
     assert wait_exit(consumer, timeout=10) == 0
     assert not pid_alive(int(str(run["pid"])))
     assert q.get_job(job_id).status == Status.UNDER_PROCESS  # its lease runs out, then rescue takes it
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_helper_killed__running_job_fails_and_a_new_helper_runs_the_next(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    log = tmp_path / "runs.jsonl"
+    running = q.put_item({"do": "sleep", "seconds": 60, "log": str(log)}, max_attempts=1)
+    start_consumer()
+    run = started(log)[0]
+    consumer_log = tmp_path / "consumer-0.log"
+    ready = next(line for line in consumer_log.read_text().splitlines() if "event=algorithm_ready" in line)
+    helper_pid = int(ready.split(" pid=")[1].split()[0])
+
+    os.kill(helper_pid, signal.SIGKILL)
+    wait_gone(int(str(run["pid"])))  # its parent-death signal
+    wait_status(q, running, Status.MANUAL_INTERVENTION)
+    assert "the helper process that forked it died" in (q.get_job(running).error or "")
+    after = q.put_item({"do": "ok"})
+    wait_status(q, after, Status.PROCESSED)
+    assert "event=algorithm_process_restart" in consumer_log.read_text()
