@@ -83,6 +83,7 @@ def test_requeue__needs_ids_or_status_with_all(pq: Pq, jobs: Jobs, q: Persistent
     assert q.get_job(job_id).status == Status.MANUAL_INTERVENTION
 
 
+@sqlite_only
 def test_fail__moves_to_manual_intervention_with_the_reason(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
     job_id = jobs.waiting()
 
@@ -106,6 +107,7 @@ def test_fail__needs_a_reason_and_refuses_processed(pq: Pq, jobs: Jobs, q: Persi
     assert q.get_job(job_id).status == Status.PROCESSED
 
 
+@sqlite_only
 def test_cancel__waiting_job_is_cancelled_at_once(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
     job_id = jobs.waiting()
     result = pq("cancel", str(job_id), "--json")

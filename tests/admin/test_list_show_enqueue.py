@@ -145,6 +145,7 @@ def test_show__json_has_job_delivery_and_timeline(pq: Pq, jobs: Jobs, q: Persist
     assert times == sorted(times)
 
 
+@sqlite_only
 def test_show__table_has_fields_payload_error_and_timeline(pq: Pq, jobs: Jobs) -> None:
     job_id = jobs.manual({"vendor": "zeta"}, error=TRACEBACK)
 
@@ -164,6 +165,7 @@ def test_show__table_has_fields_payload_error_and_timeline(pq: Pq, jobs: Jobs) -
     ]
 
 
+@sqlite_only
 def test_show__unknown_id_is_one_line_and_exit_1(pq: Pq, jobs: Jobs) -> None:
     jobs.waiting()
     result = pq("show", "999")
@@ -199,6 +201,7 @@ def test_enqueue__same_idempotency_key_stores_nothing_new(pq: Pq, q: PersistentQ
     assert q.count_items() == 1
 
 
+@sqlite_only
 def test_enqueue__bad_json_is_refused_and_stores_nothing(pq: Pq, q: PersistentQ) -> None:
     result = pq("enqueue", "{vendor: acme}")
     assert result.exit_code == 2

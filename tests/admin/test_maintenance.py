@@ -106,6 +106,7 @@ def test_migrate__creates_then_has_nothing_to_do(pq: Pq, db_env: dict[str, str])
     assert as_json(pq("list", "--json")) == []
 
 
+@sqlite_only
 def test_export__jsonl_to_stdout_oldest_first(pq: Pq, jobs: Jobs) -> None:
     ids = [jobs.processed({"n": 1}), jobs.manual({"n": 2}, error="Traceback\nValueError: x"), jobs.waiting({"n": 3})]
 
@@ -164,6 +165,7 @@ def test_backup__sqlite_copy_or_pg_dump_advice(
     assert again.exit_code == 1 and "already exists" in one_error_line(again)
 
 
+@sqlite_only
 def test_status_counts_after_purge_match(pq: Pq, q: PersistentQ, history: dict[str, int]) -> None:
     pq("purge", "--older-than", "7d", "--status", "crashed", "--yes")
     assert q.count_items(status=Status.CRASHED) == 0

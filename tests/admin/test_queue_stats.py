@@ -29,6 +29,7 @@ def test_pause__names_a_queue(pq: Pq, q: PersistentQ) -> None:
     assert {info.name: info.paused for info in q.queues()} == {"reports": True}
 
 
+@sqlite_only
 def test_relay_go__resumes_the_relay_queue(pq: Pq, q: PersistentQ) -> None:
     q.pause("remote")  # the relay starts held until an operator says go
     q.pause("agents")
