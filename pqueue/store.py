@@ -266,14 +266,7 @@ class PersistentQ(PersistentQInterface):
         seats, paused, running = conn.execute(self._seat_query(queue)).one()
         if paused or running >= seats:
             return None
-        candidate = conn.execute(
-            select(jobs.c.id, jobs.c.status)
-            .where(jobs.c.queue == queue, jobs.c.status.in_(CLAIMABLE), jobs.c.run_after <= self._now)
-            .order_by(jobs.c.priority, jobs.c.id)
-            .limit(1)
-            # PostgreSQL: skip rows an operator is changing right now instead of waiting.
-            .with_for_update(skip_locked=True)
-        ).first()
+        candidate = conn.execute(self.candidate_query(queue)).first()
         if candidate is None:
             return None
         row = conn.execute(
@@ -295,6 +288,17 @@ class PersistentQ(PersistentQInterface):
         message = f"attempt {row.attempts} of {row.max_attempts}, lease {row.lease_id}"
         self._event(conn, row.id, Status(candidate.status), Status.UNDER_PROCESS, worker_id, message)
         return self._job(row)
+
+    def candidate_query(self, queue: str) -> Any:
+        """The next job in run order; walks the partial claim index (a test guards the plan)."""
+        return (
+            select(jobs.c.id, jobs.c.status)
+            .where(jobs.c.queue == queue, jobs.c.status.in_(CLAIMABLE), jobs.c.run_after <= self._now)
+            .order_by(jobs.c.priority, jobs.c.id)
+            .limit(1)
+            # PostgreSQL: skip rows an operator is changing right now instead of waiting.
+            .with_for_update(skip_locked=True)
+        )
 
     def _seat_query(self, queue: str) -> Any:
         settings = select(queues.c.seats, queues.c.paused).where(queues.c.name == queue).subquery()

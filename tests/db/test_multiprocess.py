@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import signal
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -131,3 +132,30 @@ def test_killed_worker__job_rescued_after_lease_and_finished_by_another(
         (Status.CRASHED, Status.UNDER_PROCESS, "survivor"),
         (Status.UNDER_PROCESS, Status.PROCESSED, "survivor"),
     ]
+
+
+@pytest.mark.process
+@pytest.mark.timeout(180)
+def test_wake_up__idle_consumer_starts_within_50ms_of_commit(make_queue: Callable[..., PersistentQ]) -> None:
+    # The wake-up is measured, not the disk: commits need not wait for fsync here.
+    store = make_queue(synchronous_commit=False)
+    tries = 50
+    out = CTX.Queue()
+    overrides = overrides_of(store.settings, synchronous_commit=False)
+    consumer = CTX.Process(target=workers.idle_consumer, args=(overrides, tries, out))
+    consumer.start()
+    try:
+        assert drain(out, lambda m: len(m) >= 1, timeout=60)[0][0] == "ready"
+        latencies = []
+        for n in range(tries):
+            time.sleep(0.02)  # let the consumer go idle in wait_for_work
+            job_id = store.put_item(n)
+            committed = time.time()
+            [message] = drain(out, lambda m: len(m) >= 1, timeout=30)
+            assert message[:2] == ("claimed", job_id), message
+            latencies.append(message[2] - committed)
+    finally:
+        consumer.join(10)
+        if consumer.is_alive():
+            consumer.kill()
+    assert statistics.median(latencies) < 0.050, sorted(latencies)

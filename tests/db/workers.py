@@ -92,3 +92,54 @@ def open_and_migrate(overrides: dict[str, Any], barrier: Barrier, out: Any) -> N
         out.put(("ok", os.getpid()))
     except Exception:  # noqa: BLE001
         out.put(("error", traceback.format_exc()))
+
+
+def claim_rounds(overrides: dict[str, Any], rounds: int, barrier: Barrier, out: Any) -> None:
+    """In each round, claim once at the same moment as every other process."""
+    store = open_store(overrides)
+    try:
+        for _ in range(rounds):
+            barrier.wait(60)
+            job = store.get_item(f"w{os.getpid()}")
+            out.put(("claimed", (job.id, job.lease_id) if job else None))
+    except Exception:  # noqa: BLE001
+        out.put(("error", traceback.format_exc()))
+    finally:
+        store.close()
+
+
+def idle_consumer(overrides: dict[str, Any], count: int, out: Any) -> None:
+    """Wait for work the way the consumer does; report when each claim happened."""
+    store = open_store(overrides)
+    try:
+        out.put(("ready", os.getpid()))
+        done = 0
+        while done < count:
+            job = store.get_item("idle")
+            if job is None:
+                store.wait_for_work(5.0)
+                continue
+            out.put(("claimed", job.id, time.time()))
+            store.update_status(job.id, "processed", lease_id=job.lease_id)
+            done += 1
+    except Exception:  # noqa: BLE001
+        out.put(("error", traceback.format_exc()))
+    finally:
+        store.close()
+
+
+def resilient_consumer(overrides: dict[str, Any], stop: Event, out: Any) -> None:
+    """A consumer loop that rides out a database restart, as pq-consumer does."""
+    store = open_store(overrides)
+    while not stop.is_set():
+        try:
+            job = store.get_item("resilient")
+            if job is None:
+                store.wait_for_work(0.2)
+                continue
+            store.update_status(job.id, "processed", lease_id=job.lease_id, result=job.payload)
+            out.put(("done", job.id))
+        except pqueue.DatabaseError:
+            out.put(("outage", time.time()))
+            time.sleep(0.2)
+    store.close()

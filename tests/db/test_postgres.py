@@ -1,0 +1,160 @@
+"""What only PostgreSQL has to prove: seat races across processes, the claim plan, NOTIFY
+wake-ups, and a server restart in the middle of work."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.dialects import postgresql
+
+import pqueue
+from pqueue import LeaseLost, PersistentQ, Settings, Status
+from tests.conftest import require_postgres
+from tests.db import workers
+from tests.db.test_multiprocess import drain, overrides_of
+from tests.pg_cluster import PrivateCluster
+
+CTX = multiprocessing.get_context("spawn")
+
+
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here is about PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def pg(make_queue: Callable[..., PersistentQ]) -> PersistentQ:
+    return make_queue(synchronous_commit=False)
+
+
+@pytest.mark.process
+@pytest.mark.timeout(300)
+def test_seat_race__eight_processes_one_seat_exactly_one_wins(pg: PersistentQ) -> None:
+    rounds, racers = 50, 8
+    out, barrier = CTX.Queue(), CTX.Barrier(racers + 1)
+    overrides = overrides_of(pg.settings, synchronous_commit=False)
+    processes = [
+        CTX.Process(target=workers.claim_rounds, args=(overrides, rounds, barrier, out)) for _ in range(racers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for round_number in range(rounds):
+            for n in range(3):
+                pg.put_item({"round": round_number, "n": n})
+            barrier.wait(60)
+            results = drain(out, lambda m: len(m) >= racers, timeout=60)
+            assert [r for r in results if r[0] == "error"] == []
+            winners = [r[1] for r in results if r[1] is not None]
+            assert len(winners) == 1, f"round {round_number}: {len(winners)} claims with one seat"
+            job_id, lease_id = winners[0]
+            pg.update_status(job_id, "processed", lease_id=lease_id)
+    finally:
+        for process in processes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+
+
+def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: PersistentQ) -> None:
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO pq_jobs (queue, payload, payload_hash, status, max_attempts, created_at, run_after)"
+            " SELECT 'default', '{}', 'x', 'processed', 3, now(), now() FROM generate_series(1, 50000)"
+        )
+        conn.exec_driver_sql("ANALYZE pq_jobs")
+    pg.put_item("waiting")
+    query = pg.candidate_query("default").compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    with pg.engine.begin() as conn:
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {query}"))
+    assert "ix_pq_jobs_claim" in plan, plan
+    assert "Seq Scan on pq_jobs" not in plan, plan
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[PrivateCluster]:
+    require_postgres()
+    cluster = PrivateCluster()
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+def _private_settings(cluster: PrivateCluster, **extra: Any) -> Settings:
+    return pqueue.load_settings(database_url=cluster.url, db_schema="restart", **extra)
+
+
+@pytest.mark.process
+@pytest.mark.postgres
+@pytest.mark.timeout(240)
+def test_server_restart__nothing_lost_and_work_resumes(private_cluster: PrivateCluster) -> None:
+    store = pqueue.connect(settings=_private_settings(private_cluster), migrate=True)
+    overrides = {"database_url": private_cluster.url, "db_schema": "restart"}
+    out, stop = CTX.Queue(), CTX.Event()
+    consumer = CTX.Process(target=workers.resilient_consumer, args=(overrides, stop, out))
+    consumer.start()
+    acked: list[int] = []
+    try:
+        for n in range(60):
+            if n == 20:
+                private_cluster.restart()
+            acked.append(_put_until_stored(store, n))
+        done = drain(out, lambda m: {x[1] for x in m if x[0] == "done"} >= set(acked), timeout=120)
+    finally:
+        stop.set()
+        consumer.join(15)
+        if consumer.is_alive():
+            consumer.kill()
+    assert {x[1] for x in done if x[0] == "done"} == set(acked)
+    assert store.count_items(status="processed") == 60
+    store.close()
+
+
+def _put_until_stored(store: PersistentQ, n: int) -> int:
+    """Submit like a careful partner: on an outage, retry with the same idempotency key."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return store.put_item({"n": n}, idempotency_key=f"job-{n}")
+        except pqueue.DatabaseError:
+            assert time.monotonic() < deadline, "the database never came back"
+            time.sleep(0.2)
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_server_restart__stale_worker_is_still_fenced(private_cluster: PrivateCluster) -> None:
+    store = pqueue.connect(settings=_private_settings(private_cluster, lease_seconds=5), migrate=True)
+    job_id = store.put_item("x")
+    stale = store.get_item("before-restart")
+    assert stale is not None
+    private_cluster.restart()
+    store.clock_offset = _minute()
+    assert _retry(store.rescue_expired) == [(job_id, Status.CRASHED)]
+    store.clock_offset += _minute() * 10
+    fresh = _retry(lambda: store.get_item("after-restart"))
+    assert fresh is not None and fresh.lease_id > stale.lease_id
+    with pytest.raises(LeaseLost):
+        store.update_status(job_id, "processed", lease_id=stale.lease_id, result="late")
+    assert store.update_status(job_id, "processed", lease_id=fresh.lease_id, result="ok").result == "ok"
+    store.close()
+
+
+def _minute() -> timedelta:
+    return timedelta(seconds=60)
+
+
+def _retry(call: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return call()
+        except pqueue.DatabaseError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
