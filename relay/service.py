@@ -85,11 +85,14 @@ class Relay:
         # Rescue often enough that an expired lease comes back soon after it ends.
         self.housekeeping_seconds = min(5.0, max(0.2, self.lease_seconds / 4))
         self._next_housekeeping = 0.0
-        # job id -> (lease id, monotonic time this relay last set its lease), to skip renewing a
-        # lease that was set moments ago (an agent says `processing` right after it takes a job).
-        self._fresh_leases: dict[int, tuple[int, float]] = {}
+        # The claims this relay sent: job id -> (lease id, monotonic time it last set the lease).
+        # A status for one of them needs no check of the job's queue, and a `processing` right
+        # after the claim needs no lease renewal. Entries older than a lease are dropped.
+        self._sent: dict[int, tuple[int, float]] = {}
         self._next_report = time.monotonic() + REPORT_SECONDS
         self._connected = False
+        self._seat_freed = True
+        self._next_ready_check = 0.0
 
     # -- start and stop -----------------------------------------------------------------------
 
@@ -161,12 +164,24 @@ class Relay:
         log.info("connected to RabbitMQ at %s", self.where)
         self._connected = True
         self.backoff.reset()
+        self._seat_freed = True
         while not self.should_stop():
             # Status first (it frees seats), then housekeeping, then top the window up.
             connection.process_data_events(time_limit=POLL_SECONDS)
             self._housekeeping()
-            if self.store.wait_for_work(0, queue=self.queue):
-                self._fill(connection, channel)
+            self._top_up(connection, channel)
+
+    def _top_up(self, connection: Any, channel: Any) -> None:
+        """Fill the window when a seat may be free: at once after this relay freed one, else after
+        a cheap read (at most every POLL_SECONDS) says a claim could succeed (new jobs, a go)."""
+        now = time.monotonic()
+        if not self._seat_freed and now < self._next_ready_check:
+            return
+        self._next_ready_check = now + POLL_SECONDS
+        if self._seat_freed or self.store.wait_for_work(0, queue=self.queue):
+            self._fill(connection, channel)
+        # _fill stops only when a claim found nothing, after every status it handled meanwhile.
+        self._seat_freed = False
 
     def _fill(self, connection: Any, channel: Any) -> None:
         """Claim and publish until the window is full or nothing is waiting."""
@@ -208,7 +223,7 @@ class Relay:
             )
             raise
         self.counters.sent += 1
-        self._fresh_leases[job.id] = (job.lease_id, time.monotonic())
+        self._sent[job.id] = (job.lease_id, time.monotonic())
         log.debug("sent job %d (lease %d, attempt %d)", job.id, job.lease_id, job.attempts)
 
     def _give_back(self, job: Job, exc: BaseException) -> None:
@@ -239,17 +254,21 @@ class Relay:
         channel.basic_ack(delivery_tag=method.delivery_tag)
 
     def _apply(self, message: StatusMessage) -> None:
-        try:
-            job = self.store.get_job(message.job_id)
-        except JobNotFound:
-            raise Refused(f"job {message.job_id} not found") from None
-        if job.queue != self.queue:
-            raise Refused(f"job {message.job_id} belongs to queue {job.queue!r}, not {self.queue!r}")
-        if message.status == "processing" and self._renewal_needless(job, message):
-            self.counters.processing += 1
-            return
+        known = self._sent.get(message.job_id)
+        if known is None or known[0] != message.lease_id or message.status == "processing":
+            # Not a claim this relay sent (or a `processing`, which must notice stop requests):
+            # check the job exists and is this relay's queue's before touching it.
+            try:
+                job = self.store.get_job(message.job_id)
+            except JobNotFound:
+                raise Refused(f"job {message.job_id} not found") from None
+            if job.queue != self.queue:
+                raise Refused(f"job {message.job_id} belongs to queue {job.queue!r}, not {self.queue!r}")
+            if message.status == "processing" and self._renewal_needless(job, message):
+                self.counters.processing += 1
+                return
         if message.status != "processing":
-            self._fresh_leases.pop(message.job_id, None)
+            self._sent.pop(message.job_id, None)
         try:
             self._record(message)
         except LeaseLost as exc:
@@ -265,7 +284,7 @@ class Relay:
         """True when this relay set the lease less than a quarter lease ago and nothing is asked of
         the job: renewing it would buy nothing, and skipping the write halves the database work
         per job (agents say `processing` right after they take a job)."""
-        known = self._fresh_leases.get(job.id)
+        known = self._sent.get(job.id)
         return (
             known is not None
             and known[0] == message.lease_id == job.lease_id
@@ -278,14 +297,16 @@ class Relay:
         job_id, lease_id = message.job_id, message.lease_id
         if message.status == "processing":
             self.store.heartbeat(job_id, lease_id, lease_seconds=self.lease_seconds)
-            self._fresh_leases[job_id] = (lease_id, time.monotonic())
+            self._sent[job_id] = (lease_id, time.monotonic())
             self.counters.processing += 1
         elif message.status == "success":
             self.store.update_status(job_id, "processed", lease_id=lease_id, result=message.result)
             self.counters.processed += 1
+            self._seat_freed = True
         else:
             job = self.store.update_status(job_id, "crashed", lease_id=lease_id, error=message.error)
             self.counters.crashed += 1
+            self._seat_freed = True
             log.info("job %d: agent %s reported an error; now %s", job_id, message.agent or "?", job.status)
 
     def _stop(self, message: StatusMessage, request: StopRequested) -> None:
@@ -293,6 +314,7 @@ class Relay:
         try:
             self.store.update_status(message.job_id, request.target, lease_id=message.lease_id, error=request.reason)
             log.info("job %d: %s on an operator's request", message.job_id, request.target)
+            self._seat_freed = True
         except LeaseLost as exc:
             log.info("job %d: stop request already settled (%s)", message.job_id, exc)
 
@@ -321,10 +343,11 @@ class Relay:
             self._next_housekeeping = now + self.housekeeping_seconds
             for job_id, status in self.store.rescue_expired(actor="relay"):
                 log.warning("job %d: lease expired with no word from an agent; now %s", job_id, status)
+                self._seat_freed = True
             self.store.touch_worker(self.worker_id)
-            stale = [job_id for job_id, (_, at) in self._fresh_leases.items() if now - at > self.lease_seconds]
+            stale = [job_id for job_id, (_, at) in self._sent.items() if now - at > self.lease_seconds]
             for job_id in stale:
-                del self._fresh_leases[job_id]
+                del self._sent[job_id]
         if now >= self._next_report:
             self._next_report = now + REPORT_SECONDS
             self._report()
