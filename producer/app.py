@@ -13,6 +13,7 @@ from pqueue import PersistentQ, Settings, open_with_retry
 from producer import errors
 from producer.backpressure import WaitingDepth
 from producer.deps import Intake
+from producer.group_commit import GroupCommitter
 from producer.guards import BodyGuard, TokenGuard
 from producer.metrics import IntakeMetrics
 from producer.routes import jobs, ops, queues
@@ -27,7 +28,10 @@ Every error answers `{"detail": "...", "errors": [...]}`; a `503` carries `Retry
 
 
 def create_app(settings: Settings, store: PersistentQ | None = None) -> FastAPI:
-    """The intake for these settings; opens (and migrates) the database unless given a store."""
+    """The intake for these settings; opens (and migrates) the database unless given a store.
+
+    Call `app.state.intake.close()` when done with an app whose lifespan did not run (tests).
+    """
     owns_store = store is None
     if store is None:
         store = open_with_retry(settings, migrate=True, program="producer")
@@ -37,14 +41,14 @@ def create_app(settings: Settings, store: PersistentQ | None = None) -> FastAPI:
         store=store,
         depth=WaitingDepth(store, settings.max_queue_depth),
         metrics=IntakeMetrics(store),
+        committer=GroupCommitter(store),
         owns_store=owns_store,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        if intake.owns_store:
-            intake.store.close()
+        intake.close()
 
     app = FastAPI(title="pqueue intake", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.intake = intake

@@ -10,19 +10,27 @@ from fastapi import Depends, Request
 
 from pqueue import InvalidInput, NewJob, PersistentQ, Settings
 from producer.backpressure import WaitingDepth
+from producer.group_commit import GroupCommitter
 from producer.metrics import IntakeMetrics
 from producer.schemas import JobIn
 
 
 @dataclass
 class Intake:
-    """The app's store, settings, backpressure gauge and metrics."""
+    """The app's store, settings, backpressure gauge, metrics and group committer."""
 
     settings: Settings
     store: PersistentQ
     depth: WaitingDepth
     metrics: IntakeMetrics
+    committer: GroupCommitter
     owns_store: bool
+
+    def close(self) -> None:
+        """Finish pending submissions; close the store if this intake opened it."""
+        self.committer.close()
+        if self.owns_store:
+            self.store.close()
 
     def new_job(self, job: JobIn, where: str, idempotency_key: str | None = None) -> NewJob:
         """The library's NewJob for a validated request; raises InvalidInput for a bad callback_url."""

@@ -48,7 +48,7 @@ def submit_job(job: JobIn, response: Response, intake: IntakeDep, idempotency_ke
     key = _merged_key(job.idempotency_key, idempotency_key)
     new_job = intake.new_job(job, "", key)
     intake.depth.check_room(1)
-    [put] = intake.store.put_items([new_job])
+    put = intake.committer.put(new_job)  # shares a commit with concurrent submissions
     answer = _submitted(intake, put, new_job.queue, key)
     response.status_code = 202 if put.created else 200
     response.headers["Location"] = f"/jobs/{put.id}"

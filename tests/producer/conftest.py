@@ -24,7 +24,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def make_app(make_settings: Callable[..., Settings]) -> Iterator[AppFactory]:
-    """create_app on the test database with settings overrides; each app's store is closed afterwards."""
+    """create_app on the test database with settings overrides; each app is closed afterwards."""
     apps: list[FastAPI] = []
 
     def build(**overrides: Any) -> FastAPI:
@@ -34,7 +34,7 @@ def make_app(make_settings: Callable[..., Settings]) -> Iterator[AppFactory]:
 
     yield build
     for app in apps:
-        app.state.intake.store.close()
+        app.state.intake.close()
 
 
 def client_for(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:

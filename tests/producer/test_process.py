@@ -46,7 +46,10 @@ def launch(db_env: dict[str, str], tmp_path: Path) -> Iterator[Launch]:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, timeout=60, interval=0.1, what="pq-producer to answer /healthz")
+        try:
+            wait_until(healthy, timeout=90, interval=0.1, what="pq-producer to answer /healthz")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log:\n{(tmp_path / f'producer-{port}.log').read_text()}") from None
         return process, url
 
     yield run
