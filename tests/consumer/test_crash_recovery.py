@@ -102,7 +102,7 @@ def test_lease_lost__rescued_job_has_its_algorithm_killed_and_nothing_recorded(
     first = started(log)[0]
 
     # Another host whose clock says the lease is long over rescues the job.
-    elsewhere = make_queue(lease_seconds=2)
+    elsewhere = make_queue(lease_seconds=2, retry_backoff_seconds=0)
     elsewhere.clock_offset = timedelta(seconds=3)  # past lease (2s) + margin (0.5s)
     assert elsewhere.rescue_expired(actor="elsewhere") == [(job_id, Status.CRASHED)]
 
