@@ -94,10 +94,10 @@ class Agent:
     def work(self, channel: Any, job_id: int, lease_id: int, lease_seconds: float) -> None:
         """Sleep the work time, saying `processing` every third of the lease so it never runs out."""
         deadline = time.monotonic() + self.args.work_seconds
-        next_report = time.monotonic() + lease_seconds / 3
+        next_report = float("inf") if self.args.no_processing else time.monotonic() + lease_seconds / 3
         while (left := deadline - time.monotonic()) > 0:
             channel.connection.sleep(min(left, max(0.0, next_report - time.monotonic())))
-            if time.monotonic() >= next_report and not self.args.no_processing:
+            if time.monotonic() >= next_report:
                 self.report(channel, job_id, lease_id, "processing")
                 next_report = time.monotonic() + lease_seconds / 3
 
