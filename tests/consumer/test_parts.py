@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from typing import Any
 
@@ -86,8 +85,4 @@ def test_format_event__one_line_with_the_job_and_quoted_values() -> None:
 def test_describe_exit__says_code_or_signal() -> None:
     assert describe_exit(3 << 8) == "exited with code 3"
     assert describe_exit(signal.SIGSEGV) == "was killed by SIGSEGV (signal 11)"
-    pid = os.fork()
-    if pid == 0:
-        os._exit(7)
-    _, status = os.waitpid(pid, 0)
-    assert describe_exit(status) == "exited with code 7"
+    assert describe_exit(0) == "exited with code 0"

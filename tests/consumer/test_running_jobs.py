@@ -184,3 +184,27 @@ def test_consumer__unusable_algorithm_stops_it_with_one_clear_line_before_claimi
     assert wait_exit(consumer) == code
     assert message in (tmp_path / "consumer-0.log").read_text()
     assert q.get_job(job_id).attempts == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__purges_finished_jobs_older_than_the_retention_while_idle(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer
+) -> None:
+    q = make_queue()
+    done = q.put_item({"do": "ok"})
+    waiting_for_a_person = q.put_item({"do": "ok"}, max_attempts=1)
+    for job_id, status in ((done, Status.PROCESSED), (waiting_for_a_person, Status.CRASHED)):
+        job = q.get_item("someone")
+        assert job is not None and job.id == job_id
+        q.update_status(job_id, status, lease_id=job.lease_id, error="broken")
+    assert q.get_job(waiting_for_a_person).status == Status.MANUAL_INTERVENTION
+
+    def age(job_id: int) -> float:
+        finished = q.get_job(job_id).finished_at
+        assert finished is not None
+        return (q.now() - finished).total_seconds()
+
+    wait_until(lambda: age(done) > 1.0 and age(waiting_for_a_person) > 1.0)
+    start_consumer(PQ_RETENTION_DAYS="0.00001")  # 0.864 s
+    wait_until(lambda: q.count_items() == 1, what="the old processed job to be purged")
+    assert q.get_all_items().items[0].id == waiting_for_a_person  # it waits for a person
