@@ -62,6 +62,7 @@ class AlgorithmProcesses:
         ours, theirs = socket.socketpair()
         command = [
             sys.executable,
+            "-P",  # the consumer package from where it is installed, never shadowed by the working directory
             "-m",
             "consumer.helper",
             f"--commands={theirs.fileno()}",
@@ -71,7 +72,11 @@ class AlgorithmProcesses:
         # From the main thread: the parent-death signal follows the thread that started the helper.
         # start_new_session: the helper's own session, made before it runs any code.
         self._helper = subprocess.Popen(
-            command, pass_fds=(theirs.fileno(), self._lifeline_reader), start_new_session=True, close_fds=True
+            command,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(), self._lifeline_reader),
+            start_new_session=True,
+            close_fds=True,
         )
         theirs.close()
         self._commands = Connection(ours.detach())
