@@ -104,3 +104,31 @@ def test_operator_cancels_a_job_an_agent_holds__recorded_at_its_next_processing_
 
     wait_until(lambda: store.get_job(job_id).status == Status.CANCELLED, what="job cancelled")
     assert store.get_job(job_id).error == "customer withdrew it"
+
+
+def test_no_word_from_any_agent__lease_ends_job_rescued_and_sent_again_and_the_stale_copy_expired(
+    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+) -> None:
+    job_id = store.put_item({"n": 1}, queue=routing.queue)
+    programs.relay(relay_env(PQ_RELAY_LEASE_SECONDS="2"))
+    wait_until(lambda: store.get_job(job_id).status == Status.UNDER_PROCESS, what="job sent")
+
+    wait_until(lambda: store.get_job(job_id).lease_id == 2, timeout=30, what="job rescued and sent again")
+    events = [(e.from_status, e.to_status, e.actor) for e in store.events(job_id)]
+    assert (Status.UNDER_PROCESS, Status.CRASHED, "relay") in events
+    messages = wait_until(lambda: rabbit.take_all(routing.outbox_queue), what="the second copy")
+    assert [json.loads(body)["lease_id"] for _, body in messages] == [2], "the first copy outlived its lease"
+
+
+def test_processing_reports__keep_a_long_job_s_lease_alive(
+    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+) -> None:
+    env = relay_env(PQ_RELAY_LEASE_SECONDS="2")
+    programs.agent(env, "a1", "--work-seconds", "3")  # reports `processing` every 2/3 s
+    wait_until(lambda: programs.agent_ready("a1"), what="agent consuming")
+    job_id = store.put_item({"n": 1}, queue=routing.queue)
+    programs.relay(env)
+
+    wait_until(lambda: store.get_job(job_id).status == Status.PROCESSED, timeout=30, what="job processed")
+    job = store.get_job(job_id)
+    assert (job.attempts, job.lease_id) == (1, 1), "the lease ran out although the agent kept reporting"
