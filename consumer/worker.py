@@ -25,6 +25,7 @@ IDLE_WAIT = 1.0  # longest wait for work in one go, so a stop request is seen wi
 SPARE_WAIT = 30.0  # longest wait for a forked job process to become ready
 PURGE_EVERY = 3600.0  # seconds between retention purges (done only while idle)
 PURGED_STATUSES = (Status.PROCESSED, Status.CANCELLED)  # manual_intervention waits for a person
+DATABASE_RETRY_MIN = 0.5  # first pause before checking a database that stopped answering
 DATABASE_RETRY_MAX = 10.0  # longest pause between checks while the database does not answer
 
 
@@ -65,7 +66,7 @@ class Consumer:
         self._next_rescue = 0.0
         self._next_purge = 0.0
         self._next_touch = 0.0
-        self._database_retry = 0.5
+        self._database_retry = DATABASE_RETRY_MIN
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -85,6 +86,7 @@ class Consumer:
         except DatabaseError as exc:
             self._database_lost(exc)
             return Step.UNAVAILABLE
+        self._database_retry = DATABASE_RETRY_MIN  # a claim went through: the database is really back
         if job is None:
             return Step.IDLE
         if self.shutdown.requested:  # the signal came while claiming: give the job straight back
@@ -143,9 +145,9 @@ class Consumer:
                 event(log, "outcome_discarded", job.id, level=logging.WARNING, reason=str(exc))
                 return
             except DatabaseBusy as exc:
-                if patient and time.monotonic() + self._database_retry < outcome.lease_valid_until:
+                if patient and time.monotonic() + DATABASE_RETRY_MIN < outcome.lease_valid_until:
                     event(log, "record_retry", job.id, level=logging.WARNING, error=str(exc))
-                    time.sleep(self._database_retry)
+                    time.sleep(DATABASE_RETRY_MIN)
                     continue
                 self._database_lost(exc)
                 return
@@ -208,6 +210,7 @@ class Consumer:
             self.store.wait_for_work(timeout, queue=self.queue)
         except DatabaseError as exc:
             self._database_lost(exc)
+            self._pause(self._database_retry)
 
     def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once for a stop request."""
@@ -254,8 +257,11 @@ class Consumer:
             event(log, "touch_failed", level=logging.WARNING, error=str(exc))
 
     def _database_lost(self, exc: Exception) -> None:
+        """Stop claiming; check again after a pause that doubles while the database stays away."""
         if self.database_ok:
             event(log, "database_unavailable", level=logging.ERROR, error=str(exc), note="not claiming")
+        else:
+            self._database_retry = min(DATABASE_RETRY_MAX, self._database_retry * 2)
         self.database_ok = False
 
     def _database_answers(self) -> bool:
@@ -266,6 +272,5 @@ class Consumer:
             return False
         event(log, "database_available")
         self.database_ok = True
-        self._database_retry = 0.5
         self._next_rescue = 0.0  # leases may have expired meanwhile: rescue before claiming
         return True

@@ -10,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from pqueue import PersistentQ, Status
 from pqueue.schema import jobs
 from tests.consumer.algos import read_log
 from tests.consumer.conftest import StartConsumer, kill_hard, wait_exit, wait_gone, wait_status
+from tests.consumer.proxy import CuttableProxy
 from tests.support import pid_alive, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
@@ -231,3 +232,34 @@ def test_helper_killed__running_job_fails_and_a_new_helper_runs_the_next(
     after = q.put_item({"do": "ok"})
     wait_status(q, after, Status.PROCESSED)
     assert "event=algorithm_process_restart" in consumer_log.read_text()
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_network_to_postgresql_cut__algorithm_dies_before_the_lease_and_the_next_owner(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    url = make_url(db_env["PQ_DATABASE_URL"])
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    q = make_queue(lease_seconds=3, retry_backoff_seconds=0)
+    log = tmp_path / "runs.jsonl"
+    job_id = q.put_item({"do": "sleep_once", "marker": str(tmp_path / "m"), "seconds": 60, "log": str(log)})
+    start_consumer(PQ_DATABASE_URL=through_proxy, PQ_LEASE_SECONDS="3")
+    pid = int(str(started(log)[0]["pid"]))
+
+    proxy.cut()
+    wait_gone(pid, timeout=10)
+    lease_ends = q.get_job(job_id).lease_expires_at  # final: no renewal can arrive any more
+    assert lease_ends is not None
+    last_tick = max(float(str(e["t"])) for e in read_log(log))
+    assert last_tick < lease_ends.timestamp(), "the algorithm ran past the lease it could not renew"
+    # The next owner: rescue succeeds only after the lease plus the margin (on the database's clock).
+    wait_until(lambda: q.rescue_expired(actor="next-owner"), timeout=15, what="the lease to expire")
+    assert q.now().timestamp() > last_tick
+
+    proxy.start()  # the network is back: the consumer claims the job again and finishes it
+    wait_status(q, job_id, Status.PROCESSED, timeout=60)
+    actors = [(e.to_status, e.actor) for e in q.events(job_id)]
+    assert (Status.CRASHED, "next-owner") in actors
+    assert sum(1 for status, _ in actors if status == Status.CRASHED) == 1  # the stale consumer recorded nothing
