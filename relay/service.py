@@ -51,6 +51,7 @@ class Refused(Exception):
 class Counters:
     """What the relay did since it started (logged every REPORT_SECONDS)."""
 
+    received: int = 0
     sent: int = 0
     processed: int = 0
     crashed: int = 0
@@ -165,11 +166,22 @@ class Relay:
         self._connected = True
         self.backoff.reset()
         self._seat_freed = True
+        self._apply_waiting_status(connection)
         while not self.should_stop():
             # Status first (it frees seats), then housekeeping, then top the window up.
             connection.process_data_events(time_limit=POLL_SECONDS)
             self._housekeeping()
             self._top_up(connection, channel)
+
+    def _apply_waiting_status(self, connection: Any, limit_seconds: float = 5.0) -> None:
+        """Apply the status that piled up in the inbox (say, while the relay was down) before the
+        first rescue, so a restart does not take back jobs whose agents have already answered."""
+        deadline = time.monotonic() + limit_seconds
+        while not self.should_stop() and time.monotonic() < deadline:
+            before = self.counters.received
+            connection.process_data_events(time_limit=0.2)
+            if self.counters.received == before:
+                return
 
     def _top_up(self, connection: Any, channel: Any) -> None:
         """Fill the window when a seat may be free: at once after this relay freed one, else after
@@ -239,6 +251,7 @@ class Relay:
 
     def _on_status(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         """Apply one status message; ack only after the database committed it."""
+        self.counters.received += 1
         try:
             message = parse_status(body)
             self._apply(message)
@@ -361,8 +374,10 @@ class Relay:
     def _report(self) -> None:
         c = self.counters
         log.info(
-            "sent %d, processed %d, crashed %d, processing reports %d, stale %d, dead-lettered %d, publish failures %d",
+            "sent %d, status messages %d: processed %d, crashed %d, processing %d, stale %d, dead-lettered %d; "
+            "publish failures %d",
             c.sent,
+            c.received,
             c.processed,
             c.crashed,
             c.processing,
