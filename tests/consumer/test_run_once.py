@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from consumer.loading import AlgorithmUnavailable
 from consumer.pool import AlgorithmProcesses
 from consumer.worker import Consumer, Step
-from pqueue import PersistentQ, Settings, Status
+from pqueue import PersistentQ, Settings, Status, load_settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,3 +62,20 @@ def test_run__drain_returns_when_nothing_is_claimable(consumer: Consumer) -> Non
     consumer.run(drain=True)
     assert [consumer.store.get_job(i).status for i in ids] == [Status.PROCESSED] * 3
     assert consumer.jobs_run == 3
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "message"),
+    [
+        ("tests.consumer.algos:no_such_function", "tests.consumer.algos has no function no_such_function"),
+        ("tests.consumer.no_such_module:run", "importing tests.consumer.no_such_module failed"),
+    ],
+)
+def test_helper__says_why_the_algorithm_cannot_be_loaded(algorithm: str, message: str) -> None:
+    processes = AlgorithmProcesses(load_settings(algorithm=algorithm))
+    processes.start()
+    try:
+        with pytest.raises(AlgorithmUnavailable, match=message):
+            processes.wait_ready()
+    finally:
+        processes.close()
