@@ -170,7 +170,7 @@ def test_sigterm__running_job_finishes_within_the_grace(
     waiting = q.put_item({"do": "ok"})
     consumer = start_consumer(PQ_SHUTDOWN_GRACE="30")
     started(log)
-    consumer.send_signal(signal.SIGTERM)
+    os.killpg(consumer.pid, signal.SIGTERM)  # to the whole group, as Supervisor's stopasgroup does
     assert wait_exit(consumer) == 0
     assert q.get_job(job_id).status == Status.PROCESSED
     assert q.get_job(waiting).status == Status.UNPROCESSED  # no new claim after the signal
