@@ -12,6 +12,9 @@ from ops_dashboard.history import DepthHistory
 from ops_dashboard.overview import Overview, bucket_for
 from pqueue import Status
 
+# Streamlit fits axes and legend into this height too.
+CHART_HEIGHT = 230
+LEGEND = alt.Legend(orient="top", title=None, labelFontSize=11, symbolSize=60)
 OUTCOME_COLORS = {
     Status.PROCESSED.value: "#2e7d32",
     Status.CRASHED.value: "#ef6c00",
@@ -23,19 +26,19 @@ def render_charts(overview: Overview, history: DepthHistory, window_seconds: int
     """Three charts side by side; each says so when it has nothing to show yet."""
     depth, throughput, durations = st.columns(3)
     with depth:
-        st.markdown("**waiting depth**")
+        st.markdown("**waiting depth** (UTC)")
         _depth_chart(history.since(now - timedelta(seconds=window_seconds)))
     with throughput:
-        st.markdown("**throughput** (jobs per minute)")
+        st.markdown("**throughput** (jobs per minute, UTC)")
         _throughput_chart(overview, window_seconds)
     with durations:
         st.markdown("**run durations** (processed jobs)")
         _durations_chart(overview.durations)
 
 
-def _time_axis() -> alt.X:
+def _time_axis(label_format: str) -> alt.X:
     # UTC, like every time in the tables, whatever the browser's time zone.
-    return alt.X("time:T", title="UTC", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M"))
+    return alt.X("time:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format=label_format))
 
 
 def _depth_chart(samples: list[tuple[datetime, int]]) -> None:
@@ -46,9 +49,9 @@ def _depth_chart(samples: list[tuple[datetime, int]]) -> None:
     chart = (
         alt.Chart(frame)
         .mark_line(interpolate="step-after")
-        .encode(x=_time_axis(), y=alt.Y("waiting:Q", title="jobs waiting"))
+        .encode(x=_time_axis("%H:%M:%S"), y=alt.Y("waiting:Q", title="jobs waiting"))
     )
-    st.altair_chart(chart.properties(height=200), width="stretch")
+    st.altair_chart(chart.properties(height=CHART_HEIGHT), width="stretch")
 
 
 def _throughput_chart(overview: Overview, window_seconds: int) -> None:
@@ -65,9 +68,9 @@ def _throughput_chart(overview: Overview, window_seconds: int) -> None:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("time:T", title=None),
+            x=_time_axis("%H:%M"),
             y=alt.Y("per_minute:Q", title="jobs / minute", stack=True),
-            color=alt.Color("status:N", scale=scale, legend=alt.Legend(orient="bottom", title=None)),
+            color=alt.Color("status:N", scale=scale, legend=LEGEND),
             tooltip=[
                 alt.Tooltip("utcyearmonthdatehoursminutes(time):T", title="UTC"),
                 "status:N",
@@ -75,7 +78,7 @@ def _throughput_chart(overview: Overview, window_seconds: int) -> None:
             ],
         )
     )
-    st.altair_chart(chart.properties(height=200), width="stretch")
+    st.altair_chart(chart.properties(height=CHART_HEIGHT), width="stretch")
 
 
 def _durations_chart(durations: list[float]) -> None:
@@ -91,4 +94,4 @@ def _durations_chart(durations: list[float]) -> None:
             y=alt.Y("count():Q", title="jobs"),
         )
     )
-    st.altair_chart(chart.properties(height=200), width="stretch")
+    st.altair_chart(chart.properties(height=CHART_HEIGHT), width="stretch")

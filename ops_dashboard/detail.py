@@ -118,9 +118,9 @@ def _actions(store: PersistentQ, job: Job) -> None:
     if operations:
         if "fail" in operations or "cancel" in operations:
             st.text_input("reason (for mark failed / cancel)", key=REASON)
-        buttons = st.columns(4)
-        for column, operation in zip(buttons, operations, strict=False):
-            column.button(LABELS[operation], key=f"do_{operation}", on_click=_request, args=(operation, job))
+        with st.container(horizontal=True):
+            for operation in operations:
+                st.button(LABELS[operation], key=f"do_{operation}", on_click=_request, args=(operation, job))
     else:
         st.caption(f"no action applies to a {job.status.value} job")
     confirm.render_confirmation(store, ORIGIN)

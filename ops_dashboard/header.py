@@ -16,7 +16,7 @@ from pqueue import Settings, Worker
 def render_header(overview: Overview, settings: Settings) -> None:
     """Waiting, running, last hour's outcomes, jobs needing a person, oldest wait, liveness."""
     # Wider columns where the value or its note runs longer.
-    columns = st.columns([1, 1.3, 1.1, 1, 1.4, 1.1, 1.5])
+    columns = st.columns([1, 1.3, 1.1, 1, 1.4, 1.3, 1.3])
     with columns[0]:
         st.metric("waiting", overview.waiting, help="unprocessed, plus crashed jobs waiting for their retry")
     with columns[1]:

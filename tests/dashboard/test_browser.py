@@ -1,0 +1,118 @@
+"""The real thing: `pq-dashboard` on a free port, driven by headless Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from tests.conftest import IN_CI
+from tests.dashboard.seed import Seeded
+from tests.support import BIN, free_port, start, stop, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Streamlit's table draws on a canvas: rows are ROW_HEIGHT pixels below a header row of the
+# same height, with the selection checkbox in the first CHECKBOX_X pixels.
+ROW_HEIGHT = 35
+CHECKBOX_X = 18
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is missing: the browser test must run in CI (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    return CHROMIUM
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def dashboard_url(db_env: dict[str, str], seeded: Seeded, tmp_path: Path) -> Iterator[str]:
+    """pq-dashboard against the seeded database, stopped (with its process group) afterwards."""
+    port = free_port()
+    env = {**db_env, "PQ_DASHBOARD_PORT": str(port)}
+    log = tmp_path / "dashboard.log"
+    process = start([str(BIN / "pq-dashboard")], env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(url) or process.poll() is not None, timeout=90, what="dashboard health")
+        assert process.poll() is None, log.read_text()
+        yield url
+    finally:
+        stop(process)
+
+
+def _metrics(page: Page) -> dict[str, str]:
+    shown = {}
+    for metric in page.get_by_test_id("stMetric").all():
+        label = metric.get_by_test_id("stMetricLabel").inner_text().strip()
+        shown[label] = metric.get_by_test_id("stMetricValue").inner_text().strip()
+    return shown
+
+
+def _click_job_row(page: Page, job_id: int) -> None:
+    """Tick the row of job_id in the job table (found through the grid's accessible rows)."""
+    table = page.locator(".st-key-jobs_table").get_by_test_id("stDataFrame")
+    table.locator("tr").nth(1).wait_for(state="attached")
+    texts = table.locator("tr").all_inner_texts()
+    found = [i for i, text in enumerate(texts) if re.match(rf"\s*{job_id}\s*[a-z_]+", text)]
+    assert found, f"job {job_id} is not among the table's visible rows: {texts}"
+    index = found[0]
+    box = table.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + CHECKBOX_X, box["y"] + ROW_HEIGHT * index + ROW_HEIGHT / 2)
+
+
+def test_browser__shows_counts_and_opens_a_job(
+    chromium: Path, dashboard_url: str, seeded: Seeded, tmp_path: Path
+) -> None:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.goto(dashboard_url)
+            page.get_by_test_id("stMetric").first.wait_for(timeout=60_000)
+            wait_until(lambda: len(_metrics(page)) == 7, timeout=30, what="seven metrics")
+            shown = _metrics(page)
+            assert (shown["waiting"], shown["running"], shown["processed (1h)"]) == ("4", "1", "3")
+            assert (shown["failed (1h)"], shown["manual_intervention"]) == ("2", "1")
+
+            _click_job_row(page, seeded.crashed)
+            page.get_by_text(f"Job {seeded.crashed} · crashed").wait_for(timeout=30_000)
+            page.get_by_test_id("stCode").filter(has_text="ValueError: bad reading").wait_for()
+            page.get_by_role("button", name="Requeue", exact=True).wait_for()
+
+            screenshot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000
+        finally:
+            browser.close()
+    # Regenerate the README's picture: PQ_TEST_DASHBOARD_SCREENSHOT=docs/dashboard.png
+    target = os.environ.get("PQ_TEST_DASHBOARD_SCREENSHOT")
+    if target:
+        shutil.copyfile(screenshot, target)
