@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"pq-demo-feeder: {exc}")
     args = parse_args(argv)
     setup_logging(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # our own line says what was submitted
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

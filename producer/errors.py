@@ -31,6 +31,22 @@ from producer.schemas import PRINTABLE, ErrorOut, FieldError
 log = logging.getLogger("producer")
 RETRY_AFTER_BUSY_SECONDS = 2
 
+
+class RequestRejected(PQError):
+    """A refusal that names several fields at once (a batch's bad items)."""
+
+    def __init__(self, status: int, errors: list[FieldError], detail: str | None = None) -> None:
+        self.status = status
+        self.errors = errors
+        super().__init__(detail or "; ".join(_line(error) for error in errors))
+
+
+def field_error(exc: InvalidInput, index: int | None = None) -> FieldError:
+    """The FieldError of a store's InvalidInput (`jobs[3].payload: ...` becomes index 3, `payload`)."""
+    error = _field_error(exc.field, str(exc))
+    return error if index is None else error.model_copy(update={"index": index})
+
+
 # What each error is called in the pq_intake_rejected counter.
 REASONS = {404: "not_found", 405: "method_not_allowed", 409: "conflict", 422: "invalid", 401: "unauthorized"}
 
@@ -60,6 +76,8 @@ def _answer(
 
 async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
     message = str(exc)
+    if isinstance(exc, RequestRejected):
+        return _answer(request, exc.status, message, exc.errors)
     if isinstance(exc, QueueFull):
         return _answer(request, 503, message, reason="queue_full", retry_after=RETRY_AFTER_FULL_SECONDS)
     if isinstance(exc, DatabaseError):
@@ -74,7 +92,7 @@ async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
     if isinstance(exc, InvalidTransition):
         return _answer(request, 409, message)
     if isinstance(exc, InvalidInput):
-        return _answer(request, 422, message, [_field_error(exc.field, message)])
+        return _answer(request, 422, message, [field_error(exc)])
     return _answer(request, 400, message)
 
 

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
 
-from pqueue import InvalidInput, PutResult, Status
+from pqueue import IdempotencyConflict, InvalidInput, NewJob, PutResult, Status
 from producer.deps import Intake, IntakeDep
+from producer.errors import RequestRejected, field_error
 from producer.routes import errors
 from producer.schemas import (
     MAX_BATCH,
@@ -19,6 +20,7 @@ from producer.schemas import (
     MAX_PAGE,
     BatchSubmitted,
     Cursor,
+    FieldError,
     IdempotencyKey,
     JobIn,
     JobOut,
@@ -71,9 +73,14 @@ def submit_batch(
     """Store several jobs in one transaction: all of them, or (with a per-item report) none."""
     if idempotency_key is not None:
         raise InvalidInput("Idempotency-Key", "a batch takes an idempotency_key per job, not the header")
-    new_jobs = [intake.new_job(job, f"jobs[{index}].") for index, job in enumerate(jobs)]
+    new_jobs = _new_jobs(intake, jobs)
     intake.depth.check_room(len(new_jobs))
-    puts = intake.store.put_items(new_jobs)
+    try:
+        puts = intake.store.put_items(new_jobs)
+    except IdempotencyConflict as exc:
+        using_key = [index for index, job in enumerate(new_jobs) if job.idempotency_key == exc.key]
+        conflicts = [FieldError(field="idempotency_key", message=str(exc), index=index) for index in using_key]
+        raise RequestRejected(409, conflicts, str(exc)) from exc
     answers = [_submitted(intake, put, job.queue, job.idempotency_key) for put, job in zip(puts, new_jobs, strict=True)]
     response.status_code = 202 if any(put.created for put in puts) else 200
     return BatchSubmitted(jobs=answers)
@@ -96,6 +103,20 @@ def list_jobs(
     """A page of jobs, newest first, for partners that poll."""
     page = intake.store.get_all_items(status=status, queue=queue, limit=limit, cursor=cursor)
     return JobPage(jobs=[JobSummary.of(job) for job in page.items], next_cursor=page.next_cursor)
+
+
+def _new_jobs(intake: Intake, jobs: list[JobIn]) -> list[NewJob]:
+    """The batch's jobs; every bad callback_url is reported at once, with its item's index."""
+    new_jobs: list[NewJob] = []
+    problems: list[FieldError] = []
+    for index, job in enumerate(jobs):
+        try:
+            new_jobs.append(intake.new_job(job, ""))
+        except InvalidInput as exc:
+            problems.append(field_error(exc, index))
+    if problems:
+        raise RequestRejected(422, problems)
+    return new_jobs
 
 
 def _merged_key(body_key: str | None, header_key: str | None) -> str | None:

@@ -90,6 +90,32 @@ async def test_batch__one_bad_item_stores_none_and_names_it(app: FastAPI, client
     assert store_of(app).count_items() == 0
 
 
+async def test_batch__reports_every_bad_item_at_once(app: FastAPI, client: httpx.AsyncClient) -> None:
+    items = [{"payload": 0, "callback_url": "mailto:a@b"}, {"payload": 1}, {"payload": 2, "callback_url": "http://"}]
+
+    response = await client.post("/jobs/batch", json=items)
+
+    assert response.status_code == 422
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "callback_url"), (2, "callback_url")]
+    assert response.json()["detail"].startswith(
+        "jobs[0].callback_url: 'mailto:a@b' is not an http or https URL; jobs[2]"
+    )
+    assert store_of(app).count_items() == 0
+
+
+async def test_batch__idempotency_conflict_is_409_naming_the_items(app: FastAPI, client: httpx.AsyncClient) -> None:
+    await client.post("/jobs", json={"payload": "first", "idempotency_key": "dup"})
+
+    response = await client.post(
+        "/jobs/batch", json=[{"payload": "new"}, {"payload": "other", "idempotency_key": "dup"}]
+    )
+
+    assert response.status_code == 409
+    assert "idempotency key 'dup' in queue 'default' is already used" in response.json()["detail"]
+    assert [e["index"] for e in response.json()["errors"]] == [1]
+    assert store_of(app).count_items() == 1
+
+
 async def test_read__shows_status_attempts_and_utc_timestamps(app: FastAPI, client: httpx.AsyncClient) -> None:
     job_id = (await client.post("/jobs", json={"payload": {"x": 1}})).json()["id"]
 
