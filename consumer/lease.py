@@ -52,9 +52,17 @@ class LeaseKeeper(threading.Thread):
         self._stopped.set()
 
     def run(self) -> None:
-        while not self._stopped.wait(self.interval if self._failing_since is None else min(self.interval, 0.5)):
+        while not self._stopped.wait(self._pause()):
             if not self._renew():
                 return
+
+    def _pause(self) -> float:
+        """Every lease/3; sooner when half of what is left of the lease has gone (a slow claim),
+        and every half second while renewals fail."""
+        pause = min(self.interval, (self.valid_until - time.monotonic()) / 2)
+        if self._failing_since is not None:
+            pause = min(pause, 0.5)
+        return max(0.05, pause)
 
     def _renew(self) -> bool:
         sent = time.monotonic()
