@@ -46,6 +46,7 @@ def render() -> None:
     try:
         store = open_store(settings)
     except PQError as exc:
+        log.error("cannot open the database: %s", exc)
         st.error(str(exc))
         return
     controls = _sidebar(settings, store)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,7 +110,3 @@ def test_browser__shows_counts_and_opens_a_job(
             assert screenshot.stat().st_size > 10_000
         finally:
             browser.close()
-    # Regenerate the README's picture: PQ_TEST_DASHBOARD_SCREENSHOT=docs/dashboard.png
-    target = os.environ.get("PQ_TEST_DASHBOARD_SCREENSHOT")
-    if target:
-        shutil.copyfile(screenshot, target)
