@@ -118,6 +118,8 @@ class Helper:
             self.commands.send(("exited", pid, status))
 
     def _fork(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the job process would print the helper's buffered output again
         ours, theirs = socket.socketpair()
         try:
             pid = os.fork()

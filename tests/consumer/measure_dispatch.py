@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pqueue
 from pqueue import PersistentQ, Status
+from tests.conftest import drop_schema
 from tests.consumer.algos import read_log
 from tests.support import BIN, start, stop, wait_until
 
@@ -88,19 +89,18 @@ def main() -> None:
     parser.add_argument("--long-idle", type=int, default=5)
     parser.add_argument("--backlog", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        sqlite_env = {"PQ_HOME": tmp, "PQ_DATABASE_URL": f"sqlite:///{workdir / 'var' / 'pqueue.db'}"}
-        measure("sqlite", sqlite_env, workdir, args)
-        url = os.environ.get("PQ_TEST_POSTGRES_URL")
-        if url:
-            schema = "m_" + uuid.uuid4().hex[:12]
-            try:
-                measure("postgresql", {"PQ_HOME": tmp, "PQ_DATABASE_URL": url, "PQ_DB_SCHEMA": schema}, workdir, args)
-            finally:
-                from tests.conftest import drop_schema
-
-                drop_schema(url, schema)
+    tmp = tempfile.mkdtemp(prefix="pq-measure-")  # kept: the consumers' logs are there
+    print(f"consumer logs: {tmp}")
+    workdir = Path(tmp)
+    sqlite_env = {"PQ_HOME": tmp, "PQ_DATABASE_URL": f"sqlite:///{workdir / 'var' / 'pqueue.db'}"}
+    measure("sqlite", sqlite_env, workdir, args)
+    url = os.environ.get("PQ_TEST_POSTGRES_URL")
+    if url:
+        schema = "m_" + uuid.uuid4().hex[:12]
+        try:
+            measure("postgresql", {"PQ_HOME": tmp, "PQ_DATABASE_URL": url, "PQ_DB_SCHEMA": schema}, workdir, args)
+        finally:
+            drop_schema(url, schema)
 
 
 if __name__ == "__main__":
