@@ -41,9 +41,10 @@ class SQLDialect:
         millis: ColumnElement[int] = literal_column("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
         return type_coerce(millis + int(offset.total_seconds() * 1000), Timestamp())
 
-    def add_seconds(self, moment: ColumnElement[Any], seconds: float) -> ColumnElement[Any]:
-        """moment + seconds, still a Timestamp."""
-        return type_coerce(type_coerce(moment, BigInteger()) + int(seconds * 1000), Timestamp())
+    def add_seconds(self, moment: ColumnElement[Any], seconds: float | ColumnElement[Any]) -> ColumnElement[Any]:
+        """moment + seconds (a number, or a bound parameter), still a Timestamp."""
+        millis = int(seconds * 1000) if isinstance(seconds, int | float) else cast(seconds * 1000, BigInteger())
+        return type_coerce(type_coerce(moment, BigInteger()) + millis, Timestamp())
 
     def seconds_between(self, later: ColumnElement[Any], earlier: ColumnElement[Any]) -> ColumnElement[float]:
         """later - earlier in seconds, as a float."""
@@ -83,8 +84,10 @@ class PostgresDialect(SQLDialect):
             return type_coerce(clock, Timestamp())
         return type_coerce(clock + literal(offset, Interval()), Timestamp())
 
-    def add_seconds(self, moment: ColumnElement[Any], seconds: float) -> ColumnElement[Any]:
-        return type_coerce(moment + literal(timedelta(seconds=seconds), Interval()), Timestamp())
+    def add_seconds(self, moment: ColumnElement[Any], seconds: float | ColumnElement[Any]) -> ColumnElement[Any]:
+        if isinstance(seconds, int | float):
+            return type_coerce(moment + literal(timedelta(seconds=seconds), Interval()), Timestamp())
+        return type_coerce(moment + func.make_interval(0, 0, 0, 0, 0, 0, seconds), Timestamp())
 
     def seconds_between(self, later: ColumnElement[Any], earlier: ColumnElement[Any]) -> ColumnElement[float]:
         return cast(func.extract("epoch", later - earlier), Float())

@@ -11,14 +11,30 @@ import random
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Float, Row, and_, bindparam, case, cast, delete, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    Row,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import Text as SQLText
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from pqueue.database import describe_url
@@ -62,6 +78,13 @@ MAX_PAGE = 1000
 # How long a writer keeps retrying a locked database (beyond SQLite's own busy timeout, which
 # is PQ_WRITE_TIMEOUT) before it gives up with DatabaseBusy; a shorter PQ_WRITE_TIMEOUT caps it.
 WRITE_RETRY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class FromNow:
+    """A time `seconds` after the database's now, as a value for _update_job."""
+
+    seconds: float
 
 
 def lease_margin(lease_seconds: float) -> float:
@@ -313,7 +336,7 @@ class PersistentQ(PersistentQInterface):
         candidate = conn.execute(self._prepared("candidate", self._candidate_query), {"queue": queue}).first()
         if candidate is None:
             return None
-        params = {"job_id": candidate.id, "from_status": candidate.status, "worker_id": worker_id, "lease": lease}
+        params = {"w_id": candidate.id, "w_from": candidate.status, "w_worker": worker_id, "w_lease_seconds": lease}
         row = conn.execute(self._prepared("claim", self._claim_update), params).one()
         message = f"attempt {row.attempts} of {row.max_attempts}, lease {row.lease_id}"
         self._event(conn, row.id, Status(candidate.status), Status.UNDER_PROCESS, worker_id, message)
@@ -337,13 +360,13 @@ class PersistentQ(PersistentQInterface):
     def _claim_update(self) -> Any:
         return (
             update(jobs)
-            .where(jobs.c.id == bindparam("job_id"), jobs.c.status == bindparam("from_status"))
+            .where(jobs.c.id == bindparam("w_id"), jobs.c.status == bindparam("w_from"))
             .values(
                 status=Status.UNDER_PROCESS.value,
                 attempts=jobs.c.attempts + 1,
                 lease_id=jobs.c.lease_id + 1,
-                worker_id=bindparam("worker_id"),
-                lease_expires_at=self.dialect.add_seconds(self._now, bindparam("lease", type_=Float())),
+                worker_id=bindparam("w_worker"),
+                lease_expires_at=self.dialect.add_seconds(self._now, bindparam("w_lease_seconds", type_=Float())),
                 started_at=self._now,
                 finished_at=None,
                 stop_request=None,
@@ -425,8 +448,7 @@ class PersistentQ(PersistentQInterface):
             if current.attempts >= current.max_attempts:
                 target = Status.MANUAL_INTERVENTION
             else:
-                backoff = retry_backoff(self.settings.retry_backoff_seconds, current.attempts)
-                values["run_after"] = self._in(backoff)
+                values["run_after"] = FromNow(retry_backoff(self.settings.retry_backoff_seconds, current.attempts))
         row = self._update_job(conn, job_id, Status.UNDER_PROCESS, target, values, lease_id)
         summary = "ok" if target == Status.PROCESSED else _summary(values.get("error"))
         self._event(conn, job_id, Status.UNDER_PROCESS, target, current.worker_id or "worker", summary)
@@ -477,7 +499,7 @@ class PersistentQ(PersistentQInterface):
         else:
             target = Status.CRASHED
             values["error"] = f"lease expired on attempt {job.attempts} of {job.max_attempts}"
-            values["run_after"] = self._in(retry_backoff(self.settings.retry_backoff_seconds, job.attempts))
+            values["run_after"] = FromNow(retry_backoff(self.settings.retry_backoff_seconds, job.attempts))
         row = self._update_job(conn, job.id, Status.UNDER_PROCESS, target, values, job.lease_id)
         message = f"lease {job.lease_id} of worker {job.worker_id} expired"
         self._event(conn, job.id, Status.UNDER_PROCESS, target, actor, message)
@@ -670,8 +692,8 @@ class PersistentQ(PersistentQInterface):
 
     def _lock_job(self, conn: Connection, job_id: int) -> Row[Any]:
         # FOR UPDATE on PostgreSQL: the status read here stays true until the UPDATE below.
-        lock = self._prepared("lock", lambda: select(jobs).where(jobs.c.id == bindparam("job_id")).with_for_update())
-        row = conn.execute(lock, {"job_id": job_id}).first()
+        lock = self._prepared("lock", lambda: select(jobs).where(jobs.c.id == bindparam("w_id")).with_for_update())
+        row = conn.execute(lock, {"w_id": job_id}).first()
         if row is None:
             raise JobNotFound(job_id)
         return row
@@ -694,13 +716,40 @@ class PersistentQ(PersistentQInterface):
         values: dict[str, Any],
         lease_id: int | None = None,
     ) -> Row[Any]:
-        """The one conditional UPDATE every transition goes through."""
-        conditions = [jobs.c.id == job_id, jobs.c.status == from_status.value]
+        """The one conditional UPDATE every transition goes through.
+
+        `values` holds plain values, `self._now`, FromNow(seconds), or other SQL expressions;
+        without the last kind the statement is prepared once per set of columns and reused.
+        """
+        # Bound names must differ from column names in an UPDATE, hence the w_ prefix.
+        params: dict[str, Any] = {"w_id": job_id, "w_from": from_status.value, "w_to": to_status.value}
         if lease_id is not None:
-            conditions.append(jobs.c.lease_id == lease_id)
-        row = conn.execute(
-            update(jobs).where(*conditions).values(status=to_status.value, **values).returning(*jobs.c)
-        ).first()
+            params["w_lease"] = lease_id
+        for key, value in values.items():
+            if isinstance(value, FromNow):
+                params[f"v_{key}"] = value.seconds
+            elif value is not self._now:
+                params[f"v_{key}"] = value
+        plain = all(not isinstance(v, ClauseElement) or v is self._now for v in values.values())
+
+        def build() -> Any:
+            conditions = [jobs.c.id == bindparam("w_id"), jobs.c.status == bindparam("w_from")]
+            if lease_id is not None:
+                conditions.append(jobs.c.lease_id == bindparam("w_lease"))
+            assignments: dict[str, Any] = {"status": bindparam("w_to")}
+            for key, value in values.items():
+                if isinstance(value, FromNow):
+                    assignments[key] = self.dialect.add_seconds(self._now, bindparam(f"v_{key}", type_=Float()))
+                elif value is self._now or isinstance(value, ClauseElement):
+                    assignments[key] = value
+                else:
+                    assignments[key] = bindparam(f"v_{key}", type_=jobs.c[key].type)
+            return update(jobs).where(*conditions).values(**assignments).returning(*jobs.c)
+
+        name = f"update:{lease_id is not None}:{','.join(sorted(values))}"
+        statement = self._prepared(name, build) if plain else build()
+        params = {k: v for k, v in params.items() if not isinstance(v, ClauseElement)}
+        row = conn.execute(statement, params).first()
         if row is None:  # the row is locked, so only a bug gets here
             raise PQError(f"job {job_id} changed during {from_status} -> {to_status}")
         return row

@@ -20,15 +20,24 @@ class Waiter:
     """Blocks until the database changed in a way that may make work claimable."""
 
     def wait(self, timeout: float, ready: ReadyCheck) -> bool:
-        """Return True as soon as work may be there, False after the timeout."""
+        """Return True as soon as a claim could succeed, False after the timeout.
+
+        Every change wakes the waiter, but it returns only when the read-only ready check
+        says a job is due and a seat is free: idle consumers of a busy single-seat queue must
+        not queue up for the write lock just to find the seat taken.
+        """
         deadline = time.monotonic() + timeout
-        self._arm()
-        is_ready, due_in = ready()
-        if is_ready:
-            return True
-        if due_in is not None:
-            deadline = min(deadline, time.monotonic() + max(0.0, due_in))
-        return self._block_until(deadline)
+        while True:
+            self._arm()
+            is_ready, due_in = ready()
+            if is_ready:
+                return True
+            wake_at = deadline
+            if due_in is not None:
+                wake_at = min(deadline, time.monotonic() + max(0.0, due_in))
+            changed = self._block_until(wake_at)
+            if not changed and wake_at >= deadline:
+                return False
 
     def _arm(self) -> None:
         """Start noticing changes (before the ready check, so none is missed in between)."""
