@@ -27,6 +27,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -140,6 +141,16 @@ def _statuses(status: Status | str | Sequence[Status | str] | None) -> list[Stat
     except ValueError:
         known = describe(tuple(Status))
         raise InvalidInput("status", f"{items!r} is not a job status; use {known}") from None
+
+
+def _claimable() -> ColumnElement[bool]:
+    """status IN ('unprocessed', 'crashed') with the values written into the SQL, not bound.
+
+    SQLite uses a partial index only when the query's condition matches the index's own
+    condition, and bound values never match: with them the claim was a full scan and sort
+    (80 ms with 100,000 jobs stored) instead of one step down ix_pq_jobs_claim.
+    """
+    return jobs.c.status.in_([literal_column(f"'{status.value}'") for status in CLAIMABLE])
 
 
 def _json_safe(field: str, value: JSON) -> None:
@@ -350,7 +361,7 @@ class PersistentQ(PersistentQInterface):
         """The next job in run order; walks the partial claim index (a test guards the plan)."""
         return (
             select(jobs.c.id, jobs.c.status)
-            .where(jobs.c.queue == bindparam("queue"), jobs.c.status.in_(CLAIMABLE), jobs.c.run_after <= self._now)
+            .where(jobs.c.queue == bindparam("queue"), _claimable(), jobs.c.run_after <= self._now)
             .order_by(jobs.c.priority, jobs.c.id)
             .limit(1)
             # PostgreSQL: skip rows an operator is changing right now instead of waiting.
@@ -516,13 +527,16 @@ class PersistentQ(PersistentQInterface):
         """(a claim could succeed now, seconds until the next delayed job is due)."""
         with self._read() as conn:
             seats, paused, running = conn.execute(self._seat_query(queue)).one()
-            waiting = and_(jobs.c.queue == queue, jobs.c.status.in_(CLAIMABLE))
+            waiting = and_(jobs.c.queue == queue, _claimable())
             due_now = conn.execute(select(jobs.c.id).where(waiting, jobs.c.run_after <= self._now).limit(1)).first()
-            next_due = conn.execute(
-                select(func.min(self.dialect.seconds_between(jobs.c.run_after, self._now))).where(
-                    waiting, jobs.c.run_after > self._now
-                )
-            ).scalar()
+            # Only when nothing is due: this one reads every waiting job of the queue.
+            next_due = None
+            if due_now is None:
+                next_due = conn.execute(
+                    select(func.min(self.dialect.seconds_between(jobs.c.run_after, self._now))).where(
+                        waiting, jobs.c.run_after > self._now
+                    )
+                ).scalar()
         if paused or running >= seats:
             return False, None
         return due_now is not None, next_due
@@ -873,7 +887,7 @@ class PersistentQ(PersistentQInterface):
     def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
-        conditions: list[ColumnElement[bool]] = [jobs.c.status.in_(CLAIMABLE)]
+        conditions: list[ColumnElement[bool]] = [_claimable()]
         if queue:
             conditions.append(jobs.c.queue == queue)
         # Due jobs first, in claim order; delayed ones after, by when they come due.
@@ -902,7 +916,7 @@ class PersistentQ(PersistentQInterface):
         ]
 
     def stats(self) -> Stats:
-        waiting = jobs.c.status.in_(CLAIMABLE)
+        waiting = _claimable()
         running_cols = [
             jobs.c.id,
             jobs.c.queue,
