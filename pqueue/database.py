@@ -19,7 +19,13 @@ from pqueue.settings import Settings
 
 VERSION_TABLE = "pq_alembic_version"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite's own busy handler sleeps longer and longer (up to 100 ms) while another writer holds
+# the lock, so under contention a writer keeps missing the moments the lock is free. pqueue lets
+# it wait briefly, then retries the whole transaction itself at a steady few milliseconds, up to
+# PQ_WRITE_TIMEOUT (see PersistentQ._write).
+SQLITE_BUSY_TIMEOUT_MS = 50
+# Migrations take the lock for longer than a transaction does; programs starting together wait.
+SQLITE_MIGRATION_BUSY_TIMEOUT_MS = 120_000
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -48,7 +54,7 @@ def make_engine(url: str, settings: Settings) -> Engine:
     """An engine with pqueue's connection settings (schema, busy timeout, durability) for the URL."""
     path = sqlite_path(url)
     if path is not None:
-        busy_timeout_ms = int(settings.write_timeout * 1000)
+        busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, int(settings.write_timeout * 1000))
         engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": busy_timeout_ms / 1000})
         _configure_sqlite(engine, busy_timeout_ms, settings.synchronous_commit)
         return engine
@@ -143,6 +149,9 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
     try:
         with engine.connect() as conn:
             conn.execution_options(pq_begin="IMMEDIATE")
+            if path is not None:
+                driver = conn.connection.driver_connection
+                driver.execute(f"PRAGMA busy_timeout = {SQLITE_MIGRATION_BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
             with conn.begin():
                 if engine.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": seat_lock_key("", "migrate")})

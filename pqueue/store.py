@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy import Text as SQLText
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.elements import ClauseElement, ColumnElement
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from pqueue.database import describe_url
 from pqueue.dialects import SQLDialect, dialect_for
@@ -188,7 +188,9 @@ class PersistentQ(PersistentQInterface):
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_delay(min(WRITE_RETRY_SECONDS, self.settings.write_timeout)),
-            wait=wait_random_exponential(multiplier=0.01, max=0.5),
+            # Steady, short, random waits: each retry has a fair chance at a lock that is busy
+            # only for the milliseconds of another transaction.
+            wait=wait_random(0.001, 0.006),
             reraise=True,
         )
         try:
@@ -524,22 +526,31 @@ class PersistentQ(PersistentQInterface):
         return self._waiter.wait(timeout, lambda: self._work_ready(queue))
 
     def _work_ready(self, queue: str) -> tuple[bool, float | None]:
-        """(a claim could succeed now, seconds until the next delayed job is due)."""
+        """(a claim could succeed now, seconds until the next delayed job is due).
+
+        Idle consumers run this on every change to the database, so it is cheap: a full or
+        paused queue answers after one statement.
+        """
         with self._read() as conn:
-            seats, paused, running = conn.execute(self._seat_query(queue)).one()
-            waiting = and_(jobs.c.queue == queue, _claimable())
-            due_now = conn.execute(select(jobs.c.id).where(waiting, jobs.c.run_after <= self._now).limit(1)).first()
+            seats, paused, running = conn.execute(self._prepared("seats", self._seat_query), {"queue": queue}).one()
+            if paused or running >= seats:
+                return False, None
+            due = self._prepared("due", self._due_query)
+            if conn.execute(due, {"queue": queue}).first() is not None:
+                return True, None
             # Only when nothing is due: this one reads every waiting job of the queue.
-            next_due = None
-            if due_now is None:
-                next_due = conn.execute(
-                    select(func.min(self.dialect.seconds_between(jobs.c.run_after, self._now))).where(
-                        waiting, jobs.c.run_after > self._now
-                    )
-                ).scalar()
-        if paused or running >= seats:
-            return False, None
-        return due_now is not None, next_due
+            waiting = and_(jobs.c.queue == queue, _claimable())
+            next_due = conn.execute(
+                select(func.min(self.dialect.seconds_between(jobs.c.run_after, self._now))).where(
+                    waiting, jobs.c.run_after > self._now
+                )
+            ).scalar()
+        return False, next_due
+
+    def _due_query(self) -> Any:
+        """A job of :queue that could be claimed now (read-only: no row locks)."""
+        waiting = and_(jobs.c.queue == bindparam("queue"), _claimable())
+        return select(jobs.c.id).where(waiting, jobs.c.run_after <= self._now).limit(1)
 
     # -- operators --------------------------------------------------------------------------
 
@@ -844,7 +855,10 @@ class PersistentQ(PersistentQInterface):
             conditions.append(jobs.c.created_at >= self._in(-since_seconds))
         if search:
             text_match = func.lower(cast(jobs.c.payload, SQLText)).contains(search.lower(), autoescape=True)
-            conditions.append(or_(text_match, jobs.c.id == int(search)) if search.isdigit() else text_match)
+            # Digits also match the id, when they fit in an id column (a longer number would not
+            # bind on SQLite, and no job has such an id).
+            as_id = search.isascii() and search.isdigit() and int(search) < 2**63
+            conditions.append(or_(text_match, jobs.c.id == int(search)) if as_id else text_match)
         return conditions
 
     def get_all_items(

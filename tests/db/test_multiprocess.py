@@ -49,7 +49,7 @@ def max_overlap(runs: list[tuple[float, float]]) -> int:
 
 
 @pytest.mark.process
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("seats", [1, 4])
 def test_four_producers_four_consumers__none_lost_none_twice_seats_kept(
     make_queue: Callable[..., PersistentQ], seats: int
@@ -68,7 +68,7 @@ def test_four_producers_four_consumers__none_lost_none_twice_seats_kept(
         messages = drain(
             out,
             lambda m: any(x[0] == "error" for x in m) or sum(1 for x in m if x[0] == "run") >= total,
-            timeout=360,
+            timeout=540,
         )
     finally:
         stop.set()
