@@ -1,0 +1,121 @@
+"""Claim cost against table size: the same claim + complete with 10k, 100k, 1M jobs already stored.
+
+The table is filled with SQL in one statement per table (put_items would take minutes for a
+million jobs): half the jobs processed, each with its three event rows, half waiting with one,
+as a busy queue's history and backlog would look. Claims take from the backlog.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from bench.databases import Databases, Target
+from bench.library import WORKER, open_store
+from bench.measure import Row
+from pqueue import PersistentQ, Status
+
+SQLITE_FILL = """
+WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :size)
+INSERT INTO pq_jobs (queue, payload, payload_hash, status, priority, attempts, max_attempts, lease_id,
+                     worker_id, result, created_at, run_after, started_at, finished_at)
+SELECT 'default', '{"n":' || i || '}', 'prefill',
+       CASE WHEN i <= :half THEN 'processed' ELSE 'unprocessed' END, 0,
+       CASE WHEN i <= :half THEN 1 ELSE 0 END, 3, CASE WHEN i <= :half THEN 1 ELSE 0 END,
+       CASE WHEN i <= :half THEN 'bench' END, CASE WHEN i <= :half THEN '{"ok":true}' END,
+       :now - :size + i, :now - :size + i,
+       CASE WHEN i <= :half THEN :now - :size + i END, CASE WHEN i <= :half THEN :now - :size + i END
+FROM seq
+"""
+PG_FILL = """
+INSERT INTO pq_jobs (queue, payload, payload_hash, status, priority, attempts, max_attempts, lease_id,
+                     worker_id, result, created_at, run_after, started_at, finished_at)
+SELECT 'default', jsonb_build_object('n', i), 'prefill',
+       CASE WHEN i <= %(half)s THEN 'processed' ELSE 'unprocessed' END, 0,
+       CASE WHEN i <= %(half)s THEN 1 ELSE 0 END, 3, CASE WHEN i <= %(half)s THEN 1 ELSE 0 END,
+       CASE WHEN i <= %(half)s THEN 'bench' END, CASE WHEN i <= %(half)s THEN '{"ok":true}'::jsonb END,
+       now() - interval '1 hour', now() - interval '1 hour',
+       CASE WHEN i <= %(half)s THEN now() - interval '1 hour' END, CASE WHEN i <= %(half)s THEN now() END
+FROM generate_series(1, %(size)s) AS i
+"""
+EVENTS = [
+    "INSERT INTO pq_events (job_id, from_status, to_status, at, actor) "
+    "SELECT id, NULL, 'unprocessed', created_at, 'producer' FROM pq_jobs",
+    "INSERT INTO pq_events (job_id, from_status, to_status, at, actor) "
+    "SELECT id, 'unprocessed', 'under_process', started_at, 'bench' FROM pq_jobs WHERE status = 'processed'",
+    "INSERT INTO pq_events (job_id, from_status, to_status, at, actor, message) "
+    "SELECT id, 'under_process', 'processed', finished_at, 'bench', 'ok' FROM pq_jobs WHERE status = 'processed'",
+]
+
+
+def prefill(target: Target, size: int) -> None:
+    """Fill pqueue's tables with `size` jobs and their events, then update the planner's statistics."""
+    open_store(target).close()
+    if target.backend == "sqlite":
+        conn = sqlite3.connect(str(target.path), isolation_level=None)
+        now = int(time.time() * 1000)
+        conn.execute("BEGIN")
+        conn.execute(SQLITE_FILL, {"size": size, "half": size // 2, "now": now})
+        for statement in EVENTS:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+        conn.execute("ANALYZE")
+        conn.close()
+        return
+    assert target.conninfo is not None
+    with psycopg.connect(target.conninfo, autocommit=True) as pg:
+        with pg.transaction():
+            pg.execute(PG_FILL, {"size": size, "half": size // 2})
+            for statement in EVENTS:
+                pg.execute(statement)
+        pg.execute("VACUUM ANALYZE")
+
+
+def measure(store: PersistentQ, claims: int, claim_row: Row, both_row: Row) -> Callable[[], float]:
+    """Per run: `claims` claims + completes; the row values are median milliseconds per call."""
+
+    def run() -> float:
+        claim_ms: list[float] = []
+        both_ms: list[float] = []
+        for _ in range(claims):
+            started = time.perf_counter()
+            job = store.get_item(WORKER)
+            claimed = time.perf_counter()
+            if job is None:
+                raise RuntimeError("the backlog ran out")
+            store.update_status(job.id, Status.PROCESSED, lease_id=job.lease_id, result={"ok": True})
+            claim_ms.append((claimed - started) * 1000)
+            both_ms.append((time.perf_counter() - started) * 1000)
+        claim_row.runs.append(statistics.median(claim_ms))
+        return statistics.median(both_ms)
+
+    return run
+
+
+def query_plan(store: PersistentQ) -> str:
+    """The claim's candidate SELECT as it runs (values bound, as pqueue sends it), planned by the
+    database; PostgreSQL executes it (EXPLAIN ANALYZE) and rolls back."""
+    statement = store.candidate_query(store.settings.queue)
+    compiled = statement.compile(dialect=store.engine.dialect)
+    sqlite = store.engine.dialect.name == "sqlite"
+    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
+    params: Any = tuple(compiled.params[name] for name in compiled.positiontup or ()) if sqlite else compiled.params
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(prefix + str(compiled), params).all()
+        conn.rollback()
+    column = -1 if sqlite else 0
+    plan = "\n".join(str(row[column]) for row in rows)
+    return f"{compiled}\n-- parameters: {params}\n\n{plan}"
+
+
+def open_filled(databases: Databases, backend: str, size: int) -> tuple[Target, PersistentQ, float]:
+    """A database holding `size` jobs, an open store on it, and how long the fill took."""
+    target = databases.fresh(backend, f"size{size}")
+    started = time.perf_counter()
+    prefill(target, size)
+    return target, open_store(target), time.perf_counter() - started
