@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class Deployment:
             PQ_MAX_QUEUE_DEPTH="100000000",
             PQ_PRODUCER_PORT=str(self.port),
             PQ_CALLBACK_BACKOFF_SECONDS=str(callback_backoff),
+            PQ_LOG_LEVEL=os.environ.get("BENCH_CONSUMER_LOG_LEVEL", "WARNING"),
         )
         name = target.home.name
         self.consumer = start([str(BIN / "pq-consumer")], env, workdir / f"{name}-consumer.log")

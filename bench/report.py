@@ -271,8 +271,31 @@ def markdown(results: dict[str, Any], plots: list[Path]) -> str:
             parts.append(_plans(results) + _image(plots, "claim_cost.png"))
         if title == "Dispatch latency":
             parts.append(_image(plots, "latency.png"))
+    parts.append(child_process_cost(rows))
     parts.append(behind(rows))
     return "\n\n".join(p.strip() for p in parts if p.strip()) + "\n"
+
+
+def child_process_cost(rows: list[dict[str, Any]]) -> str:
+    """What running each job in a child process costs: pq-consumer's time per job minus the library loop's."""
+    lines = []
+    for backend in ("sqlite", "postgresql"):
+        consumer = next((r for r in rows if r["key"] == f"{backend}/consumer_drain" and r["runs"]), None)
+        loop = next((r for r in rows if r["key"] == f"{backend}/claim_complete/pqueue" and r["runs"]), None)
+        if consumer is None or loop is None:
+            continue
+        per_job = 1000 / statistics.median(consumer["runs"])
+        per_claim = 1000 / statistics.median(loop["runs"])
+        lines.append([backend, f"{per_job:.2f}", f"{per_claim:.2f}", f"{per_job - per_claim:.2f}"])
+    if not lines:
+        return ""
+    header = ["backend", "pq-consumer ms per job", "library claim + complete ms per job", "difference ms"]
+    return (
+        "## Per-job overhead of the child process\n\nThe consumer's drain (no-op algorithm) against the library's "
+        "claim + complete loop on the same backend: the difference is what handing each job to a forked job "
+        "process (warm: forked while the previous job ran) and reading its answer costs, plus the lease thread "
+        "and the consumer's bookkeeping.\n\n" + table(header, lines)
+    )
 
 
 def _drain_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -297,27 +320,46 @@ def _image(plots: list[Path], name: str) -> str:
     return f"\n\n![{name}](plots/{name})" if any(p.name == name for p in plots) else ""
 
 
+def _comparisons(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], str]]:
+    """(our row key, the peers' row keys, explanation key) for every test that has peers."""
+    pairs = []
+    for backend in ("sqlite", "postgresql"):
+        for test in ("put_one", "put_batch", "claim_complete"):
+            peers = [
+                r["key"]
+                for r in rows
+                if r["key"].startswith(f"{backend}/{test}/") and r["key"].rsplit("/", 1)[1] not in ("pqueue", "raw")
+            ]
+            pairs.append((f"{backend}/{test}/pqueue", peers, test))
+    drains = [r["key"] for r in rows if r["key"].startswith("postgresql/drain")]
+    pairs.append(("postgresql/consumer_drain", drains, "drain"))
+    pairs.append(("postgresql/claim_complete/pqueue", drains, "drain_library"))
+    return pairs
+
+
 def behind(rows: list[dict[str, Any]]) -> str:
     """Every test where a peer's median beats pqueue's, with the ratio and the reason."""
     from bench.targets import EXPLANATIONS
 
+    by_key = {r["key"]: r for r in rows if r["runs"]}
     lines = []
-    for ours in rows:
-        if not ours["key"].endswith("/pqueue") or not ours["runs"]:
+    for ours_key, peer_keys, reason in _comparisons(rows):
+        ours = by_key.get(ours_key)
+        if ours is None:
             continue
-        prefix = ours["key"].rsplit("/", 1)[0]
-        for other in rows:
-            if not other["key"].startswith(prefix + "/") or other is ours or not other["runs"]:
-                continue
-            if other["key"].endswith("/raw"):
-                continue
-            ratio = statistics.median(other["runs"]) / statistics.median(ours["runs"])
-            if ratio > 1.0:
-                test = prefix.split("/", 1)[1]
-                lines.append(
-                    f"- **{ours['test']}** ({prefix.split('/')[0]}): {other['system']} is {ratio:.1f}× pqueue. "
-                    + EXPLANATIONS.get(test, "")
-                )
+        ours_median = statistics.median(ours["runs"])
+        faster = []
+        for peer_key in peer_keys:
+            other = by_key.get(peer_key)
+            if other is not None and statistics.median(other["runs"]) > ours_median:
+                faster.append(f"{other['system']} {statistics.median(other['runs']) / ours_median:.1f}×")
+        if faster:
+            title = "drain a backlog (library loop)" if reason == "drain_library" else ours["test"]
+            lines.append(
+                f"- **{title}** ({ours['system']}, {ours_key.split('/')[0]}): faster are "
+                + "; ".join(faster)
+                + f". {EXPLANATIONS.get(reason, '')}"
+            )
     if not lines:
         return "## Where pqueue is behind a peer\n\nNowhere in this run."
     return "## Where pqueue is behind a peer, and why\n\n" + "\n".join(lines)
