@@ -20,6 +20,7 @@ ORDER = ("newest first", "oldest first")
 CURSORS = "page_cursors"  # the cursor of every page walked through, so "previous" needs no query
 PAGE_IDS = "page_ids"  # the ids in the rows on screen, to turn a selected row into a job id
 SELECTED = "job_id"  # the job whose detail is shown; kept across refreshes
+MAX_ID = 2**53 - 1  # the largest whole number the browser's number input holds exactly
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,22 @@ class Filters:
         }
 
 
+def _turn_page(cursors: list[str | None]) -> None:
+    st.session_state[CURSORS] = cursors
+    if confirm.pending(ORIGIN) is not None:
+        confirm.drop()  # a bulk action names the jobs of the page it was asked on
+
+
 def _first_page() -> None:
-    st.session_state[CURSORS] = [None]
+    _turn_page([None])
 
 
 def _next_page(cursor: str) -> None:
-    st.session_state[CURSORS] = [*st.session_state[CURSORS], cursor]
+    _turn_page([*st.session_state[CURSORS], cursor])
 
 
 def _previous_page() -> None:
-    st.session_state[CURSORS] = st.session_state[CURSORS][:-1] or [None]
+    _turn_page(st.session_state[CURSORS][:-1] or [None])
 
 
 def _select_row() -> None:
@@ -169,7 +176,9 @@ def _bulk_requeue(store: PersistentQ, items: list[Job]) -> None:
 def render_job_picker() -> int | None:
     """The job whose detail is shown: set by clicking a row or by typing any job id."""
     picker, close = st.columns([2, 6])
-    job_id = picker.number_input("open job id", min_value=1, step=1, value=None, key=SELECTED, format="%d")
+    job_id = picker.number_input(
+        "open job id", min_value=1, max_value=MAX_ID, step=1, value=None, key=SELECTED, format="%d"
+    )
     if job_id is not None:
         close.button("Close", key="close_detail", on_click=_close_detail)
     return int(job_id) if job_id is not None else None

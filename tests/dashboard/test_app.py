@@ -65,6 +65,14 @@ def test_filter__search_matches_payload_text_and_id(make_app: MakeApp, seeded: S
     assert table_ids(app) == [seeded.cancelled]
 
 
+def test_filter__search_for_a_huge_number_finds_nothing(make_app: MakeApp, seeded: Seeded) -> None:
+    app = make_app()
+    app.text_input(key="f_search").input("9" * 30).run()
+    assert not texts(no_exception(app), "error")
+    assert not [frame for frame in app.dataframe if frame.key == "jobs_table"]
+    assert "0 jobs match" in " ".join(c.value for c in app.caption)
+
+
 def test_filter__oldest_first_reverses_order(make_app: MakeApp, seeded: Seeded) -> None:
     app = make_app()
     app.selectbox(key="f_order").set_value("oldest first").run()
@@ -220,6 +228,7 @@ def test_bulk_requeue__requeues_the_pages_failed_jobs(make_app: MakeApp, store: 
     ]
     app.button(key="confirm_table").click().run()
     no_exception(app)
+    assert texts(app, "success") == [f"requeued 3 jobs: {seeded.cancelled}, {seeded.manual}, {seeded.crashed}"]
     for job_id in (seeded.crashed, seeded.manual, seeded.cancelled):
         assert store.get_job(job_id).status == Status.UNPROCESSED
         assert store.events(job_id)[-1].actor == "dashboard"
@@ -238,6 +247,15 @@ def test_bulk_requeue__refuses_jobs_that_moved(make_app: MakeApp, store: Persist
         f"refused: job {seeded.cancelled} is manual_intervention; requeue needs cancelled (as it was shown)"
     ]
     assert store.get_job(seeded.cancelled).status == Status.MANUAL_INTERVENTION
+
+
+def test_bulk_requeue__dropped_when_the_page_changes(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
+    app = make_app()
+    app.button(key="bulk_requeue").click().run()
+    assert [b for b in app.button if b.key == "confirm_table"]
+    app.multiselect(key="f_status").set_value(["crashed"]).run()
+    assert not [b for b in app.button if b.key == "confirm_table"]
+    assert store.get_job(seeded.cancelled).status == Status.CANCELLED
 
 
 def test_refresh__keeps_filters_page_and_selection(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
