@@ -22,6 +22,8 @@ log = logging.getLogger("ops_dashboard")
 REFRESH = {"off": None, "2 s": 2, "5 s": 5, "10 s": 10, "30 s": 30, "1 min": 60}
 WINDOWS = {"15 min": 900, "1 hour": 3600, "6 hours": 21600, "24 hours": 86400}
 PAGE_SIZES = (25, 50, 100, 200)
+# Programs started together: the dashboard may be up before the producer created the database.
+DATABASE_RETRY_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,23 @@ def render() -> None:
         store = open_store(settings)
     except PQError as exc:
         log.error("cannot open the database: %s", exc)
-        st.error(str(exc))
+        st.fragment(_wait_for_database, run_every=DATABASE_RETRY_SECONDS)(settings)
         return
     controls = _sidebar(settings, store)
     # Only this part reruns on the timer; widget state (filters, page, selected job) lives in
     # session state, so a refresh redraws the same view with fresh numbers.
     st.fragment(_body, run_every=controls.refresh_seconds)(store, settings, controls)
+
+
+def _wait_for_database(settings: Settings) -> None:
+    """Say why the database cannot be used, and try again until it can; then draw the page."""
+    try:
+        open_store(settings)
+    except PQError as exc:
+        st.error(str(exc))
+        st.caption(f"trying again every {DATABASE_RETRY_SECONDS} s")
+        return
+    st.rerun()
 
 
 def _sidebar(settings: Settings, store: PersistentQ) -> Controls:

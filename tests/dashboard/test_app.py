@@ -298,6 +298,17 @@ def test_missing_database__error_names_absolute_path(make_app: MakeApp, app_env:
     assert not path.exists()
 
 
+def test_missing_database__page_appears_once_it_exists(
+    make_app: MakeApp, make_queue: Callable[..., PersistentQ]
+) -> None:
+    app = make_app()
+    assert texts(app, "error")
+    make_queue().put_item({"vendor": "acme"})  # the producer starts and creates it
+    app.run()  # what the retry timer does
+    assert not texts(no_exception(app), "error")
+    assert metrics(app)["waiting"] == "1"
+
+
 def test_bad_setting__one_line_error(make_app: MakeApp, seeded: Seeded) -> None:
     app = no_exception(make_app(PQ_JOB_TIMEOUT="soon"))
     assert texts(app, "error") == ["PQ_JOB_TIMEOUT='soon' is not a number"]
