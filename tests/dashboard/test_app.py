@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from pqueue import PersistentQ, Status
@@ -312,3 +313,18 @@ def test_missing_database__page_appears_once_it_exists(
 def test_bad_setting__one_line_error(make_app: MakeApp, seeded: Seeded) -> None:
     app = no_exception(make_app(PQ_JOB_TIMEOUT="soon"))
     assert texts(app, "error") == ["PQ_JOB_TIMEOUT='soon' is not a number"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgresql__header_filters_detail_and_action(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
+    """The same page on PostgreSQL (the other tests use SQLite)."""
+    app = no_exception(make_app())
+    shown = metrics(app)
+    assert (shown["waiting"], shown["running"], shown["processed (1h)"], shown["failed (1h)"]) == ("4", "1", "3", "2")
+    app.text_input(key="f_search").input("globex").run()
+    assert table_ids(no_exception(app)) == [seeded.crashed]
+    app.number_input(key="job_id").set_value(seeded.crashed).run()
+    act(app, "requeue")
+    assert texts(no_exception(app), "success") == [f"requeued job {seeded.crashed}"]
+    assert store.events(seeded.crashed)[-1].actor == "dashboard"
