@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -12,15 +14,29 @@ APP = Path(__file__).resolve().parent / "app.py"
 log = logging.getLogger("ops_dashboard")
 
 
-def streamlit_args(settings: Settings) -> list[str]:
+def parse_args(settings: Settings, argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="pq-dashboard",
+        description="The ops dashboard (Streamlit). It reads PQ_DATABASE_URL and the other PQ_* settings.",
+    )
+    parser.add_argument(
+        "--host", default=settings.dashboard_host, help="address to listen on (PQ_DASHBOARD_HOST, default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=settings.dashboard_port, help="port to listen on (PQ_DASHBOARD_PORT, default 8501)"
+    )
+    return parser.parse_args(argv)
+
+
+def streamlit_args(host: str, port: int) -> list[str]:
     """`streamlit run` with the address set explicitly and nothing phoned home."""
     return [
         "run",
         str(APP),
         "--server.address",
-        settings.dashboard_host,
+        host,
         "--server.port",
-        str(settings.dashboard_port),
+        str(port),
         "--server.headless",
         "true",
         "--browser.gatherUsageStats",
@@ -38,18 +54,28 @@ def streamlit_args(settings: Settings) -> list[str]:
     ]
 
 
-def main() -> None:
-    """Console script entry point."""
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point: check the settings, then hand over to Streamlit."""
     try:
         settings = load_settings()
     except SettingsError as exc:
         sys.stderr.write(f"pq-dashboard: {exc}\n")
         raise SystemExit(2) from None
+    args = parse_args(settings, argv)
     setup_logging(settings)
-    log.info("dashboard on http://%s:%d", settings.dashboard_host, settings.dashboard_port)
+    if not _is_loopback(args.host) and not settings.dashboard_password:
+        log.warning("listening on %s without PQ_DASHBOARD_PASSWORD: anyone who reaches it can act on jobs", args.host)
+    log.info("dashboard on http://%s:%d", args.host, args.port)
     from streamlit.web import cli
 
-    cli.main(args=streamlit_args(settings), prog_name="streamlit")
+    cli.main(args=streamlit_args(args.host, args.port), prog_name="streamlit")
 
 
 if __name__ == "__main__":
