@@ -66,8 +66,13 @@ def seed_history(store: PersistentQ, rng: random.Random) -> int:
 
 
 def main(target: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="pq-screenshot-") as home:
+        shoot(Path(home), str(Path(target).resolve()))
+
+
+def shoot(home: Path, target: str) -> None:
+    """Seed a database under home, start the dashboard on it, and save the page to target."""
     rng = random.Random(7)
-    home = Path(tempfile.mkdtemp(prefix="pq-screenshot-"))
     settings = pqueue.load_settings(home=home, retry_backoff_seconds=3600, job_timeout=600)
     store = pqueue.connect(settings=settings, migrate=True)
     store.register_worker(WORKER, kind="consumer", queue="default", host="host1", pid=4242)
