@@ -132,8 +132,10 @@ MISSED = {
     "separate write transactions, so the gap is at least two durable commits ({fsync2:.1f} ms of fsync "
     "here) plus reading the result from the job process and handing the next payload over. A handoff gap "
     "under 5 ms with synchronous commits needs the outcome and the next claim in one transaction.",
-    "PostgreSQL: single-seat drain (pq-consumer)": "pq-consumer forks a job process per job and commits each "
-    "outcome before claiming the next; PGQueuer's capped worker is slowed by its own polling, not by the cap.",
+    "PostgreSQL: single-seat drain": "pqueue commits every claim and every outcome separately (two durable "
+    "commits, two event rows and a seat count per job), and pq-consumer also hands each job to a forked job "
+    "process; PGQueuer's capped worker (batch_size=1) dequeues and acknowledges with one statement each and "
+    "runs the no-op coroutine in its own process.",
 }
 
 TARGETS: list[tuple[str, Check]] = [
