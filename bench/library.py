@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -146,8 +147,7 @@ def processes(target: Target, producers: int, consumers: int, total: int, seats:
     for process in started:
         process.start()
     try:
-        for _ in started:
-            ready.get(timeout=120)
+        _wait_ready(ready, started)
         began = time.monotonic()
         go.set()
         reports: list[Report] = [out.get(timeout=900) for _ in started]
@@ -160,11 +160,46 @@ def processes(target: Target, producers: int, consumers: int, total: int, seats:
     return _outcome(store, reports, total, prefill, finished - began)
 
 
+def held_intervals(store: PersistentQ) -> list[tuple[float, float]]:
+    """(started_at, finished_at) of every processed job, on the database's clock.
+
+    A claim waits for the seat (SQLite's write lock, PostgreSQL's advisory lock) and reads the
+    clock after it, so a job claimed after another's seat was freed starts after that one
+    finished: overlapping intervals are jobs that really held seats at the same time.
+    """
+    intervals = []
+    cursor = None
+    while True:
+        page = store.get_all_items(status=Status.PROCESSED, limit=1000, cursor=cursor, oldest_first=True)
+        for job in page.items:
+            if job.started_at is not None and job.finished_at is not None:
+                intervals.append((job.started_at.timestamp(), job.finished_at.timestamp()))
+        if page.next_cursor is None:
+            return intervals
+        cursor = page.next_cursor
+
+
+def _wait_ready(ready: Any, started: list[Any], timeout: float = 180) -> None:
+    """Wait until every process has connected; fail at once when one of them died."""
+    deadline = time.monotonic() + timeout
+    waiting = len(started)
+    while waiting:
+        dead = [p.exitcode for p in started if p.exitcode not in (None, 0)]
+        if dead or time.monotonic() > deadline:
+            raise RuntimeError(f"a benchmark process did not start (exit codes {dead})")
+        try:
+            ready.get(timeout=0.5)
+            waiting -= 1
+        except queue.Empty:
+            continue
+
+
 def _outcome(store: PersistentQ, reports: list[Report], total: int, prefill: bool, elapsed: float) -> ProcessRun:
     completed = Counter(i for r in reports if r.role == "consumer" for i in r.ids)
     stats = store.stats()
     processed = stats.total(Status.PROCESSED)
     acknowledged = total if prefill else sum(len(r.ids) for r in reports if r.role == "producer")
+    peak = peak_overlap(held_intervals(store))
     store.close()
     return ProcessRun(
         jobs_per_second=processed / elapsed,
@@ -172,5 +207,5 @@ def _outcome(store: PersistentQ, reports: list[Report], total: int, prefill: boo
         duplicated=sum(count - 1 for count in completed.values() if count > 1),
         locked=sum(r.locked for r in reports),
         lease_lost=sum(r.lease_lost for r in reports),
-        peak_running=peak_overlap([i for r in reports for i in r.intervals]),
+        peak_running=peak,
     )

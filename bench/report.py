@@ -238,8 +238,8 @@ SECTIONS: list[tuple[str, Callable[[list[dict[str, Any]]], str], str]] = [
      "half wait (1 event row); claims take from the waiting half. Median ms per call within a run."),
     ("Several processes", process_table, "Library-level processes (spawned), each with its own connection. "
      "'lost' = acknowledged jobs not processed at the end, 'duplicated' = jobs completed twice, 'locked seen' = "
-     "'database is locked' errors that reached the caller, 'peak running' = most jobs held at once (from each "
-     "process's claim-to-complete intervals)."),
+     "'database is locked' errors that reached the caller, 'peak running' = most jobs under_process at once "
+     "(from the jobs' started_at and finished_at on the database's clock)."),
     ("Dispatch latency", latency_table, "A real `pq-consumer` waits idle; the harness puts one job and notes the "
      "time put_item returned (committed); the algorithm notes the time its first line ran. Pooled over the runs; "
      "each run is a fresh consumer on a fresh database."),

@@ -18,11 +18,10 @@ DEADLINE_SECONDS = 600.0
 
 @dataclass
 class Report:
-    """What one process did: ids it stored or completed, intervals it held a seat, errors it saw."""
+    """What one process did: ids it stored or completed, errors it saw."""
 
     role: str
     ids: list[int] = field(default_factory=list)
-    intervals: list[tuple[float, float]] = field(default_factory=list)
     locked: int = 0
     lease_lost: int = 0
     finished_at: float = 0.0
@@ -64,7 +63,7 @@ def consume(
     ready: Queue[str],
     out: Queue[Report],
 ) -> None:
-    """Claim and complete until `done` reaches total (or the deadline), recording seat intervals."""
+    """Claim and complete until `done` reaches total (or the deadline)."""
     store = pqueue.connect(settings=pqueue.load_settings(**settings_values))
     report = Report("consumer")
     store.ping()
@@ -88,14 +87,11 @@ def _claim_and_complete(store: pqueue.PersistentQ, worker_id: str, done: Synchro
     if job is None:
         store.wait_for_work(0.05)
         return
-    claimed = time.monotonic()
-    completing = time.monotonic()
     try:
         store.update_status(job.id, Status.PROCESSED, lease_id=job.lease_id, result={"ok": True})
     except LeaseLost:
         report.lease_lost += 1
         return
-    report.intervals.append((claimed, completing))
     report.ids.append(job.id)
     with done.get_lock():
         done.value += 1
