@@ -149,18 +149,24 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
     try:
         with engine.connect() as conn:
             conn.execution_options(pq_begin="IMMEDIATE")
-            if path is not None:
-                driver = conn.connection.driver_connection
-                driver.execute(f"PRAGMA busy_timeout = {SQLITE_MIGRATION_BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
-            with conn.begin():
-                if engine.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": seat_lock_key("", "migrate")})
-                    if schema:
-                        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-                        conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
-                before = current_revision(conn)
-                command.upgrade(_alembic_config(conn), revision)
-                after = current_revision(conn)
+            driver: Any = conn.connection.driver_connection if path is not None else None
+            usual_timeout = driver.execute("PRAGMA busy_timeout").fetchone()[0] if driver is not None else 0
+            try:
+                if driver is not None:
+                    driver.execute(f"PRAGMA busy_timeout = {SQLITE_MIGRATION_BUSY_TIMEOUT_MS}")
+                with conn.begin():
+                    if engine.dialect.name == "postgresql":
+                        lock = text("SELECT pg_advisory_xact_lock(:key)")
+                        conn.execute(lock, {"key": seat_lock_key("", "migrate")})
+                        if schema:
+                            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                            conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
+                    before = current_revision(conn)
+                    command.upgrade(_alembic_config(conn), revision)
+                    after = current_revision(conn)
+            finally:
+                if driver is not None:  # the connection goes back to the pool with its usual timeout
+                    driver.execute(f"PRAGMA busy_timeout = {usual_timeout}")
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migration failed: {exc}") from exc
     return before, after or ""
