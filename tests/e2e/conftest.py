@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,15 +21,21 @@ def partner() -> Iterator[Partner]:
 
 
 @pytest.fixture
-def start_system(tmp_path: Path) -> Iterator[Callable[..., System]]:
-    """Start a System in its own directory: start_system(name, **PQ_env)."""
+def start_system() -> Iterator[Callable[..., System]]:
+    """Start a System in its own directory: start_system(name, **PQ_env).
+
+    The directory is a short one under /tmp: supervisord's unix socket lives in it, and a socket
+    path may not be longer than about 100 bytes (pytest's tmp_path often is).
+    """
     systems: list[System] = []
+    root = Path(tempfile.mkdtemp(prefix="pq-e2e-"))
 
     def start(name: str = "one", **env: str) -> System:
-        system = System(tmp_path / name, env)
+        system = System(root / name, env)
         systems.append(system)
         return system.start()
 
     yield start
     for system in systems:
         system.stop()
+    shutil.rmtree(root, ignore_errors=True)
