@@ -388,9 +388,9 @@ class PersistentQ(PersistentQInterface):
             .returning(*jobs.c)
         )
 
-    def _seat_query(self, queue: str | None = None) -> Any:
-        """Seats, paused and running count of a queue (bound as :queue unless given)."""
-        name = bindparam("queue") if queue is None else queue
+    def _seat_query(self) -> Any:
+        """Seats, paused and running count of the queue bound as :queue."""
+        name: Any = bindparam("queue")
         settings = select(queues.c.seats, queues.c.paused).where(queues.c.name == name).subquery()
         running = (
             select(func.count())
