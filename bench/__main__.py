@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="server (and maintenance database) the harness creates its databases on",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench", help="where RESULTS.md, results.json and plots go")
+    parser.add_argument(
+        "--rewrite", action="store_true", help="measure nothing: write RESULTS.md and plots again from OUT/results.json"
+    )
     args = parser.parse_args(argv)
     if args.n is not None and args.n < 10:
         parser.error("--n must be at least 10")
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "pqueue", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.rewrite:
+        return rewrite(args.out, with_plots=not args.no_peers)
     shown = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     with tempfile.TemporaryDirectory(prefix="pqbench-") as tmp:
         config = Config(
@@ -112,6 +117,19 @@ def run(config: Config, out: Path) -> int:
         log.error("not measured: %s / %s: %s", row.test, row.system, row.error)
     log.info("wrote %s in %.0fs", config.results_md, about["seconds"])
     return 1 if failed else 0
+
+
+def rewrite(out: Path, with_plots: bool) -> int:
+    """RESULTS.md (and the plots) again from a run's results.json, after a change to the report's words."""
+    source = out / "results.json"
+    if not source.exists():
+        log.error("%s does not exist: run the benchmark first", source)
+        return 2
+    results = json.loads(source.read_text())
+    plots = report.plot(peers_python(), out) if with_plots else sorted((out / "plots").glob("*.png"))
+    (out / "RESULTS.md").write_text(report.markdown(results, plots))
+    log.info("wrote %s from %s", out / "RESULTS.md", source)
+    return 0
 
 
 if __name__ == "__main__":

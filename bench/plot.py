@@ -85,7 +85,7 @@ def latency(rows: list[dict[str, Any]], path: Path) -> None:
         positions = [i + (offset - 1) * width for i in range(len(labels))]
         axis.bar(positions, series, width, label=name)
     axis.set_xticks(range(len(labels)))
-    axis.set_xticklabels(labels, fontsize=7)
+    axis.set_xticklabels(labels, fontsize=7, rotation=25, ha="right")
     axis.set_yscale("log")
     axis.set_ylabel("ms (log scale)")
     axis.set_title("pqueue latency percentiles (intake: median of runs; its 'max' bar is the worst run's p99)")

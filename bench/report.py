@@ -25,6 +25,7 @@ bench/run --runs 5        # runs of each measurement (default 3; --quick 1)
 bench/run --no-peers      # pqueue and the raw drivers only: installs nothing
 bench/run --sqlite-only   # skip PostgreSQL
 bench/run --out /tmp/b    # write RESULTS.md, results.json and plots/ elsewhere
+bench/run --rewrite       # measure nothing: redo RESULTS.md and the plots from results.json
 ```
 
 `bench/run` is `.venv/bin/python -m bench`. PostgreSQL is the server at
