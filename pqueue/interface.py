@@ -109,6 +109,26 @@ class PersistentQInterface(abc.ABC):
         """
 
     @abc.abstractmethod
+    def finish_and_claim(
+        self,
+        job_id: int,
+        status: Status | str,
+        *,
+        lease_id: int,
+        worker_id: str,
+        result: JSON = None,
+        error: str | None = None,
+        queue: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> tuple[Job, Job | None]:
+        """update_status, then get_item, in one transaction: (the finished job, the next claim).
+
+        A consumer with a backlog pays one commit per job instead of two, and the seat passes
+        from one job to the next without a moment in which another consumer could take it.
+        It raises what update_status raises, and then nothing was recorded and nothing claimed.
+        """
+
+    @abc.abstractmethod
     def release(self, job_id: int, lease_id: int, *, reason: str = "consumer shutting down") -> Job:
         """Give the claim back without spending the attempt (the job is unprocessed again)."""
 

@@ -435,6 +435,29 @@ class PersistentQ(PersistentQInterface):
         _json_safe("result", result)
         return self._write(lambda conn: self._finish(conn, job_id, lease_id, target, result, error))
 
+    def finish_and_claim(
+        self,
+        job_id: int,
+        status: Status | str,
+        *,
+        lease_id: int,
+        worker_id: str,
+        result: JSON = None,
+        error: str | None = None,
+        queue: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> tuple[Job, Job | None]:
+        target = self._worker_outcome(status)
+        _json_safe("result", result)
+        queue = queue or self.settings.queue
+        lease = lease_seconds or self.settings.lease_seconds
+
+        def finish_then_claim(conn: Connection) -> tuple[Job, Job | None]:
+            done = self._finish(conn, job_id, lease_id, target, result, error)
+            return done, self._claim(conn, worker_id, queue, lease)
+
+        return self._write(finish_then_claim)
+
     @staticmethod
     def _worker_outcome(status: Status | str) -> Status:
         try:

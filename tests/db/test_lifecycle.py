@@ -253,6 +253,51 @@ def test_update_status__rejects_non_outcomes_and_bad_results(q: PersistentQ) -> 
     assert snapshot(q, job.id) == before
 
 
+def test_finish_and_claim__records_the_outcome_and_passes_the_single_seat_on(
+    make_queue: Callable[..., PersistentQ],
+) -> None:
+    q = make_queue(max_running=1)
+    first_id, second_id = q.put_item("a"), q.put_item("b")
+    first = q.get_item("w")
+    assert first is not None and first.id == first_id
+    assert q.get_item("other") is None  # the only seat is taken
+
+    done, following = q.finish_and_claim(first.id, "processed", lease_id=first.lease_id, worker_id="w", result=7)
+
+    assert (done.id, done.status, done.result) == (first_id, Status.PROCESSED, 7)
+    assert following is not None and following.id == second_id
+    assert (following.status, following.worker_id, following.attempts) == (Status.UNDER_PROCESS, "w", 1)
+    assert [e.to_status for e in q.events(first_id)] == [Status.UNPROCESSED, Status.UNDER_PROCESS, Status.PROCESSED]
+    assert [e.to_status for e in q.events(second_id)] == [Status.UNPROCESSED, Status.UNDER_PROCESS]
+    last, none = q.finish_and_claim(second_id, "crashed", lease_id=following.lease_id, worker_id="w", error="boom")
+    assert (last.status, last.error, none) == (Status.CRASHED, "boom", None)  # backoff: not claimable yet
+
+
+def test_finish_and_claim__claims_nothing_from_a_paused_queue(q: PersistentQ) -> None:
+    q.put_item("a")
+    q.put_item("b")
+    job = q.get_item("w")
+    assert job is not None
+    q.pause()
+    done, following = q.finish_and_claim(job.id, "processed", lease_id=job.lease_id, worker_id="w")
+    assert (done.status, following) == (Status.PROCESSED, None)
+
+
+def test_finish_and_claim__with_a_stale_lease_or_bad_result_changes_nothing(q: PersistentQ) -> None:
+    waiting_id = q.put_item("waits")
+    q.put_item("runs", priority=-1)
+    job = q.get_item("w")
+    assert job is not None
+    before = (snapshot(q, job.id), snapshot(q, waiting_id))
+    with pytest.raises(LeaseLost):
+        q.finish_and_claim(job.id, "processed", lease_id=job.lease_id + 1, worker_id="w")
+    with pytest.raises(InvalidInput, match="JSON"):
+        q.finish_and_claim(job.id, "processed", lease_id=job.lease_id, worker_id="w", result={1, 2})
+    with pytest.raises(InvalidInput, match="not an outcome"):
+        q.finish_and_claim(job.id, "cancelled!", lease_id=job.lease_id, worker_id="w")
+    assert (snapshot(q, job.id), snapshot(q, waiting_id)) == before
+
+
 def _job_in(q: PersistentQ, status: Status) -> int:
     """A fresh job brought to the given status through legal moves (in its own queue)."""
     queue = f"q-{status}"

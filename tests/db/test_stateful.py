@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from pqueue import InvalidTransition, LeaseLost, PersistentQ, Status, StopRequested, lease_margin
+from pqueue import InvalidTransition, Job, LeaseLost, PersistentQ, Status, StopRequested, lease_margin
 
 SEATS = 2
 # Leases and backoff are long and time moves in big steps, so the few real seconds an example
@@ -80,7 +80,9 @@ class QueueMachine(RuleBasedStateMachine):
     def claim(self) -> None:
         candidates = self.claimable()
         can_run = bool(candidates) and self.running() < SEATS
-        job = self.store.get_item("w")
+        self.check_claim(self.store.get_item("w"), candidates, can_run)
+
+    def check_claim(self, job: Job | None, candidates: list[int], can_run: bool) -> None:
         if not can_run:
             assert job is None
             return
@@ -98,16 +100,26 @@ class QueueMachine(RuleBasedStateMachine):
         self.held.append((job.id, job.lease_id))
 
     @precondition(lambda self: self.held)
-    @rule(index=st.integers(0, 100), outcome=st.sampled_from(["processed", "crashed", "release", "heartbeat"]))
+    @rule(
+        index=st.integers(0, 100),
+        outcome=st.sampled_from(["processed", "crashed", "release", "heartbeat", "processed+next", "crashed+next"]),
+    )
     def worker_acts(self, index: int, outcome: str) -> None:
         job_id, lease_id = self.held[index % len(self.held)]
         model = self.jobs[job_id]
         valid = model.status == Status.UNDER_PROCESS and model.lease_id == lease_id
+        chained = outcome.endswith("+next")  # finish_and_claim: the outcome, then the next claim
+        outcome = outcome.removesuffix("+next")
+        claimed: Job | None = None
         try:
             if outcome == "heartbeat":
                 self.store.heartbeat(job_id, lease_id)
             elif outcome == "release":
                 self.store.release(job_id, lease_id)
+            elif chained:
+                _, claimed = self.store.finish_and_claim(
+                    job_id, outcome, lease_id=lease_id, worker_id="w", result=1, error="e"
+                )
             else:
                 self.store.update_status(job_id, outcome, lease_id=lease_id, result=1, error="e")
         except LeaseLost:
@@ -130,6 +142,9 @@ class QueueMachine(RuleBasedStateMachine):
             model.status = Status.CRASHED if model.attempts < MAX_ATTEMPTS else Status.MANUAL_INTERVENTION
         model.stop = None
         self.sync_from(job_id)
+        if chained:
+            candidates = self.claimable()
+            self.check_claim(claimed, candidates, bool(candidates) and self.running() < SEATS)
 
     @precondition(lambda self: self.jobs)
     @rule(index=st.integers(0, 100), action=st.sampled_from(["requeue", "cancel", "fail"]))
