@@ -61,8 +61,8 @@ def check_callback_url(url: str, allowed_hosts: frozenset[str], field: str = "ca
         raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed_hosts))}")
 
 
-def get_intake(request: Request) -> Intake:
-    """The Intake of the app serving this request."""
+async def get_intake(request: Request) -> Intake:
+    """The Intake of the app serving this request (async: a plain def would cost a threadpool hop)."""
     intake: Intake = request.app.state.intake
     return intake
 

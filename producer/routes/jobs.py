@@ -1,7 +1,9 @@
 """Submitting jobs and reading them back.
 
-Routes are plain `def`: the store's calls block, so FastAPI runs them in its threadpool and the
-event loop keeps serving other requests.
+`POST /jobs` runs on the event loop: it hands its job to the group committer's writer thread
+and awaits the commit, so a submission costs no threadpool hop (the rare blocking reads it needs
+go to the threadpool). The other routes are plain `def`: the store's calls block, so FastAPI
+runs them in its threadpool and the event loop keeps serving other requests.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from pqueue import IdempotencyConflict, InvalidInput, NewJob, PutResult, Status
 from producer.deps import Intake, IntakeDep
@@ -45,13 +48,18 @@ KeyHeader = Annotated[
         400, 409, 413, 415, 422, 503, also={200: {"model": Submitted, "description": "a repeated key: the first job"}}
     ),
 )
-def submit_job(job: JobIn, response: Response, intake: IntakeDep, idempotency_key: KeyHeader = None) -> Submitted:
+async def submit_job(job: JobIn, response: Response, intake: IntakeDep, idempotency_key: KeyHeader = None) -> Submitted:
     """Store one job; 202 only once it is committed (200 with the first job for a repeated key)."""
     key = _merged_key(job.idempotency_key, idempotency_key)
     new_job = intake.new_job(job, "", key)
-    intake.depth.check_room(1)
-    put = intake.committer.put(new_job)  # shares a commit with concurrent submissions
-    answer = _submitted(intake, put, new_job.queue, key)
+    if intake.depth.needs_read():
+        await run_in_threadpool(intake.depth.read)
+    intake.depth.check_room_cached(1)
+    put = await intake.committer.submit(new_job)  # shares a commit with concurrent submissions
+    if put.created:
+        answer = _created(intake, put, new_job.queue, key)
+    else:
+        answer = await run_in_threadpool(_repeated, intake, put)
     response.status_code = 202 if put.created else 200
     response.headers["Location"] = f"/jobs/{put.id}"
     return answer
@@ -127,12 +135,17 @@ def _merged_key(body_key: str | None, header_key: str | None) -> str | None:
 
 def _submitted(intake: Intake, put: PutResult, queue: str | None, key: str | None) -> Submitted:
     """What a submission answers; for a repeated key, the first job as it is now."""
-    if put.created:
-        intake.depth.added(1)
-        intake.metrics.accepted.labels("created").inc()
-        return Submitted(
-            id=put.id, status=Status.UNPROCESSED, queue=queue or intake.settings.queue, idempotency_key=key
-        )
+    return _created(intake, put, queue, key) if put.created else _repeated(intake, put)
+
+
+def _created(intake: Intake, put: PutResult, queue: str | None, key: str | None) -> Submitted:
+    intake.depth.added(1)
+    intake.metrics.accepted.labels("created").inc()
+    return Submitted(id=put.id, status=Status.UNPROCESSED, queue=queue or intake.settings.queue, idempotency_key=key)
+
+
+def _repeated(intake: Intake, put: PutResult) -> Submitted:
+    """The first job with this key, read from the database (blocking)."""
     intake.metrics.accepted.labels("duplicate").inc()
     first = intake.store.get_job(put.id)
     return Submitted(id=first.id, status=first.status, queue=first.queue, idempotency_key=first.idempotency_key)

@@ -6,6 +6,7 @@ writer blocks on it with one group while the next submissions queue up behind it
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -136,3 +137,40 @@ def test_group_commit__close_stores_what_is_queued_then_refuses(
     assert [answer().created for answer in answers] == [True, True, True]
     with pytest.raises(DatabaseError, match="shutting down"):
         committer.put(NewJob("late"))
+
+
+def test_group_commit__event_loop_submissions_share_one_transaction(
+    committer: GroupCommitter, counting: CountingStore
+) -> None:
+    async def submit_all() -> list[PutResult]:
+        with write_lock_held(counting):
+            first = asyncio.ensure_future(committer.submit(NewJob(0)))
+            await asyncio.to_thread(wait_until, lambda: counting.groups == [1], what="the writer to take job 0")
+            rest = [asyncio.ensure_future(committer.submit(NewJob(n))) for n in range(1, 10)]
+            await asyncio.sleep(0)  # every submission is queued behind the lock
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(submit_all())
+
+    assert counting.groups == [1, 9]
+    assert [counting.get_job(result.id).payload for result in results] == list(range(10))
+
+
+def test_group_commit__event_loop_conflict_fails_only_its_own_request(
+    committer: GroupCommitter, counting: CountingStore
+) -> None:
+    async def submit_all() -> list[PutResult | BaseException]:
+        with write_lock_held(counting):
+            first = asyncio.ensure_future(committer.submit(NewJob({"order": 1}, idempotency_key="k")))
+            await asyncio.to_thread(wait_until, lambda: counting.groups == [1], what="the writer to take the first")
+            clash = asyncio.ensure_future(committer.submit(NewJob({"order": 2}, idempotency_key="k")))
+            other = asyncio.ensure_future(committer.submit(NewJob({"order": 3})))
+            await asyncio.sleep(0)
+        return list(await asyncio.gather(first, clash, other, return_exceptions=True))
+
+    stored, clash, other = asyncio.run(submit_all())
+
+    assert isinstance(stored, PutResult) and stored.created
+    assert isinstance(clash, IdempotencyConflict)
+    assert isinstance(other, PutResult) and other.created
+    assert counting.count_items() == 2
