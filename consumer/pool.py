@@ -54,6 +54,7 @@ class AlgorithmProcesses:
         self._spare: JobProcess | None = None
         self._fork_pending = False
         self._children: dict[int, JobProcess] = {}
+        self._retired: list[JobProcess] = []  # killed after answering; reaped before the next job
 
     # -- the helper ----------------------------------------------------------------------------
 
@@ -174,31 +175,85 @@ class AlgorithmProcesses:
             self._spare = None
         return spare.ready
 
+    def spare_ready(self, timeout: float) -> bool:
+        """True when the spare is (or within the timeout becomes) ready; never restarts the helper.
+
+        The consumer asks this before claiming the next job in the transaction that records the
+        last one's outcome: a claim must never wait for a job process.
+        """
+        deadline = time.monotonic() + timeout
+        while self.helper_alive:
+            self.pump()
+            spare = self._spare
+            if spare is not None and not spare.exited and self._check_ready(spare):
+                return True
+            if spare is None and not self._fork_pending:
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait([*self.handles(), *([spare.conn] if spare is not None else [])], remaining)
+        return False
+
     def take_spare(self) -> JobProcess:
-        """Hand the ready spare to a job and fork the next one at once, while the job runs."""
+        """Hand the ready spare to a job; the one before it must be gone first (see retire).
+
+        The next spare is forked only once the job has its payload (fork_next): forking first
+        would make the helper compete for the CPU with the job that is about to start.
+        """
         spare = self._spare
         assert spare is not None and spare.ready
-        assert self._commands is not None
         self._spare = None
-        self._commands.send("fork")
-        self._fork_pending = True
+        self._reap_retired()
         return spare
+
+    def fork_next(self) -> None:
+        """Ask the helper for the next spare (while the job that just started runs)."""
+        assert self._commands is not None
+        if self._spare is None and not self._fork_pending:
+            try:
+                self._commands.send("fork")
+            except OSError:  # the helper is gone: ensure_spare starts another before the next claim
+                return
+            self._fork_pending = True
 
     def terminate(self, process: JobProcess) -> None:
         """SIGTERM the job's whole process group (the timeout's polite first step)."""
         kill_group(process.pid, signal.SIGTERM)
 
+    def retire(self, process: JobProcess) -> None:
+        """SIGKILL the process group of a job that has answered; its reaping is awaited later.
+
+        The job process sent its answer and exits by itself; the kill only makes sure nothing
+        it started lives on. A killed process runs no further instruction of its own, so the
+        outcome can be recorded at once, and the helper's word that the process is gone is
+        awaited before the next job is handed out (take_spare), normally long since arrived.
+        """
+        self._kill(process)
+        self._retired.append(process)
+
+    def _reap_retired(self) -> None:
+        while self._retired:
+            self._await_reaped(self._retired.pop(), REAP_TIMEOUT)
+
     def discard(self, process: JobProcess, timeout: float = REAP_TIMEOUT) -> None:
         """SIGKILL the job's process group and wait (briefly) until the job process is reaped."""
-        kill_group(process.pid, signal.SIGKILL)
-        if not process.exited:
-            kill_process(process.pid, signal.SIGKILL)
+        self._kill(process)
+        self._await_reaped(process, timeout)
+
+    def _await_reaped(self, process: JobProcess, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not process.exited and self.helper_alive and time.monotonic() < deadline:
             wait(self.handles(), deadline - time.monotonic())
             self.pump()
         process.conn.close()
         self._children.pop(process.pid, None)
+
+    @staticmethod
+    def _kill(process: JobProcess) -> None:
+        kill_group(process.pid, signal.SIGKILL)
+        if not process.exited:
+            kill_process(process.pid, signal.SIGKILL)
 
     def _end_helper(self, patience: float = 0.0) -> int | None:
         """Reap the helper, killing it if it is still there after `patience` seconds; its exit code."""
@@ -211,6 +266,7 @@ class AlgorithmProcesses:
             return self._helper.wait()
 
     def _kill_children(self) -> None:
+        self._retired.clear()
         for child in list(self._children.values()):
             kill_group(child.pid)
             kill_process(child.pid)

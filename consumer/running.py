@@ -78,22 +78,37 @@ class JobRun:
         self.lease = lease
         self.started = time.monotonic()
         self.grace_until: float | None = None
+        self.answered = False  # the job process sent its result or error
 
     def supervise(self) -> Outcome:
-        """Run the job to its end and return the outcome; the job process group is gone after."""
-        event(log, "running", self.job.id, pid=self.process.pid, attempt=f"{self.job.attempts}/{self.job.max_attempts}")
-        self.lease.start()
+        """Run the job to its end and return the outcome; the job process group is killed after.
+
+        The payload goes first: the lease thread (the lease counts from the claim), the next
+        spare's fork and the log line all come after the algorithm has started.
+        """
         try:
-            try:
-                self.process.conn.send((self.job.id, self.job.payload))
-            except OSError:  # it died between saying it was ready and now
-                outcome = self._died()
-            else:
-                outcome = self._watch()
+            sent = self._send_payload()
+            self.lease.start()
+            if sent:
+                self.processes.fork_next()
+                attempt = f"{self.job.attempts}/{self.job.max_attempts}"
+                event(log, "running", self.job.id, pid=self.process.pid, attempt=attempt)
+            outcome = self._watch() if sent else self._died()
         finally:
             self.lease.stop()
-            self.processes.discard(self.process)
+            if self.answered:
+                self.processes.retire(self.process)  # it answered: killed now, reaped before the next job
+            else:
+                self.processes.discard(self.process)
         return Outcome(outcome.ending, outcome.result, outcome.error, outcome.target, self.lease.valid_until)
+
+    def _send_payload(self) -> bool:
+        """False when the job process died between saying it was ready and now."""
+        try:
+            self.process.conn.send((self.job.id, self.job.payload))
+        except OSError:
+            return False
+        return True
 
     def _watch(self) -> Outcome:
         timeout_at = self.started + self.settings.job_timeout
@@ -146,6 +161,7 @@ class JobRun:
         try:
             if self.process.conn.poll(0):
                 _job_id, kind, text = self.process.conn.recv()
+                self.answered = True
                 if kind == "ok":
                     return Outcome(Ending.SUCCEEDED, result=json.loads(text))
                 return Outcome(Ending.FAILED, error=text)
