@@ -61,10 +61,15 @@ def check_callback_url(url: str, allowed_hosts: frozenset[str], field: str = "ca
         raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed_hosts))}")
 
 
-async def get_intake(request: Request) -> Intake:
-    """The Intake of the app serving this request (async: a plain def would cost a threadpool hop)."""
+def intake_of(request: Request) -> Intake:
+    """The Intake of the app serving this request."""
     intake: Intake = request.app.state.intake
     return intake
+
+
+async def get_intake(request: Request) -> Intake:
+    """intake_of as a dependency (async: FastAPI would run a plain def in its threadpool)."""
+    return intake_of(request)
 
 
 IntakeDep = Annotated[Intake, Depends(get_intake)]

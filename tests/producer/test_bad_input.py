@@ -102,6 +102,21 @@ CASES = [
         headers={"Idempotency-Key": "b"},
     ),
     Bad(
+        "key header with control character",
+        422,
+        "Idempotency-Key: must not contain control characters",
+        json={"payload": 1},
+        headers={"Idempotency-Key": "a\x7fb"},
+    ),
+    Bad(
+        "key header and body both wrong",
+        422,
+        "Idempotency-Key: string should have at most 200 characters; priority: input should be a valid integer",
+        json={"payload": 1, "priority": "high"},
+        headers={"Idempotency-Key": "k" * 201},
+    ),
+    Bad("body is null", 422, "body: input should be a valid dictionary or object", content=b"null", headers=JSON_TYPE),
+    Bad(
         "callback not http",
         422,
         "callback_url: 'ftp://partner/x' is not an http or https URL",
