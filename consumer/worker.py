@@ -23,6 +23,9 @@ log = logging.getLogger("consumer")
 
 IDLE_WAIT = 1.0  # longest wait for work in one go, so a stop request is seen within a second
 SPARE_WAIT = 30.0  # longest wait for a forked job process to become ready
+# Longest wait for the next job process before recording an outcome: with one ready, the outcome's
+# transaction also claims the next job; without, the outcome is recorded alone.
+SPARE_CHAIN_WAIT = 0.05
 PURGE_EVERY = 3600.0  # seconds between retention purges (done only while idle)
 PURGED_STATUSES = (Status.PROCESSED, Status.CANCELLED)  # manual_intervention waits for a person
 DATABASE_RETRY_MIN = 0.5  # first pause before checking a database that stopped answering
@@ -67,13 +70,23 @@ class Consumer:
         self._next_purge = 0.0
         self._next_touch = 0.0
         self._database_retry = DATABASE_RETRY_MIN
+        self._held: tuple[Job, float] | None = None  # claimed with the last outcome, and when
 
     # -- one step ------------------------------------------------------------------------------
 
-    def run_once(self) -> Step:
-        """Claim one job and run it to its recorded end; or say why nothing ran."""
+    def run_once(self, *, claim_next: bool = False) -> Step:
+        """Claim one job and run it to its recorded end; or say why nothing ran.
+
+        With claim_next, the transaction that records the outcome also claims the next job when
+        a job process is ready for it; the next run_once runs that job without claiming again.
+        """
         if self.shutdown.requested:
+            self._release_held()
             return Step.STOPPING
+        if self._held is not None:
+            if self.processes.spare_ready(SPARE_CHAIN_WAIT):
+                return self._run_held(claim_next)
+            self._release_held()  # its job process died meanwhile: claim again once another is ready
         if not self.database_ok and not self._database_answers():
             return Step.UNAVAILABLE
         self._rescue_if_due()
@@ -92,31 +105,44 @@ class Consumer:
         if self.shutdown.requested:  # the signal came while claiming: give the job straight back
             self._release(job)
             return Step.STOPPING
-        self._run(job, claim_started)
-        self.jobs_run += 1
+        event(log, "claimed", job.id, attempt=f"{job.attempts}/{job.max_attempts}", lease=job.lease_id, queue=job.queue)
+        self._run(job, claim_started, claim_next)
         return Step.RAN
 
-    def _run(self, job: Job, claim_started: float) -> None:
-        event(log, "claimed", job.id, attempt=f"{job.attempts}/{job.max_attempts}", lease=job.lease_id, queue=job.queue)
+    def _run_held(self, claim_next: bool) -> Step:
+        """Run the job claimed with the last outcome, on the job process that was ready for it."""
+        assert self._held is not None
+        job, claim_started = self._held
+        self._held = None
+        self._run(job, claim_started, claim_next)
+        return Step.RAN
+
+    def _run(self, job: Job, claim_started: float, claim_next: bool) -> None:
         process = self.processes.take_spare()
         lease = LeaseKeeper(
             self.store, job, self.settings.lease_seconds, claim_started, self.waker.wake, self._touch_quietly
         )
         run = JobRun(job, process, self.processes, self.store, self.settings, self.shutdown, self.waker, lease)
         outcome = run.supervise()
-        self._record(job, outcome, time.monotonic() - run.started)
+        self.jobs_run += 1
+        self._record(job, outcome, time.monotonic() - run.started, claim_next)
+
+    def _release_held(self) -> None:
+        """Give back a job claimed with the last outcome that will not run (a stop, no job process)."""
+        if self._held is not None:
+            job, _ = self._held
+            self._held = None
+            self._release(job)
 
     # -- recording -----------------------------------------------------------------------------
 
-    def _record(self, job: Job, outcome: Outcome, seconds: float) -> None:
+    def _record(self, job: Job, outcome: Outcome, seconds: float, claim_next: bool = False) -> None:
         ending = outcome.ending
-        if ending == Ending.SUCCEEDED:
-            self._finish(job, Status.PROCESSED, outcome, seconds, result=outcome.result)
-        elif ending == Ending.FAILED:
-            self._finish(job, Status.CRASHED, outcome, seconds, error=outcome.error)
-        elif ending == Ending.STOPPED:
-            assert outcome.target is not None
-            self._finish(job, outcome.target, outcome, seconds, error=outcome.error)
+        if ending in (Ending.SUCCEEDED, Ending.FAILED, Ending.STOPPED):
+            status = {Ending.SUCCEEDED: Status.PROCESSED, Ending.FAILED: Status.CRASHED}.get(ending, outcome.target)
+            assert status is not None
+            if not (claim_next and self._finish_and_claim(job, status, outcome, seconds)):
+                self._finish(job, status, outcome, seconds, result=outcome.result, error=outcome.error)
         elif ending == Ending.RELEASED:
             self._release(job)
         elif ending == Ending.RENEWAL_FAILED:
@@ -125,6 +151,35 @@ class Consumer:
             self.database_ok = False
         else:  # LEASE_LOST: the job is someone else's now; ABANDONED: rescue will take it
             event(log, "not_recorded", job.id, reason=ending.value)
+
+    def _finish_and_claim(self, job: Job, status: Status, outcome: Outcome, seconds: float) -> bool:
+        """Record the outcome and claim the next job in one transaction, when the next can start
+        at once; False when it was not tried or failed (then nothing was recorded or claimed)."""
+        if self.shutdown.requested or not self.database_ok or time.monotonic() >= self._next_rescue:
+            return False  # (rescue is due: run_once does it before its own claim)
+        if not self.processes.spare_ready(SPARE_CHAIN_WAIT):
+            return False
+        claim_started = time.monotonic()
+        try:
+            done, claimed = self.store.finish_and_claim(
+                job.id,
+                status,
+                lease_id=job.lease_id,
+                worker_id=self.worker_id,
+                result=outcome.result,
+                error=outcome.error,
+                queue=self.queue,
+                lease_seconds=self.settings.lease_seconds,
+            )
+        except PQError:
+            return False  # update_status alone, with its retries and its answers to each error
+        self._database_retry = DATABASE_RETRY_MIN
+        self._finished(done, seconds)
+        if claimed is not None:
+            self._held = (claimed, claim_started)
+            attempt = f"{claimed.attempts}/{claimed.max_attempts}"
+            event(log, "claimed", claimed.id, attempt=attempt, lease=claimed.lease_id, queue=claimed.queue)
+        return True
 
     def _finish(
         self,
@@ -158,10 +213,13 @@ class Consumer:
                 # The result itself was refused (the database would not store it): the attempt failed.
                 status, result, error = Status.CRASHED, None, f"ResultNotStored: {exc}"
                 continue
-            self._log_finished(done, seconds)
-            if done.status in FINAL:
-                self.on_final()
+            self._finished(done, seconds)
             return
+
+    def _finished(self, done: Job, seconds: float) -> None:
+        self._log_finished(done, seconds)
+        if done.status in FINAL:
+            self.on_final()
 
     def _log_finished(self, done: Job, seconds: float) -> None:
         fields: dict[str, object] = {"status": done.status.value, "seconds": round(seconds, 3)}
@@ -186,19 +244,22 @@ class Consumer:
 
     def run(self, *, drain: bool = False, once: bool = False) -> None:
         """Work until asked to stop; with drain, until nothing is claimable; with once, one job."""
-        while not self.shutdown.requested:
-            step = self.run_once()
-            if step == Step.RAN:
-                if once:
-                    return
-                continue
-            if step == Step.IDLE:
-                if drain or once:
-                    event(log, "drained", jobs=self.jobs_run)
-                    return
-                self._idle()
-            elif step == Step.UNAVAILABLE:
-                self._pause(self._database_retry)
+        try:
+            while not self.shutdown.requested:
+                step = self.run_once(claim_next=not once)
+                if step == Step.RAN:
+                    if once:
+                        return
+                    continue
+                if step == Step.IDLE:
+                    if drain or once:
+                        event(log, "drained", jobs=self.jobs_run)
+                        return
+                    self._idle()
+                elif step == Step.UNAVAILABLE:
+                    self._pause(self._database_retry)
+        finally:
+            self._release_held()  # a stop came after the last outcome's transaction claimed it
 
     def _idle(self) -> None:
         """Between jobs: purge if due, say we are alive, and wait for work (not a fixed tick)."""

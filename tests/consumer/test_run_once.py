@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -55,6 +56,46 @@ def test_run_once__claims_nothing_once_a_stop_is_requested(consumer: Consumer) -
     consumer.shutdown.request()
     assert consumer.run_once() == Step.STOPPING
     assert consumer.store.get_job(job_id).status == Status.UNPROCESSED
+
+
+def test_run_once__claim_next_records_and_claims_in_one_step_then_runs_the_held_job(consumer: Consumer) -> None:
+    q = consumer.store
+    first, second = q.put_item({"do": "ok", "value": 1}), q.put_item({"do": "ok", "value": 2})
+    assert consumer.run_once(claim_next=True) == Step.RAN
+    assert q.get_job(first).status == Status.PROCESSED
+    held = q.get_job(second)
+    assert held.status == Status.UNDER_PROCESS and held.worker_id == consumer.worker_id
+    assert consumer.run_once(claim_next=True) == Step.RAN  # runs it without claiming again
+    done = q.get_job(second)
+    assert done.status == Status.PROCESSED and done.attempts == 1 and done.result["echo"] == 2
+    assert consumer.run_once(claim_next=True) == Step.IDLE
+
+
+def test_run_once__stop_after_a_claim_next_gives_the_held_job_back_unspent(consumer: Consumer) -> None:
+    q = consumer.store
+    q.put_item({"do": "ok"})
+    second = q.put_item({"do": "ok"})
+    assert consumer.run_once(claim_next=True) == Step.RAN
+    assert q.get_job(second).status == Status.UNDER_PROCESS
+    consumer.shutdown.request()
+    assert consumer.run_once(claim_next=True) == Step.STOPPING
+    back = q.get_job(second)
+    assert back.status == Status.UNPROCESSED and back.attempts == 0
+
+
+def test_run_once__stop_during_a_job_records_its_outcome_and_claims_nothing(consumer: Consumer) -> None:
+    q = consumer.store
+    first = q.put_item({"do": "sleep", "seconds": 0.5})
+    second = q.put_item({"do": "ok"})
+    stop = threading.Timer(0.2, consumer.shutdown.request)  # while the first job runs (within its grace)
+    stop.start()
+    try:
+        assert consumer.run_once(claim_next=True) == Step.RAN
+    finally:
+        stop.cancel()
+    assert q.get_job(first).status == Status.PROCESSED
+    assert q.get_job(second).status == Status.UNPROCESSED and q.get_job(second).attempts == 0
+    assert consumer.run_once(claim_next=True) == Step.STOPPING
 
 
 def test_run__drain_returns_when_nothing_is_claimable(consumer: Consumer) -> None:
