@@ -119,6 +119,8 @@ class BodyGuard:
             return 422, f"the JSON body nests deeper than {self.max_depth} levels"
         except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer too long to read
             return 400, f"the body is not valid JSON: {exc}"
+        if surely_fine(body, self.max_depth):
+            return None
         problem = find_problem(document, self.max_depth)
         return (422, problem) if problem else None
 
@@ -152,6 +154,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 def _where(path: tuple[Any, ...]) -> str:
     text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
     return text.lstrip(".") or "the body"
+
+
+def surely_fine(body: bytes, max_depth: int) -> bool:
+    """True when the raw body cannot hold what find_problem looks for, so the walk can be skipped.
+
+    Without a backslash there are no escapes (`\\u0000`, `\\ud800`), and ASCII bytes decode to no
+    surrogate in any encoding json.loads accepts; a raw NUL is not valid JSON in a string. The
+    body cannot nest deeper than its number of brackets (those inside strings count too).
+    """
+    return body.isascii() and b"\\" not in body and body.count(b"[") + body.count(b"{") <= max_depth
 
 
 def find_problem(document: Any, max_depth: int) -> str | None:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pqueue
 from pqueue import InvalidInput, PersistentQ, Settings
@@ -14,7 +16,7 @@ from producer.__main__ import is_loopback, main, startup_problem
 from producer.backpressure import QueueFull, WaitingDepth
 from producer.demo import intake_url
 from producer.deps import check_callback_url
-from producer.guards import find_problem
+from producer.guards import find_problem, surely_fine
 
 
 @pytest.mark.parametrize(
@@ -68,6 +70,38 @@ def test_find_problem(document: object, problem: str | None) -> None:
     found = find_problem(document, 32)
 
     assert found == problem if problem is None else problem in (found or "")
+
+
+@pytest.mark.parametrize(
+    ("body", "fine"),
+    [
+        (b'{"payload": {"readings": [{"vendor": "acme", "value": 1}]}}', True),
+        (b"[" * 32 + b"]" * 32, True),
+        (b"[" * 33 + b"]" * 33, False),
+        (b'{"payload": "a\\u0000b"}', False),
+        ('{"payload": "caf\u00e9"}'.encode(), False),
+        ('{"payload": 1}'.encode("utf-16"), False),
+    ],
+    ids=["plain", "at the limit", "one past", "escape", "non-ASCII", "UTF-16"],
+)
+def test_surely_fine(body: bytes, fine: bool) -> None:
+    assert surely_fine(body, 32) is fine
+
+
+ANY_TEXT = st.text(st.characters(exclude_categories=()))  # lone surrogates and NUL too
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | ANY_TEXT,
+    lambda children: st.lists(children) | st.dictionaries(ANY_TEXT, children),
+    max_leaves=60,
+)
+
+
+@given(document=JSON_VALUES, ensure_ascii=st.booleans(), max_depth=st.integers(1, 8))
+def test_surely_fine__never_skips_a_problem(document: object, ensure_ascii: bool, max_depth: int) -> None:
+    body = json.dumps(document, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
+
+    if surely_fine(body, max_depth):
+        assert find_problem(json.loads(body), max_depth) is None
 
 
 @pytest.mark.parametrize(
