@@ -1,0 +1,73 @@
+"""The SQLite waiter: woken by another connection's commit, with inotify and without it."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pqueue.waiting import FileEvents, SQLiteWaiter
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "q.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE t (a INTEGER)")
+    return path
+
+
+def commit_later(path: Path, delay: float) -> threading.Timer:
+    """Another connection commits one row after `delay` seconds."""
+
+    def write() -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+
+    timer = threading.Timer(delay, write)
+    timer.start()
+    return timer
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+def test_file_events__report_the_database_and_its_wal_but_not_other_files(database: Path) -> None:
+    events = FileEvents.for_database(str(database))
+    assert events is not None
+    try:
+        (database.parent / "unrelated.log").write_text("x")
+        assert not events.wait(0.05)
+        with sqlite3.connect(database) as conn:
+            conn.execute("INSERT INTO t VALUES (1)")
+        assert events.wait(1.0)
+        assert not events.wait(0.0)  # drained
+    finally:
+        events.close()
+
+
+@pytest.mark.parametrize("inotify", [True, False], ids=["inotify", "polling"])
+def test_sqlite_waiter__wakes_for_another_connections_commit(database: Path, inotify: bool) -> None:
+    waiter = SQLiteWaiter(str(database))
+    if not inotify:
+        waiter._events_tried = True  # as where inotify is missing: the change counter is polled
+    committed = {"n": 0}
+
+    def ready() -> tuple[bool, float | None]:
+        with sqlite3.connect(database) as conn:
+            committed["n"] = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+        return committed["n"] > 0, None
+
+    try:
+        assert not waiter.wait(0.1, ready)
+        timer = commit_later(database, 0.2)
+        assert waiter.wait(10.0, ready)
+        timer.join()
+        assert committed["n"] == 1
+        assert (waiter._events is not None) == (inotify and sys.platform.startswith("linux"))
+    finally:
+        waiter.close()
