@@ -17,6 +17,7 @@ from producer.group_commit import GroupCommitter
 from producer.guards import BodyGuard, TokenGuard
 from producer.metrics import IntakeMetrics
 from producer.routes import jobs, ops, queues
+from producer.shortcut import SubmitShortcut
 
 DESCRIPTION = """\
 Submit requests for the licensed algorithm and follow them until their outcome.
@@ -59,7 +60,9 @@ def create_app(settings: Settings, store: PersistentQ | None = None) -> FastAPI:
     def count_rejection(reason: str) -> None:
         intake.metrics.rejected.labels(reason).inc()
 
-    # Added last = runs first: the token is checked before any body is read.
+    # Added last = runs first: the token is checked before any body is read, and both guards
+    # run before the shortcut hands POST /jobs to its endpoint.
+    app.add_middleware(SubmitShortcut, endpoint=jobs.submit_job)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, on_reject=count_rejection)
     app.add_middleware(TokenGuard, token=settings.api_token, on_reject=count_rejection)
     if settings.api_token:
