@@ -34,6 +34,8 @@ class SQLDialect:
     """The SQLite flavour; PostgresDialect overrides what differs."""
 
     name = "sqlite"
+    # Whether INSERT/UPDATE may run inside WITH (PostgreSQL): several steps in one round trip.
+    dml_in_cte = False
 
     def now(self, offset: timedelta) -> ColumnElement[Any]:
         """The database's clock (plus the test offset) as a Timestamp expression."""
@@ -76,6 +78,7 @@ class PostgresDialect(SQLDialect):
     """PostgreSQL: clock_timestamp(), intervals, advisory seat lock, NOTIFY."""
 
     name = "postgresql"
+    dml_in_cte = True
 
     def now(self, offset: timedelta) -> ColumnElement[Any]:
         # now() is frozen at the start of the transaction; leases need the real time.

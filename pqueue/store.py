@@ -27,6 +27,7 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    literal,
     literal_column,
     or_,
     select,
@@ -343,7 +344,13 @@ class PersistentQ(PersistentQInterface):
         # SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: an advisory lock per
         # queue, taken in its own statement, so the count below sees every committed claim.
         self.dialect.lock_seats(conn, queue, self.schema)
-        candidate = conn.execute(self._prepared("candidate", self._candidate_query), {"queue": queue}).first()
+        if self.dialect.dml_in_cte:
+            claimed = conn.execute(
+                self._prepared("claim_one", self._claim_statement),
+                {"w_queue": queue, "w_worker": worker_id, "w_lease_seconds": lease},
+            ).first()
+            return self._job(claimed) if claimed is not None else None
+        candidate = conn.execute(self._prepared("candidate", self._candidate_query), {"w_queue": queue}).first()
         if candidate is None:  # nothing due, the queue is paused, or every seat is taken
             return None
         params = {"w_id": candidate.id, "w_from": candidate.status, "w_worker": worker_id, "w_lease_seconds": lease}
@@ -354,7 +361,7 @@ class PersistentQ(PersistentQInterface):
 
     def candidate_query(self, queue: str) -> Any:
         """The claim's SELECT for one queue with its value inlined, for EXPLAIN in tests."""
-        return self._candidate_query().params(queue=queue)
+        return self._candidate_query().params(w_queue=queue)
 
     def _candidate_query(self) -> Any:
         """The next job in run order if the queue has a free seat and is not paused; walks the
@@ -365,38 +372,57 @@ class PersistentQ(PersistentQInterface):
         seat_free = case((and_(running < seats, paused == False), 1), else_=0)  # noqa: E712 - SQL
         return (
             select(jobs.c.id, jobs.c.status)
-            .where(jobs.c.queue == bindparam("queue"), _claimable(), jobs.c.run_after <= self._now)
+            .where(jobs.c.queue == bindparam("w_queue"), _claimable(), jobs.c.run_after <= self._now)
             .order_by(jobs.c.priority, jobs.c.id)
             .limit(seat_free)
             # PostgreSQL: skip rows an operator is changing right now instead of waiting.
             .with_for_update(skip_locked=True)
         )
 
+    def _claim_values(self) -> dict[str, Any]:
+        return {
+            "status": Status.UNDER_PROCESS.value,
+            "attempts": jobs.c.attempts + 1,
+            "lease_id": jobs.c.lease_id + 1,
+            "worker_id": bindparam("w_worker"),
+            "lease_expires_at": self.dialect.add_seconds(self._now, bindparam("w_lease_seconds", type_=Float())),
+            "started_at": self._now,
+            "finished_at": None,
+            "stop_request": None,
+            "stop_reason": None,
+        }
+
     def _claim_update(self) -> Any:
         return (
             update(jobs)
             .where(jobs.c.id == bindparam("w_id"), jobs.c.status == bindparam("w_from"))
-            .values(
-                status=Status.UNDER_PROCESS.value,
-                attempts=jobs.c.attempts + 1,
-                lease_id=jobs.c.lease_id + 1,
-                worker_id=bindparam("w_worker"),
-                lease_expires_at=self.dialect.add_seconds(self._now, bindparam("w_lease_seconds", type_=Float())),
-                started_at=self._now,
-                finished_at=None,
-                stop_request=None,
-                stop_reason=None,
-            )
+            .values(**self._claim_values())
             .returning(*jobs.c)
         )
 
+    def _claim_statement(self) -> Any:
+        """PostgreSQL: candidate, claim and its event row in one statement, one round trip to
+        the server instead of three (the claim's FOR UPDATE SKIP LOCKED holds the row)."""
+        candidate = self._candidate_query().cte("candidate")
+        claimed = (
+            update(jobs)
+            .where(jobs.c.id == candidate.c.id)
+            .values(**self._claim_values())
+            .returning(*jobs.c, candidate.c.status.label("from_status"))
+            .cte("claimed")
+        )
+        message = func.concat(
+            "attempt ", claimed.c.attempts, " of ", claimed.c.max_attempts, ", lease ", claimed.c.lease_id
+        )
+        return self._with_event(claimed, claimed.c.from_status, message)
+
     def _seat_query(self) -> Any:
-        """Seats, paused and running count of the queue bound as :queue."""
+        """Seats, paused and running count of the queue bound as :w_queue."""
         return select(*self._seat_expressions())
 
     def _seat_expressions(self) -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]]:
-        """(seats, paused, running) of the queue bound as :queue, as scalar SQL expressions."""
-        name: Any = bindparam("queue")
+        """(seats, paused, running) of the queue bound as :w_queue, as scalar SQL expressions."""
+        name: Any = bindparam("w_queue")
         settings = select(queues.c.seats, queues.c.paused).where(queues.c.name == name).subquery()
         running = (
             select(func.count())
@@ -490,11 +516,12 @@ class PersistentQ(PersistentQInterface):
     ) -> Job:
         if target == Status.PROCESSED:
             # The common case needs nothing from the row first: one fenced UPDATE, no locking read.
-            done = {"finished_at": self._now, "lease_expires_at": None, "result": result, "error": None}
-            row = self._update_job(conn, job_id, Status.UNDER_PROCESS, target, done, lease_id, must_match=False)
+            params = {"w_id": job_id, "w_lease": lease_id, "v_result": result}
+            row = conn.execute(self._prepared("processed", self._processed_statement), params).first()
             if row is None:
                 raise LeaseLost(job_id, lease_id, self._lock_job(conn, job_id).status)
-            self._event(conn, job_id, Status.UNDER_PROCESS, target, row.worker_id or "worker", "ok")
+            if not self.dialect.dml_in_cte:
+                self._event(conn, job_id, Status.UNDER_PROCESS, target, row.worker_id or "worker", "ok")
             return self._after_move(conn, row, wake)
         current = self._lock_job(conn, job_id)
         if current.status != Status.UNDER_PROCESS.value or current.lease_id != lease_id:
@@ -509,6 +536,37 @@ class PersistentQ(PersistentQInterface):
         row = self._update_job(conn, job_id, Status.UNDER_PROCESS, target, values, lease_id)
         self._event(conn, job_id, Status.UNDER_PROCESS, target, current.worker_id or "worker", _summary(error))
         return self._after_move(conn, row, wake)
+
+    def _processed_statement(self) -> Any:
+        """The fenced UPDATE to processed (with its event row on PostgreSQL)."""
+        moved = (
+            update(jobs)
+            .where(
+                jobs.c.id == bindparam("w_id"),
+                jobs.c.status == Status.UNDER_PROCESS.value,
+                jobs.c.lease_id == bindparam("w_lease"),
+            )
+            .values(
+                status=Status.PROCESSED.value,
+                result=bindparam("v_result", type_=jobs.c.result.type),
+                error=None,
+                finished_at=self._now,
+                lease_expires_at=None,
+            )
+            .returning(*jobs.c)
+        )
+        if not self.dialect.dml_in_cte:
+            return moved
+        return self._with_event(moved.cte("moved"), literal(Status.UNDER_PROCESS.value), literal("ok"))
+
+    def _with_event(self, moved: Any, from_status: ColumnElement[Any], message: ColumnElement[Any]) -> Any:
+        """PostgreSQL: the moved rows of a DML CTE, with their event rows written by the same
+        statement (one round trip instead of two)."""
+        actor = func.coalesce(moved.c.worker_id, "worker")
+        values = select(moved.c.id, from_status, moved.c.status, self._now, actor, message)
+        columns = ["job_id", "from_status", "to_status", "at", "actor", "message"]
+        event = events.insert().from_select(columns, values).cte("event")
+        return select(*(column for column in moved.c if column.name != "from_status")).add_cte(event)
 
     def release(self, job_id: int, lease_id: int, *, reason: str = "consumer shutting down") -> Job:
         def give_back(conn: Connection) -> Job:
@@ -575,11 +633,11 @@ class PersistentQ(PersistentQInterface):
         paused queue answers after one statement.
         """
         with self._read() as conn:
-            seats, paused, running = conn.execute(self._prepared("seats", self._seat_query), {"queue": queue}).one()
+            seats, paused, running = conn.execute(self._prepared("seats", self._seat_query), {"w_queue": queue}).one()
             if paused or running >= seats:
                 return False, None
             due = self._prepared("due", self._due_query)
-            if conn.execute(due, {"queue": queue}).first() is not None:
+            if conn.execute(due, {"w_queue": queue}).first() is not None:
                 return True, None
             # Only when nothing is due: this one reads every waiting job of the queue.
             waiting = and_(jobs.c.queue == queue, _claimable())
@@ -591,8 +649,8 @@ class PersistentQ(PersistentQInterface):
         return False, next_due
 
     def _due_query(self) -> Any:
-        """A job of :queue that could be claimed now (read-only: no row locks)."""
-        waiting = and_(jobs.c.queue == bindparam("queue"), _claimable())
+        """A job of :w_queue that could be claimed now (read-only: no row locks)."""
+        waiting = and_(jobs.c.queue == bindparam("w_queue"), _claimable())
         return select(jobs.c.id).where(waiting, jobs.c.run_after <= self._now).limit(1)
 
     # -- operators --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 import pqueue
 from pqueue import LeaseLost, PersistentQ, Settings, Status
+from pqueue.database import PING_IF_IDLE_SECONDS
 from tests.conftest import require_postgres
 from tests.db import workers
 from tests.db.test_multiprocess import drain, overrides_of
@@ -143,6 +144,19 @@ def test_server_restart__stale_worker_is_still_fenced(private_cluster: PrivateCl
     with pytest.raises(LeaseLost):
         store.update_status(job_id, "processed", lease_id=stale.lease_id, result="late")
     assert store.update_status(job_id, "processed", lease_id=fresh.lease_id, result="ok").result == "ok"
+    store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_server_restart__idle_pooled_connections_are_replaced_unseen(private_cluster: PrivateCluster) -> None:
+    store = pqueue.connect(settings=_private_settings(private_cluster), migrate=True)
+    store.put_item("x")
+    private_cluster.restart()
+    time.sleep(PING_IF_IDLE_SECONDS)
+    # No DatabaseBusy: the pooled connections died with the server, were pinged and replaced.
+    assert store.count_items() == 1
+    assert store.get_item("w") is not None
     store.close()
 
 
