@@ -63,6 +63,19 @@ class SQLDialect:
         """An INSERT that supports ON CONFLICT (on_conflict_do_nothing / do_update)."""
         return sqlite.insert(table)
 
+    def json_rows(self, array: ColumnElement[Any]) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
+        """A JSON array parameter as rows: (the FROM clause, its position column, its element column)."""
+        rows = func.json_each(array).table_valued("key", "value").alias("item")
+        return rows, rows.c.key, rows.c.value
+
+    def json_item(self, element: ColumnElement[Any], index: int) -> ColumnElement[Any]:
+        """Item `index` of a JSON array element, as an SQL scalar."""
+        return element.op("->>")(literal_column(str(int(index))))
+
+    def json_item_json(self, element: ColumnElement[Any], index: int) -> ColumnElement[Any]:
+        """Item `index` of a JSON array element, as JSON text (for a JSON column)."""
+        return element.op("->")(literal_column(str(int(index))))
+
     def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:
         """Serialise claimers of one queue; SQLite's BEGIN IMMEDIATE already holds the write lock."""
 
@@ -101,6 +114,11 @@ class PostgresDialect(SQLDialect):
 
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
+
+    def json_rows(self, array: ColumnElement[Any]) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
+        elements = func.jsonb_array_elements(cast(array, postgresql.JSONB()))
+        rows = elements.table_valued("value", with_ordinality="position").render_derived("item")
+        return rows, rows.c.position, rows.c.value
 
     def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:
         # A statement of its own: under READ COMMITTED the next statement takes a new snapshot,

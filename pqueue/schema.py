@@ -64,7 +64,7 @@ jobs = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("queue", String(200), nullable=False),
     Column("payload", Json, nullable=True),
-    Column("payload_hash", String(64), nullable=False),
+    Column("payload_hash", String(64), nullable=False),  # digest for idempotency keys; "" without one
     Column("status", String(32), nullable=False),
     Column("priority", Integer, nullable=False, server_default="0"),
     Column("attempts", Integer, nullable=False, server_default="0"),

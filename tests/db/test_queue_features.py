@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,44 @@ def test_batch_put__all_or_nothing(q: PersistentQ) -> None:
     assert q.count_items() == 1
     results = q.put_items([NewJob(i) for i in range(5)])
     assert [r.created for r in results] == [True] * 5 and q.count_items() == 6
+
+
+def test_batch_put__stores_every_field_and_payload_exactly_in_list_order(q: PersistentQ) -> None:
+    payloads: list[Any] = [
+        {"nested": {"list": [1, 2.5, None, True]}, "text": 'naïve ☃ "quoted" \\ back'},
+        "a plain string",
+        None,
+        [1, "two", {"three": 3}],
+        2**62,
+        {"big": -(2**70)},
+        0.1,
+        False,
+        {},
+    ]
+    jobs = [NewJob(p, priority=i - 4) for i, p in enumerate(payloads)]
+    jobs[2] = NewJob(None, queue="other", max_attempts=7, callback_url="http://127.0.0.1:9/cb")
+    jobs.insert(4, NewJob({"keyed": True}, idempotency_key="k"))
+    jobs.append(NewJob({"later": 1}, run_after_seconds=3600))
+    results = q.put_items(jobs, actor="batch")
+    ids = [r.id for r in results]
+    assert ids == sorted(ids) and len(set(ids)) == len(jobs)
+    for job, new_id in zip(jobs, ids, strict=True):
+        stored = q.get_job(new_id)
+        assert stored.payload == job.payload and type(stored.payload) is type(job.payload)
+        assert (stored.queue, stored.priority, stored.callback_url) == (
+            job.queue or "default",
+            job.priority,
+            job.callback_url,
+        )
+        assert stored.max_attempts == (job.max_attempts or 3)
+        assert [(e.to_status, e.actor) for e in q.events(new_id)] == [(Status.UNPROCESSED, "batch")]
+    assert q.get_job(ids[-1]).run_after > q.get_job(ids[0]).run_after
+
+
+def test_batch_put__names_the_job_whose_payload_cannot_be_stored(q: PersistentQ) -> None:
+    with pytest.raises(InvalidInput, match=r"jobs\[2\]\.payload"):
+        q.put_items([NewJob(1), NewJob(2), NewJob({"x": float("inf")}), NewJob(4)])
+    assert q.count_items() == 0
 
 
 def test_bad_input__changes_nothing(q: PersistentQ) -> None:
