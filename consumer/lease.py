@@ -3,11 +3,16 @@
 The supervising loop never waits for a renewal: it reads `valid_until`, measured on the monotonic
 clock from the moment the last successful renewal was *sent* (the database set the new expiry
 after that moment, so the local deadline is never later than the real one).
+
+The thread starts when the first renewal is due (`start_when_due`), not when the job starts: a
+job shorter than lease/3 costs no thread, and starting one (which waits for it to be scheduled)
+never delays the handoff between jobs.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -41,20 +46,40 @@ class LeaseKeeper(threading.Thread):
         self._touch = touch
         self._stopped = threading.Event()
         self._failing_since: float | None = None
+        self._first_renewal = time.monotonic() + self._pause()  # as if the thread started now
 
     @property
     def valid_until(self) -> float:
         """Monotonic moment after which the algorithm must no longer run: lease minus margin."""
         return self.renewed_at + self.lease_seconds - lease_margin(self.lease_seconds)
 
+    def start_when_due(self, now: float) -> float:
+        """Start renewing if the first renewal is due; when to ask again (inf once started)."""
+        if self.ident is None and now < self._first_renewal:
+            return self._first_renewal
+        self.start_now()
+        return math.inf
+
+    def start_now(self) -> None:
+        """Start renewing at once (from the supervising thread), unless started or stopped."""
+        if self.ident is None and not self._stopped.is_set():
+            self.start()
+
+    def touch(self) -> None:
+        """Say the consumer is alive (rate-limited by the consumer), for jobs that never renew."""
+        self._touch()
+
     def stop(self) -> None:
         """Stop renewing (the job is over); a renewal already in flight is left to finish."""
         self._stopped.set()
 
     def run(self) -> None:
-        while not self._stopped.wait(self._pause()):
+        # Started when the first renewal is due: renew first, then every pause.
+        pause = max(0.0, self._first_renewal - time.monotonic())
+        while not self._stopped.wait(pause):
             if not self._renew():
                 return
+            pause = self._pause()
 
     def _pause(self) -> float:
         """Every lease/3; sooner when half of what is left of the lease has gone (a slow claim),

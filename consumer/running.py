@@ -83,16 +83,16 @@ class JobRun:
     def supervise(self) -> Outcome:
         """Run the job to its end and return the outcome; the job process group is killed after.
 
-        The payload goes first: the lease thread (the lease counts from the claim), the next
-        spare's fork and the log line all come after the algorithm has started.
+        The payload goes first: the next spare's fork, the log line and the lease thread (when
+        its first renewal is due; the lease counts from the claim) all come after it.
         """
         try:
             sent = self._send_payload()
-            self.lease.start()
             if sent:
                 self.processes.fork_next()
                 attempt = f"{self.job.attempts}/{self.job.max_attempts}"
                 event(log, "running", self.job.id, pid=self.process.pid, attempt=attempt)
+                self.lease.touch()
             outcome = self._watch() if sent else self._died()
         finally:
             self.lease.stop()
@@ -117,7 +117,8 @@ class JobRun:
             ending = self._check(timeout_at)
             if ending is not None:
                 return ending
-            deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf]
+            renew_at = self.lease.start_when_due(time.monotonic())
+            deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf, renew_at]
             remaining = max(0.0, min(deadlines) - time.monotonic())
             wait([self.process.conn, self.waker.fileno(), *self.processes.handles()], remaining)
             self.processes.pump()
@@ -173,6 +174,7 @@ class JobRun:
 
     def _died(self) -> Outcome:
         """The job process ended without an answer: say how (exit code or signal)."""
+        self.lease.start_now()  # the wait below may outlast the first renewal
         deadline = time.monotonic() + EXIT_REPORT_TIMEOUT
         while not self.process.exited and self.processes.helper_alive and time.monotonic() < deadline:
             wait(self.processes.handles(), deadline - time.monotonic())
@@ -189,6 +191,7 @@ class JobRun:
         """SIGTERM the group, SIGKILL it after a short grace; the attempt fails."""
         timeout = self.settings.job_timeout
         event(log, "timeout", self.job.id, level=logging.WARNING, seconds=timeout, pid=self.process.pid)
+        self.lease.start_now()  # the wait below may outlast the first renewal
         self.processes.terminate(self.process)
         deadline = time.monotonic() + TERM_GRACE
         while not self.process.exited and time.monotonic() < min(deadline, self.lease.valid_until):

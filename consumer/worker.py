@@ -63,7 +63,7 @@ class Consumer:
         self.queue = queue or settings.queue
         self.waker = waker or Waker()
         self.shutdown = shutdown or Shutdown(self.waker)
-        self.on_final = on_final  # told when an outcome was recorded (callback delivery wakes up)
+        self.on_final = on_final  # told when an outcome queued a callback (delivery wakes up)
         self.database_ok = True
         self.jobs_run = 0
         self._next_rescue = 0.0
@@ -218,7 +218,7 @@ class Consumer:
 
     def _finished(self, done: Job, seconds: float) -> None:
         self._log_finished(done, seconds)
-        if done.status in FINAL:
+        if done.status in FINAL and done.callback_url:  # its callback was queued: deliver it now
             self.on_final()
 
     def _log_finished(self, done: Job, seconds: float) -> None:
