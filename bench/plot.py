@@ -1,3 +1,5 @@
+# mypy: disable-error-code="import-not-found", allow-untyped-decorators
+# (it runs in bench/.venv-peers; the project environment lacks these libraries)
 """Draws the PNG plots from results.json. Runs in bench/.venv-peers, which has matplotlib:
 `python -m bench.plot OUT_DIR` (reads OUT_DIR/results.json, writes OUT_DIR/plots/*.png)."""
 

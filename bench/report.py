@@ -233,8 +233,8 @@ def machine_section(results: dict[str, Any], plots: list[Path]) -> str:
 SECTIONS: list[tuple[str, Callable[[list[dict[str, Any]]], str], str]] = [
     ("SQLite: library beside the raw driver and the peers", throughput_table, ""),
     ("PostgreSQL: library beside the raw driver and the peers", throughput_table, ""),
-    ("Drain", throughput_table, "A backlog of no-op jobs drained by one worker; the pqueue library loop is the "
-     "`claim + complete` row above, repeated here."),
+    ("Drain", throughput_table, "A backlog of no-op jobs drained by one worker; the pqueue library loops are the "
+     "`claim + complete` rows above (two transactions per job, and one with finish_and_claim), repeated here."),
     ("Claim cost against table size", throughput_table, "Half the stored jobs are processed (3 event rows each), "
      "half wait (1 event row); claims take from the waiting half. Median ms per call within a run."),
     ("Several processes", process_table, "Library-level processes (spawned), each with its own connection. "
@@ -282,30 +282,48 @@ def child_process_cost(rows: list[dict[str, Any]]) -> str:
     lines = []
     for backend in ("sqlite", "postgresql"):
         consumer = next((r for r in rows if r["key"] == f"{backend}/consumer_drain" and r["runs"]), None)
-        loop = next((r for r in rows if r["key"] == f"{backend}/claim_complete/pqueue" and r["runs"]), None)
+        # The loop the consumer runs (finish_and_claim); an older results.json has only the two-commit one.
+        loop = next(
+            (
+                r
+                for key in (f"{backend}/finish_and_claim/pqueue", f"{backend}/claim_complete/pqueue")
+                for r in rows
+                if r["key"] == key and r["runs"]
+            ),
+            None,
+        )
         if consumer is None or loop is None:
             continue
         per_job = 1000 / statistics.median(consumer["runs"])
         per_claim = 1000 / statistics.median(loop["runs"])
-        lines.append([backend, f"{per_job:.2f}", f"{per_claim:.2f}", f"{per_job - per_claim:.2f}"])
+        name = "finish_and_claim" if "/finish_and_claim/" in loop["key"] else "get_item + update_status"
+        lines.append([backend, f"{per_job:.2f}", name, f"{per_claim:.2f}", f"{per_job - per_claim:.2f}"])
     if not lines:
         return ""
-    header = ["backend", "pq-consumer ms per job", "library claim + complete ms per job", "difference ms"]
+    header = ["backend", "pq-consumer ms per job", "library loop", "library loop ms per job", "difference ms"]
     return (
         "## Per-job overhead of the child process\n\nThe consumer's drain (no-op algorithm) against the library's "
-        "claim + complete loop on the same backend: the difference is what handing each job to a forked job "
-        "process (warm: forked while the previous job ran) and reading its answer costs, plus the lease thread "
-        "and the consumer's bookkeeping.\n\n" + table(header, lines)
+        "claim + complete loop on the same backend, the one that records an outcome and claims the next job in "
+        "one transaction (finish_and_claim) as pq-consumer does with a backlog: the difference is what handing "
+        "each job to a forked job process (warm: forked while the previous job ran) and reading its answer "
+        "costs, plus the lease thread and the consumer's bookkeeping.\n\n" + table(header, lines)
     )
 
 
+DRAIN_LOOPS = {
+    "postgresql/claim_complete/pqueue": "pqueue (postgresql), library loop: get_item + update_status, 1 seat",
+    "postgresql/finish_and_claim/pqueue": "pqueue (postgresql), library loop: get_item, then finish_and_claim, 1 seat",
+}
+
+
 def _drain_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    chosen = []
-    for r in rows:
-        if r["key"] == "postgresql/claim_complete/pqueue":
-            system = "pqueue (postgresql), library loop: get_item + update_status, 1 seat"
-            chosen.append({**r, "test": "drain a backlog of no-op jobs, one worker", "system": system})
-    return chosen
+    """The library loops' rows, renamed for the drain table (a results.json may lack either)."""
+    by_key = {r["key"]: r for r in rows}
+    return [
+        {**by_key[key], "test": "drain a backlog of no-op jobs, one worker", "system": system}
+        for key, system in DRAIN_LOOPS.items()
+        if key in by_key
+    ]
 
 
 def _plans(results: dict[str, Any]) -> str:
@@ -325,7 +343,7 @@ def _comparisons(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], str]]
     """(our row key, the peers' row keys, explanation key) for every test that has peers."""
     pairs = []
     for backend in ("sqlite", "postgresql"):
-        for test in ("put_one", "put_batch", "claim_complete"):
+        for test in ("put_one", "put_batch", "claim_complete", "finish_and_claim"):
             peers = [
                 r["key"]
                 for r in rows
@@ -335,7 +353,14 @@ def _comparisons(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], str]]
     drains = [r["key"] for r in rows if r["key"].startswith("postgresql/drain")]
     pairs.append(("postgresql/consumer_drain", drains, "drain"))
     pairs.append(("postgresql/claim_complete/pqueue", drains, "drain_library"))
+    pairs.append(("postgresql/finish_and_claim/pqueue", drains, "drain_library_one_transaction"))
     return pairs
+
+
+BEHIND_TITLES = {
+    "drain_library": "drain a backlog (library loop, get_item + update_status)",
+    "drain_library_one_transaction": "drain a backlog (library loop, finish_and_claim)",
+}
 
 
 def behind(rows: list[dict[str, Any]]) -> str:
@@ -355,7 +380,7 @@ def behind(rows: list[dict[str, Any]]) -> str:
             if other is not None and statistics.median(other["runs"]) > ours_median:
                 faster.append(f"{other['system']} {statistics.median(other['runs']) / ours_median:.1f}×")
         if faster:
-            title = "drain a backlog (library loop)" if reason == "drain_library" else ours["test"]
+            title = BEHIND_TITLES.get(reason, ours["test"])
             lines.append(
                 f"- **{title}** ({ours['system']}, {ours_key.split('/')[0]}): faster are "
                 + "; ".join(faster)

@@ -17,6 +17,7 @@ TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 PUT_ONE = "put, 1 job per transaction"
 PUT_BATCH = "batch put, 1,000 jobs per transaction"
 CLAIM = "claim + complete (with event rows)"
+FINISH_AND_CLAIM = "claim + complete in one transaction per job (finish_and_claim, with event rows)"
 DRAIN = "drain a backlog of no-op jobs, one worker"
 
 
@@ -56,7 +57,8 @@ def raw_version(backend: str) -> str:
 
 
 def library_tables(config: Config, databases: Databases, version: str, peers: Path | None) -> list[Row]:
-    """put one, batch put, claim + complete, and the PostgreSQL peers' drain, interleaved per test."""
+    """put one, batch put, claim + complete (two transactions per job, then one), and the PostgreSQL peers'
+    drain, interleaved per test."""
     rows: list[Row] = []
     for backend in config.backends:
         section = f"{TITLES[backend]}: library beside the raw driver and the peers"
@@ -67,6 +69,8 @@ def library_tables(config: Config, databases: Databases, version: str, peers: Pa
              (raw.sqlite_put_batch if backend == "sqlite" else raw.pg_put_batch)(databases, config.n_batch)),
             ("claim_complete", CLAIM, config.n, library.claim_complete(databases, backend, config.n),
              (raw.sqlite_claim_complete if backend == "sqlite" else raw.pg_claim_complete)(databases, config.n)),
+            ("finish_and_claim", FINISH_AND_CLAIM, config.n, library.finish_and_claim(databases, backend, config.n),
+             (raw.sqlite_finish_and_claim if backend == "sqlite" else raw.pg_finish_and_claim)(databases, config.n)),
         ]  # fmt: skip
         for test_key, test, n, ours, limit in tests:
             ours_row = _pqueue_row(f"{backend}/{test_key}/pqueue", section, test, backend, version, n)
@@ -87,7 +91,7 @@ def _peer_cases(
         return []
     systems = SQLITE_PEERS if backend == "sqlite" else POSTGRES_PEERS
     supported = {"put_one": True, "put_batch": backend == "postgresql", "claim_complete": backend == "sqlite"}
-    if not supported[key]:
+    if not supported.get(key, False):
         return []
     cases = []
     for system in systems:

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="import-not-found", allow-untyped-decorators
+# (it runs in bench/.venv-peers; the project environment lacks these libraries)
 """procrastinate and PGQueuer: puts, batch puts, and a worker draining a backlog of no-op jobs."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="import-not-found", allow-untyped-decorators
+# (it runs in bench/.venv-peers; the project environment lacks these libraries)
 """persist-queue's SQLiteAckQueue, huey's SqliteHuey and litequeue, at synchronous=FULL like pqueue."""
 
 from __future__ import annotations

@@ -13,7 +13,11 @@ from tests.support import REPO
 
 TABLE_SIZES = (1_000, 10_000, 100_000)  # --quick
 EXPECTED_KEYS = [
-    *(f"sqlite/{test}/{system}" for test in ("put_one", "put_batch", "claim_complete") for system in ("pqueue", "raw")),
+    *(
+        f"sqlite/{test}/{system}"
+        for test in ("put_one", "put_batch", "claim_complete", "finish_and_claim")
+        for system in ("pqueue", "raw")
+    ),
     *(f"sqlite/size_{kind}/{size}" for kind in ("claim", "both") for size in TABLE_SIZES),
     "sqlite/mixed",
     "sqlite/dispatch",
