@@ -43,7 +43,12 @@ class JobProcess:
 
 
 class AlgorithmProcesses:
-    """Starts the helper, keeps a spare job process ready, and kills job process groups."""
+    """Starts the helper, keeps spare job processes ready, and kills job process groups.
+
+    One spare is kept; `spares_wanted = 2` (set by the consumer while jobs come back to back)
+    has the next one forked while the current one is still waiting, so a short job never waits
+    for a fork.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -51,8 +56,9 @@ class AlgorithmProcesses:
         self._lifeline_reader, self._lifeline_writer = os.pipe()
         self._helper: subprocess.Popen[bytes] | None = None
         self._commands: Connection | None = None
-        self._spare: JobProcess | None = None
-        self._fork_pending = False
+        self._spares: list[JobProcess] = []  # oldest first; ready or not yet
+        self._forks_pending = 0
+        self.spares_wanted = 1
         self._children: dict[int, JobProcess] = {}
         self._retired: list[JobProcess] = []  # killed after answering; reaped before the next job
 
@@ -82,7 +88,7 @@ class AlgorithmProcesses:
         theirs.close()
         self._commands = Connection(ours.detach())
         self._commands.send(("start", self.settings.algorithm, self.settings.model_dump_json()))
-        self._spare, self._fork_pending = None, False
+        self._spares, self._forks_pending = [], 0
 
     def wait_ready(self, timeout: float = HELPER_START_TIMEOUT) -> None:
         """Block until the helper has imported the algorithm; AlgorithmUnavailable if it cannot."""
@@ -131,13 +137,14 @@ class AlgorithmProcesses:
             fd = reduction.recv_handle(self._commands)
             process = JobProcess(pid=message[1], conn=Connection(fd))
             self._children[process.pid] = process
-            self._spare, self._fork_pending = process, False
+            self._spares.append(process)
+            self._forks_pending = max(0, self._forks_pending - 1)
         elif kind == "exited":
             child = self._children.pop(message[1], None)
             if child is not None:
                 child.wait_status = message[2]
         elif kind == "fork_failed":
-            self._fork_pending = False
+            self._forks_pending = max(0, self._forks_pending - 1)
             event(log, "fork_failed", level=logging.WARNING, error=message[1])
 
     # -- job processes -------------------------------------------------------------------------
@@ -148,20 +155,39 @@ class AlgorithmProcesses:
         while True:
             if not self.helper_alive:
                 self._restart_helper()
-            self.pump()
-            if self._spare is not None and self._spare.exited:
-                self.discard(self._spare)  # whatever it left in its group goes too
-                self._spare = None
-            if self._spare is not None and self._check_ready(self._spare):
+            if self._ready_spare() is not None:
                 return True
-            if self._spare is None and not self._fork_pending:
-                assert self._commands is not None
-                self._commands.send("fork")
-                self._fork_pending = True
+            self.fork_next()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            wait([*self.handles(), *([self._spare.conn] if self._spare is not None else [])], remaining)
+            wait([*self.handles(), *(spare.conn for spare in self._spares)], remaining)
+
+    def spare_ready(self, timeout: float) -> bool:
+        """True when a spare is (or within the timeout becomes) ready; never restarts the helper.
+
+        The consumer asks this before claiming the next job in the transaction that records the
+        last one's outcome: a claim must never wait for a job process.
+        """
+        deadline = time.monotonic() + timeout
+        while self.helper_alive:
+            if self._ready_spare() is not None:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not (self._spares or self._forks_pending):
+                return False
+            wait([*self.handles(), *(spare.conn for spare in self._spares)], remaining)
+        return False
+
+    def _ready_spare(self) -> JobProcess | None:
+        """The oldest ready spare, after reading the helper's news and dropping dead spares."""
+        self.pump()
+        for spare in list(self._spares):
+            if spare.exited:
+                self._drop(spare)
+            elif self._check_ready(spare):
+                return spare
+        return None
 
     def _check_ready(self, spare: JobProcess) -> bool:
         if spare.ready:
@@ -171,51 +197,39 @@ class AlgorithmProcesses:
                 spare.conn.recv()  # ("ready", pid): its group, death signal and watchdog are set up
                 spare.ready = True
         except (EOFError, OSError):
-            self.discard(spare)
-            self._spare = None
+            self._drop(spare)
         return spare.ready
 
-    def spare_ready(self, timeout: float) -> bool:
-        """True when the spare is (or within the timeout becomes) ready; never restarts the helper.
-
-        The consumer asks this before claiming the next job in the transaction that records the
-        last one's outcome: a claim must never wait for a job process.
-        """
-        deadline = time.monotonic() + timeout
-        while self.helper_alive:
-            self.pump()
-            spare = self._spare
-            if spare is not None and not spare.exited and self._check_ready(spare):
-                return True
-            if spare is None and not self._fork_pending:
-                return False
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            wait([*self.handles(), *([spare.conn] if spare is not None else [])], remaining)
-        return False
+    def _drop(self, spare: JobProcess) -> None:
+        """A spare that died before its job: kill whatever it left in its group."""
+        self._spares.remove(spare)
+        self.discard(spare)
 
     def take_spare(self) -> JobProcess:
-        """Hand the ready spare to a job; the one before it must be gone first (see retire).
+        """Hand the oldest ready spare to a job; the one before it must be gone first (see retire).
 
         The next spare is forked only once the job has its payload (fork_next): forking first
         would make the helper compete for the CPU with the job that is about to start.
         """
-        spare = self._spare
-        assert spare is not None and spare.ready
-        self._spare = None
+        spare = next(spare for spare in self._spares if spare.ready)
+        self._spares.remove(spare)
         self._reap_retired()
         return spare
 
     def fork_next(self) -> None:
-        """Ask the helper for the next spare (while the job that just started runs)."""
+        """Ask the helper for spares up to `spares_wanted` (while the job that just started runs)."""
         assert self._commands is not None
-        if self._spare is None and not self._fork_pending:
+        while len(self._spares) + self._forks_pending < self.spares_wanted:
             try:
                 self._commands.send("fork")
             except OSError:  # the helper is gone: ensure_spare starts another before the next claim
                 return
-            self._fork_pending = True
+            self._forks_pending += 1
+
+    def trim_spares(self) -> None:
+        """Keep only `spares_wanted` spares (the consumer went idle): the newest extra ones go."""
+        while len(self._spares) > max(1, self.spares_wanted):
+            self.retire(self._spares.pop())
 
     def terminate(self, process: JobProcess) -> None:
         """SIGTERM the job's whole process group (the timeout's polite first step)."""
@@ -267,6 +281,7 @@ class AlgorithmProcesses:
 
     def _kill_children(self) -> None:
         self._retired.clear()
+        self._spares, self._forks_pending = [], 0
         for child in list(self._children.values()):
             kill_group(child.pid)
             kill_process(child.pid)

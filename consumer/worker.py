@@ -177,6 +177,7 @@ class Consumer:
         self._finished(done, seconds)
         if claimed is not None:
             self._held = (claimed, claim_started)
+            self.processes.spares_wanted = 2  # jobs come back to back: fork ahead of them
             attempt = f"{claimed.attempts}/{claimed.max_attempts}"
             event(log, "claimed", claimed.id, attempt=attempt, lease=claimed.lease_id, queue=claimed.queue)
         return True
@@ -263,6 +264,8 @@ class Consumer:
 
     def _idle(self) -> None:
         """Between jobs: purge if due, say we are alive, and wait for work (not a fixed tick)."""
+        self.processes.spares_wanted = 1
+        self.processes.trim_spares()
         self._purge_if_due()
         self._touch_quietly()
         now = time.monotonic()

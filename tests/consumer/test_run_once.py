@@ -12,6 +12,7 @@ from consumer.loading import AlgorithmUnavailable
 from consumer.pool import AlgorithmProcesses
 from consumer.worker import Consumer, Step
 from pqueue import PersistentQ, Settings, Status, load_settings
+from tests.support import pid_alive, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -120,3 +121,23 @@ def test_helper__says_why_the_algorithm_cannot_be_loaded(algorithm: str, message
             processes.wait_ready()
     finally:
         processes.close()
+
+
+def test_processes__fork_ahead_while_busy_and_trim_when_idle(consumer: Consumer) -> None:
+    processes = consumer.processes
+    processes.spares_wanted = 2
+    assert processes.ensure_spare(30)
+    processes.fork_next()  # what a job's start does: fork up to the number wanted
+
+    def both_ready() -> bool:
+        processes.pump()
+        return len(processes._spares) == 2 and all(processes._check_ready(spare) for spare in processes._spares)
+
+    wait_until(both_ready)
+    first, second = processes._spares
+    processes.spares_wanted = 1
+    processes.trim_spares()
+    assert processes._spares == [first]
+    assert processes.take_spare() is first
+    assert second.exited and not pid_alive(second.pid)  # the extra spare was killed and reaped
+    processes.discard(first)
