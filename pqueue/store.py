@@ -415,34 +415,50 @@ class PersistentQ(PersistentQInterface):
                 {"w_queue": queue, "w_worker": worker_id, "w_lease_seconds": lease},
             ).first()
             return self._job(claimed) if claimed is not None else None
-        candidate = conn.execute(self._prepared("candidate", self._candidate_query), {"w_queue": queue}).first()
-        if candidate is None:  # nothing due, the queue is paused, or every seat is taken
+        statement = self._prepared("claim_event", self._claim_event_statement)
+        picked = conn.execute(statement, {"w_queue": queue, "w_worker": worker_id}).first()
+        if picked is None:  # nothing due, the queue is paused, or every seat is taken
             return None
-        params = {"w_id": candidate.id, "w_from": candidate.status, "w_worker": worker_id, "w_lease_seconds": lease}
-        row = conn.execute(self._prepared("claim", self._claim_update), params).one()
-        message = f"attempt {row.attempts} of {row.max_attempts}, lease {row.lease_id}"
-        self._event(conn, row.id, Status(candidate.status), Status.UNDER_PROCESS, worker_id, message)
-        return self._job(row)
+        params = {"w_id": picked.job_id, "w_from": picked.from_status, "w_worker": worker_id, "w_lease_seconds": lease}
+        return self._job(conn.execute(self._prepared("claim", self._claim_update), params).one())
 
     def candidate_query(self, queue: str) -> Any:
         """The claim's SELECT for one queue with its value inlined, for EXPLAIN in tests."""
         return self._candidate_query().params(w_queue=queue)
 
     def _candidate_query(self) -> Any:
-        """The next job in run order if the queue has a free seat and is not paused; walks the
-        partial claim index (a test guards the plan). The seat check is part of this statement:
-        one statement fewer per claim, and it reads the same snapshot as the candidate."""
+        # PostgreSQL: skip rows an operator is changing right now instead of waiting.
+        return self._pick(jobs.c.id, jobs.c.status).with_for_update(skip_locked=True)
+
+    def _pick(self, *columns: ColumnElement[Any]) -> Any:
+        """The next job of :w_queue in run order if the queue has a free seat and is not paused;
+        walks the partial claim index (a test guards the plan). The seat check is part of this
+        statement: one statement fewer per claim, and it reads the same snapshot as the candidate."""
         seats, paused, running = self._seat_expressions()
         # LIMIT 0 when no seat is free: a condition in WHERE would be tested on every waiting row.
         seat_free = case((and_(running < seats, paused == False), 1), else_=0)  # noqa: E712 - SQL
         return (
-            select(jobs.c.id, jobs.c.status)
+            select(*columns)
             .where(jobs.c.queue == bindparam("w_queue"), _claimable(), jobs.c.run_after <= self._now)
             .order_by(jobs.c.priority, jobs.c.id)
             .limit(seat_free)
-            # PostgreSQL: skip rows an operator is changing right now instead of waiting.
-            .with_for_update(skip_locked=True)
         )
+
+    def _claim_event_statement(self) -> Any:
+        """SQLite: the claim's event row, written by the statement that picks the job (it returns
+        the job's id and status), so a claim is two statements: this and the fenced UPDATE."""
+        message = (
+            literal("attempt ", SQLText())
+            + cast(jobs.c.attempts + 1, SQLText())
+            + " of "
+            + cast(jobs.c.max_attempts, SQLText())
+            + ", lease "
+            + cast(jobs.c.lease_id + 1, SQLText())
+        )
+        under_process = literal(Status.UNDER_PROCESS.value)
+        picked = self._pick(jobs.c.id, jobs.c.status, under_process, self._now, bindparam("w_worker"), message)
+        columns = ["job_id", "from_status", "to_status", "at", "actor", "message"]
+        return events.insert().from_select(columns, picked).returning(events.c.job_id, events.c.from_status)
 
     def _claim_values(self) -> dict[str, Any]:
         return {
