@@ -1,15 +1,19 @@
-"""The SQLite waiter: woken by another connection's commit, with inotify and without it."""
+"""The waiters: SQLite woken by another connection's commit (inotify or polling); PostgreSQL by NOTIFY."""
 
 from __future__ import annotations
 
 import sqlite3
 import sys
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
-from pqueue.waiting import FileEvents, SQLiteWaiter
+from pqueue.waiting import FileEvents, PostgresWaiter, SQLiteWaiter
+from tests.conftest import require_postgres
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,5 +73,42 @@ def test_sqlite_waiter__wakes_for_another_connections_commit(database: Path, ino
         timer.join()
         assert committed["n"] == 1
         assert (waiter._events is not None) == (inotify and sys.platform.startswith("linux"))
+    finally:
+        waiter.close()
+
+
+def test_postgres_waiter__a_lone_notification_is_work_a_busy_stream_is_checked() -> None:
+    import psycopg
+
+    conninfo = make_url(require_postgres()).set(drivername="postgresql").render_as_string(hide_password=False)
+    channel = f"pq_test_{uuid.uuid4().hex[:12]}"
+    waiter = PostgresWaiter(conninfo, channel)
+    checks: list[float] = []
+
+    def never_ready() -> tuple[bool, float | None]:
+        checks.append(time.monotonic())
+        return False, None
+
+    def notify_later(delay: float) -> threading.Timer:
+        def send() -> None:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute("SELECT pg_notify(%s, 'default')", (channel,))
+
+        timer = threading.Timer(delay, send)
+        timer.start()
+        return timer
+
+    try:
+        assert not waiter.wait(0.05, never_ready)  # connects and listens
+        time.sleep(PostgresWaiter.QUIET)
+        timer = notify_later(0.1)
+        assert waiter.wait(5.0, never_ready)  # after a quiet spell: claim without asking
+        timer.join()
+        checks.clear()
+        waiter.QUIET = 60.0  # so the next one surely counts as straight after (a loaded machine is slow)
+        timer = notify_later(0.02)  # a second one straight after: the ready check decides
+        assert not waiter.wait(0.5, never_ready)
+        timer.join()
+        assert len(checks) >= 2  # once on entry, once more for the notification
     finally:
         waiter.close()
