@@ -16,11 +16,11 @@ EXPLANATIONS = {
     "put_batch": "pqueue writes one event row per job beside the job; a batch of jobs without an idempotency "
     "key goes to the database as one JSON array, unpacked by one INSERT … SELECT for the jobs and one for the "
     "events (no payload digest: it only serves idempotency keys).",
-    "claim_complete": "A pqueue claim is one transaction that counts the queue's running jobs against its seats "
+    "claim_complete": "A pqueue claim is one transaction that checks the queue's running jobs against its seats "
     "(the licence), picks the next job by priority and id, updates it with a new lease and writes an event row; "
-    "completing locks the job, checks the lease (fencing), updates it and writes another event row. huey "
-    "deletes the row on dequeue (at-most-once, no lease, no history), persist-queue and litequeue flip a status "
-    "column without a lease, seat count or event log.",
+    "completing is a fenced update (status and lease) and another event row. huey deletes the row on dequeue "
+    "(at-most-once, no lease, no history), persist-queue and litequeue flip a status column without a lease, "
+    "seat count or event log.",
     "drain_library": "This library loop (get_item + update_status) commits every claim and every outcome (two "
     "transactions per job, each waiting for its fsync) and writes two event rows; PGQueuer without a cap "
     "dequeues jobs in batches and buffers their completion logs, procrastinate runs the task in the worker's "
@@ -118,10 +118,12 @@ def _license(backend: str) -> Check:
 # Why a target can be missed, whenever it is (keyed by the target's first words).
 MISSED = {
     "SQLite: claim + complete": "Both loops wait for two durable commits per job; the rest of pqueue's time is "
-    "Python: nine statements per job through SQLAlchemy Core (the seat count, the candidate, the claim, an event "
-    "row; locking the job, the fenced update, another event row), row objects and the retry wrapper. That costs "
-    "about 0.15–0.2 ms per statement on this CPU, against microseconds for the raw driver, and it grows when "
-    "the CPU is contended while the fsync does not.",
+    "Python: four statements and two transactions per job through SQLAlchemy Core and its connection pool (the "
+    "pick, which checks the seats and writes the claim's event row; the fenced claim UPDATE; the fenced "
+    "outcome UPDATE; its event row), the full job row turned into a Job each time, and the retry wrapper. "
+    "That costs about 0.1 ms per statement on this CPU against microseconds for the raw driver, and it grows "
+    "when the CPU is contended while the fsync does not. finish_and_claim (the consumer's loop) saves one "
+    "commit per job: see its row.",
     "SQLite: batch put": "The raw sqlite3 row of the same test is the ceiling on this machine: each job is a "
     "JSON payload plus an event row, and SQLite itself inserts both rows with their indexes (the raw driver "
     "sends the batch as one JSON array too). pqueue's own share is serialising the batch and running its two "
@@ -134,9 +136,10 @@ MISSED = {
     "check, the claim's transaction (advisory lock, seat count, update, event row, commit with fsync: "
     "{fsync:.1f} ms here) and the handoff to the warm job process, each waiting for a CPU when the machine is "
     "loaded.",
-    "HTTP intake": "One uvicorn worker process serves every request: JSON parsing and validation (pydantic), "
-    "FastAPI's threadpool hop for the blocking store call, and the group commit (one transaction for the "
-    "submissions waiting at that moment, so one fsync serves many requests). CPU, not the disk, bounds it.",
+    "HTTP intake": "One uvicorn worker process serves every request on its event loop: the token and body "
+    "guards, JSON parsing and validation (pydantic), then the group commit (one transaction for the submissions "
+    "waiting at that moment, so one fsync serves many requests); the load generator and the idle consumer share "
+    "the same two CPUs. CPU, not the disk, bounds it.",
     "Licence utilisation": "Between two runs the consumer reads the result from the job process, records "
     "the outcome and claims the next job in one write transaction (finish_and_claim: {fsync:.1f} ms of fsync "
     "here, the rest is CPU: SQLAlchemy, the seat count, two event rows), then hands the payload to the warm job "
