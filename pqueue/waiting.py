@@ -25,14 +25,19 @@ ReadyCheck = Callable[[], tuple[bool, float | None]]
 class Waiter:
     """Blocks until the database changed in a way that may make work claimable."""
 
+    QUIET = 0.1  # seconds without a change after which the next change is taken at its word
+    _last_wake = -math.inf
+    _lone = False  # the last wake-up was a change after a quiet spell
+
     def wait(self, timeout: float, ready: ReadyCheck) -> bool:
         """Return True as soon as a claim could succeed, False after the timeout.
 
         Every change wakes the waiter, but it returns only when the read-only ready check
         says a job is due and a seat is free: idle consumers of a busy single-seat queue must
-        not queue up for the write lock just to find the seat taken. A waiter that can tell a
-        lone wake-up in a quiet database (`_wake_is_work`) returns at once instead: then the
-        claim itself is the check, and the job starts one check sooner.
+        not queue up for the write lock just to find the seat taken. But a change after QUIET
+        seconds without one (a job put into a quiet system) returns at once: the claim itself
+        is the check, and the job starts one check sooner; a claim that finds nothing costs
+        one short transaction, and changes that come faster (a busy queue) are checked first.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -55,9 +60,16 @@ class Waiter:
     def _block_until(self, deadline: float) -> bool:
         raise NotImplementedError
 
+    def _woken(self) -> None:
+        """Note a change seen while blocked (a subclass calls this)."""
+        now = time.monotonic()
+        self._lone = now - self._last_wake >= self.QUIET
+        self._last_wake = now
+
     def _wake_is_work(self) -> bool:
         """True when the last wake-up is worth a claim without the ready check."""
-        return False
+        lone, self._lone = self._lone, False
+        return lone
 
     def close(self) -> None:
         """Release what the waiter holds."""
@@ -106,6 +118,7 @@ class SQLiteWaiter(Waiter):
         if self._data_version() == self._version:
             return False
         self._last_change = time.monotonic()
+        self._woken()
         return True
 
     def _block_until(self, deadline: float) -> bool:
@@ -218,22 +231,17 @@ class FileEvents:
 class PostgresWaiter(Waiter):
     """LISTENs on a dedicated connection (a pooled one would drop the LISTEN with its session).
 
-    A notification after QUIET seconds without one (a job put into a quiet system) is taken at
-    its word: the consumer claims at once, and a claim that finds nothing costs one short
-    transaction. Notifications that come faster (a busy queue: every outcome and every put
-    sends one) go through the read-only ready check, so idle consumers do not take the seat
-    lock again and again while another consumer's jobs run back to back.
+    Every outcome and every put sends a notification: a stream of them means a busy queue,
+    whose idle consumers go through the ready check rather than take the seat lock again and
+    again (see Waiter.wait).
     """
 
     FALLBACK_POLL = 1.0  # a missed notification costs at most this much
-    QUIET = 0.1  # seconds without a notification after which the next one is trusted
 
     def __init__(self, conninfo: str, channel: str) -> None:
         self._conninfo = conninfo
         self._channel = channel
         self._conn: Any = None
-        self._last_notified = -math.inf
-        self._lone = False  # the last wake-up was a notification after a quiet spell
 
     def _arm(self) -> None:
         try:
@@ -244,7 +252,7 @@ class PostgresWaiter(Waiter):
                 self._conn.execute(f'LISTEN "{self._channel}"')
             # Drop notifications that arrived before this wait; the ready check covers them.
             for _ in self._conn.notifies(timeout=0):
-                self._last_notified = time.monotonic()  # they still say the database is busy
+                self._last_wake = time.monotonic()  # they still say the database is busy
         except Exception as exc:  # noqa: BLE001 - any failure means: fall back to polling
             log.warning("LISTEN connection lost (%s); polling until it is back", exc)
             self.close()
@@ -256,18 +264,12 @@ class PostgresWaiter(Waiter):
             return remaining > self.FALLBACK_POLL
         try:
             for _ in self._conn.notifies(timeout=min(remaining, self.FALLBACK_POLL), stop_after=1):
-                now = time.monotonic()
-                self._lone = now - self._last_notified >= self.QUIET
-                self._last_notified = now
+                self._woken()
                 return True
         except Exception as exc:  # noqa: BLE001
             log.warning("LISTEN connection lost (%s); polling until it is back", exc)
             self.close()
         return remaining > self.FALLBACK_POLL
-
-    def _wake_is_work(self) -> bool:
-        lone, self._lone = self._lone, False
-        return lone
 
     def close(self) -> None:
         if self._conn is not None:
