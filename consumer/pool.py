@@ -236,9 +236,10 @@ class AlgorithmProcesses:
         kill_group(process.pid, signal.SIGTERM)
 
     def retire(self, process: JobProcess) -> None:
-        """SIGKILL the process group of a job that has answered; its reaping is awaited later.
+        """SIGKILL a process group now (a job that answered, a spare no longer wanted); its
+        reaping is awaited later.
 
-        The job process sent its answer and exits by itself; the kill only makes sure nothing
+        A job process that sent its answer exits by itself; the kill only makes sure nothing
         it started lives on. A killed process runs no further instruction of its own, so the
         outcome can be recorded at once, and the helper's word that the process is gone is
         awaited before the next job is handed out (take_spare), normally long since arrived.
