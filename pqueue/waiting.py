@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
 import select
 import sqlite3
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +15,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 log = logging.getLogger("pqueue.waiting")
+
+if sys.platform.startswith("linux"):  # the dependency is installed on Linux only
+    from inotify_simple import INotify
+    from inotify_simple import flags as inotify_flags
+
 
 # (a claim could succeed now, seconds until the next delayed job is due)
 ReadyCheck = Callable[[], tuple[bool, float | None]]
@@ -163,32 +166,21 @@ class SQLiteWaiter(Waiter):
 
 
 class FileEvents:
-    """Linux inotify on a directory, reporting writes to a few of its files (ctypes, no package).
+    """inotify on a directory, reporting writes to a few of its files (Linux only).
 
     The directory is watched rather than the files, so a WAL file created later is seen too.
     """
 
-    IN_MODIFY = 0x00000002
-    IN_MOVED_TO = 0x00000080
-    IN_CREATE = 0x00000100
-    IN_Q_OVERFLOW = 0x00004000
-    IN_IGNORED = 0x00008000
-    IN_NONBLOCK = os.O_NONBLOCK
-    IN_CLOEXEC = os.O_CLOEXEC
-    _HEADER = struct.Struct("iIII")  # wd, mask, cookie, length of the name that follows
-
     def __init__(self, directory: str, names: set[str]) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = int(libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC))
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        mask = self.IN_MODIFY | self.IN_CREATE | self.IN_MOVED_TO
-        if int(libc.inotify_add_watch(fd, os.fsencode(directory), mask)) < 0:
-            errno = ctypes.get_errno()
-            os.close(fd)
-            raise OSError(errno, f"inotify_add_watch({directory}) failed")
-        self._fd = fd
-        self._names = {os.fsencode(name) for name in names}
+        self._inotify = INotify(nonblocking=True)
+        try:
+            self._inotify.add_watch(directory, inotify_flags.MODIFY | inotify_flags.CREATE | inotify_flags.MOVED_TO)
+        except OSError:
+            self._inotify.close()
+            raise
+        self._names = names
+        # An overflowed queue or a dropped watch may hide a write: count it as one.
+        self._lost = inotify_flags.Q_OVERFLOW | inotify_flags.IGNORED
 
     @classmethod
     def for_database(cls, path: str) -> FileEvents | None:
@@ -199,33 +191,21 @@ class FileEvents:
         base = os.path.basename(path)
         try:
             return cls(os.path.dirname(path), {base, f"{base}-wal", f"{base}-journal"})
-        except (OSError, AttributeError) as exc:  # AttributeError: a libc without inotify
+        except OSError as exc:
             log.info("no inotify for %s (%s); polling its change counter", path, exc)
             return None
 
     def wait(self, timeout: float) -> bool:
         """True when one of the files was written (since the last call), waiting up to timeout."""
-        readable, _, _ = select.select([self._fd], [], [], max(0.0, timeout))
-        return bool(readable) and self._drain()
-
-    def _drain(self) -> bool:
-        written = False
-        while True:
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                return written
-            offset = 0
-            while offset + self._HEADER.size <= len(data):
-                _wd, mask, _cookie, length = self._HEADER.unpack_from(data, offset)
-                name = data[offset + self._HEADER.size : offset + self._HEADER.size + length].rstrip(b"\0")
-                offset += self._HEADER.size + length
-                # An overflowed queue or a dropped watch may hide a write: count it as one.
-                written = written or name in self._names or bool(mask & (self.IN_Q_OVERFLOW | self.IN_IGNORED))
+        # select() rather than read(timeout=…): the waits here are fractions of a millisecond.
+        readable, _, _ = select.select([self._inotify.fileno()], [], [], max(0.0, timeout))
+        if not readable:
+            return False
+        return any(e.name in self._names or e.mask & self._lost for e in self._inotify.read(timeout=0))
 
     def close(self) -> None:
         """Stop watching."""
-        os.close(self._fd)
+        self._inotify.close()
 
 
 class PostgresWaiter(Waiter):
