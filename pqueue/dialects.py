@@ -16,6 +16,7 @@ from sqlalchemy import (
     Float,
     Interval,
     Table,
+    case,
     cast,
     func,
     literal,
@@ -62,6 +63,14 @@ class SQLDialect:
     def insert(self, table: Table) -> Any:
         """An INSERT that supports ON CONFLICT (on_conflict_do_nothing / do_update)."""
         return sqlite.insert(table)
+
+    def first_if(self, ordered: Any, condition: ColumnElement[bool]) -> Any:
+        """The first row of an ordered SELECT, or none when a row-independent condition is false.
+
+        SQLite tests a WHERE condition on every row it walks (a full queue would walk its whole
+        backlog), so the condition becomes LIMIT 1 or LIMIT 0.
+        """
+        return ordered.limit(case((condition, 1), else_=0))
 
     def json_rows(self, array: ColumnElement[Any]) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
         """A JSON array parameter as rows: (the FROM clause, its position column, its element column)."""
@@ -114,6 +123,11 @@ class PostgresDialect(SQLDialect):
 
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
+
+    def first_if(self, ordered: Any, condition: ColumnElement[bool]) -> Any:
+        # PostgreSQL tests it once (a one-time filter) and plans LIMIT 1 as a walk of the claim
+        # index; an expression in LIMIT would make it plan for many rows (a sort of the backlog).
+        return ordered.where(condition).limit(1)
 
     def json_rows(self, array: ColumnElement[Any]) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
         elements = func.jsonb_array_elements(cast(array, postgresql.JSONB()))

@@ -435,14 +435,8 @@ class PersistentQ(PersistentQInterface):
         walks the partial claim index (a test guards the plan). The seat check is part of this
         statement: one statement fewer per claim, and it reads the same snapshot as the candidate."""
         seats, paused, running = self._seat_expressions()
-        # LIMIT 0 when no seat is free: a condition in WHERE would be tested on every waiting row.
-        seat_free = case((and_(running < seats, paused == False), 1), else_=0)  # noqa: E712 - SQL
-        return (
-            select(*columns)
-            .where(jobs.c.queue == bindparam("w_queue"), _claimable(), jobs.c.run_after <= self._now)
-            .order_by(jobs.c.priority, jobs.c.id)
-            .limit(seat_free)
-        )
+        due = select(*columns).where(jobs.c.queue == bindparam("w_queue"), _claimable(), jobs.c.run_after <= self._now)
+        return self.dialect.first_if(due.order_by(jobs.c.priority, jobs.c.id), and_(running < seats, paused == False))  # noqa: E712 - SQL
 
     def _claim_event_statement(self) -> Any:
         """SQLite: the claim's event row, written by the statement that picks the job (it returns

@@ -78,6 +78,23 @@ def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: Persiste
     assert "Seq Scan on pq_jobs" not in plan, plan
 
 
+def test_claim_plan__walks_the_index_to_the_first_job_of_a_long_backlog(pg: PersistentQ) -> None:
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO pq_jobs (queue, payload, payload_hash, status, max_attempts, created_at, run_after)"
+            " SELECT 'default', '{}', '', 'unprocessed', 3, now(), now() FROM generate_series(1, 200000)"
+        )
+        conn.exec_driver_sql("ANALYZE pq_jobs")
+    claim = pg._claim_statement().params(w_queue="default", w_worker="w", w_lease_seconds=30.0)
+    query = claim.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    with pg.engine.begin() as conn:
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {query}"))
+    # Planned for one row: a walk down the claim index and one row updated by its key. A plan for
+    # many rows joins the whole table (135 ms per claim with a million jobs stored).
+    assert "Index Scan using ix_pq_jobs_claim" in plan, plan
+    assert "Sort" not in plan and "Merge Join" not in plan and "Hash Join" not in plan, plan
+
+
 @pytest.fixture
 def private_cluster() -> Iterator[PrivateCluster]:
     require_postgres()
