@@ -128,14 +128,15 @@ MISSED = {
     "JSON payload plus an event row, and SQLite itself inserts both rows with their indexes (the raw driver "
     "sends the batch as one JSON array too). pqueue's own share is serialising the batch and running its two "
     "statements through SQLAlchemy Core and the retry wrapper.",
-    "SQLite: idle dispatch": "An idle consumer notices a commit by polling SQLite's change counter (every 2 ms "
-    "while work flows, every 20 ms after 5 idle seconds), then runs a read-only readiness check, claims in a "
-    "write transaction that waits for its fsync ({fsync:.1f} ms here), and hands the payload to the warm job "
-    "process; on a loaded machine each of these steps also waits for a CPU.",
-    "PostgreSQL: idle dispatch": "NOTIFY wakes the consumer at once; the time after that is the readiness "
-    "check, the claim's transaction (advisory lock, seat count, update, event row, commit with fsync: "
-    "{fsync:.1f} ms here) and the handoff to the warm job process, each waiting for a CPU when the machine is "
-    "loaded.",
+    "SQLite: idle dispatch": "An idle consumer is woken by inotify when the database's WAL is written (or polls "
+    "SQLite's change counter where inotify is missing), reads the change counter until the commit shows, claims "
+    "in a write transaction that waits for its fsync ({fsync:.1f} ms here), and hands the payload to the warm "
+    "job process; on a loaded machine each of these steps also waits for a CPU.",
+    "PostgreSQL: idle dispatch": "NOTIFY wakes the consumer at once and, after a quiet spell, it claims without "
+    "the read-only readiness check; the rest is the claim's transaction (the advisory lock in a statement of its "
+    "own, then one statement that checks the seats, picks, updates and writes the event row; commit with fsync: "
+    "{fsync:.1f} ms here) and the handoff to the warm job process, every step a round trip or a process switch "
+    "on two CPUs shared by the consumer, its fork helper, the job process and PostgreSQL.",
     "HTTP intake": "One uvicorn worker process serves every request on its event loop: the token and body "
     "guards, JSON parsing and validation (pydantic), then the group commit (one transaction for the submissions "
     "waiting at that moment, so one fsync serves many requests); the load generator and the idle consumer share "
