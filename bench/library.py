@@ -71,32 +71,27 @@ def put_batch(databases: Databases, backend: str, n: int) -> Callable[[], float]
 
 
 def claim_complete(databases: Databases, backend: str, n: int) -> Callable[[], float]:
-    def run() -> float:
-        target = databases.fresh(backend, "claim")
-        store = open_store(target)
-        try:
-            fill(store, n)
-            started = time.perf_counter()
-            done = drain(store, n)
-            elapsed = time.perf_counter() - started
-            if done != n:
-                raise RuntimeError(f"claimed {done} of {n} jobs")
-            return n / elapsed
-        finally:
-            store.close()
-            databases.drop(target)
-
-    return run
+    """get_item + update_status: two transactions per job."""
+    return _timed_drain(databases, backend, n, "claim", lambda store: drain(store, n))
 
 
 def finish_and_claim(databases: Databases, backend: str, n: int) -> Callable[[], float]:
+    """get_item once, then finish_and_claim: one transaction per job."""
+    return _timed_drain(databases, backend, n, "finish_claim", drain_one_transaction)
+
+
+def _timed_drain(
+    databases: Databases, backend: str, n: int, label: str, loop: Callable[[PersistentQ], int]
+) -> Callable[[], float]:
+    """jobs/s of `loop` draining n stored jobs from a fresh database."""
+
     def run() -> float:
-        target = databases.fresh(backend, "finish_claim")
+        target = databases.fresh(backend, label)
         store = open_store(target)
         try:
             fill(store, n)
             started = time.perf_counter()
-            done = drain_one_transaction(store)
+            done = loop(store)
             elapsed = time.perf_counter() - started
             if done != n:
                 raise RuntimeError(f"claimed {done} of {n} jobs")

@@ -163,9 +163,15 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
+def _claim_message(attempt: ColumnElement[Any], max_attempts: ColumnElement[Any], lease: ColumnElement[Any]) -> Any:
+    """The claim's event message, 'attempt N of M, lease L', built in SQL from the claimed row."""
+    attempt_text, max_text, lease_text = (cast(number, SQLText()) for number in (attempt, max_attempts, lease))
+    return literal("attempt ", SQLText()) + attempt_text + " of " + max_text + ", lease " + lease_text
+
+
 def _json_safe(field: str, value: JSON) -> None:
     try:
-        json.dumps(value, allow_nan=False)
+        _json_text(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(field, f"is not JSON-serialisable ({exc})") from None
 
@@ -441,14 +447,7 @@ class PersistentQ(PersistentQInterface):
     def _claim_event_statement(self) -> Any:
         """SQLite: the claim's event row, written by the statement that picks the job (it returns
         the job's id and status), so a claim is two statements: this and the fenced UPDATE."""
-        message = (
-            literal("attempt ", SQLText())
-            + cast(jobs.c.attempts + 1, SQLText())
-            + " of "
-            + cast(jobs.c.max_attempts, SQLText())
-            + ", lease "
-            + cast(jobs.c.lease_id + 1, SQLText())
-        )
+        message = _claim_message(jobs.c.attempts + 1, jobs.c.max_attempts, jobs.c.lease_id + 1)
         under_process = literal(Status.UNDER_PROCESS.value)
         picked = self._pick(jobs.c.id, jobs.c.status, under_process, self._now, bindparam("w_worker"), message)
         columns = ["job_id", "from_status", "to_status", "at", "actor", "message"]
@@ -486,9 +485,7 @@ class PersistentQ(PersistentQInterface):
             .returning(*jobs.c, candidate.c.status.label("from_status"))
             .cte("claimed")
         )
-        message = func.concat(
-            "attempt ", claimed.c.attempts, " of ", claimed.c.max_attempts, ", lease ", claimed.c.lease_id
-        )
+        message = _claim_message(claimed.c.attempts, claimed.c.max_attempts, claimed.c.lease_id)
         return self._with_event(claimed, claimed.c.from_status, message)
 
     def _seat_query(self) -> Any:
@@ -916,14 +913,11 @@ class PersistentQ(PersistentQInterface):
         to_status: Status,
         values: dict[str, Any],
         lease_id: int | None = None,
-        must_match: bool = True,
-    ) -> Any:
-        """The one conditional UPDATE every transition goes through; the updated row.
+    ) -> Row[Any]:
+        """The one conditional UPDATE every transition goes through.
 
         `values` holds plain values, `self._now`, FromNow(seconds), or other SQL expressions;
         without the last kind the statement is prepared once per set of columns and reused.
-        With must_match=False a row that no longer matches (status or lease moved on) gives
-        None; otherwise the caller has locked the row, and a mismatch is a bug.
         """
         # Bound names must differ from column names in an UPDATE, hence the w_ prefix.
         params: dict[str, Any] = {"w_id": job_id, "w_from": from_status.value, "w_to": to_status.value}
@@ -953,7 +947,7 @@ class PersistentQ(PersistentQInterface):
         name = f"update:{lease_id is not None}:{','.join(sorted(values))}"
         statement = self._prepared(name, build) if plain else build()
         row = conn.execute(statement, params).first()
-        if row is None and must_match:  # the row is locked, so only a bug gets here
+        if row is None:  # the row is locked, so only a bug gets here
             raise PQError(f"job {job_id} changed during {from_status} -> {to_status}")
         return row
 

@@ -63,13 +63,18 @@ def test_seat_race__eight_processes_one_seat_exactly_one_wins(pg: PersistentQ) -
                 process.kill()
 
 
-def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: PersistentQ) -> None:
+def _pile_up(pg: PersistentQ, status: str, count: int) -> None:
+    """Store `count` jobs in `status` straight through SQL, and refresh the planner's statistics."""
     with pg.engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO pq_jobs (queue, payload, payload_hash, status, max_attempts, created_at, run_after)"
-            " SELECT 'default', '{}', 'x', 'processed', 3, now(), now() FROM generate_series(1, 50000)"
+            f" SELECT 'default', '{{}}', '', '{status}', 3, now(), now() FROM generate_series(1, {count})"
         )
         conn.exec_driver_sql("ANALYZE pq_jobs")
+
+
+def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: PersistentQ) -> None:
+    _pile_up(pg, "processed", 50_000)
     pg.put_item("waiting")
     query = pg.candidate_query("default").compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
     with pg.engine.begin() as conn:
@@ -79,12 +84,7 @@ def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: Persiste
 
 
 def test_claim_plan__walks_the_index_to_the_first_job_of_a_long_backlog(pg: PersistentQ) -> None:
-    with pg.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO pq_jobs (queue, payload, payload_hash, status, max_attempts, created_at, run_after)"
-            " SELECT 'default', '{}', '', 'unprocessed', 3, now(), now() FROM generate_series(1, 200000)"
-        )
-        conn.exec_driver_sql("ANALYZE pq_jobs")
+    _pile_up(pg, "unprocessed", 200_000)
     claim = pg._claim_statement().params(w_queue="default", w_worker="w", w_lease_seconds=30.0)
     query = claim.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
     with pg.engine.begin() as conn:
