@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
 
 from pqueue.dialects import seat_lock_key
 from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
@@ -119,8 +120,13 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous_commit: 
     def on_begin(conn: Connection) -> None:
         # Writers start with IMMEDIATE so they take the write lock (waiting up to the busy
         # timeout) before reading; readers stay DEFERRED and never block writers in WAL mode.
-        mode = conn.get_execution_options().get("pq_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # On the driver's connection: this runs for every transaction, and exec_driver_sql's
+        # bookkeeping costs more than the BEGIN itself.
+        begin = f"BEGIN {conn.get_execution_options().get('pq_begin', 'DEFERRED')}"
+        try:
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:  # "database is locked" must reach the retry as SQLAlchemy raises it
+            raise DBAPIError.instance(begin, (), exc, sqlite3.Error, dialect=engine.dialect) from exc
 
 
 def _alembic_config(connection: Connection) -> Config:

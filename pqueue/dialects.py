@@ -12,17 +12,17 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Connection,
     Float,
     Interval,
+    String,
     Table,
+    bindparam,
     case,
     cast,
     func,
     literal,
     literal_column,
     select,
-    text,
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -85,11 +85,15 @@ class SQLDialect:
         """Item `index` of a JSON array element, as JSON text (for a JSON column)."""
         return element.op("->")(literal_column(str(int(index))))
 
-    def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:
-        """Serialise claimers of one queue; SQLite's BEGIN IMMEDIATE already holds the write lock."""
+    def seat_lock(self) -> Any | None:
+        """The statement that serialises claimers of the queue whose lock key is bound as :w_key;
+        None on SQLite, where BEGIN IMMEDIATE already holds the write lock."""
+        return None
 
-    def notify(self, conn: Connection, channel: str, queue: str) -> None:
-        """Wake waiting consumers when the transaction commits (SQLite: they poll data_version)."""
+    def wake_up(self) -> Any | None:
+        """The statement that wakes waiting consumers of :w_queue on :w_channel when the
+        transaction commits; None on SQLite (they watch the database file)."""
+        return None
 
     def upsert_values(self, stmt: Any, keys: list[str], values: Mapping[str, Any]) -> Any:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET values."""
@@ -134,14 +138,14 @@ class PostgresDialect(SQLDialect):
         rows = elements.table_valued("value", with_ordinality="position").render_derived("item")
         return rows, rows.c.position, rows.c.value
 
-    def lock_seats(self, conn: Connection, queue: str, schema: str | None) -> None:
+    def seat_lock(self) -> Any | None:
         # A statement of its own: under READ COMMITTED the next statement takes a new snapshot,
         # so the seat count it reads includes every claim committed before we got the lock.
         # A transaction-level lock cannot leak from a pooled connection.
-        conn.execute(select(func.pg_advisory_xact_lock(seat_lock_key(queue, schema))))
+        return select(func.pg_advisory_xact_lock(bindparam("w_key", type_=BigInteger())))
 
-    def notify(self, conn: Connection, channel: str, queue: str) -> None:
-        conn.execute(text("SELECT pg_notify(:channel, :queue)"), {"channel": channel, "queue": queue})
+    def wake_up(self) -> Any | None:
+        return select(func.pg_notify(bindparam("w_channel", type_=String()), bindparam("w_queue", type_=String())))
 
 
 def seat_lock_key(queue: str, schema: str | None) -> int:

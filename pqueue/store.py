@@ -44,7 +44,8 @@ from sqlalchemy.sql.elements import ClauseElement, ColumnElement
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from pqueue.database import describe_url
-from pqueue.dialects import SQLDialect, dialect_for
+from pqueue.dialects import SQLDialect, dialect_for, seat_lock_key
+from pqueue.direct import DirectStatement, run_in_order
 from pqueue.errors import (
     DatabaseBusy,
     DatabaseError,
@@ -188,6 +189,9 @@ class PersistentQ(PersistentQInterface):
         self.clock_offset = timedelta(0)
         self.channel = f"pq_wake_{self.schema or 'public'}"
         self._waiter: Waiter | None = None
+        lock, wake = self.dialect.seat_lock(), self.dialect.wake_up()
+        self._seat_lock = DirectStatement(lock, engine.dialect) if lock is not None else None
+        self._wake_up = DirectStatement(wake, engine.dialect) if wake is not None else None
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -200,7 +204,22 @@ class PersistentQ(PersistentQInterface):
             raise _translate(exc) from exc
 
     def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run work in one write transaction, again if the database was briefly locked."""
+        """Run work in one write transaction, again if the database was briefly locked (the retry
+        machinery is built only after a first try failed, which is rare)."""
+        try:
+            return self._transaction(work)
+        except SQLAlchemyError as exc:
+            if not _is_transient(exc):
+                raise _translate(exc) from exc
+        return self._retried(work)
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            conn.execution_options(pq_begin="IMMEDIATE")
+            with conn.begin():
+                return work(conn)
+
+    def _retried(self, work: Callable[[Connection], T]) -> T:
         retrying = Retrying(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_delay(min(WRITE_RETRY_SECONDS, self.settings.write_timeout)),
@@ -211,10 +230,8 @@ class PersistentQ(PersistentQInterface):
         )
         try:
             for attempt in retrying:
-                with attempt, self.engine.connect() as conn:
-                    conn.execution_options(pq_begin="IMMEDIATE")
-                    with conn.begin():
-                        return work(conn)
+                with attempt:
+                    return self._transaction(work)
         except SQLAlchemyError as exc:
             raise _translate(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -237,6 +254,16 @@ class PersistentQ(PersistentQInterface):
         if statement is None:
             statement = self._statements[name] = build()
         return statement
+
+    def _direct(self, name: str, build: Callable[[], Any]) -> DirectStatement:
+        """A hot statement built and compiled once, run on the driver's cursor (see direct.py)."""
+        compile_once = lambda: DirectStatement(build(), self.engine.dialect)  # noqa: E731
+        statement: DirectStatement = self._prepared(f"direct {name}", compile_once)
+        return statement
+
+    def _notify(self, conn: Connection, queue: str) -> None:
+        if self._wake_up is not None:
+            self._wake_up.run(conn, {"w_channel": self.channel, "w_queue": queue})
 
     @property
     def _now(self) -> ColumnElement[Any]:
@@ -292,7 +319,7 @@ class PersistentQ(PersistentQInterface):
                 else:
                     results.extend(self._insert_many(conn, run, delay, actor))
             for queue in {job.queue or self.settings.queue for job in new_jobs}:
-                self.dialect.notify(conn, self.channel, queue)
+                self._notify(conn, queue)
             return results
 
         return self._write(insert_all)
@@ -412,21 +439,28 @@ class PersistentQ(PersistentQInterface):
         return self._write(lambda conn: self._claim(conn, worker_id, queue, lease))
 
     def _claim(self, conn: Connection, worker_id: str, queue: str, lease: float) -> Job | None:
-        # SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: an advisory lock per
-        # queue, taken in its own statement, so the count below sees every committed claim.
-        self.dialect.lock_seats(conn, queue, self.schema)
         if self.dialect.dml_in_cte:
-            claimed = conn.execute(
-                self._prepared("claim_one", self._claim_statement),
-                {"w_queue": queue, "w_worker": worker_id, "w_lease_seconds": lease},
-            ).first()
-            return self._job(claimed) if claimed is not None else None
-        statement = self._prepared("claim_event", self._claim_event_statement)
-        picked = conn.execute(statement, {"w_queue": queue, "w_worker": worker_id}).first()
+            *_, claimed = run_in_order(conn, self._claim_steps(worker_id, queue, lease))
+            return self._job(claimed[0]) if claimed else None
+        # SQLite: BEGIN IMMEDIATE already serialises writers.
+        picked = self._direct("claim_event", self._claim_event_statement).first(
+            conn, {"w_queue": queue, "w_worker": worker_id}
+        )
         if picked is None:  # nothing due, the queue is paused, or every seat is taken
             return None
         params = {"w_id": picked.job_id, "w_from": picked.from_status, "w_worker": worker_id, "w_lease_seconds": lease}
-        return self._job(conn.execute(self._prepared("claim", self._claim_update), params).one())
+        row = self._direct("claim", self._claim_update).first(conn, params)
+        assert row is not None, "the job picked in this transaction is still there"
+        return self._job(row)
+
+    def _claim_steps(self, worker_id: str, queue: str, lease: float) -> list[tuple[DirectStatement, dict[str, Any]]]:
+        """PostgreSQL: an advisory lock per queue, taken in its own statement so the claim
+        statement after it counts every committed claim, then the claim; sent together."""
+        claim = self._direct("claim_one", self._claim_statement)
+        steps = [(claim, {"w_queue": queue, "w_worker": worker_id, "w_lease_seconds": lease})]
+        if self._seat_lock is not None:
+            steps.insert(0, (self._seat_lock, {"w_key": seat_lock_key(queue, self.schema)}))
+        return steps
 
     def candidate_query(self, queue: str) -> Any:
         """The claim's SELECT for one queue with its value inlined, for EXPLAIN in tests."""
@@ -557,13 +591,34 @@ class PersistentQ(PersistentQInterface):
         lease = lease_seconds or self.settings.lease_seconds
 
         def finish_then_claim(conn: Connection) -> tuple[Job, Job | None]:
-            done = self._finish(conn, job_id, lease_id, target, result, error, wake=False)
-            following = self._claim(conn, worker_id, queue, lease)
+            if target == Status.PROCESSED and self.dialect.dml_in_cte:
+                done, following = self._processed_then_claimed(conn, job_id, lease_id, result, worker_id, queue, lease)
+            else:
+                done = self._finish(conn, job_id, lease_id, target, result, error, wake=False)
+                following = self._claim(conn, worker_id, queue, lease)
             if following is None or done.queue != queue:  # else the seat it freed is taken again
-                self.dialect.notify(conn, self.channel, done.queue)
+                self._notify(conn, done.queue)
             return done, following
 
         return self._write(finish_then_claim)
+
+    def _processed_then_claimed(
+        self, conn: Connection, job_id: int, lease_id: int, result: JSON, worker_id: str, queue: str, lease: float
+    ) -> tuple[Job, Job | None]:
+        """PostgreSQL: the outcome, the seat lock and the next claim in one round trip. On a
+        stale lease the claim ran too, but LeaseLost rolls the transaction back with it."""
+        finish = (
+            self._direct("processed", self._processed_statement),
+            self._processed_params(job_id, lease_id, result),
+        )
+        finished, *_, claimed = run_in_order(conn, [finish, *self._claim_steps(worker_id, queue, lease)])
+        if not finished:
+            raise LeaseLost(job_id, lease_id, self._lock_job(conn, job_id).status)
+        return self._after_move(conn, finished[0], wake=False), self._job(claimed[0]) if claimed else None
+
+    @staticmethod
+    def _processed_params(job_id: int, lease_id: int, result: JSON) -> dict[str, Any]:
+        return {"w_id": job_id, "w_lease": lease_id, "v_result": result}
 
     @staticmethod
     def _worker_outcome(status: Status | str) -> Status:
@@ -588,8 +643,8 @@ class PersistentQ(PersistentQInterface):
     ) -> Job:
         if target == Status.PROCESSED:
             # The common case needs nothing from the row first: one fenced UPDATE, no locking read.
-            params = {"w_id": job_id, "w_lease": lease_id, "v_result": result}
-            row = conn.execute(self._prepared("processed", self._processed_statement), params).first()
+            params = self._processed_params(job_id, lease_id, result)
+            row = self._direct("processed", self._processed_statement).first(conn, params)
             if row is None:
                 raise LeaseLost(job_id, lease_id, self._lock_job(conn, job_id).status)
             if not self.dialect.dml_in_cte:
@@ -820,7 +875,7 @@ class PersistentQ(PersistentQInterface):
         def upsert(conn: Connection) -> QueueInfo:
             stmt = self.dialect.insert(queues).values(name=queue, **values)
             conn.execute(self.dialect.upsert_values(stmt, ["name"], values))
-            self.dialect.notify(conn, self.channel, queue)
+            self._notify(conn, queue)
             row = conn.execute(select(queues).where(queues.c.name == queue)).one()
             return QueueInfo(queue, row.seats or self.settings.max_running, bool(row.paused))
 
@@ -951,13 +1006,13 @@ class PersistentQ(PersistentQInterface):
             raise PQError(f"job {job_id} changed during {from_status} -> {to_status}")
         return row
 
-    def _after_move(self, conn: Connection, row: Row[Any], wake: bool = True) -> Job:
+    def _after_move(self, conn: Connection, row: Any, wake: bool = True) -> Job:
         """Queue the callback of a final outcome and wake consumers when a seat or job frees
         (unless the caller takes the freed seat itself in this transaction)."""
         if row.status in FINAL and row.callback_url:
             self._queue_delivery(conn, row)
         if wake:
-            self.dialect.notify(conn, self.channel, row.queue)
+            self._notify(conn, row.queue)
         return self._job(row)
 
     def _event(
@@ -970,15 +1025,29 @@ class PersistentQ(PersistentQInterface):
         message: str | None,
     ) -> None:
         row = {
-            "job_id": job_id,
-            "from_status": from_status.value if from_status else None,
-            "to_status": to_status.value,
-            "actor": actor,
-            "message": message,
+            "w_job": job_id,
+            "w_from": from_status.value if from_status else None,
+            "w_to": to_status.value,
+            "w_actor": actor,
+            "w_message": message,
         }
-        conn.execute(self._prepared("event", lambda: events.insert().values(at=self._now)), row)
+        self._direct("event", self._event_statement).run(conn, row)
 
-    def _queue_delivery(self, conn: Connection, job: Row[Any]) -> int:
+    def _event_statement(self) -> Any:
+        return (
+            events.insert()
+            .inline()  # no implicit RETURNING of the new id on PostgreSQL: nobody reads it
+            .values(
+                job_id=bindparam("w_job"),
+                from_status=bindparam("w_from"),
+                to_status=bindparam("w_to"),
+                at=self._now,
+                actor=bindparam("w_actor"),
+                message=bindparam("w_message"),
+            )
+        )
+
+    def _queue_delivery(self, conn: Connection, job: Any) -> int:
         outcome: dict[str, Any] = {"id": job.id, "status": job.status}
         if job.status == Status.PROCESSED.value:
             outcome["result"] = job.result
@@ -1348,7 +1417,7 @@ class PersistentQ(PersistentQInterface):
     # -- rows to values ---------------------------------------------------------------------
 
     @staticmethod
-    def _job(row: Row[Any], delivery: Delivery | None = None) -> Job:
+    def _job(row: Any, delivery: Delivery | None = None) -> Job:
         return Job(
             id=row.id,
             queue=row.queue,
