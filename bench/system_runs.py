@@ -109,7 +109,7 @@ def _memory(rows: BackendRows, deployment: Deployment, when: str, jobs: int) -> 
 
 def _dispatch(rows: BackendRows, deployment: Deployment, samples: int, pause: float, key: str) -> None:
     """Idle consumer: from put_item returning (the job committed) to the algorithm's first line."""
-    how = "NOTIFY" if rows.backend == "postgresql" else "change counter poll"
+    how = "NOTIFY" if rows.backend == "postgresql" else "inotify on the database files"
     test = f"idle consumer ({pause:g} s idle), commit to algorithm start ({how})"
     row = rows.row(key, "Dispatch latency", test, "ms")
     path = str(deployment.workdir / f"marks-{uuid.uuid4().hex}.log")

@@ -12,7 +12,7 @@ themselves are still built in ``store.py``.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
@@ -50,7 +50,15 @@ class DirectStatement:
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Execute in conn's transaction; the rows it returns, converted as SQLAlchemy would."""
-        return run_in_order(conn, [(self, params)])[0]
+        args = self._args(params)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, args)
+            return self._rows(cursor)
+        except self._dialect.loaded_dbapi.Error as exc:
+            raise self._wrapped(conn, exc, cursor, args) from exc
+        finally:
+            cursor.close()
 
     def _args(self, params: Mapping[str, Any]) -> Any:
         values = dict(self._defaults)
@@ -79,36 +87,3 @@ class DirectStatement:
             self.sql, args, exc, base, connection_invalidated=lost, dialect=self._dialect
         )
         return error
-
-
-def run_in_order(conn: Connection, steps: Sequence[tuple[DirectStatement, Mapping[str, Any]]]) -> list[list[Any]]:
-    """Run statements one after the other in conn's transaction; each one's rows.
-
-    With psycopg they go out together in pipeline mode: the server still runs them in order,
-    each with its own snapshot, but the client waits for one round trip instead of one each.
-    """
-    driver = conn.connection.driver_connection
-    together = len(steps) > 1 and hasattr(driver, "pipeline")
-    calls = [(statement, statement._args(params)) for statement, params in steps]
-    cursors: list[Any] = []
-    current = 0  # the statement an error belongs to (in a pipeline: the first one that failed)
-    try:
-        if together:
-            with driver.pipeline():  # type: ignore[union-attr]
-                for statement, args in calls:
-                    cursors.append(driver.cursor())  # type: ignore[union-attr]
-                    cursors[-1].execute(statement.sql, args)
-            return [statement._rows(cursor) for (statement, _), cursor in zip(calls, cursors, strict=True)]
-        rows = []
-        for index, (statement, args) in enumerate(calls):
-            current = index
-            cursors.append(conn.connection.cursor())
-            cursors[-1].execute(statement.sql, args)
-            rows.append(statement._rows(cursors[-1]))
-        return rows
-    except calls[0][0]._dialect.loaded_dbapi.Error as exc:
-        statement, args = calls[current]
-        raise statement._wrapped(conn, exc, cursors[current] if cursors else None, args) from exc
-    finally:
-        for cursor in cursors:
-            cursor.close()

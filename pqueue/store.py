@@ -45,7 +45,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from pqueue.database import describe_url
 from pqueue.dialects import SQLDialect, dialect_for, seat_lock_key
-from pqueue.direct import DirectStatement, run_in_order
+from pqueue.direct import DirectStatement
 from pqueue.errors import (
     DatabaseBusy,
     DatabaseError,
@@ -440,8 +440,13 @@ class PersistentQ(PersistentQInterface):
 
     def _claim(self, conn: Connection, worker_id: str, queue: str, lease: float) -> Job | None:
         if self.dialect.dml_in_cte:
-            *_, claimed = run_in_order(conn, self._claim_steps(worker_id, queue, lease))
-            return self._job(claimed[0]) if claimed else None
+            # PostgreSQL: an advisory lock per queue, taken in its own statement, so the claim
+            # statement after it (a new READ COMMITTED snapshot) counts every committed claim.
+            if self._seat_lock is not None:
+                self._seat_lock.run(conn, {"w_key": seat_lock_key(queue, self.schema)})
+            params = {"w_queue": queue, "w_worker": worker_id, "w_lease_seconds": lease}
+            claimed = self._direct("claim_one", self._claim_statement).first(conn, params)
+            return self._job(claimed) if claimed is not None else None
         # SQLite: BEGIN IMMEDIATE already serialises writers.
         picked = self._direct("claim_event", self._claim_event_statement).first(
             conn, {"w_queue": queue, "w_worker": worker_id}
@@ -452,15 +457,6 @@ class PersistentQ(PersistentQInterface):
         row = self._direct("claim", self._claim_update).first(conn, params)
         assert row is not None, "the job picked in this transaction is still there"
         return self._job(row)
-
-    def _claim_steps(self, worker_id: str, queue: str, lease: float) -> list[tuple[DirectStatement, dict[str, Any]]]:
-        """PostgreSQL: an advisory lock per queue, taken in its own statement so the claim
-        statement after it counts every committed claim, then the claim; sent together."""
-        claim = self._direct("claim_one", self._claim_statement)
-        steps = [(claim, {"w_queue": queue, "w_worker": worker_id, "w_lease_seconds": lease})]
-        if self._seat_lock is not None:
-            steps.insert(0, (self._seat_lock, {"w_key": seat_lock_key(queue, self.schema)}))
-        return steps
 
     def candidate_query(self, queue: str) -> Any:
         """The claim's SELECT for one queue with its value inlined, for EXPLAIN in tests."""
@@ -591,34 +587,13 @@ class PersistentQ(PersistentQInterface):
         lease = lease_seconds or self.settings.lease_seconds
 
         def finish_then_claim(conn: Connection) -> tuple[Job, Job | None]:
-            if target == Status.PROCESSED and self.dialect.dml_in_cte:
-                done, following = self._processed_then_claimed(conn, job_id, lease_id, result, worker_id, queue, lease)
-            else:
-                done = self._finish(conn, job_id, lease_id, target, result, error, wake=False)
-                following = self._claim(conn, worker_id, queue, lease)
+            done = self._finish(conn, job_id, lease_id, target, result, error, wake=False)
+            following = self._claim(conn, worker_id, queue, lease)
             if following is None or done.queue != queue:  # else the seat it freed is taken again
                 self._notify(conn, done.queue)
             return done, following
 
         return self._write(finish_then_claim)
-
-    def _processed_then_claimed(
-        self, conn: Connection, job_id: int, lease_id: int, result: JSON, worker_id: str, queue: str, lease: float
-    ) -> tuple[Job, Job | None]:
-        """PostgreSQL: the outcome, the seat lock and the next claim in one round trip. On a
-        stale lease the claim ran too, but LeaseLost rolls the transaction back with it."""
-        finish = (
-            self._direct("processed", self._processed_statement),
-            self._processed_params(job_id, lease_id, result),
-        )
-        finished, *_, claimed = run_in_order(conn, [finish, *self._claim_steps(worker_id, queue, lease)])
-        if not finished:
-            raise LeaseLost(job_id, lease_id, self._lock_job(conn, job_id).status)
-        return self._after_move(conn, finished[0], wake=False), self._job(claimed[0]) if claimed else None
-
-    @staticmethod
-    def _processed_params(job_id: int, lease_id: int, result: JSON) -> dict[str, Any]:
-        return {"w_id": job_id, "w_lease": lease_id, "v_result": result}
 
     @staticmethod
     def _worker_outcome(status: Status | str) -> Status:
@@ -643,7 +618,7 @@ class PersistentQ(PersistentQInterface):
     ) -> Job:
         if target == Status.PROCESSED:
             # The common case needs nothing from the row first: one fenced UPDATE, no locking read.
-            params = self._processed_params(job_id, lease_id, result)
+            params = {"w_id": job_id, "w_lease": lease_id, "v_result": result}
             row = self._direct("processed", self._processed_statement).first(conn, params)
             if row is None:
                 raise LeaseLost(job_id, lease_id, self._lock_job(conn, job_id).status)
