@@ -254,7 +254,8 @@ SECTIONS: list[tuple[str, Callable[[list[dict[str, Any]]], str], str]] = [
      "harness; from the first request to the last callback received, with `pq-consumer` running the no-op "
      "algorithm in a child process per job."),
     ("Memory (resident size, MiB)", memory_table, "Resident set size from /proc; the consumer's tree includes "
-     "its algorithm helper and the warm job process."),
+     "its algorithm helper and the warm job process. The \"after the jobs\" rows come from the last SQLite "
+     "round: the producer after taking the jobs posted (queue paused), the consumer after processing them."),
 ]  # fmt: skip
 
 

@@ -84,6 +84,7 @@ def _one_round(config: Config, databases: Databases, rows: BackendRows, receiver
             _dispatch(rows, deployment, config.long_idle_samples, pause=6.0, key="dispatch_long")
         if last and rows.backend == "sqlite":
             _producer_memory_after(rows, deployment, config.memory_jobs)
+            _consumer_memory_after(rows, deployment, config.memory_jobs)
         processed = deployment.store.count_items(status=Status.PROCESSED)
         _memory(rows, deployment, "after", jobs=processed)
     finally:
@@ -207,6 +208,24 @@ def _end_to_end(rows: BackendRows, deployment: Deployment, receiver: Receiver, j
     row.runs.append(jobs / (receiver.last_at - result["started"]))
     row.n = jobs
     row.extra.setdefault("duplicate_deliveries", []).append(receiver.deliveries - len(receiver.job_ids))
+
+
+def _consumer_memory_after(rows: BackendRows, deployment: Deployment, total: int) -> None:
+    """Put no-op jobs until the consumer has processed `total`, let it drain them, then read its
+    resident size (and its tree's): a leak per job would show here."""
+    store = deployment.store
+    done = store.count_items(status=Status.PROCESSED)
+    for start in range(done, total, 1000):
+        store.put_items([NewJob({"n": n}) for n in range(start, min(total, start + 1000))])
+    # A slow poll: a count every 20 ms over a growing table would take CPU from the consumer.
+    wait_until(lambda: store.count_items(status=Status.PROCESSED) >= total, timeout=total + 120, interval=1.0)
+    section, label = "Memory (resident size, MiB)", "after the jobs processed"
+    consumer = rows.row("mem_consumer_total", section, f"pq-consumer process, {label}", "MiB", "")
+    consumer.runs.append(resident_mib(deployment.consumer.pid))
+    tree = rows.row("mem_tree_total", section, f"pq-consumer with helper and warm job process, {label}", "MiB", "")
+    tree.runs.append(resident_mib(deployment.consumer.pid, with_children=True))
+    for row in (consumer, tree):
+        row.extra.setdefault("jobs_processed", []).append(store.count_items(status=Status.PROCESSED))
 
 
 def _producer_memory_after(rows: BackendRows, deployment: Deployment, total: int) -> None:

@@ -30,6 +30,8 @@ EXPECTED_KEYS = [
     "sqlite/e2e",
     *(f"sqlite/mem_{what}_{when}" for what in ("consumer", "tree", "producer") for when in ("rest", "after")),
     "sqlite/mem_producer_total",
+    "sqlite/mem_consumer_total",
+    "sqlite/mem_tree_total",
 ]
 EXPECTED_SECTIONS = [
     "## How to run",
