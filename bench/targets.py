@@ -11,8 +11,8 @@ from bench.measure import percentile
 # Why pqueue trails a peer in a test, whenever it does (keyed by the test part of a row key).
 EXPLANATIONS = {
     "put_one": "Each pqueue put also writes the job's event row (and on PostgreSQL a NOTIFY for idle "
-    "consumers), and goes through SQLAlchemy Core and a retry wrapper. Every system here waits for one durable "
-    "commit per job, so the gap is pqueue's Python cost per statement, which a loaded CPU magnifies.",
+    "consumers), and takes a pooled connection and SQLAlchemy Core's execution path. Every system here waits "
+    "for one durable commit per job, so the gap is pqueue's Python cost per statement, which a loaded CPU magnifies.",
     "put_batch": "pqueue writes one event row per job beside the job; a batch of jobs without an idempotency "
     "key goes to the database as one JSON array, unpacked by one INSERT … SELECT for the jobs and one for the "
     "events (no payload digest: it only serves idempotency keys).",
@@ -117,13 +117,11 @@ def _license(backend: str) -> Check:
 
 # Why a target can be missed, whenever it is (keyed by the target's first words).
 MISSED = {
-    "SQLite: claim + complete": "Both loops wait for two durable commits per job; the rest of pqueue's time is "
-    "Python: four statements and two transactions per job through SQLAlchemy Core and its connection pool (the "
-    "pick, which checks the seats and writes the claim's event row; the fenced claim UPDATE; the fenced "
-    "outcome UPDATE; its event row), the full job row turned into a Job each time, and the retry wrapper. "
-    "That costs about 0.1 ms per statement on this CPU against microseconds for the raw driver, and it grows "
-    "when the CPU is contended while the fsync does not. finish_and_claim (the consumer's loop) saves one "
-    "commit per job: see its row.",
+    "SQLite: claim + complete": "Both loops wait for two durable commits per job. pqueue runs four statements "
+    "and two transactions per job (the pick, which checks the seats and writes the claim's event row; the fenced "
+    "claim UPDATE; the fenced outcome UPDATE; its event row), compiled once and run on the driver's cursor, takes "
+    "a pooled connection per transaction and turns the full job row into a Job each time; a loaded CPU stretches "
+    "that while the fsync does not. finish_and_claim (the consumer's loop) saves one commit per job: see its row.",
     "SQLite: batch put": "The raw sqlite3 row of the same test is the ceiling on this machine: each job is a "
     "JSON payload plus an event row, and SQLite itself inserts both rows with their indexes (the raw driver "
     "sends the batch as one JSON array too). pqueue's own share is serialising the batch and running its two "
@@ -143,8 +141,8 @@ MISSED = {
     "the same two CPUs. CPU, not the disk, bounds it.",
     "Licence utilisation": "Between two runs the consumer reads the result from the job process, records "
     "the outcome and claims the next job in one write transaction (finish_and_claim: {fsync:.1f} ms of fsync "
-    "here, the rest is CPU: SQLAlchemy, the seat count, two event rows), then hands the payload to the warm job "
-    "process and has the helper fork the next spare; three processes take turns on the CPUs, so a loaded "
+    "here, the rest is CPU and process switches: the seat count, two event rows), then hands the payload to "
+    "the warm job process and has the helper fork the next spare; three processes take turns on the CPUs, so a loaded "
     "machine stretches every step (see the per-job overhead table).",
     "PostgreSQL: single-seat drain (pq-consumer)": "pq-consumer records each outcome and claims the next job "
     "in one transaction (finish_and_claim: one durable commit, two event rows and a seat count per job) and "
