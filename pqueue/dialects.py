@@ -74,8 +74,19 @@ class SQLDialect:
 
     def json_rows(self, array: ColumnElement[Any]) -> tuple[Any, ColumnElement[Any], ColumnElement[Any]]:
         """A JSON array parameter as rows: (the FROM clause, its position column, its element column)."""
-        rows = func.json_each(array).table_valued("key", "value").alias("item")
+        rows = func.json_each(array).table_valued("key", "value", "type").alias("item")
         return rows, rows.c.key, rows.c.value
+
+    def json_element_json(self, rows: Any, array: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The element of a json_rows(array) row as JSON text, exactly as sent (for a JSON column).
+
+        json_each gives an object or array as its JSON text, but a scalar as an SQL value (true
+        becomes 1, a string loses its quotes, a number goes through a double), so a scalar is
+        read again from the array by its position, which keeps its JSON text.
+        """
+        structured = rows.c.type.in_([literal_column("'object'"), literal_column("'array'")])
+        path = literal_column("'$['").concat(rows.c.key).concat(literal_column("']'"))
+        return case((structured, rows.c.value), else_=array.op("->")(path.self_group()))
 
     def json_item(self, element: ColumnElement[Any], index: int) -> ColumnElement[Any]:
         """Item `index` of a JSON array element, as an SQL scalar."""
@@ -137,6 +148,10 @@ class PostgresDialect(SQLDialect):
         elements = func.jsonb_array_elements(cast(array, postgresql.JSONB()))
         rows = elements.table_valued("value", with_ordinality="position").render_derived("item")
         return rows, rows.c.position, rows.c.value
+
+    def json_element_json(self, rows: Any, array: ColumnElement[Any]) -> ColumnElement[Any]:
+        value: ColumnElement[Any] = rows.c.value  # jsonb, exact
+        return value
 
     def seat_lock(self) -> Any | None:
         # A statement of its own: under READ COMMITTED the next statement takes a new snapshot,

@@ -296,7 +296,7 @@ class PersistentQ(PersistentQInterface):
         # In list order, so ids (and run order) follow the list: each run of keyless jobs goes in
         # as one JSON array (serialised once, which also checks its payloads); a job with an
         # idempotency key goes alone (it may conflict).
-        runs: list[tuple[NewJob | str, float]] = []
+        runs: list[NewJob | tuple[bool, dict[str, Any]]] = []
         for (keyed, delay), run in groupby(
             zip(where, new_jobs, strict=True),
             key=lambda pair: (pair[1].idempotency_key is not None, pair[1].run_after_seconds),
@@ -305,34 +305,56 @@ class PersistentQ(PersistentQInterface):
             if keyed:
                 for label, job in labelled:
                     _json_safe(f"{label}.payload", job.payload)
-                    runs.append((job, delay))
+                    runs.append(job)
             else:
-                runs.append((self._items_text(labelled), delay))
+                runs.append(self._keyless_run(labelled, delay))
         if not runs:
             return []
 
         def insert_all(conn: Connection) -> list[PutResult]:
             results: list[PutResult] = []
-            for run, delay in runs:
+            for run in runs:
                 if isinstance(run, NewJob):
                     results.append(self._insert_job(conn, run, actor))
                 else:
-                    results.extend(self._insert_many(conn, run, delay, actor))
+                    results.extend(self._insert_many(conn, *run, actor))
             for queue in {job.queue or self.settings.queue for job in new_jobs}:
                 self._notify(conn, queue)
             return results
 
         return self._write(insert_all)
 
-    def _items_text(self, labelled: list[tuple[str, NewJob]]) -> str:
-        """Keyless jobs as the JSON array _insert_many_statement reads: [queue, payload, priority,
-        max_attempts, callback_url] each."""
-        items = [
-            [job.queue or self.settings.queue, job.payload, job.priority, job.max_attempts, job.callback_url]
-            for _, job in labelled
-        ]
+    def _keyless_run(self, labelled: list[tuple[str, NewJob]], delay: float) -> tuple[bool, dict[str, Any]]:
+        """(alike, parameters) of _insert_many_statement(alike) for a run of keyless jobs.
+
+        Jobs that share queue, priority, max_attempts and callback_url (a batch usually does) go
+        as an array of their payloads with the shared values bound once; otherwise each element
+        is [queue, payload, priority, max_attempts, callback_url]. Reading those apart per job
+        cost SQLite as much again as the rest of the INSERT (4.4 against 2.3 ms per 1,000 jobs).
+        """
+        first = labelled[0][1]
+        shared = (first.queue, first.priority, first.max_attempts, first.callback_url)
+        if all((job.queue, job.priority, job.max_attempts, job.callback_url) == shared for _, job in labelled):
+            return True, {
+                "w_items": self._json_array(labelled, lambda job: job.payload),
+                "w_delay": delay,
+                "w_queue": first.queue or self.settings.queue,
+                "w_priority": first.priority,
+                "w_max_attempts": first.max_attempts or self.settings.max_attempts,
+                "w_callback_url": first.callback_url,
+            }
+        default_queue = self.settings.queue
+        items = self._json_array(
+            labelled,
+            lambda job: [job.queue or default_queue, job.payload, job.priority, job.max_attempts, job.callback_url],
+        )
+        return False, {"w_items": items, "w_delay": delay}
+
+    @staticmethod
+    def _json_array(labelled: list[tuple[str, NewJob]], element: Callable[[NewJob], Any]) -> str:
+        """One JSON array of element(job) for each job; a payload JSON cannot hold is named."""
         try:
-            return _json_text(items)
+            return _json_text([element(job) for _, job in labelled])
         except (TypeError, ValueError):
             for label, job in labelled:  # name the job whose payload cannot be stored
                 _json_safe(f"{label}.payload", job.payload)
@@ -348,8 +370,8 @@ class PersistentQ(PersistentQInterface):
             raise InvalidInput(f"{where}.priority", "must be a 32-bit integer")
         if job.run_after_seconds < 0:
             raise InvalidInput(f"{where}.run_after_seconds", "must not be negative")
-        if job.max_attempts is not None and job.max_attempts < 1:
-            raise InvalidInput(f"{where}.max_attempts", "must be at least 1")
+        if job.max_attempts is not None and not (isinstance(job.max_attempts, int) and job.max_attempts >= 1):
+            raise InvalidInput(f"{where}.max_attempts", "must be an integer of at least 1")
 
     def _job_values(self, job: NewJob) -> dict[str, Any]:
         return {
@@ -363,30 +385,44 @@ class PersistentQ(PersistentQInterface):
             "idempotency_key": job.idempotency_key,
         }
 
-    def _insert_many(self, conn: Connection, items: str, delay: float, actor: str) -> list[PutResult]:
+    def _insert_many(self, conn: Connection, alike: bool, params: dict[str, Any], actor: str) -> list[PutResult]:
         """Jobs without an idempotency key cannot conflict: the whole run goes to the database as
         one JSON array parameter, unpacked there by one INSERT … SELECT for the jobs and one for
         their events. Per job that costs no statement and no parameter processing in Python, and
         no payload digest (it only serves idempotency keys)."""
-        params = {"w_items": items, "w_delay": delay}
-        ids = sorted(conn.execute(self._prepared("insert_many", self._insert_many_statement), params).scalars())
+        statement = self._prepared(f"insert_many_{alike}", partial(self._insert_many_statement, alike))
+        ids = sorted(conn.execute(statement, params).scalars())
         created = {"w_ids": _json_text(ids), "w_actor": actor}
         conn.execute(self._prepared("created_many", self._created_many_statement), created)
         return [PutResult(id=new_id, created=True) for new_id in ids]
 
-    def _insert_many_statement(self) -> Any:
-        """INSERT … SELECT from :w_items, a JSON array of [queue, payload, priority, max_attempts,
-        callback_url]; ids come back in the array's order once sorted (one statement assigns them)."""
-        rows, position, item = self.dialect.json_rows(bindparam("w_items", type_=SQLText()))
-        field = partial(self.dialect.json_item, item)
+    def _insert_many_statement(self, alike: bool) -> Any:
+        """INSERT … SELECT from :w_items, a JSON array with one element per job: its payload when
+        the jobs are alike (queue, priority, max_attempts and callback_url are then bound once),
+        else [queue, payload, priority, max_attempts, callback_url]. Ids come back in the array's
+        order once sorted (one statement assigns them)."""
+        array = bindparam("w_items", type_=SQLText())
+        rows, position, item = self.dialect.json_rows(array)
+        queue: ColumnElement[Any]
+        priority: ColumnElement[Any]
+        max_attempts: ColumnElement[Any]
+        callback_url: ColumnElement[Any]
+        if alike:
+            payload = self.dialect.json_element_json(rows, array)
+            queue, callback_url = (bindparam(f"w_{name}", type_=SQLText()) for name in ("queue", "callback_url"))
+            priority, max_attempts = (bindparam(f"w_{name}", type_=Integer()) for name in ("priority", "max_attempts"))
+        else:
+            field = partial(self.dialect.json_item, item)
+            payload = self.dialect.json_item_json(item, 1)
+            queue, priority, max_attempts, callback_url = field(0), field(2), field(3), field(4)
         values = {
-            "queue": field(0),
-            "payload": self.dialect.json_item_json(item, 1),
+            "queue": queue,
+            "payload": payload,
             "payload_hash": literal(""),
             "status": literal(Status.UNPROCESSED.value),
-            "priority": cast(field(2), Integer()),
-            "max_attempts": func.coalesce(cast(field(3), Integer()), self.settings.max_attempts),
-            "callback_url": field(4),
+            "priority": cast(priority, Integer()),
+            "max_attempts": func.coalesce(cast(max_attempts, Integer()), self.settings.max_attempts),
+            "callback_url": callback_url,
             "created_at": self._now,
             "run_after": self.dialect.add_seconds(self._now, bindparam("w_delay", type_=Float())),
         }

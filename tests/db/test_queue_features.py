@@ -99,6 +99,43 @@ def test_batch_put__stores_every_field_and_payload_exactly_in_list_order(q: Pers
     assert q.get_job(ids[-1]).run_after > q.get_job(ids[0]).run_after
 
 
+def test_batch_put__alike_jobs_store_every_payload_exactly(q: PersistentQ) -> None:
+    # Jobs that share queue, priority, max_attempts and callback_url go in as an array of bare
+    # payloads, which SQLite reads back as SQL values unless told otherwise: a string without
+    # its quotes, true as 1, a number through a double.
+    payloads: list[Any] = [
+        {"nested": {"list": [1, 2.5, None, True]}, "text": 'naïve ☃ "quoted" \\ back'},
+        "a plain string",
+        "123",
+        "true",
+        'a "quoted" \\ string\n',
+        True,
+        False,
+        None,
+        0.1,
+        1.0000000000000002,
+        -(2**62),
+        [1, "two", {"three": 3}],
+        [],
+        {},
+    ]
+    shared = {"queue": "alike", "priority": -3, "max_attempts": 5, "callback_url": "http://127.0.0.1:9/cb"}
+    for extra in (shared, {}):
+        results = q.put_items([NewJob(p, **extra) for p in payloads], actor="alike")
+        ids = [r.id for r in results]
+        assert ids == sorted(ids) and len(set(ids)) == len(payloads)
+        for payload, new_id in zip(payloads, ids, strict=True):
+            stored = q.get_job(new_id)
+            assert stored.payload == payload and type(stored.payload) is type(payload), (payload, stored.payload)
+            assert (stored.queue, stored.priority, stored.max_attempts, stored.callback_url) == (
+                extra.get("queue", "default"),
+                extra.get("priority", 0),
+                extra.get("max_attempts", 3),
+                extra.get("callback_url"),
+            )
+            assert [(e.to_status, e.actor) for e in q.events(new_id)] == [(Status.UNPROCESSED, "alike")]
+
+
 def test_batch_put__names_the_job_whose_payload_cannot_be_stored(q: PersistentQ) -> None:
     with pytest.raises(InvalidInput, match=r"jobs\[2\]\.payload"):
         q.put_items([NewJob(1), NewJob(2), NewJob({"x": float("inf")}), NewJob(4)])
@@ -115,6 +152,7 @@ def test_bad_input__changes_nothing(q: PersistentQ) -> None:
         NewJob(1, priority=2**40),
         NewJob(1, run_after_seconds=-1),
         NewJob(1, max_attempts=0),
+        NewJob(1, max_attempts=2.5),  # type: ignore[arg-type]
     ]
     for job in bad:
         with pytest.raises(InvalidInput):
