@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import pqueue
-from pqueue import DatabaseMissing, SchemaOutOfDate, Settings, Status
+from pqueue import DatabaseMissing, NewJob, SchemaOutOfDate, Settings, Status
 from pqueue.database import VERSION_TABLE, head_revision, make_engine, upgrade
 from pqueue.schema import metadata
 from pqueue.store import PersistentQ
@@ -37,6 +37,31 @@ def test_upgrade_from_first_revision__keeps_data(settings: Settings) -> None:
         job = store.get_job(job_id)
         assert (job.payload, job.priority, job.status) == ({"kept": True}, 2, Status.UNPROCESSED)
         assert store.workers() == [] and store.delivery(job_id) is None
+    finally:
+        store.close()
+
+
+def test_upgrade_from_0002__finished_jobs_stay_purgeable_and_waiting_ones_stay(settings: Settings) -> None:
+    engine = make_engine(settings.resolved_database_url, settings)
+    try:
+        assert upgrade(engine, settings.db_schema, "0002") == (None, "0002")
+        old = PersistentQ(engine, settings)
+        waiting = [r.id for r in old.put_items([NewJob({"n": n}) for n in range(3)])]
+        finished = old.put_item("done", queue="once")
+        job = old.get_item("w", queue="once")
+        assert job is not None and job.id == finished
+        old.update_status(finished, "processed", lease_id=job.lease_id)
+        assert upgrade(engine, settings.db_schema) == ("0002", head_revision())
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+    store = pqueue.connect(settings=settings)
+    try:
+        assert store.purge(0, ["processed"], dry_run=True) == 1
+        assert store.purge(0, ["processed"]) == 1
+        assert [j.id for j in store.get_all_items(oldest_first=True).items] == waiting
     finally:
         store.close()
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from pqueue import (
     DeliveryStatus,
@@ -206,6 +207,51 @@ def test_purge__keeps_jobs_whose_callback_is_pending(q: PersistentQ) -> None:
     q.record_delivery(delivery.id, delivered=True, status_code=200)
     assert q.purge(86400, ["processed"]) == 1
     assert q.count_items() == 0 and job_id
+
+
+def _job_reads(q: PersistentQ, call: Callable[[], object]) -> list[str]:
+    """The plan of each SELECT on pq_jobs that call() runs (PostgreSQL: with seq scans discouraged,
+    so an index shows up whenever the query can use it)."""
+    statements: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM pq_jobs" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(q.engine, "before_cursor_execute", grab)
+    try:
+        call()
+    finally:
+        event.remove(q.engine, "before_cursor_execute", grab)
+    plans = []
+    with q.engine.begin() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        if q.engine.dialect.name == "sqlite":
+            explain = "EXPLAIN QUERY PLAN "
+        else:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            explain = "EXPLAIN "
+        for statement, parameters in statements:
+            plans.append("\n".join(str(row[-1]) for row in cursor.execute(explain + statement, parameters)))
+    return plans
+
+
+def test_finished_index__holds_finished_jobs_only_and_serves_purge_and_durations(q: PersistentQ) -> None:
+    q.put_items([NewJob(n) for n in range(3)])
+    done = _finish(q, "processed")
+    with q.engine.connect() as conn:
+        if q.engine.dialect.name == "sqlite":
+            found = "SELECT sql FROM sqlite_master WHERE name = 'ix_pq_jobs_status_finished'"
+        else:
+            found = (
+                "SELECT indexdef FROM pg_indexes"
+                " WHERE indexname = 'ix_pq_jobs_status_finished' AND schemaname = current_schema()"
+            )
+        definition = conn.exec_driver_sql(found).scalar_one()
+    assert "finished_at IS NOT NULL" in definition, definition
+    plans = _job_reads(q, lambda: (q.purge(3600, ["processed", "cancelled"], dry_run=True), q.run_durations()))
+    assert len(plans) == 2 and all("ix_pq_jobs_status_finished" in plan for plan in plans), plans
+    assert q.purge(0, ["processed"]) == 1 and q.count_items() == 3 and done
 
 
 def test_pagination__newest_first_with_cursor(q: PersistentQ) -> None:
