@@ -96,9 +96,10 @@ class SQLDialect:
         """Item `index` of a JSON array element, as JSON text (for a JSON column)."""
         return element.op("->")(literal_column(str(int(index))))
 
-    def seat_lock(self) -> Any | None:
-        """The statement that serialises claimers of the queue whose lock key is bound as :w_key;
-        None on SQLite, where BEGIN IMMEDIATE already holds the write lock."""
+    def seat_lock(self) -> ColumnElement[Any] | None:
+        """The call that serialises claimers of the queue whose lock key is bound as :w_key, to
+        run in a statement before the claim's; None on SQLite, where BEGIN IMMEDIATE already
+        holds the write lock."""
         return None
 
     def wake_up(self) -> Any | None:
@@ -153,11 +154,11 @@ class PostgresDialect(SQLDialect):
         value: ColumnElement[Any] = rows.c.value  # jsonb, exact
         return value
 
-    def seat_lock(self) -> Any | None:
-        # A statement of its own: under READ COMMITTED the next statement takes a new snapshot,
-        # so the seat count it reads includes every claim committed before we got the lock.
-        # A transaction-level lock cannot leak from a pooled connection.
-        return select(func.pg_advisory_xact_lock(bindparam("w_key", type_=BigInteger())))
+    def seat_lock(self) -> ColumnElement[Any] | None:
+        # Before the claim's statement: under READ COMMITTED the next statement takes a new
+        # snapshot, so the seat count it reads includes every claim committed before we got the
+        # lock. A transaction-level lock cannot leak from a pooled connection.
+        return func.pg_advisory_xact_lock(bindparam("w_key", type_=BigInteger()))
 
     def wake_up(self) -> Any | None:
         return select(func.pg_notify(bindparam("w_channel", type_=String()), bindparam("w_queue", type_=String())))

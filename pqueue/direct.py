@@ -68,7 +68,9 @@ class DirectStatement:
         return values if self._positions is None else tuple(values[name] for name in self._positions)
 
     def _rows(self, cursor: Any) -> list[Any]:
-        fetched = cursor.fetchall() if cursor.description else []
+        if not self._results:  # (psycopg builds cursor.description anew on every look)
+            return []
+        fetched = cursor.fetchall()
         results = self._results
         return [self._row(*[v if p is None else p(v) for p, v in zip(results, raw, strict=True)]) for raw in fetched]
 

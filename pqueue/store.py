@@ -190,7 +190,7 @@ class PersistentQ(PersistentQInterface):
         self.channel = f"pq_wake_{self.schema or 'public'}"
         self._waiter: Waiter | None = None
         lock, wake = self.dialect.seat_lock(), self.dialect.wake_up()
-        self._seat_lock = DirectStatement(lock, engine.dialect) if lock is not None else None
+        self._seat_lock = DirectStatement(select(lock), engine.dialect) if lock is not None else None
         self._wake_up = DirectStatement(wake, engine.dialect) if wake is not None else None
 
     # -- transactions -----------------------------------------------------------------------
@@ -260,6 +260,10 @@ class PersistentQ(PersistentQInterface):
         compile_once = lambda: DirectStatement(build(), self.engine.dialect)  # noqa: E731
         statement: DirectStatement = self._prepared(f"direct {name}", compile_once)
         return statement
+
+    def _lock_seats(self, conn: Connection, queue: str) -> None:
+        if self._seat_lock is not None:
+            self._seat_lock.run(conn, {"w_key": seat_lock_key(queue, self.schema)})
 
     def _notify(self, conn: Connection, queue: str) -> None:
         if self._wake_up is not None:
@@ -476,12 +480,14 @@ class PersistentQ(PersistentQInterface):
         lease = lease_seconds or self.settings.lease_seconds
         return self._write(lambda conn: self._claim(conn, worker_id, queue, lease))
 
-    def _claim(self, conn: Connection, worker_id: str, queue: str, lease: float) -> Job | None:
+    def _claim(
+        self, conn: Connection, worker_id: str, queue: str, lease: float, seats_locked: bool = False
+    ) -> Job | None:
         if self.dialect.dml_in_cte:
-            # PostgreSQL: an advisory lock per queue, taken in its own statement, so the claim
-            # statement after it (a new READ COMMITTED snapshot) counts every committed claim.
-            if self._seat_lock is not None:
-                self._seat_lock.run(conn, {"w_key": seat_lock_key(queue, self.schema)})
+            # PostgreSQL: an advisory lock per queue, taken by an earlier statement, so the claim
+            # statement (a new READ COMMITTED snapshot) counts every committed claim.
+            if not seats_locked:
+                self._lock_seats(conn, queue)
             params = {"w_queue": queue, "w_worker": worker_id, "w_lease_seconds": lease}
             claimed = self._direct("claim_one", self._claim_statement).first(conn, params)
             return self._job(claimed) if claimed is not None else None
@@ -625,8 +631,8 @@ class PersistentQ(PersistentQInterface):
         lease = lease_seconds or self.settings.lease_seconds
 
         def finish_then_claim(conn: Connection) -> tuple[Job, Job | None]:
-            done = self._finish(conn, job_id, lease_id, target, result, error, wake=False)
-            following = self._claim(conn, worker_id, queue, lease)
+            done = self._finish(conn, job_id, lease_id, target, result, error, wake=False, lock_seats_of=queue)
+            following = self._claim(conn, worker_id, queue, lease, seats_locked=True)
             if following is None or done.queue != queue:  # else the seat it freed is taken again
                 self._notify(conn, done.queue)
             return done, following
@@ -653,11 +659,19 @@ class PersistentQ(PersistentQInterface):
         result: JSON,
         error: str | None,
         wake: bool = True,
+        lock_seats_of: str | None = None,
     ) -> Job:
+        """Record a worker's outcome; with lock_seats_of, also take that queue's seat lock
+        (PostgreSQL; within the processed UPDATE's own statement, one round trip fewer)."""
         if target == Status.PROCESSED:
             # The common case needs nothing from the row first: one fenced UPDATE, no locking read.
-            params = {"w_id": job_id, "w_lease": lease_id, "v_result": result}
-            row = self._direct("processed", self._processed_statement).first(conn, params)
+            params: dict[str, Any] = {"w_id": job_id, "w_lease": lease_id, "v_result": result}
+            if lock_seats_of is not None and self._seat_lock is not None:
+                params["w_key"] = seat_lock_key(lock_seats_of, self.schema)
+                locking = partial(self._processed_statement, lock_seats=True)
+                row = self._direct("processed_then_lock", locking).first(conn, params)
+            else:
+                row = self._direct("processed", self._processed_statement).first(conn, params)
             if row is None:
                 raise LeaseLost(job_id, lease_id, self._lock_job(conn, job_id).status)
             if not self.dialect.dml_in_cte:
@@ -675,10 +689,13 @@ class PersistentQ(PersistentQInterface):
                 values["run_after"] = FromNow(retry_backoff(self.settings.retry_backoff_seconds, current.attempts))
         row = self._update_job(conn, job_id, Status.UNDER_PROCESS, target, values, lease_id)
         self._event(conn, job_id, Status.UNDER_PROCESS, target, current.worker_id or "worker", _summary(error))
+        if lock_seats_of is not None:
+            self._lock_seats(conn, lock_seats_of)
         return self._after_move(conn, row, wake)
 
-    def _processed_statement(self) -> Any:
-        """The fenced UPDATE to processed (with its event row on PostgreSQL)."""
+    def _processed_statement(self, lock_seats: bool = False) -> Any:
+        """The fenced UPDATE to processed (with its event row on PostgreSQL; with lock_seats, also
+        the seat lock of the queue keyed :w_key, taken only when the UPDATE matched)."""
         moved = (
             update(jobs)
             .where(
@@ -697,7 +714,9 @@ class PersistentQ(PersistentQInterface):
         )
         if not self.dialect.dml_in_cte:
             return moved
-        return self._with_event(moved.cte("moved"), literal(Status.UNDER_PROCESS.value), literal("ok"))
+        statement = self._with_event(moved.cte("moved"), literal(Status.UNDER_PROCESS.value), literal("ok"))
+        lock = self.dialect.seat_lock()
+        return statement.add_columns(lock.label("seats_locked")) if lock_seats and lock is not None else statement
 
     def _with_event(self, moved: Any, from_status: ColumnElement[Any], message: ColumnElement[Any]) -> Any:
         """PostgreSQL: the moved rows of a DML CTE, with their event rows written by the same

@@ -50,9 +50,13 @@ def max_overlap(runs: list[tuple[float, float]]) -> int:
 
 @pytest.mark.process
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("seats", [1, 4])
+@pytest.mark.parametrize(
+    ("seats", "one_transaction"),
+    [(1, False), (4, False), (1, True)],
+    ids=["1 seat", "4 seats", "1 seat, finish_and_claim"],
+)
 def test_four_producers_four_consumers__none_lost_none_twice_seats_kept(
-    make_queue: Callable[..., PersistentQ], seats: int
+    make_queue: Callable[..., PersistentQ], seats: int, one_transaction: bool
 ) -> None:
     # This test is about concurrency, not power loss: commits need not wait for the disk.
     store = make_queue(max_running=seats, synchronous_commit=False)
@@ -60,7 +64,7 @@ def test_four_producers_four_consumers__none_lost_none_twice_seats_kept(
     total, per_producer = 5000, 1250
     out = CTX.Queue()
     stop = CTX.Event()
-    consumers = [CTX.Process(target=workers.consume, args=(overrides, stop, out)) for _ in range(4)]
+    consumers = [CTX.Process(target=workers.consume, args=(overrides, stop, out, one_transaction)) for _ in range(4)]
     producers = [CTX.Process(target=workers.produce, args=(overrides, per_producer, f"p{i}", out)) for i in range(4)]
     for process in consumers + producers:
         process.start()

@@ -28,21 +28,30 @@ def produce(overrides: dict[str, Any], count: int, tag: str, out: Any) -> None:
         out.put(("done", tag))
 
 
-def consume(overrides: dict[str, Any], stop: Event, out: Any) -> None:
-    """Claim and complete until told to stop, reporting (id, lease, start, end) of every run."""
+def consume(overrides: dict[str, Any], stop: Event, out: Any, one_transaction: bool = False) -> None:
+    """Claim and complete until told to stop, reporting (id, lease, start, end) of every run;
+    with one_transaction, each outcome and the next claim go together (finish_and_claim)."""
     store = open_store(overrides)
     worker = f"w{os.getpid()}"
+    job = None
     try:
         while not stop.is_set():
-            job = store.get_item(worker)
             if job is None:
-                store.wait_for_work(0.05)
-                continue
+                job = store.get_item(worker)
+                if job is None:
+                    store.wait_for_work(0.05)
+                    continue
             started = time.monotonic()
             time.sleep(0.0005)
             ended = time.monotonic()
             out.put(("run", job.id, job.lease_id, started, ended))
-            store.update_status(job.id, "processed", lease_id=job.lease_id, result=job.id)
+            if one_transaction:
+                _, job = store.finish_and_claim(
+                    job.id, "processed", lease_id=job.lease_id, worker_id=worker, result=job.id
+                )
+            else:
+                store.update_status(job.id, "processed", lease_id=job.lease_id, result=job.id)
+                job = None
     except Exception:  # noqa: BLE001
         out.put(("error", traceback.format_exc()))
     finally:
