@@ -9,6 +9,13 @@ kill it, and the running job with it, before the grace period; and it dies with 
 algorithm imported takes milliseconds, where starting an interpreter and importing pandas takes
 seconds. It imports nothing heavy itself: pqueue only when the algorithm asks for the settings.
 
+It is also the job processes' watchdog: when the consumer is gone (its lifeline pipe closes, its
+parent-death signal arrives, or the command channel breaks) it kills the process group of every
+job process it forked and has not reaped, then exits; and when it reaps a job process it kills
+what is left of that process's group. One process for all jobs, not a watchdog forked per job;
+a process, not a thread of the consumer, so an algorithm holding the interpreter lock cannot
+delay it, and it runs no algorithm code itself.
+
 Messages: from the consumer, ("start", algorithm, settings as JSON) once, then "fork" requests.
 To the consumer: ("ready",) or ("broken", why) once; then ("forked", pid) followed by the job
 process's socket (SCM_RIGHTS), and ("exited", pid, wait status) when one is reaped.
@@ -29,7 +36,7 @@ from typing import Any
 
 from consumer.child import run_child
 from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
-from consumer.processes import die_with_parent
+from consumer.processes import die_with_parent, kill_group, kill_process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifeline", type=int, required=True, help="pipe that closes when the consumer exits")
     parser.add_argument("--consumer-pid", type=int, required=True)
     args = parser.parse_args(argv)
-    die_with_parent(signal.SIGKILL)  # the session of its own was made before exec (start_new_session)
+    # SIGTERM, not SIGKILL: the helper must live long enough to kill its job process groups.
+    die_with_parent(signal.SIGTERM)  # the session of its own was made before exec (start_new_session)
     if os.getppid() != args.consumer_pid:
         return 0
     commands = Connection(args.commands)
@@ -79,22 +87,31 @@ class Helper:
         self.settings = settings
         self.consumer_pid = consumer_pid
         self.pid = os.getpid()
-        # SIGCHLD wakes the loop through this pipe (the handler itself does nothing).
+        self.jobs: set[int] = set()  # job processes forked and not reaped: their pids name their groups
+        self.stopping = False
+        # SIGCHLD and SIGTERM (the consumer's death, or a stop) wake the loop through this pipe.
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._stop)
+
+    def _stop(self, _signum: int, _frame: Any) -> None:
+        self.stopping = True
 
     def loop(self) -> None:
-        """Serve fork requests until the consumer closes the command channel or goes away."""
+        """Serve fork requests until the consumer closes the command channel or goes away; then
+        kill every job process group that is left."""
         try:
             self._serve()
         except (EOFError, OSError):  # the consumer closed the channel (or is gone): nothing to say
-            return
+            pass
+        finally:
+            self._kill_jobs()
 
     def _serve(self) -> None:
-        while True:
+        while not self.stopping and os.getppid() == self.consumer_pid:
             ready = wait([self.commands, self.lifeline, self.wake_r])
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
@@ -115,7 +132,16 @@ class Helper:
                 return
             if pid == 0:
                 return
+            self.jobs.discard(pid)
+            kill_group(pid)  # whatever the job started dies with it (the consumer kills it too)
             self.commands.send(("exited", pid, status))
+
+    def _kill_jobs(self) -> None:
+        """SIGKILL the group of every job process not yet reaped (its pid cannot have been reused)."""
+        for pid in self.jobs:
+            kill_group(pid)
+            kill_process(pid)  # in case it had not made its own group yet
+        self.jobs.clear()
 
     def _fork(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -130,6 +156,7 @@ class Helper:
             return
         if pid == 0:
             self._become_child(ours, theirs)
+        self.jobs.add(pid)
         theirs.close()
         self.commands.send(("forked", pid))
         reduction.send_handle(self.commands, ours.fileno(), self.consumer_pid)
@@ -144,8 +171,9 @@ class Helper:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.close(self.wake_r)
             os.close(self.wake_w)
+            os.close(self.lifeline)
             self.commands.close()
-            run_child(theirs, self.lifeline, self.function, self.settings, self.pid)
+            run_child(theirs, self.function, self.settings, self.pid)
             code = 0
         except BaseException:  # noqa: BLE001 - whatever happens, never return into the helper's loop
             traceback.print_exc()

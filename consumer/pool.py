@@ -194,7 +194,7 @@ class AlgorithmProcesses:
             return True
         try:
             if spare.conn.poll(0):
-                spare.conn.recv()  # ("ready", pid): its group, death signal and watchdog are set up
+                spare.conn.recv()  # ("ready", pid): its group and death signal are set up
                 spare.ready = True
         except (EOFError, OSError):
             self._drop(spare)

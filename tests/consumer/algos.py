@@ -100,6 +100,22 @@ def hang_with_grandchild(payload: dict[str, Any]) -> None:
         record(payload, "tick")
 
 
+def group(payload: dict[str, Any]) -> dict[str, Any]:
+    """The pids of every process in the job process's group, itself included."""
+    record(payload, "start")
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) ": state ppid pgrp ...
+            if int(fields[2]) == os.getpgrp():
+                members.append(int(entry.name))
+    return {"pid": os.getpid(), "members": sorted(members)}
+
+
 def not_json(payload: dict[str, Any]) -> object:
     record(payload, "start")
     return {"when": object()}
@@ -114,4 +130,5 @@ ACTIONS = {
     "segfault": segfault,
     "hang_with_grandchild": hang_with_grandchild,
     "not_json": not_json,
+    "group": group,
 }

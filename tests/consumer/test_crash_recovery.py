@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import make_url, select
 
@@ -30,6 +31,12 @@ def started(log: Path, count: int = 1) -> list[dict[str, object]]:
         return found if len(found) >= count else []
 
     return wait_until(starts, what=f"{count} run(s) to start")
+
+
+def helper_pid(consumer_log: Path) -> int:
+    """The helper's pid, from the consumer's algorithm_ready line."""
+    ready = next(line for line in consumer_log.read_text().splitlines() if "event=algorithm_ready" in line)
+    return int(ready.split(" pid=")[1].split()[0])
 
 
 def test_consumer_killed__algorithm_dies_and_next_consumer_finishes_the_job(
@@ -64,6 +71,23 @@ def test_consumer_killed__algorithm_dies_and_next_consumer_finishes_the_job(
     assert "expired" in (q.events(job_id)[2].message or "")
     second.send_signal(signal.SIGTERM)
     assert wait_exit(second) == 0
+
+
+def test_consumer_killed__helper_kills_the_job_the_spare_and_the_grandchild_then_exits(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    log = tmp_path / "runs.jsonl"
+    q.put_item({"do": "hang_with_grandchild", "log": str(log)})
+    consumer = start_consumer()
+    run = started(log)[0]
+    helper = psutil.Process(helper_pid(tmp_path / "consumer-0.log"))
+    children = wait_until(lambda: [child.pid for child in helper.children()] if len(helper.children()) == 2 else [])
+    assert int(str(run["pid"])) in children  # the other one is the spare, forked once the job started
+
+    kill_hard(consumer)
+    for pid in [*children, int(str(run["grandchild"])), helper.pid]:
+        wait_gone(pid)
 
 
 def test_lease_not_renewable__algorithm_is_killed_before_the_lease_runs_out(
@@ -222,10 +246,8 @@ def test_helper_killed__running_job_fails_and_a_new_helper_runs_the_next(
     start_consumer()
     run = started(log)[0]
     consumer_log = tmp_path / "consumer-0.log"
-    ready = next(line for line in consumer_log.read_text().splitlines() if "event=algorithm_ready" in line)
-    helper_pid = int(ready.split(" pid=")[1].split()[0])
 
-    os.kill(helper_pid, signal.SIGKILL)
+    os.kill(helper_pid(consumer_log), signal.SIGKILL)
     wait_gone(int(str(run["pid"])))  # its parent-death signal
     wait_status(q, running, Status.MANUAL_INTERVENTION)
     assert "the helper process that forked it died" in (q.get_job(running).error or "")

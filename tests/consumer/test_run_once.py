@@ -99,6 +99,14 @@ def test_run_once__stop_during_a_job_records_its_outcome_and_claims_nothing(cons
     assert consumer.run_once(claim_next=True) == Step.STOPPING
 
 
+def test_run_once__the_job_process_is_alone_in_its_group(consumer: Consumer) -> None:
+    """No watchdog is forked per job (the helper watches over every job's group)."""
+    job_id = consumer.store.put_item({"do": "group"})
+    assert consumer.run_once() == Step.RAN
+    result = consumer.store.get_job(job_id).result
+    assert result["members"] == [result["pid"]]
+
+
 def test_run__drain_returns_when_nothing_is_claimable(consumer: Consumer) -> None:
     ids = [consumer.store.put_item({"do": "ok", "value": n}) for n in range(3)]
     consumer.run(drain=True)
