@@ -11,12 +11,12 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing import reduction
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from consumer.loading import AlgorithmUnavailable
 from consumer.logs import event
-from consumer.processes import kill_group, kill_process
+from consumer.processes import kill_group, kill_process, readable, wait_readable
 from pqueue import Settings
 
 log = logging.getLogger("consumer")
@@ -125,7 +125,7 @@ class AlgorithmProcesses:
         """Read every message the helper has sent: forked processes and reaped ones."""
         assert self._commands is not None
         try:
-            while self._commands.poll(0):
+            while readable(self._commands):
                 self._handle(self._commands.recv())
         except (EOFError, OSError):  # the helper is gone: reap it so helper_alive says so
             self._end_helper()
@@ -161,7 +161,7 @@ class AlgorithmProcesses:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            wait([*self.handles(), *(spare.conn for spare in self._spares)], remaining)
+            wait_readable([*self.handles(), *(spare.conn for spare in self._spares)], remaining)
 
     def spare_ready(self, timeout: float) -> bool:
         """True when a spare is (or within the timeout becomes) ready; never restarts the helper.
@@ -176,7 +176,7 @@ class AlgorithmProcesses:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not (self._spares or self._forks_pending):
                 return False
-            wait([*self.handles(), *(spare.conn for spare in self._spares)], remaining)
+            wait_readable([*self.handles(), *(spare.conn for spare in self._spares)], remaining)
         return False
 
     def _ready_spare(self) -> JobProcess | None:
@@ -193,7 +193,7 @@ class AlgorithmProcesses:
         if spare.ready:
             return True
         try:
-            if spare.conn.poll(0):
+            if readable(spare.conn):
                 spare.conn.recv()  # ("ready", pid): its group and death signal are set up
                 spare.ready = True
         except (EOFError, OSError):
@@ -259,7 +259,7 @@ class AlgorithmProcesses:
     def _await_reaped(self, process: JobProcess, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not process.exited and self.helper_alive and time.monotonic() < deadline:
-            wait(self.handles(), deadline - time.monotonic())
+            wait_readable(self.handles(), deadline - time.monotonic())
             self.pump()
         process.conn.close()
         self._children.pop(process.pid, None)

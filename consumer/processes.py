@@ -5,10 +5,44 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import sys
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 _PR_SET_PDEATHSIG = 1
+LONGEST_WAIT = 86400.0  # seconds; poll(2) takes an int of milliseconds: longer waits are unlimited
+
+
+class HasFileno(Protocol):
+    """A connection, socket or anything else with a file descriptor to wait on."""
+
+    def fileno(self) -> int: ...
+
+
+Handle = TypeVar("Handle", bound="int | HasFileno")
+
+
+def wait_readable(handles: Sequence[Handle], timeout: float | None) -> list[Handle]:
+    """The handles that can be read (or have hung up) within `timeout` seconds (None: no limit).
+
+    What multiprocessing.connection.wait does, as one poll(2) without building a selector per
+    call: the consumer looks at its job process and the helper several times per job.
+    """
+    poller = select.poll()
+    by_fd: dict[int, Handle] = {}
+    for handle in handles:
+        fd = handle if isinstance(handle, int) else handle.fileno()
+        by_fd[fd] = handle
+        poller.register(fd, select.POLLIN)
+    milliseconds = None if timeout is None or timeout > LONGEST_WAIT else max(0.0, timeout) * 1000
+    return [by_fd[fd] for fd, _ in poller.poll(milliseconds)]
+
+
+def readable(handle: int | HasFileno) -> bool:
+    """True when a read would not block (data, end of file or an error waits)."""
+    return bool(wait_readable([handle], 0))
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> bool:

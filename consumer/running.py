@@ -13,13 +13,12 @@ import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from multiprocessing.connection import wait
 from typing import Any
 
 from consumer.lease import LeaseKeeper
 from consumer.logs import event
 from consumer.pool import AlgorithmProcesses, JobProcess
-from consumer.processes import describe_exit
+from consumer.processes import describe_exit, readable, wait_readable
 from consumer.stopping import Shutdown, Waker
 from pqueue import Job, LeaseLost, PersistentQ, Settings, Status, StopRequested
 
@@ -120,7 +119,7 @@ class JobRun:
             renew_at = self.lease.start_when_due(time.monotonic())
             deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf, renew_at]
             remaining = max(0.0, min(deadlines) - time.monotonic())
-            wait([self.process.conn, self.waker.fileno(), *self.processes.handles()], remaining)
+            wait_readable([self.process.conn, self.waker.fileno(), *self.processes.handles()], remaining)
             self.processes.pump()
 
     def _check(self, timeout_at: float) -> Outcome | None:
@@ -160,7 +159,7 @@ class JobRun:
     def _answer(self) -> Outcome | None:
         """The job process's result or error, or its death; None while it runs."""
         try:
-            if self.process.conn.poll(0):
+            if readable(self.process.conn):
                 _job_id, kind, text = self.process.conn.recv()
                 self.answered = True
                 if kind == "ok":
@@ -177,7 +176,7 @@ class JobRun:
         self.lease.start_now()  # the wait below may outlast the first renewal
         deadline = time.monotonic() + EXIT_REPORT_TIMEOUT
         while not self.process.exited and self.processes.helper_alive and time.monotonic() < deadline:
-            wait(self.processes.handles(), deadline - time.monotonic())
+            wait_readable(self.processes.handles(), deadline - time.monotonic())
             self.processes.pump()
         if self.process.wait_status is not None:
             how = describe_exit(self.process.wait_status)
@@ -195,7 +194,7 @@ class JobRun:
         self.processes.terminate(self.process)
         deadline = time.monotonic() + TERM_GRACE
         while not self.process.exited and time.monotonic() < min(deadline, self.lease.valid_until):
-            wait(self.processes.handles(), max(0.0, min(deadline, self.lease.valid_until) - time.monotonic()))
+            wait_readable(self.processes.handles(), max(0.0, min(deadline, self.lease.valid_until) - time.monotonic()))
             self.processes.pump()
         return Outcome(
             Ending.FAILED,

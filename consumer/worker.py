@@ -10,11 +10,11 @@ import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from multiprocessing.connection import wait
 
 from consumer.lease import LeaseKeeper
 from consumer.logs import event
 from consumer.pool import AlgorithmProcesses
+from consumer.processes import wait_readable
 from consumer.running import Ending, JobRun, Outcome
 from consumer.stopping import Shutdown, Waker
 from pqueue import FINAL, DatabaseBusy, DatabaseError, Job, LeaseLost, PersistentQ, PQError, Settings, Status
@@ -278,7 +278,7 @@ class Consumer:
 
     def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once for a stop request."""
-        wait([self.waker.fileno()], seconds)
+        wait_readable([self.waker.fileno()], seconds)
         self.waker.drain()
 
     # -- housekeeping --------------------------------------------------------------------------

@@ -1,8 +1,12 @@
-"""The consumer's small parts: algorithm loading, error text, log lines, exit descriptions."""
+"""The consumer's small parts: algorithm loading, error text, log lines, exit descriptions, waiting."""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import time
+from multiprocessing.connection import Connection
 from typing import Any
 
 import pytest
@@ -17,7 +21,7 @@ from consumer.loading import (
     wants_settings,
 )
 from consumer.logs import format_event
-from consumer.processes import describe_exit
+from consumer.processes import describe_exit, readable, wait_readable
 
 
 @pytest.mark.parametrize("spec", ["", "module", "module:", ":run", "a.b:not-a-name", "a.b:run:x"])
@@ -86,3 +90,27 @@ def test_describe_exit__says_code_or_signal() -> None:
     assert describe_exit(3 << 8) == "exited with code 3"
     assert describe_exit(signal.SIGSEGV) == "was killed by SIGSEGV (signal 11)"
     assert describe_exit(0) == "exited with code 0"
+
+
+def test_wait_readable__returns_what_has_data_or_hung_up_and_nothing_after_the_timeout() -> None:
+    ours, theirs = socket.socketpair()
+    ours_conn, theirs_conn = Connection(ours.detach()), Connection(theirs.detach())
+    read_end, write_end = os.pipe()
+    try:
+        started = time.monotonic()
+        assert wait_readable([ours_conn, read_end], 0.05) == []
+        assert time.monotonic() - started >= 0.04
+        assert not readable(ours_conn)
+        theirs_conn.send("hello")
+        os.write(write_end, b"!")
+        assert sorted(wait_readable([ours_conn, read_end], None), key=id) == sorted([ours_conn, read_end], key=id)
+        assert ours_conn.recv() == "hello"
+        assert wait_readable([ours_conn, read_end], 0) == [read_end]
+        theirs_conn.close()  # the other end going away counts as readable: the read says EOF
+        assert readable(ours_conn)
+        with pytest.raises(EOFError):
+            ours_conn.recv()
+    finally:
+        ours_conn.close()
+        os.close(read_end)
+        os.close(write_end)
