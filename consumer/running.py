@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -66,6 +67,7 @@ class JobRun:
         shutdown: Shutdown,
         waker: Waker,
         lease: LeaseKeeper,
+        on_started: Callable[[], None] = lambda: None,
     ) -> None:
         self.job = job
         self.process = process
@@ -75,6 +77,7 @@ class JobRun:
         self.shutdown = shutdown
         self.waker = waker
         self.lease = lease
+        self.on_started = on_started  # told once the job process has the payload
         self.started = time.monotonic()
         self.grace_until: float | None = None
         self.answered = False  # the job process sent its result or error
@@ -82,13 +85,14 @@ class JobRun:
     def supervise(self) -> Outcome:
         """Run the job to its end and return the outcome; the job process group is killed after.
 
-        The payload goes first: the next spare's fork, the log line and the lease thread (when
-        its first renewal is due; the lease counts from the claim) all come after it.
+        The payload goes first: the next spare's fork, on_started, the log line and the lease
+        thread (when its first renewal is due; the lease counts from the claim) all come after it.
         """
         try:
             sent = self._send_payload()
             if sent:
                 self.processes.fork_next()
+                self.on_started()
                 attempt = f"{self.job.attempts}/{self.job.max_attempts}"
                 event(log, "running", self.job.id, pid=self.process.pid, attempt=attempt)
                 self.lease.touch()

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 
 from consumer.lease import LeaseKeeper
 from consumer.logs import event
@@ -71,6 +72,8 @@ class Consumer:
         self._next_touch = 0.0
         self._database_retry = DATABASE_RETRY_MIN
         self._held: tuple[Job, float] | None = None  # claimed with the last outcome, and when
+        # Log lines and the delivery wake-up of that outcome: told once the held job has its payload.
+        self._notes: list[Callable[[], None]] = []
 
     # -- one step ------------------------------------------------------------------------------
 
@@ -105,7 +108,7 @@ class Consumer:
         if self.shutdown.requested:  # the signal came while claiming: give the job straight back
             self._release(job)
             return Step.STOPPING
-        event(log, "claimed", job.id, attempt=f"{job.attempts}/{job.max_attempts}", lease=job.lease_id, queue=job.queue)
+        self._log_claimed(job)
         self._run(job, claim_started, claim_next)
         return Step.RAN
 
@@ -122,17 +125,30 @@ class Consumer:
         lease = LeaseKeeper(
             self.store, job, self.settings.lease_seconds, claim_started, self.waker.wake, self._touch_quietly
         )
-        run = JobRun(job, process, self.processes, self.store, self.settings, self.shutdown, self.waker, lease)
+        run = JobRun(
+            job, process, self.processes, self.store, self.settings, self.shutdown, self.waker, lease, self._tell_notes
+        )
         outcome = run.supervise()
+        self._tell_notes()  # (already told, unless the job process died before it had the payload)
         self.jobs_run += 1
         self._record(job, outcome, time.monotonic() - run.started, claim_next)
 
     def _release_held(self) -> None:
         """Give back a job claimed with the last outcome that will not run (a stop, no job process)."""
+        self._tell_notes()
         if self._held is not None:
             job, _ = self._held
             self._held = None
             self._release(job)
+
+    def _tell_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        for note in notes:
+            note()
+
+    @staticmethod
+    def _log_claimed(job: Job) -> None:
+        event(log, "claimed", job.id, attempt=f"{job.attempts}/{job.max_attempts}", lease=job.lease_id, queue=job.queue)
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -174,12 +190,14 @@ class Consumer:
         except PQError:
             return False  # update_status alone, with its retries and its answers to each error
         self._database_retry = DATABASE_RETRY_MIN
-        self._finished(done, seconds)
-        if claimed is not None:
-            self._held = (claimed, claim_started)
-            self.processes.spares_wanted = 2  # jobs come back to back: fork ahead of them
-            attempt = f"{claimed.attempts}/{claimed.max_attempts}"
-            event(log, "claimed", claimed.id, attempt=attempt, lease=claimed.lease_id, queue=claimed.queue)
+        if claimed is None:
+            self._finished(done, seconds)
+            return True
+        self._held = (claimed, claim_started)
+        self.processes.spares_wanted = 2  # jobs come back to back: fork ahead of them
+        # The seat is taken again: the next job's payload goes first; the log lines and the wake-up
+        # of the delivery thread (which would compete for the interpreter lock) come after it.
+        self._notes = [partial(self._finished, done, seconds), partial(self._log_claimed, claimed)]
         return True
 
     def _finish(

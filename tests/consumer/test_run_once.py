@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,6 +71,27 @@ def test_run_once__claim_next_records_and_claims_in_one_step_then_runs_the_held_
     done = q.get_job(second)
     assert done.status == Status.PROCESSED and done.attempts == 1 and done.result["echo"] == 2
     assert consumer.run_once(claim_next=True) == Step.IDLE
+
+
+def test_run_once__claim_next_tells_the_outcome_once_the_held_job_has_its_payload(
+    consumer: Consumer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log lines and the delivery wake-up of a chained outcome wait until the next job started."""
+    q = consumer.store
+    told: list[str] = []
+    consumer.on_final = lambda: told.append("on_final")
+    first = q.put_item({"do": "ok"}, callback_url="http://127.0.0.1:9/hook")
+    second = q.put_item({"do": "ok"})
+    caplog.set_level(logging.INFO, logger="consumer")
+    assert consumer.run_once(claim_next=True) == Step.RAN
+    assert q.get_job(second).status == Status.UNDER_PROCESS
+    assert told == [] and f"event=finished job={first}" not in caplog.text
+    assert consumer.run_once(claim_next=True) == Step.RAN
+    lines = [record.getMessage() for record in caplog.records]
+    position = {line.split()[0] + " " + line.split()[1]: n for n, line in enumerate(lines)}
+    assert position[f"event=finished job={first}"] < position[f"event=claimed job={second}"]
+    assert position[f"event=claimed job={second}"] < position[f"event=running job={second}"]
+    assert told == ["on_final"]
 
 
 def test_run_once__stop_after_a_claim_next_gives_the_held_job_back_unspent(consumer: Consumer) -> None:
