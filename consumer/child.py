@@ -11,9 +11,9 @@ import os
 import signal
 import socket
 import sys
-from multiprocessing.connection import Connection
 from typing import Any
 
+from consumer.channel import Channel
 from consumer.loading import Algorithm, call_algorithm
 from consumer.processes import die_with_parent
 
@@ -26,7 +26,7 @@ def run_child(sock: socket.socket, function: Algorithm, settings: Any, helper_pi
         return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    conn = Connection(sock.detach())
+    conn = Channel(sock)
     conn.send(("ready", os.getpid()))
     try:
         job_id, payload = conn.recv()

@@ -30,13 +30,12 @@ import signal
 import socket
 import sys
 import traceback
-from multiprocessing import reduction
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from consumer.channel import Channel
 from consumer.child import run_child
 from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
-from consumer.processes import die_with_parent, kill_group, kill_process
+from consumer.processes import die_with_parent, kill_group, kill_process, wait_readable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(signal.SIGTERM)  # the session of its own was made before exec (start_new_session)
     if os.getppid() != args.consumer_pid:
         return 0
-    commands = Connection(args.commands)
+    commands = Channel.from_fd(args.commands)
     try:
         _kind, spec, settings_json = commands.recv()
         try:
@@ -78,9 +77,7 @@ def _settings_for(function: Algorithm, settings_json: str) -> Any:
 class Helper:
     """Forks job processes and reports how they ended."""
 
-    def __init__(
-        self, commands: Connection, lifeline: int, function: Algorithm, settings: Any, consumer_pid: int
-    ) -> None:
+    def __init__(self, commands: Channel, lifeline: int, function: Algorithm, settings: Any, consumer_pid: int) -> None:
         self.commands = commands
         self.lifeline = lifeline
         self.function = function
@@ -96,6 +93,7 @@ class Helper:
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
+        self.watched: list[Channel | int] = [self.commands, self.lifeline, self.wake_r]
 
     def _stop(self, _signum: int, _frame: Any) -> None:
         self.stopping = True
@@ -112,7 +110,7 @@ class Helper:
 
     def _serve(self) -> None:
         while not self.stopping and os.getppid() == self.consumer_pid:
-            ready = wait([self.commands, self.lifeline, self.wake_r])
+            ready = wait_readable(self.watched, None)
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 4096)
@@ -159,7 +157,7 @@ class Helper:
         self.jobs.add(pid)
         theirs.close()
         self.commands.send(("forked", pid))
-        reduction.send_handle(self.commands, ours.fileno(), self.consumer_pid)
+        self.commands.send_fd(ours.fileno())
         ours.close()
 
     def _become_child(self, ours: socket.socket, theirs: socket.socket) -> None:

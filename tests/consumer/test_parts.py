@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from typing import Any
 
 import pytest
 
+from consumer.channel import Channel
 from consumer.loading import (
     TRACEBACK_LINES,
     AlgorithmUnavailable,
@@ -114,3 +118,36 @@ def test_wait_readable__returns_what_has_data_or_hung_up_and_nothing_after_the_t
         ours_conn.close()
         os.close(read_end)
         os.close(write_end)
+
+
+def test_channel__speaks_the_wire_of_multiprocessing_connections_both_ways() -> None:
+    ours, theirs = socket.socketpair()
+    channel, connection = Channel(ours), Connection(theirs.detach())
+    big = {"readings": list(range(20_000))}  # sent in more than one piece
+    read_end, write_end = os.pipe()
+    try:
+        channel.send(("forked", 42))
+        channel.send_fd(write_end)
+        channel.send(big)
+        assert connection.recv() == ("forked", 42)
+        passed = reduction.recv_handle(connection)
+        assert connection.recv() == big
+        os.write(passed, b"through the passed descriptor")
+        os.close(passed)
+        assert os.read(read_end, 100) == b"through the passed descriptor"
+        connection.send((7, big))
+        assert channel.recv() == (7, big)
+        connection.close()
+        with pytest.raises(EOFError):
+            channel.recv()
+    finally:
+        channel.close()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_helper__imports_neither_multiprocessing_nor_threading() -> None:
+    """Each job process is forked from the helper: threading's at-fork hook would run in every one."""
+    check = "import sys, consumer.helper; print(sorted({'multiprocessing', 'threading'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
