@@ -145,17 +145,23 @@ MISSED = {
     "the warm job process and has the helper fork the next spare; three processes take turns on the CPUs, so a loaded "
     "machine stretches every step (see the per-job overhead table).",
     "PostgreSQL: single-seat drain (pq-consumer)": "pq-consumer records each outcome and claims the next job "
-    "in one transaction (finish_and_claim: one durable commit, two event rows and a seat count per job) and "
-    "hands each job to a forked job process; PGQueuer's capped worker (batch_size=1) dequeues and acknowledges "
-    "with one statement each and runs the no-op coroutine in its own process.",
+    "in one transaction (finish_and_claim, as in the library loop below) and runs each job in a process forked "
+    "from a warm helper, so a crash or timeout kills the algorithm, not the consumer: the handoff to that "
+    "process and back costs about as much again as the transaction (see the per-job overhead table). PGQueuer's "
+    "capped worker (batch_size=1) dequeues and acknowledges with one statement each and runs the no-op "
+    "coroutine in its own process.",
     "PostgreSQL: single-seat drain (library loop, get_item + update_status)": "This library loop commits every "
-    "claim and every outcome separately (two durable commits, two event rows and a seat count per job); "
-    "PGQueuer's capped worker (batch_size=1) dequeues and acknowledges with one statement each and runs the "
-    "no-op coroutine in its own process.",
+    "claim and every outcome separately: two durable commits, two event rows, a seat lock and a seat count per "
+    "job, eight round trips in all; PGQueuer's capped worker (batch_size=1) dequeues and acknowledges with one "
+    "statement each and runs the no-op coroutine in its own process.",
     "PostgreSQL: single-seat drain (library loop, finish_and_claim)": "This library loop records each outcome "
-    "and claims the next job in one transaction (one durable commit, two event rows and a seat count per job); "
-    "PGQueuer's capped worker (batch_size=1) dequeues and acknowledges with one statement each and runs the "
-    "no-op coroutine in its own process.",
+    "and claims the next job in one transaction of four round trips: BEGIN; the fenced outcome UPDATE, which "
+    "also writes its event row and takes the seat lock; the claim, which counts the queue's running jobs, picks "
+    "the next one, updates it and writes its event row; COMMIT with its fsync. The seat lock must come from an "
+    "earlier statement than the claim (a new READ COMMITTED snapshot must see every committed claim), and "
+    "psycopg's pipeline mode, which would send both at once, was measured slower on this machine. The raw row "
+    "(one statement, no seat lock or count) is the limit; PGQueuer's capped worker (batch_size=1) dequeues and "
+    "acknowledges with one statement each and runs the no-op coroutine in its own process.",
 }
 
 TARGETS: list[tuple[str, Check]] = [
