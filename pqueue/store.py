@@ -396,10 +396,10 @@ class PersistentQ(PersistentQInterface):
         one JSON array parameter, unpacked there by one INSERT … SELECT for the jobs and one for
         their events. Per job that costs no statement and no parameter processing in Python, and
         no payload digest (it only serves idempotency keys)."""
-        statement = self._prepared(f"insert_many_{alike}", partial(self._insert_many_statement, alike))
-        ids = sorted(conn.execute(statement, params).scalars().all())
+        statement = self._direct(f"insert_many_{alike}", partial(self._insert_many_statement, alike))
+        ids = sorted(row.id for row in statement.run(conn, params))
         created = {"w_ids": _json_text(ids), "w_actor": actor}
-        conn.execute(self._prepared("created_many", self._created_many_statement), created)
+        self._direct("created_many", self._created_many_statement).run(conn, created)
         return list(map(PutResult, ids, repeat(True)))
 
     def _insert_many_statement(self, alike: bool) -> Any:
