@@ -10,9 +10,10 @@ from bench.measure import percentile
 
 # Why pqueue trails a peer in a test, whenever it does (keyed by the test part of a row key).
 EXPLANATIONS = {
-    "put_one": "Each pqueue put also writes the job's event row (and on PostgreSQL a NOTIFY for idle "
-    "consumers), and takes a pooled connection and SQLAlchemy Core's execution path. Every system here waits "
-    "for one durable commit per job, so the gap is pqueue's Python cost per statement, which a loaded CPU magnifies.",
+    "put_one": "A pqueue put is one write transaction of two statements, the job and its created event row "
+    "(on PostgreSQL also a NOTIFY for idle consumers, and each statement a round trip), through a pooled "
+    "connection and the same JSON-array path a batch takes. Every system here waits for one durable commit per "
+    "job, so the gap is pqueue's cost per transaction beside it, which a loaded CPU magnifies.",
     "put_batch": "pqueue writes one event row per job beside the job; a batch of jobs without an idempotency "
     "key goes to the database as one JSON array, unpacked by one INSERT … SELECT for the jobs and one for the "
     "events (no payload digest: it only serves idempotency keys).",
