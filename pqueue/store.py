@@ -85,6 +85,9 @@ MAX_PAGE = 1000
 # How long a writer keeps retrying a locked database (beyond SQLite's own busy timeout, which
 # is PQ_WRITE_TIMEOUT) before it gives up with DatabaseBusy; a shorter PQ_WRITE_TIMEOUT caps it.
 WRITE_RETRY_SECONDS = 10.0
+# A registry row not seen for this long belongs to a program that died without unregistering
+# (SIGKILL, a lost host); the next rescue forgets it, so `pq workers` does not grow forever.
+FORGET_WORKERS_AFTER_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class PersistentQ(PersistentQInterface):
         self.clock_offset = timedelta(0)
         self.channel = f"pq_wake_{self.schema or 'public'}"
         self._waiter: Waiter | None = None
+        self._registered: dict[str, dict[str, Any]] = {}  # this process's workers, to register again
         lock, wake = self.dialect.seat_lock(), self.dialect.wake_up()
         self._seat_lock = DirectStatement(select(lock), engine.dialect) if lock is not None else None
         self._wake_up = DirectStatement(wake, engine.dialect) if wake is not None else None
@@ -757,6 +761,7 @@ class PersistentQ(PersistentQInterface):
                 .order_by(jobs.c.id)
                 .with_for_update(skip_locked=True)
             ).all()
+            conn.execute(delete(workers).where(workers.c.last_seen < self._in(-FORGET_WORKERS_AFTER_SECONDS)))
             return [self._rescue_one(conn, job, actor) for job in expired]
 
         return self._write(rescue)
@@ -1295,27 +1300,24 @@ class PersistentQ(PersistentQInterface):
     # -- workers ----------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
-        values = {
-            "kind": kind,
-            "queue": queue,
-            "host": host,
-            "pid": pid,
-            "started_at": self._now,
-            "last_seen": self._now,
-        }
+        self._registered[worker_id] = {"kind": kind, "queue": queue, "host": host, "pid": pid}
+        self._write(lambda conn: self._upsert_worker(conn, worker_id))
 
-        def upsert(conn: Connection) -> None:
-            stmt = self.dialect.insert(workers).values(id=worker_id, **values)
-            conn.execute(self.dialect.upsert_values(stmt, ["id"], values))
-
-        self._write(upsert)
+    def _upsert_worker(self, conn: Connection, worker_id: str) -> None:
+        values = {**self._registered[worker_id], "started_at": self._now, "last_seen": self._now}
+        stmt = self.dialect.insert(workers).values(id=worker_id, **values)
+        conn.execute(self.dialect.upsert_values(stmt, ["id"], values))
 
     def touch_worker(self, worker_id: str) -> None:
-        self._write(
-            lambda conn: conn.execute(update(workers).where(workers.c.id == worker_id).values(last_seen=self._now))
-        )
+        def touch(conn: Connection) -> None:
+            seen = update(workers).where(workers.c.id == worker_id).values(last_seen=self._now)
+            if conn.execute(seen.returning(workers.c.id)).first() is None and worker_id in self._registered:
+                self._upsert_worker(conn, worker_id)  # forgotten while this program was cut off for a day
+
+        self._write(touch)
 
     def unregister_worker(self, worker_id: str) -> None:
+        self._registered.pop(worker_id, None)
         self._write(lambda conn: conn.execute(delete(workers).where(workers.c.id == worker_id)))
 
     def workers(self) -> list[Worker]:

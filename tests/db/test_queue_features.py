@@ -323,6 +323,24 @@ def test_workers__registry_shows_liveness_and_current_job(q: PersistentQ) -> Non
     assert [w.id for w in q.workers()] == ["r1"]
 
 
+def test_workers__rescue_forgets_a_worker_unseen_for_a_day_and_a_live_one_comes_back(q: PersistentQ) -> None:
+    q.register_worker("dead", kind="consumer", queue="default", host="h1", pid=11)
+    q.register_worker("cut-off", kind="relay", queue="remote", host="h2", pid=12)
+    q.clock_offset = timedelta(hours=23)
+    q.rescue_expired()
+    assert [w.id for w in q.workers()] == ["cut-off", "dead"], "a day has not passed yet"
+
+    q.clock_offset = timedelta(hours=25)
+    q.rescue_expired()
+    assert q.workers() == []
+    q.touch_worker("cut-off")  # this program is alive and reached the database again
+
+    [back] = q.workers()
+    assert (back.id, back.kind, back.queue, back.host, back.pid) == ("cut-off", "relay", "remote", "h2", 12)
+    q.touch_worker("never-registered-here")
+    assert [w.id for w in q.workers()] == ["cut-off"]
+
+
 def test_outbox__final_state_queues_delivery_in_same_step(q: PersistentQ) -> None:
     job_id = _finish(q, "processed", callback_url="http://127.0.0.1:9/cb", result={"v": 1})
     delivery = q.delivery(job_id)
