@@ -22,7 +22,6 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    select,
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -102,9 +101,9 @@ class SQLDialect:
         holds the write lock."""
         return None
 
-    def wake_up(self) -> Any | None:
-        """The statement that wakes waiting consumers of :w_queue on :w_channel when the
-        transaction commits; None on SQLite (they watch the database file)."""
+    def wake_up(self) -> ColumnElement[Any] | None:
+        """The call that wakes waiting consumers of :w_queue on :w_channel when the transaction
+        commits; None on SQLite (they watch the database file)."""
         return None
 
     def upsert_values(self, stmt: Any, keys: list[str], values: Mapping[str, Any]) -> Any:
@@ -160,8 +159,8 @@ class PostgresDialect(SQLDialect):
         # lock. A transaction-level lock cannot leak from a pooled connection.
         return func.pg_advisory_xact_lock(bindparam("w_key", type_=BigInteger()))
 
-    def wake_up(self) -> Any | None:
-        return select(func.pg_notify(bindparam("w_channel", type_=String()), bindparam("w_queue", type_=String())))
+    def wake_up(self) -> ColumnElement[Any] | None:
+        return func.pg_notify(bindparam("w_channel", type_=String()), bindparam("w_queue", type_=String()))
 
 
 def seat_lock_key(queue: str, schema: str | None) -> int:

@@ -195,7 +195,7 @@ class PersistentQ(PersistentQInterface):
         self._registered: dict[str, dict[str, Any]] = {}  # this process's workers, to register again
         lock, wake = self.dialect.seat_lock(), self.dialect.wake_up()
         self._seat_lock = DirectStatement(select(lock), engine.dialect) if lock is not None else None
-        self._wake_up = DirectStatement(wake, engine.dialect) if wake is not None else None
+        self._wake_up = DirectStatement(select(wake), engine.dialect) if wake is not None else None
 
     # -- transactions -----------------------------------------------------------------------
 
