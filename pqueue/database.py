@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from pqueue.dialects import seat_lock_key
 from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
@@ -26,7 +27,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # it wait briefly, then retries the whole transaction itself at a steady few milliseconds, up to
 # PQ_WRITE_TIMEOUT (see PersistentQ._write).
 SQLITE_BUSY_TIMEOUT_MS = 50
-# Migrations take the lock for longer than a transaction does; programs starting together wait.
+# Migrations hold the lock for longer than a transaction does; programs starting together wait.
 SQLITE_MIGRATION_BUSY_TIMEOUT_MS = 120_000
 # A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
 PING_IF_IDLE_SECONDS = 1.0
@@ -109,7 +110,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous_commit: 
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         # FULL: a commit survives power loss, so an acknowledged job is really stored.
         # NORMAL (PQ_SYNCHRONOUS_COMMIT=0) survives a crash of the program, not of the machine.
         cursor.execute(f"PRAGMA synchronous = {'FULL' if synchronous_commit else 'NORMAL'}")
@@ -127,6 +128,28 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous_commit: 
             conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
         except sqlite3.Error as exc:  # "database is locked" must reach the retry as SQLAlchemy raises it
             raise DBAPIError.instance(begin, (), exc, sqlite3.Error, dialect=engine.dialect) from exc
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the file in WAL mode, waiting while another program is creating it.
+
+    Switching a new file to WAL needs the exclusive lock, which the program creating and
+    migrating that file holds until it commits. SQLite often refuses at once rather than wait
+    (so that two programs upgrading their locks cannot deadlock), so we retry. Once the file is
+    in WAL mode this takes no lock and returns at once.
+    """
+    for attempt in Retrying(
+        retry=retry_if_exception(_is_busy),
+        stop=stop_after_delay(SQLITE_MIGRATION_BUSY_TIMEOUT_MS / 1000),
+        wait=wait_random(0.005, 0.05),
+        reraise=True,
+    ):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode = WAL")
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +80,23 @@ def test_connect__never_creates_a_missing_sqlite_file(tmp_path: Path) -> None:
     with pytest.raises(DatabaseMissing, match=f"database {missing} does not exist"):
         pqueue.connect(settings=settings)
     assert not missing.exists() and not missing.parent.exists()
+
+
+def test_migrate__waits_while_another_program_is_creating_the_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "pqueue.db"
+    creator = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    creator.execute("BEGIN EXCLUSIVE")  # a new file, still in rollback mode, locked as while migrating
+    creator.execute("CREATE TABLE made_first (id INTEGER)")
+    release = threading.Timer(0.5, creator.execute, ["COMMIT"])
+    release.start()
+    try:
+        assert pqueue.migrate(settings=pqueue.load_settings(database_url=f"sqlite:///{path}")) == (
+            None,
+            head_revision(),
+        )
+    finally:
+        release.join()
+        creator.close()
 
 
 @pytest.mark.process
