@@ -36,6 +36,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy import Text as SQLText
@@ -322,12 +323,13 @@ class PersistentQ(PersistentQInterface):
 
         def insert_all(conn: Connection) -> list[PutResult]:
             results: list[PutResult] = []
+            woken: set[str] = set()
             for run in runs:
                 if isinstance(run, NewJob):
                     results.append(self._insert_job(conn, run, actor))
                 else:
-                    results.extend(self._insert_many(conn, *run, actor))
-            for queue in {job.queue or self.settings.queue for job in new_jobs}:
+                    results.extend(self._insert_many(conn, *run, actor, woken))
+            for queue in {job.queue or self.settings.queue for job in new_jobs} - woken:
                 self._notify(conn, queue)
             return results
 
@@ -395,12 +397,23 @@ class PersistentQ(PersistentQInterface):
             "idempotency_key": job.idempotency_key,
         }
 
-    def _insert_many(self, conn: Connection, alike: bool, params: dict[str, Any], actor: str) -> list[PutResult]:
+    def _insert_many(
+        self, conn: Connection, alike: bool, params: dict[str, Any], actor: str, woken: set[str]
+    ) -> list[PutResult]:
         """Jobs without an idempotency key cannot conflict: the whole run goes to the database as
         one JSON array parameter, unpacked there by one INSERT … SELECT for the jobs and one for
         their events. Per job that costs no statement and no parameter processing in Python, and
-        no payload digest (it only serves idempotency keys)."""
+        no payload digest (it only serves idempotency keys).
+
+        On PostgreSQL the events are a step of the jobs' statement, and so is the wake-up of the
+        run's queue when its jobs are alike (added to `woken`): a single put is then one
+        statement, one round trip to the server instead of three."""
         statement = self._direct(f"insert_many_{alike}", partial(self._insert_many_statement, alike))
+        if self.dialect.dml_in_cte:
+            ids = sorted(row.id for row in statement.run(conn, {**params, "w_actor": actor, "w_channel": self.channel}))
+            if alike and self._wake_up is not None:
+                woken.add(params["w_queue"])
+            return list(map(PutResult, ids, repeat(True)))
         ids = sorted(row.id for row in statement.run(conn, params))
         created = {"w_ids": _json_text(ids), "w_actor": actor}
         self._direct("created_many", self._created_many_statement).run(conn, created)
@@ -437,20 +450,36 @@ class PersistentQ(PersistentQInterface):
             "run_after": self.dialect.add_seconds(self._now, bindparam("w_delay", type_=Float())),
         }
         chosen = select(*values.values()).select_from(rows).order_by(position)
-        return jobs.insert().from_select(list(values), chosen).returning(jobs.c.id)
+        inserted = jobs.insert().from_select(list(values), chosen).returning(jobs.c.id)
+        if not self.dialect.dml_in_cte:
+            return inserted
+        # PostgreSQL: WITH steps write the events and wake the queue's consumers.
+        inserted_ids = inserted.cte("inserted")
+        created = events.insert().from_select(*self._created_events(inserted_ids.c.id)).cte("created")
+        statement = select(inserted_ids.c.id).add_cte(created)
+        wake = self.dialect.wake_up()
+        if alike and wake is not None:  # a CTE with a volatile call runs once, and only if it is used
+            woke = select(wake.label("woke")).cte("woke")
+            statement = statement.select_from(inserted_ids.join(woke, true()))
+        return statement
 
     def _created_many_statement(self) -> Any:
-        """The creation event of each job in :w_ids (a JSON array)."""
+        """SQLite: the creation event of each job in :w_ids (a JSON array)."""
         rows, _, job_id = self.dialect.json_rows(bindparam("w_ids", type_=SQLText()))
+        columns, values = self._created_events(cast(job_id, BigInteger()))
+        return events.insert().from_select(columns, values.select_from(rows))
+
+    def _created_events(self, job_id: ColumnElement[Any]) -> tuple[list[str], Any]:
+        """(columns, SELECT) of the creation event of each job_id, by the actor bound as :w_actor."""
         values = {
-            "job_id": cast(job_id, BigInteger()),
+            "job_id": job_id,
             "from_status": null(),
             "to_status": literal(Status.UNPROCESSED.value),
             "at": self._now,
             "actor": bindparam("w_actor", type_=SQLText()),
             "message": null(),
         }
-        return events.insert().from_select(list(values), select(*values.values()).select_from(rows))
+        return list(values), select(*values.values())
 
     def _insert_job(self, conn: Connection, job: NewJob, actor: str) -> PutResult:
         values = self._job_values(job)
