@@ -10,13 +10,14 @@ from bench.measure import percentile
 
 # Why pqueue trails a peer in a test, whenever it does (keyed by the test part of a row key).
 EXPLANATIONS = {
-    "put_one": "A pqueue put is one write transaction of two statements, the job and its created event row "
-    "(on PostgreSQL also a NOTIFY for idle consumers, and each statement a round trip), through a pooled "
-    "connection and the same JSON-array path a batch takes. Every system here waits for one durable commit per "
-    "job, so the gap is pqueue's cost per transaction beside it, which a loaded CPU magnifies.",
+    "put_one": "A pqueue put is one write transaction holding the job and its created event row: on SQLite two "
+    "statements, on PostgreSQL one (the event row and the NOTIFY for idle consumers are steps of the job's "
+    "INSERT), through a pooled connection and the same JSON-array path a batch takes. Every system here waits "
+    "for one durable commit per job, so the gap is pqueue's cost per transaction beside it (SQLAlchemy's "
+    "transaction begin and end, the pool's checkout), which a loaded CPU magnifies.",
     "put_batch": "pqueue writes one event row per job beside the job; a batch of jobs without an idempotency "
     "key goes to the database as one JSON array, unpacked by one INSERT … SELECT for the jobs and one for the "
-    "events (no payload digest: it only serves idempotency keys).",
+    "events, on PostgreSQL steps of one statement (no payload digest: it only serves idempotency keys).",
     "claim_complete": "A pqueue claim is one transaction that checks the queue's running jobs against its seats "
     "(the licence), picks the next job by priority and id, updates it with a new lease and writes an event row; "
     "completing is a fenced update (status and lease) and another event row. huey deletes the row on dequeue "
