@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> T:
+def wait_until(predicate: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> T:
     """Poll until predicate returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout
     while True:

@@ -40,7 +40,11 @@ def idle_latency(q: PersistentQ, log: Path, count: int, pause: float) -> list[fl
         tag = f"idle-{pause}-{n}"
         job_id = q.put_item({"do": "ok", "log": str(log), "tag": tag})
         committed = time.time()
-        wait_until(lambda job_id=job_id: q.get_job(job_id).status == Status.PROCESSED, timeout=30)
+
+        def processed(job_id: int = job_id) -> bool:
+            return q.get_job(job_id).status == Status.PROCESSED
+
+        wait_until(processed, timeout=30)
         start_event = next(e for e in read_log(log) if e["tag"] == tag)
         samples.append(start_event["t"] - committed)
     return samples

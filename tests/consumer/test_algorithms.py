@@ -12,7 +12,7 @@ import pytest
 from consumer.algorithms import add, iqr, stamp
 from pqueue import Settings, load_settings
 
-READINGS = {
+READINGS: dict[str, list[float]] = {
     "acme": [10.0, 12.0, 11.5, 13.0, 12.2, 11.8, 45.0, -20.0],
     "globex": [100, 101, 99, 102, 98, 100],
     "initech": [7.5],

@@ -25,7 +25,7 @@ from consumer.loading import (
     wants_settings,
 )
 from consumer.logs import format_event
-from consumer.processes import describe_exit, readable, wait_readable
+from consumer.processes import HasFileno, describe_exit, readable, wait_readable
 
 
 @pytest.mark.parametrize("spec", ["", "module", "module:", ":run", "a.b:not-a-name", "a.b:run:x"])
@@ -100,16 +100,17 @@ def test_wait_readable__returns_what_has_data_or_hung_up_and_nothing_after_the_t
     ours, theirs = socket.socketpair()
     ours_conn, theirs_conn = Connection(ours.detach()), Connection(theirs.detach())
     read_end, write_end = os.pipe()
+    both: list[int | HasFileno] = [ours_conn, read_end]
     try:
         started = time.monotonic()
-        assert wait_readable([ours_conn, read_end], 0.05) == []
+        assert wait_readable(both, 0.05) == []
         assert time.monotonic() - started >= 0.04
         assert not readable(ours_conn)
         theirs_conn.send("hello")
         os.write(write_end, b"!")
-        assert sorted(wait_readable([ours_conn, read_end], None), key=id) == sorted([ours_conn, read_end], key=id)
+        assert sorted(wait_readable(both, None), key=id) == sorted(both, key=id)
         assert ours_conn.recv() == "hello"
-        assert wait_readable([ours_conn, read_end], 0) == [read_end]
+        assert wait_readable(both, 0) == [read_end]
         theirs_conn.close()  # the other end going away counts as readable: the read says EOF
         assert readable(ours_conn)
         with pytest.raises(EOFError):

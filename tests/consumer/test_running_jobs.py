@@ -6,6 +6,7 @@ import signal
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_consumer__runs_the_default_iqr_algorithm(
     assert [o["value"] for o in acme["outliers"]] == [95.0]
 
 
-FAILURES = {
+FAILURES: dict[str, tuple[dict[str, Any], str]] = {
     "raises": ({"do": "fail", "message": "bad reading 7"}, "ValueError: bad reading 7"),
     "os_exit_3": ({"do": "exit", "code": 3}, "the algorithm process exited with code 3 without a result"),
     "sigsegv": ({"do": "segfault"}, "the algorithm process was killed by SIGSEGV (signal 11) without a result"),

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.dialects import postgresql
 
 import pqueue
 from pqueue import LeaseLost, PersistentQ, Settings, Status
@@ -76,7 +75,7 @@ def _pile_up(pg: PersistentQ, status: str, count: int) -> None:
 def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: PersistentQ) -> None:
     _pile_up(pg, "processed", 50_000)
     pg.put_item("waiting")
-    query = pg.candidate_query("default").compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    query = pg.candidate_query("default").compile(dialect=pg.engine.dialect, compile_kwargs={"literal_binds": True})
     with pg.engine.begin() as conn:
         plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {query}"))
     assert "ix_pq_jobs_claim" in plan, plan
@@ -86,7 +85,7 @@ def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: Persiste
 def test_claim_plan__walks_the_index_to_the_first_job_of_a_long_backlog(pg: PersistentQ) -> None:
     _pile_up(pg, "unprocessed", 200_000)
     claim = pg._claim_statement().params(w_queue="default", w_worker="w", w_lease_seconds=30.0)
-    query = claim.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    query = claim.compile(dialect=pg.engine.dialect, compile_kwargs={"literal_binds": True})
     with pg.engine.begin() as conn:
         plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {query}"))
     # Planned for one row: a walk down the claim index and one row updated by its key. A plan for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import event
@@ -18,6 +18,15 @@ from pqueue import (
     PersistentQ,
     Status,
 )
+
+
+class SharedFields(TypedDict, total=False):
+    """NewJob's keyword fields that a batch of alike jobs shares."""
+
+    queue: str
+    priority: int
+    max_attempts: int
+    callback_url: str
 
 
 def claim_all(q: PersistentQ, queue: str | None = None) -> list[object]:
@@ -120,8 +129,8 @@ def test_batch_put__alike_jobs_store_every_payload_exactly(q: PersistentQ) -> No
         [],
         {},
     ]
-    shared = {"queue": "alike", "priority": -3, "max_attempts": 5, "callback_url": "http://127.0.0.1:9/cb"}
-    for extra in (shared, {}):
+    shared = SharedFields(queue="alike", priority=-3, max_attempts=5, callback_url="http://127.0.0.1:9/cb")
+    for extra in (shared, SharedFields()):
         results = q.put_items([NewJob(p, **extra) for p in payloads], actor="alike")
         ids = [r.id for r in results]
         assert ids == sorted(ids) and len(set(ids)) == len(payloads)

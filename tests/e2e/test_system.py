@@ -86,7 +86,7 @@ def test_consumer_sigkilled_mid_job__restarted_rescued_and_finished(
     assert job["attempts"] == 2 and job["result"]["second_run"] is True
     store = pqueue.connect(settings=pqueue.load_settings(home=system.home))
     try:
-        moves = [(e.from_status, e.to_status) for e in store.events(job_id)]
+        moves: list[tuple[str | None, str]] = [(e.from_status, e.to_status) for e in store.events(job_id)]
     finally:
         store.close()
     assert moves.count(("under_process", "crashed")) == 1 and moves[-1] == ("under_process", "processed")

@@ -3,13 +3,13 @@ the schema the intake publishes, and requests that break the schema are refused 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
-from schemathesis import GenerationMode
+from schemathesis import APIOperation, CheckFunction, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -18,6 +18,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.result import Err, Ok
+from schemathesis.errors import InvalidSchema
 
 # The schema is the same whatever the database; one backend keeps this quick.
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -25,35 +27,42 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 # Not positive_data_acceptance: the intake refuses some schema-valid requests on purpose, for
 # reasons a schema cannot express (a callback_url that does not parse or whose host is not in
 # PQ_CALLBACK_ALLOW, an idempotency key already used with another payload).
-VALID_CHECKS = [
+VALID_CHECKS: list[CheckFunction] = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
     response_headers_conformance,
 ]
-INVALID_CHECKS = [not_a_server_error, negative_data_rejection]
+INVALID_CHECKS: list[CheckFunction] = [not_a_server_error, negative_data_rejection]
 
 
-def run_operations(app: FastAPI, mode: GenerationMode, checks: list[Callable[..., object]], examples: int) -> list[str]:
+def run_operations(app: FastAPI, mode: GenerationMode, checks: list[CheckFunction], examples: int) -> list[str]:
     """Drive every operation's strategy with hypothesis; returns the operations run.
 
     (schemathesis' pytest plugin, from_fixture, does not run under pytest 9.) A failing check
     raises with a curl line that replays the request.
     """
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [_operation(result) for result in schema.get_all_operations()]
     if mode == GenerationMode.NEGATIVE:  # an operation without parameters has nothing to get wrong
         operations = [op for op in operations if op.body or op.query or op.path_parameters or op.headers]
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def conforms(case: schemathesis.Case) -> None:
+        def conforms(case: schemathesis.Case[Any]) -> None:
             case.call_and_validate(checks=checks)
 
         conforms()
     return [operation.label for operation in operations]
+
+
+def _operation(result: Ok[APIOperation[Any, Any, Any, Any]] | Err[InvalidSchema]) -> APIOperation[Any, Any, Any, Any]:
+    """The operation, or the schema error that kept schemathesis from building it."""
+    if isinstance(result, Err):
+        raise result.err()
+    return result.ok()
 
 
 def test_api__valid_requests_get_answers_that_match_the_schema(app: FastAPI) -> None:

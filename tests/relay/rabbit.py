@@ -58,7 +58,7 @@ class Rabbit:
 
     def take_all(self, queue: str) -> list[tuple[Any, bytes]]:
         """Every message now ready in the queue, acked: (properties, body)."""
-        taken = []
+        taken: list[tuple[Any, bytes]] = []
         while True:
             method, properties, body = self.channel.basic_get(queue=queue, auto_ack=True)
             if method is None:

@@ -64,7 +64,11 @@ def main() -> int:
             started.append(start(command, env, home / f"a{number}.log"))
         for number in range(args.agents):
             log = home / f"a{number}.log"
-            wait_until(lambda log=log: log.exists() and "consuming" in log.read_text(), timeout=60)
+
+            def consuming(log: Path = log) -> bool:
+                return log.exists() and "consuming" in log.read_text()
+
+            wait_until(consuming, timeout=60)
         started.append(start(["pq-relay"], env, home / "relay.log"))
         done = store.count_items
         wait_until(lambda: done(queue=routing.queue, status=Status.PROCESSED) == args.jobs, timeout=600)

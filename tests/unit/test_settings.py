@@ -44,7 +44,7 @@ def test_bad_value__stops_with_one_clear_line(
 def test_settings__are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(Exception, match="frozen"):
-        settings.max_running = 5  # type: ignore[misc]
+        settings.max_running = 5
 
 
 def test_every_setting__is_in_the_readme_table() -> None:
