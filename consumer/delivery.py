@@ -26,7 +26,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from consumer.logs import event
-from pqueue import Delivery, PersistentQInterface, PQError, Settings, SettingsError, callbacks
+from pqueue import Delivery, DeliveryLockLost, PersistentQInterface, PQError, Settings, SettingsError, callbacks
 
 log = logging.getLogger("consumer.delivery")
 
@@ -213,14 +213,18 @@ class DeliveryLoop:
         return len(claimed)
 
     def attempt(self, delivery: Delivery) -> Delivery | None:
-        """Send one claimed delivery and record what happened (None if it could not be recorded:
-        its lock then runs out and it is sent again, at least once)."""
+        """Send one claimed delivery and record what happened. None if it could not be recorded:
+        its lock then runs out and it is sent again, at least once; or another consumer took it
+        over after the lock ran out, and that consumer's outcome is the one kept."""
         started = time.monotonic()
         outcome = post(self._client, delivery, self.settings.callback_secret, self.settings.callback_allowed_hosts)
         if time.monotonic() - started > self.lock_seconds:
             event(log, "delivery_outlasted_lock", delivery.job_id, level=logging.WARNING, delivery=delivery.id)
         try:
             return self._record(delivery, outcome)
+        except DeliveryLockLost as exc:
+            event(log, "delivery_lock_lost", delivery.job_id, level=logging.WARNING, delivery=delivery.id, error=exc)
+            return None
         except PQError as exc:
             event(log, "delivery_not_recorded", delivery.job_id, level=logging.ERROR, delivery=delivery.id, error=exc)
             return None
@@ -229,7 +233,9 @@ class DeliveryLoop:
         attempts = delivery.attempts + 1
         if outcome.delivered:
             self._log("delivered", delivery, logging.INFO, status=outcome.status_code)
-            return self.store.record_delivery(delivery.id, delivered=True, status_code=outcome.status_code)
+            return self.store.record_delivery(
+                delivery.id, delivered=True, status_code=outcome.status_code, held_by=self.worker_id
+            )
         retry_in = self._retry_in(outcome, attempts)
         if retry_in is None:
             self._log("undeliverable", delivery, logging.WARNING, error=outcome.error)
@@ -241,6 +247,7 @@ class DeliveryLoop:
             status_code=outcome.status_code,
             error=outcome.error,
             retry_in_seconds=retry_in,
+            held_by=self.worker_id,
         )
 
     def _log(self, name: str, delivery: Delivery, level: int, **fields: object) -> None:

@@ -9,6 +9,7 @@ PQError
  ├── JobNotFound            no job with that id
  ├── InvalidTransition      the job is not in a state the operation may start from
  ├── LeaseLost              the worker no longer holds the job (fencing)
+ ├── DeliveryLockLost       the worker no longer holds the callback delivery it attempted
  ├── StopRequested          an operator cancelled or failed the running job; the worker stops it
  ├── IdempotencyConflict    the key is already used with another payload
  └── InvalidInput           an argument was rejected before touching the database
@@ -80,6 +81,16 @@ class LeaseLost(PQError):
         self.lease_id = lease_id
         self.status = status
         super().__init__(f"job {job_id}: lease {lease_id} is no longer held (job is {status})")
+
+
+class DeliveryLockLost(PQError):
+    """Another worker claimed the callback delivery after this one's lock ran out (or an operator
+    reset it): this worker's outcome is stale, and the current holder's will be recorded."""
+
+    def __init__(self, delivery_id: int, worker_id: str) -> None:
+        self.delivery_id = delivery_id
+        self.worker_id = worker_id
+        super().__init__(f"delivery {delivery_id} is no longer held by {worker_id}; its outcome was not recorded")
 
 
 class StopRequested(PQError):

@@ -304,8 +304,11 @@ class PersistentQInterface(abc.ABC):
         status_code: int | None = None,
         error: str | None = None,
         retry_in_seconds: float | None = None,
+        held_by: str | None = None,
     ) -> Delivery:
-        """Record one attempt: delivered; or retry after retry_in_seconds; or (None) undeliverable."""
+        """Record one attempt: delivered; or retry after retry_in_seconds; or (None) undeliverable.
+        With held_by (the worker that claimed it), only while that worker still holds the
+        delivery's lock, else DeliveryLockLost: a stale outcome never overwrites a newer one."""
 
     @abc.abstractmethod
     def delivery(self, job_id: int) -> Delivery | None:

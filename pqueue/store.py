@@ -50,6 +50,7 @@ from pqueue.direct import DirectStatement
 from pqueue.errors import (
     DatabaseBusy,
     DatabaseError,
+    DeliveryLockLost,
     IdempotencyConflict,
     InvalidInput,
     InvalidTransition,
@@ -1414,6 +1415,7 @@ class PersistentQ(PersistentQInterface):
         status_code: int | None = None,
         error: str | None = None,
         retry_in_seconds: float | None = None,
+        held_by: str | None = None,
     ) -> Delivery:
         values: dict[str, Any] = {
             "attempts": deliveries.c.attempts + 1,
@@ -1430,13 +1432,21 @@ class PersistentQ(PersistentQInterface):
         else:
             values.update(status=DeliveryStatus.UNDELIVERABLE.value)
 
+        held = [] if held_by is None else [deliveries.c.locked_by == held_by]
+
         def record(conn: Connection) -> Delivery:
             row = conn.execute(
-                update(deliveries).where(deliveries.c.id == delivery_id).values(**values).returning(*deliveries.c)
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, *held)
+                .values(**values)
+                .returning(*deliveries.c)
             ).first()
-            if row is None:
-                raise InvalidInput("delivery_id", f"no delivery {delivery_id}")
-            return self._delivery(row)
+            if row is not None:
+                return self._delivery(row)
+            exists = conn.execute(select(deliveries.c.id).where(deliveries.c.id == delivery_id)).first()
+            if held_by is not None and exists:
+                raise DeliveryLockLost(delivery_id, held_by)
+            raise InvalidInput("delivery_id", f"no delivery {delivery_id}")
 
         return self._write(record)
 

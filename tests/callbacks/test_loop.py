@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,24 @@ def test_two_loops__never_send_one_delivery_twice_at_once(
     sent = Counter(r.headers["idempotency-key"] for r in partner.requests())
     assert partner.overlaps == []
     assert set(sent.values()) == {1} and len(sent) == 16
+
+
+def test_loop__outcome_after_another_consumer_took_the_delivery_over__is_dropped(
+    make_queue: MakeQueue, make_loop: MakeLoop, partner: Partner
+) -> None:
+    slow_store, fast_store = make_queue(), make_queue()
+    job_id = finish(slow_store, partner.url()).id
+    slow, fast = make_loop(slow_store, "consumer-slow"), make_loop(fast_store, "consumer-fast")
+    [stalled] = slow_store.claim_deliveries("consumer-slow", lock_seconds=slow.lock_seconds)
+    fast_store.clock_offset = timedelta(seconds=slow.lock_seconds + 1)  # the slow one's lock ran out
+
+    assert fast.deliver_due() == 1
+    partner.default = Reply(400)  # the slow consumer's late attempt is refused by the partner
+    assert slow.attempt(stalled) is None
+
+    delivery = slow_store.delivery(job_id)
+    assert delivery is not None and (delivery.status, delivery.attempts) == (DeliveryStatus.DELIVERED, 1)
+    assert [r.answered for r in partner.requests()] == [200, 400]
 
 
 def test_loop__stop_while_partner_holds_a_request__reports_it_in_flight(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from pqueue import (
+    DeliveryLockLost,
     DeliveryStatus,
     IdempotencyConflict,
     InvalidInput,
@@ -377,6 +378,30 @@ def test_outbox__claim_locks_and_records_attempts(q: PersistentQ) -> None:
     [third] = q.claim_deliveries("w3")
     assert q.record_delivery(third.id, delivered=True, status_code=204).status == DeliveryStatus.DELIVERED
     assert q.get_job(job_id).status == Status.PROCESSED, "delivery never changes the job"
+
+
+def test_outbox__outcome_of_a_worker_whose_lock_was_taken_over_is_refused(q: PersistentQ) -> None:
+    job_id = _finish(q, "processed", callback_url="http://127.0.0.1:9/cb")
+    [slow] = q.claim_deliveries("slow", lock_seconds=60)
+    q.clock_offset = timedelta(seconds=61)  # the slow worker outlasted its lock
+    [taken] = q.claim_deliveries("fast", lock_seconds=60)
+    delivered = q.record_delivery(taken.id, delivered=True, status_code=204, held_by="fast")
+    assert delivered.status == DeliveryStatus.DELIVERED
+
+    with pytest.raises(DeliveryLockLost, match=f"delivery {slow.id} is no longer held by slow"):
+        q.record_delivery(slow.id, delivered=False, status_code=400, error="HTTP 400", held_by="slow")
+    assert q.delivery(job_id) == delivered, "a stale failure never overwrites the delivery"
+    with pytest.raises(InvalidInput, match="no delivery 999"):
+        q.record_delivery(999, delivered=True, held_by="fast")
+
+
+def test_outbox__outcome_after_the_lock_ran_out_counts_while_nobody_took_over(q: PersistentQ) -> None:
+    _finish(q, "processed", callback_url="http://127.0.0.1:9/cb")
+    [mine] = q.claim_deliveries("w1", lock_seconds=60)
+    q.clock_offset = timedelta(seconds=61)
+    recorded = q.record_delivery(mine.id, delivered=True, status_code=200, held_by="w1")
+    assert (recorded.status, recorded.attempts) == (DeliveryStatus.DELIVERED, 1)
+    assert q.claim_deliveries("w2") == []
 
 
 def test_redeliver__needs_a_final_job_with_callback(q: PersistentQ) -> None:
