@@ -57,7 +57,11 @@ def _memory_gib() -> float:
 def _git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
+        # The harness's own output files do not count: a rerun over an earlier run's output is clean.
+        outputs = [":!bench/RESULTS.md", ":!bench/results.json", ":!bench/plots"]
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", *outputs], cwd=REPO, capture_output=True, text=True
+        )
     except OSError:
         return "unknown"
     return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
