@@ -410,14 +410,14 @@ class PersistentQ(PersistentQInterface):
         run's queue when its jobs are alike (added to `woken`): a single put is then one
         statement, one round trip to the server instead of three."""
         statement = self._direct(f"insert_many_{alike}", partial(self._insert_many_statement, alike))
-        if self.dialect.dml_in_cte:
-            ids = sorted(row.id for row in statement.run(conn, {**params, "w_actor": actor, "w_channel": self.channel}))
-            if alike and self._wake_up is not None:
-                woken.add(params["w_queue"])
-            return list(map(PutResult, ids, repeat(True)))
-        ids = sorted(row.id for row in statement.run(conn, params))
-        created = {"w_ids": _json_text(ids), "w_actor": actor}
-        self._direct("created_many", self._created_many_statement).run(conn, created)
+        in_one = self.dialect.dml_in_cte  # the events and the wake-up are steps of the statement
+        bound = {**params, "w_actor": actor, "w_channel": self.channel} if in_one else params
+        ids = sorted(row.id for row in statement.run(conn, bound))
+        if not in_one:
+            created = {"w_ids": _json_text(ids), "w_actor": actor}
+            self._direct("created_many", self._created_many_statement).run(conn, created)
+        elif alike and self._wake_up is not None:
+            woken.add(params["w_queue"])
         return list(map(PutResult, ids, repeat(True)))
 
     def _insert_many_statement(self, alike: bool) -> Any:
@@ -1433,6 +1433,7 @@ class PersistentQ(PersistentQInterface):
             values.update(status=DeliveryStatus.UNDELIVERABLE.value)
 
         held = [] if held_by is None else [deliveries.c.locked_by == held_by]
+        the_delivery = select(deliveries.c.id).where(deliveries.c.id == delivery_id)
 
         def record(conn: Connection) -> Delivery:
             row = conn.execute(
@@ -1443,8 +1444,7 @@ class PersistentQ(PersistentQInterface):
             ).first()
             if row is not None:
                 return self._delivery(row)
-            exists = conn.execute(select(deliveries.c.id).where(deliveries.c.id == delivery_id)).first()
-            if held_by is not None and exists:
+            if held_by is not None and conn.execute(the_delivery).first():  # there, held by another now
                 raise DeliveryLockLost(delivery_id, held_by)
             raise InvalidInput("delivery_id", f"no delivery {delivery_id}")
 
