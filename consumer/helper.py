@@ -16,9 +16,19 @@ what is left of that process's group. One process for all jobs, not a watchdog f
 a process, not a thread of the consumer, so an algorithm holding the interpreter lock cannot
 delay it, and it runs no algorithm code itself.
 
-Messages: from the consumer, ("start", algorithm, settings as JSON) once, then "fork" requests.
-To the consumer: ("ready",) or ("broken", why) once; then ("forked", pid) followed by the job
-process's socket (SCM_RIGHTS), and ("exited", pid, wait status) when one is reaped.
+It enforces each running job's kill deadline too. The consumer tells it the deadline before the
+payload goes out and again after every renewal of the lease (the lease's end minus its margin,
+or the job timeout's hard kill, whichever comes first; on the monotonic clock, which every
+process of the machine shares); a deadline only moves forward. When one passes, the job's whole
+process group is killed, whether the consumer is running, stopped (SIGSTOP, Ctrl-Z), hung in a
+system call or busy: the helper sits in a session of its own, so a stop of the consumer's
+process group does not reach it, and when the whole tree was stopped and resumed it reads every
+command that waited and kills an overdue job before anything else.
+
+Messages: from the consumer, ("start", algorithm, settings as JSON) once, then "fork" requests
+and ("deadline", pid, monotonic seconds). To the consumer: ("ready",) or ("broken", why) once;
+then ("forked", pid) followed by the job process's socket (SCM_RIGHTS), ("overdue", pid,
+seconds late) when a deadline kill happens, and ("exited", pid, wait status) when one is reaped.
 """
 
 from __future__ import annotations
@@ -29,13 +39,14 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from typing import Any
 
 from consumer.channel import Channel
 from consumer.child import run_child
 from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
-from consumer.processes import die_with_parent, kill_group, kill_process, wait_readable
+from consumer.processes import die_with_parent, kill_group, kill_process, readable, wait_readable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +96,7 @@ class Helper:
         self.consumer_pid = consumer_pid
         self.pid = os.getpid()
         self.jobs: set[int] = set()  # job processes forked and not reaped: their pids name their groups
+        self.deadlines: dict[int, float] = {}  # job process pid -> monotonic moment it must be dead by
         self.stopping = False
         # SIGCHLD and SIGTERM (the consumer's death, or a stop) wake the loop through this pipe.
         self.wake_r, self.wake_w = os.pipe()
@@ -110,17 +122,42 @@ class Helper:
 
     def _serve(self) -> None:
         while not self.stopping and os.getppid() == self.consumer_pid:
-            ready = wait_readable(self.watched, None)
+            ready = wait_readable(self.watched, self._until_next_deadline())
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 4096)
             self._reap()
             if self.lifeline in ready:
                 return
-            if self.commands in ready:
-                request = self.commands.recv()
-                if request == "fork":
-                    self._fork()
+            # Every waiting command first: a renewal sent before a stop must count before the
+            # deadlines are judged, or a job whose lease was renewed would be killed.
+            while readable(self.commands):
+                self._handle(self.commands.recv())
+            self._kill_overdue()
+
+    def _handle(self, request: Any) -> None:
+        if request == "fork":
+            self._fork()
+        elif request[0] == "deadline":
+            _kind, pid, when = request
+            if pid in self.jobs:  # a job process already reaped needs no deadline
+                self.deadlines[pid] = max(when, self.deadlines.get(pid, when))
+
+    def _until_next_deadline(self) -> float | None:
+        if not self.deadlines:
+            return None
+        return max(0.0, min(self.deadlines.values()) - time.monotonic())
+
+    def _kill_overdue(self) -> None:
+        """SIGKILL the group of every job process past its deadline, and say so to the consumer."""
+        now = time.monotonic()
+        for pid, when in list(self.deadlines.items()):
+            if now >= when:
+                del self.deadlines[pid]
+                kill_group(pid)
+                kill_process(pid)
+                with contextlib.suppress(OSError):  # a stopped consumer reads it when it resumes
+                    self.commands.send(("overdue", pid, now - when))
 
     def _reap(self) -> None:
         while True:
@@ -131,6 +168,7 @@ class Helper:
             if pid == 0:
                 return
             self.jobs.discard(pid)
+            self.deadlines.pop(pid, None)
             kill_group(pid)  # whatever the job started dies with it (the consumer kills it too)
             self.commands.send(("exited", pid, status))
 

@@ -44,6 +44,7 @@ class LeaseKeeper(threading.Thread):
         self.problem: StopRequested | LeaseLost | None = None
         self._wake = wake
         self._touch = touch
+        self.on_renewed: Callable[[float], None] = lambda _valid_until: None  # told the new valid_until
         self._stopped = threading.Event()
         self._failing_since: float | None = None
         self._first_renewal = time.monotonic() + self._pause()  # as if the thread started now
@@ -105,6 +106,7 @@ class LeaseKeeper(threading.Thread):
             event(log, "lease_renewed_again", self.job.id, after=round(sent - self._failing_since, 3))
             self._failing_since = None
         self.renewed_at = max(self.renewed_at, sent)
+        self.on_renewed(self.valid_until)
         self._touch()
         return True
 

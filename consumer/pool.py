@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import reduction
@@ -35,6 +36,7 @@ class JobProcess:
     conn: Connection
     ready: bool = False
     wait_status: int | None = None
+    overdue: float | None = None  # seconds past its kill deadline when the helper killed it
 
     @property
     def exited(self) -> bool:
@@ -61,6 +63,7 @@ class AlgorithmProcesses:
         self.spares_wanted = 1
         self._children: dict[int, JobProcess] = {}
         self._retired: list[JobProcess] = []  # killed after answering; reaped before the next job
+        self._sending = threading.Lock()  # the lease thread sends deadlines while the loop sends forks
 
     # -- the helper ----------------------------------------------------------------------------
 
@@ -143,6 +146,10 @@ class AlgorithmProcesses:
             child = self._children.pop(message[1], None)
             if child is not None:
                 child.wait_status = message[2]
+        elif kind == "overdue":
+            child = self._children.get(message[1])
+            if child is not None:
+                child.overdue = message[2]
         elif kind == "fork_failed":
             self._forks_pending = max(0, self._forks_pending - 1)
             event(log, "fork_failed", level=logging.WARNING, error=message[1])
@@ -218,13 +225,30 @@ class AlgorithmProcesses:
 
     def fork_next(self) -> None:
         """Ask the helper for spares up to `spares_wanted` (while the job that just started runs)."""
-        assert self._commands is not None
         while len(self._spares) + self._forks_pending < self.spares_wanted:
-            try:
-                self._commands.send("fork")
-            except OSError:  # the helper is gone: ensure_spare starts another before the next claim
+            if not self._send("fork"):  # the helper is gone: ensure_spare starts another before the next claim
                 return
             self._forks_pending += 1
+
+    def set_deadline(self, process: JobProcess, when: float) -> bool:
+        """Tell the helper the monotonic moment by which the job's process group must be dead.
+
+        Called before the payload goes out and after every renewal (from the lease thread); the
+        helper enforces it even while this process is stopped. False when the helper is gone
+        (then the job process is gone with it).
+        """
+        return self._send(("deadline", process.pid, when))
+
+    def _send(self, message: Any) -> bool:
+        commands = self._commands
+        if commands is None:
+            return False
+        with self._sending:
+            try:
+                commands.send(message)
+            except OSError:  # also a channel closed by a helper restart
+                return False
+        return True
 
     def trim_spares(self) -> None:
         """Keep only `spares_wanted` spares (the consumer went idle): the newest extra ones go."""

@@ -3,6 +3,10 @@
 While it runs, one loop waits on everything that can end it: the process's answer, its death,
 a lost lease or an operator's stop (from the lease thread), the timeout, the lease deadline,
 and a shutdown signal. The outcome is returned; recording it is the consumer's business.
+
+The kill deadline is enforced twice: by this loop, and by the helper, which is told the
+deadline before the payload goes out and after every renewal, so a consumer that is stopped,
+hung or starved of the CPU cannot let its algorithm run on past its lease.
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ class JobRun:
         thread (when its first renewal is due; the lease counts from the claim) all come after it.
         """
         try:
+            self.lease.on_renewed = self._push_kill_deadline
+            self._push_kill_deadline(self.lease.valid_until)
             sent = self._send_payload()
             if sent:
                 self.processes.fork_next()
@@ -104,6 +110,12 @@ class JobRun:
             else:
                 self.processes.discard(self.process)
         return Outcome(outcome.ending, outcome.result, outcome.error, outcome.target, self.lease.valid_until)
+
+    def _push_kill_deadline(self, lease_valid_until: float) -> None:
+        """Have the helper kill the job at the lease's end (less the margin) or the timeout's hard
+        kill, whichever comes first, even if this process can no longer do it."""
+        hard_timeout = self.started + self.settings.job_timeout + TERM_GRACE
+        self.processes.set_deadline(self.process, min(lease_valid_until, hard_timeout))
 
     def _send_payload(self) -> bool:
         """False when the job process died between saying it was ready and now."""
@@ -182,6 +194,8 @@ class JobRun:
         while not self.process.exited and self.processes.helper_alive and time.monotonic() < deadline:
             wait_readable(self.processes.handles(), deadline - time.monotonic())
             self.processes.pump()
+        if self.process.overdue is not None:
+            return self._killed_at_deadline(self.process.overdue)
         if self.process.wait_status is not None:
             how = describe_exit(self.process.wait_status)
         elif not self.processes.helper_alive:
@@ -200,11 +214,23 @@ class JobRun:
         while not self.process.exited and time.monotonic() < min(deadline, self.lease.valid_until):
             wait_readable(self.processes.handles(), max(0.0, min(deadline, self.lease.valid_until) - time.monotonic()))
             self.processes.pump()
+        return self._timeout_outcome()
+
+    def _timeout_outcome(self) -> Outcome:
+        timeout = self.settings.job_timeout
         return Outcome(
             Ending.FAILED,
             error=f"JobTimeout: the algorithm ran longer than PQ_JOB_TIMEOUT={timeout:g}s; "
             "its process group was killed",
         )
+
+    def _killed_at_deadline(self, late: float) -> Outcome:
+        """The helper killed the job at its deadline (this process was stopped, hung or slow)."""
+        event(log, "killed_at_deadline", self.job.id, level=logging.ERROR, pid=self.process.pid, late=round(late, 3))
+        now = time.monotonic()
+        if now >= self.lease.valid_until:
+            return self._renewal_failed(now)
+        return self._timeout_outcome()
 
     def _renewal_failed(self, now: float) -> Outcome:
         since = now - self.lease.renewed_at

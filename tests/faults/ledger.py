@@ -1,0 +1,111 @@
+"""The run ledger: an algorithm that writes down when it really runs, and the checks read from it.
+
+PQ_ALGORITHM=tests.faults.ledger:run. The payload names the ledger file, a tag and how long to
+work: {"ledger": "/tmp/x/ledger.jsonl", "tag": "job-7", "seconds": 20}; with "rerun_seconds", a
+run after the job's first works that long instead (a long first run a fault interrupts, then a
+quick retry). The run appends a
+"start" line, a "tick" line every millisecond while it works and an "end" line, each with its
+pid and the machine's monotonic clock (CLOCK_MONOTONIC, which every process of the machine
+shares). A run that is killed writes no end: its last tick is when it last ran, so how long two
+runs overlapped is known to the millisecond, whatever killed them and however.
+
+Lines are appended with one write(2) each on an O_APPEND file, so runs in several processes
+never interleave within a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TICK_SECONDS = 0.001
+
+
+def run(payload: dict[str, Any]) -> dict[str, Any]:
+    """Work for payload["seconds"], writing the ledger as it goes."""
+    fd = os.open(payload["ledger"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    tag = payload["tag"]
+    seconds = float(payload.get("seconds", 0))
+    if "rerun_seconds" in payload and runs_of(read_runs(Path(payload["ledger"])), tag):
+        seconds = float(payload["rerun_seconds"])
+    try:
+        _write(fd, "start", tag)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(TICK_SECONDS)
+            _write(fd, "tick", tag)
+        _write(fd, "end", tag)
+    finally:
+        os.close(fd)
+    return {"tag": tag, "pid": os.getpid()}
+
+
+def _write(fd: int, event: str, tag: str) -> None:
+    line = json.dumps({"e": event, "tag": tag, "pid": os.getpid(), "t": time.monotonic()})
+    os.write(fd, (line + "\n").encode())
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the algorithm in one process, from its ledger lines."""
+
+    tag: str
+    pid: int
+    start: float
+    last: float  # its end, or its last tick when it was killed
+    ended: bool
+
+    @property
+    def seconds(self) -> float:
+        return self.last - self.start
+
+
+def read_runs(path: Path) -> list[Run]:
+    """Every run the ledger saw, in order of start."""
+    if not path.exists():
+        return []
+    by_run: dict[tuple[str, int], dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a full disk: nothing to learn from it
+            continue
+        key = (entry["tag"], entry["pid"])
+        found = by_run.setdefault(key, {"start": entry["t"], "last": entry["t"], "ended": False})
+        found["last"] = max(found["last"], entry["t"])
+        found["ended"] = found["ended"] or entry["e"] == "end"
+    runs = [Run(tag, pid, v["start"], v["last"], v["ended"]) for (tag, pid), v in by_run.items()]
+    return sorted(runs, key=lambda r: r.start)
+
+
+def peak_concurrency(runs: Iterable[Run]) -> int:
+    """The most runs that were ever running at the same moment."""
+    moments = sorted([(r.start, 1) for r in runs] + [(r.last, -1) for r in runs], key=lambda m: (m[0], m[1]))
+    peak = running = 0
+    for _, step in moments:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def overlaps(runs: list[Run]) -> list[tuple[Run, Run, float]]:
+    """Every pair of runs that ran at the same time, with how long (seconds) they overlapped."""
+    found = []
+    for i, first in enumerate(runs):
+        for second in runs[i + 1 :]:
+            if second.start >= first.last:
+                continue  # runs are sorted by start: later ones may still overlap an earlier long one
+            found.append((first, second, min(first.last, second.last) - second.start))
+    return found
+
+
+def runs_of(runs: Iterable[Run], tag: str) -> list[Run]:
+    """The runs of one job."""
+    return [r for r in runs if r.tag == tag]
