@@ -109,3 +109,25 @@ def overlaps(runs: list[Run]) -> list[tuple[Run, Run, float]]:
 def runs_of(runs: Iterable[Run], tag: str) -> list[Run]:
     """The runs of one job."""
     return [r for r in runs if r.tag == tag]
+
+
+def report(path: Path) -> str:
+    """The ledger in words: each run, and how many ran at once at most."""
+    runs = read_runs(path)
+    origin = min((r.start for r in runs), default=0.0)
+    lines = [
+        f"{r.tag}: pid {r.pid} ran {r.start - origin:7.3f}s → {r.last - origin:7.3f}s "
+        f"({'finished' if r.ended else 'killed'})"
+        for r in runs
+    ]
+    lines += [
+        f"overlap {a.tag}/{a.pid} with {b.tag}/{b.pid}: {seconds * 1000:.1f} ms" for a, b, seconds in overlaps(runs)
+    ]
+    lines.append(f"most runs at once: {peak_concurrency(runs)}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(report(Path(sys.argv[1])))
