@@ -84,12 +84,13 @@ __all__ = [
 ]
 
 
-def connect(url: str | None = None, *, settings: Settings | None = None, migrate: bool = False) -> PersistentQ:
-    """Open the queue.
+def connect(url: str | None = None, *, settings: Settings | None = None, migrate: bool = True) -> PersistentQ:
+    """Open the queue, creating the database or bringing its schema up to date under a lock, as
+    a library user expects of sqlite3 or huey.
 
-    With migrate=True (the producer, the consumer and `pq migrate`), the database is created or
-    upgraded under a lock. Without it (`pq`, the dashboard), a missing SQLite file raises
-    DatabaseMissing and a schema at another revision raises SchemaOutOfDate.
+    Programs that must never create a database (`pq`, the dashboard) pass migrate=False: a
+    missing SQLite file then raises DatabaseMissing and a schema at another revision raises
+    SchemaOutOfDate, both telling the operator to run `pq migrate`.
     """
     settings = settings or load_settings()
     url = url or settings.resolved_database_url
