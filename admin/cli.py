@@ -7,6 +7,8 @@ on stderr and exit code 1; usage errors exit 2 (Typer). No traceback reaches the
 from __future__ import annotations
 
 import errno
+import inspect
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -69,11 +71,19 @@ def root(
     ctx.call_on_close(state.close)
 
 
+def alias(name: str, of: str, command: Callable[..., Any]) -> None:
+    """Register `pq NAME` as a listed, documented second name of `pq OF` (the same function)."""
+    doc = inspect.getdoc(command) or ""
+    app.command(name, help=f"Same as `pq {of}`: {doc[:1].lower()}{doc[1:]}")(command)
+
+
 app.command("list")(jobs.list_jobs)
 app.command("show")(jobs.show_job)
 app.command("enqueue")(jobs.enqueue)
 app.command("requeue")(actions.requeue)
+alias("resubmit", "requeue", actions.requeue)  # the original design's words, so its runbooks work
 app.command("fail")(actions.fail)
+alias("mark-failed", "fail", actions.fail)
 app.command("cancel")(actions.cancel)
 app.command("redeliver")(actions.redeliver)
 app.command("pause")(queues.pause)

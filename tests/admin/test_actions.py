@@ -1,4 +1,5 @@
-"""`pq requeue`, `pq fail`, `pq cancel` and `pq redeliver`: one transaction per id, a line per id."""
+"""`pq requeue`, `pq fail` (and their aliases resubmit, mark-failed), `pq cancel` and `pq redeliver`: one
+transaction per id, a line per id."""
 
 from __future__ import annotations
 
@@ -105,6 +106,41 @@ def test_fail__needs_a_reason_and_refuses_processed(pq: Pq, jobs: Jobs, q: Persi
     assert blank.exit_code == 1 and "say why" in one_error_line(blank)
     assert refused.exit_code == 1 and f"job {job_id} is processed; fail needs" in one_error_line(refused)
     assert q.get_job(job_id).status == Status.PROCESSED
+
+
+def test_resubmit__is_requeue_under_the_original_design_word(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
+    job_id = jobs.manual(error="KeyError: 'vendor'")
+    processed = jobs.processed()
+
+    result = pq("resubmit", str(job_id))
+    refused = pq("resubmit", str(processed))
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"job {job_id}: requeued; unprocessed with fresh attempts"
+    assert (q.get_job(job_id).status, q.get_job(job_id).attempts) == (Status.UNPROCESSED, 0)
+    assert refused.exit_code == 1 and "requeue needs crashed, manual_intervention" in one_error_line(refused)
+    assert q.get_job(processed).status == Status.PROCESSED
+
+
+@sqlite_only
+def test_mark_failed__is_fail_under_the_original_design_word(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
+    job_id = jobs.waiting()
+
+    result = pq("mark-failed", str(job_id), "--reason", "partner withdrew the request", "--json")
+
+    assert as_json(result)[0]["status"] == "manual_intervention"
+    job = q.get_job(job_id)
+    assert (job.status, job.error) == (Status.MANUAL_INTERVENTION, "partner withdrew the request")
+    assert pq("mark-failed", str(job_id)).exit_code == 2, "--reason is required, as for fail"
+
+
+@sqlite_only
+def test_aliases__listed_in_help_with_their_originals_options(pq: Pq) -> None:
+    listing = pq("--help").stdout
+    assert "resubmit     Same as `pq requeue`" in listing and "mark-failed  Same as `pq fail`" in listing
+    for alias, original in (("resubmit", "requeue"), ("mark-failed", "fail")):
+        alias_help, original_help = pq(alias, "--help").stdout, pq(original, "--help").stdout
+        assert alias_help.split("Options:")[1] == original_help.split("Options:")[1]
 
 
 @sqlite_only
