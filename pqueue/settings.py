@@ -7,6 +7,7 @@ Programs call `load_settings()` at start and pass the result down; nothing else 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     algorithm: str = Field("consumer.algorithms.iqr:run", description="module:function the consumer runs")
     inbox_dir: Path | None = Field(
         None, description="directory the stamp algorithm may touch (default var/inbox under PQ_HOME)"
+    )
+    demo_kind: Literal["iqr", "files", "add"] = Field(
+        "iqr", description="what pq-demo-feeder submits: iqr readings, files for the stamp algorithm, or add"
     )
     producer_host: str = Field("127.0.0.1", description="address the intake listens on")
     producer_port: int = Field(8000, ge=0, le=65535, description="port the intake listens on")
