@@ -3,8 +3,10 @@ and killed with SIGKILL in the middle of a burst without losing an acknowledged 
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import threading
@@ -94,6 +96,122 @@ def test_pq_demo_feeder__submits_sample_jobs(launch: Launch, db_env: dict[str, s
     files = [p["file"] for p in payloads if "file" in p]
     assert len(files) == 2 and all((tmp_path / "inbox" / name).is_file() for name in files)
     assert all({"vendor", "value"} <= set(reading) for p in payloads if "readings" in p for reading in p["readings"])
+
+
+def _run_feeder(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    return start([str(BIN / "pq-demo-feeder"), "--interval", "0.05", *args], env, log)
+
+
+def _inbox_files(inbox: Path) -> set[str]:
+    return {path.name for path in inbox.iterdir()} if inbox.exists() else set()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_pq_demo_feeder__kind_is_the_pq_demo_kind_setting(
+    launch: Launch, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    _, url = launch()
+    inbox = tmp_path / "inbox"
+    feeders = [
+        _run_feeder(
+            {**db_env, "PQ_INBOX_DIR": str(inbox), "PQ_DEMO_KIND": kind},
+            tmp_path / f"{kind}.log",
+            "--count",
+            "3",
+            "--url",
+            url,
+        )
+        for kind in ("files", "add")
+    ]
+    try:
+        assert [feeder.wait(90) for feeder in feeders] == [0, 0]
+    finally:
+        for feeder in feeders:
+            stop(feeder)
+
+    jobs = httpx.get(f"{url}/jobs", params={"limit": 10}).json()["jobs"]
+    payloads = [httpx.get(f"{url}/jobs/{job['id']}").json()["payload"] for job in jobs]
+    assert sorted(tuple(sorted(p)) for p in payloads) == [("a", "b")] * 3 + [("file",)] * 3
+    assert _inbox_files(inbox) == {p["file"] for p in payloads if "file" in p}, "a file for each job, and only those"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_pq_demo_feeder__leaves_no_file_when_the_intake_is_down_or_refuses(
+    launch: Launch, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    _, url = launch({"PQ_API_TOKEN": "right"})
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cases = {"down": (down, "right", "not reachable"), "refused": (url, "wrong", "intake answered 401")}
+    feeders = {}
+    for name, (target, token, _) in cases.items():
+        env = {**db_env, "PQ_INBOX_DIR": str(tmp_path / name), "PQ_DEMO_KIND": "files", "PQ_API_TOKEN": token}
+        feeders[name] = _run_feeder(env, tmp_path / f"{name}.log", "--url", target)
+    try:
+        for name, (_, _, said) in cases.items():
+            wait_until(
+                lambda: (tmp_path / f"{name}.log").read_text().count(said) >= 5,  # noqa: B023 - waited on here
+                timeout=60,
+                what=f"five failed submissions ({name})",
+            )
+    finally:
+        for feeder in feeders.values():
+            stop(feeder)
+
+    assert [feeder.returncode for feeder in feeders.values()] == [0, 0], "SIGTERM stops it cleanly"
+    assert _inbox_files(tmp_path / "down") == _inbox_files(tmp_path / "refused") == set()
+    listed = httpx.get(f"{url}/jobs", headers={"Authorization": "Bearer right"}).json()["jobs"]
+    assert listed == []
+
+
+def _losing_first_answer(intake: str) -> tuple[type[http.server.BaseHTTPRequestHandler], list[int]]:
+    """A front for the real intake that forwards POST /jobs but drops the connection instead of
+    answering the first one (the job is stored; the feeder never hears so); and the statuses
+    the intake answered, in order."""
+    forwarded: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = httpx.post(f"{intake}/jobs", content=body, headers={"Content-Type": "application/json"})
+            forwarded.append(answer.status_code)
+            if len(forwarded) == 1:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    return Handler, forwarded
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_pq_demo_feeder__a_lost_answer_sends_the_same_job_and_file_again(
+    launch: Launch, db_env: dict[str, str], tmp_path: Path
+) -> None:
+    _, url = launch()
+    handler, forwarded = _losing_first_answer(url)
+    front = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    inbox = tmp_path / "inbox"
+    env = {**db_env, "PQ_INBOX_DIR": str(inbox), "PQ_DEMO_KIND": "files"}
+    feeder = _run_feeder(env, tmp_path / "feeder.log", "--count", "2", "--url", f"http://127.0.0.1:{front.server_port}")
+    try:
+        assert feeder.wait(90) == 0
+    finally:
+        stop(feeder)
+        front.shutdown()
+        front.server_close()
+
+    assert forwarded == [202, 200, 202], "stored, then the same key again (the first job back), then a new one"
+    jobs = httpx.get(f"{url}/jobs", params={"limit": 10}).json()["jobs"]
+    files = {httpx.get(f"{url}/jobs/{job['id']}").json()["payload"]["file"] for job in jobs}
+    assert len(jobs) == 2 and _inbox_files(inbox) == files
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
