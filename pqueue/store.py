@@ -74,6 +74,7 @@ from pqueue.models import (
     ThroughputPoint,
     Worker,
 )
+from pqueue.partner import partner_error
 from pqueue.schema import deliveries, events, jobs, queues, workers
 from pqueue.settings import Settings
 from pqueue.states import ALLOWED_FROM, CLAIMABLE, FINAL, WORKER_OUTCOMES, DeliveryStatus, Status, describe
@@ -1119,7 +1120,7 @@ class PersistentQ(PersistentQInterface):
         if job.status == Status.PROCESSED.value:
             outcome["result"] = job.result
         else:
-            outcome["error"] = job.error
+            outcome["error"] = partner_error(job.error)
         outcome["attempts"] = job.attempts
         finished = job.finished_at
         outcome["finished_at"] = finished.isoformat().replace("+00:00", "Z") if finished else None

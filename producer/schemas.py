@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pqueue import Delivery, DeliveryStatus, Job, QueueInfo, Status
+from pqueue.partner import partner_error
 
 MAX_PRIORITY = 2**31 - 1
 MAX_JOB_ID = 2**63 - 1
@@ -115,7 +116,9 @@ class JobOut(JobSummary):
 
     payload: Any
     result: Any = Field(None, description="the algorithm's answer, once the job is processed")
-    error: str | None = Field(None, description="why it did not succeed, once crashed, failed or cancelled")
+    error: str | None = Field(
+        None, description="why it did not succeed, once crashed, failed or cancelled (its last line, no traceback)"
+    )
     callback_url: str | None
     stop_requested: Status | None = Field(None, description="an operator asked the running job to stop")
     delivery: DeliveryOut | None = Field(None, description="the outcome's callback, once there is one")
@@ -127,7 +130,7 @@ class JobOut(JobSummary):
             **_summary_fields(job),
             payload=job.payload,
             result=job.result if processed else None,
-            error=None if processed else job.error,
+            error=None if processed else partner_error(job.error),
             callback_url=job.callback_url,
             stop_requested=job.stop_request,
             delivery=DeliveryOut.of(job.delivery) if job.delivery else None,
