@@ -8,6 +8,7 @@ Status (agent -> inbox), keyed by the job id and the lease id the job message ca
     {"job_id": 42, "lease_id": 7, "status": "processing"}
     {"job_id": 42, "lease_id": 7, "status": "success", "result": <any JSON>}
     {"job_id": 42, "lease_id": 7, "status": "error", "error": "what went wrong"}
+    {"job_id": 42, "lease_id": 7, "status": "released"}      (given back unfinished: sent again)
 An optional "agent" string names the sender in the relay's log.
 """
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the sample agent imports this module and needs nothing of pqueue
     from pqueue import Job
 
-STATUSES = ("processing", "success", "error")
+STATUSES = ("processing", "success", "error", "released")
 CONTENT_TYPE = "application/json"
 
 

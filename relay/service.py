@@ -56,6 +56,7 @@ class Counters:
     processed: int = 0
     crashed: int = 0
     processing: int = 0
+    released: int = 0
     stale: int = 0
     dead: int = 0
     publish_failures: int = 0
@@ -268,9 +269,9 @@ class Relay:
 
     def _apply(self, message: StatusMessage) -> None:
         known = self._sent.get(message.job_id)
-        if known is None or known[0] != message.lease_id or message.status == "processing":
-            # Not a claim this relay sent (or a `processing`, which must notice stop requests):
-            # check the job exists and is this relay's queue's before touching it.
+        if known is None or known[0] != message.lease_id or message.status in ("processing", "released"):
+            # Not a claim this relay sent (or a `processing` or `released`, which must notice stop
+            # requests): check the job exists and is this relay's queue's before touching it.
             try:
                 job = self.store.get_job(message.job_id)
             except JobNotFound:
@@ -279,6 +280,11 @@ class Relay:
                 raise Refused(f"job {message.job_id} belongs to queue {job.queue!r}, not {self.queue!r}")
             if message.status == "processing" and self._renewal_needless(job, message):
                 self.counters.processing += 1
+                return
+            if message.status == "released" and job.stop_request is not None and job.lease_id == message.lease_id:
+                # Given back while an operator asked to stop it: record the stop, not a retry.
+                self._sent.pop(message.job_id, None)
+                self._stop(message, StopRequested(job.id, job.stop_request.value, job.stop_reason))
                 return
         if message.status != "processing":
             self._sent.pop(message.job_id, None)
@@ -312,6 +318,13 @@ class Relay:
             self.store.heartbeat(job_id, lease_id, lease_seconds=self.lease_seconds)
             self._sent[job_id] = (lease_id, time.monotonic())
             self.counters.processing += 1
+        elif message.status == "released":
+            # The agent stopped before finishing: unprocessed again, attempt not spent, sent anew.
+            reason = f"agent {message.agent or '?'} gave it back unfinished"
+            self.store.release(job_id, lease_id, reason=reason)
+            self.counters.released += 1
+            self._seat_freed = True
+            log.info("job %d: %s", job_id, reason)
         elif message.status == "success":
             self.store.update_status(job_id, "processed", lease_id=lease_id, result=message.result)
             self.counters.processed += 1
@@ -374,13 +387,14 @@ class Relay:
     def _report(self) -> None:
         c = self.counters
         log.info(
-            "sent %d, status messages %d: processed %d, crashed %d, processing %d, stale %d, dead-lettered %d; "
-            "publish failures %d",
+            "sent %d, status messages %d: processed %d, crashed %d, processing %d, released %d, stale %d, "
+            "dead-lettered %d; publish failures %d",
             c.sent,
             c.received,
             c.processed,
             c.crashed,
             c.processing,
+            c.released,
             c.stale,
             c.dead,
             c.publish_failures,

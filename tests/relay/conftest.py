@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
@@ -17,6 +16,7 @@ from pqueue import PersistentQ, Status
 from relay.topology import Routing
 from tests.conftest import IN_CI
 from tests.relay.rabbit import Rabbit, rabbit_reachable, rabbit_url
+from tests.relay.records import read_records
 from tests.support import start, stop
 
 # The relay's lease must outlast an agent's start on a loaded machine; tests that need rescue
@@ -110,10 +110,7 @@ class Programs:
 
     def records(self) -> list[dict[str, Any]]:
         """Every agent's start and finish lines, in time order."""
-        lines = []
-        for path in self.tmp_path.glob("*.jsonl"):
-            lines += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return sorted(lines, key=lambda line: line["t"])
+        return read_records(self.tmp_path)
 
     def stop_all(self) -> None:
         for process in self.started:

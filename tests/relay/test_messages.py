@@ -26,6 +26,10 @@ from relay.topology import Routing
             b'{"job_id": 3, "lease_id": 2, "status": "error", "error": "disk full"}',
             StatusMessage(3, 2, "error", error="disk full"),
         ),
+        (
+            b'{"job_id": 3, "lease_id": 2, "status": "released", "agent": "a1"}',
+            StatusMessage(3, 2, "released", agent="a1"),
+        ),
     ],
 )
 def test_parse_status__reads_each_documented_form(body: bytes, expected: StatusMessage) -> None:
@@ -43,7 +47,7 @@ def test_parse_status__reads_each_documented_form(body: bytes, expected: StatusM
         (b'{"job_id": true, "lease_id": 1, "status": "success"}', "job_id must be a positive integer, got True"),
         (b'{"job_id": "7", "lease_id": 1, "status": "success"}', "job_id must be a positive integer, got '7'"),
         (b'{"job_id": 7, "lease_id": -1, "status": "success"}', "lease_id must be a positive integer, got -1"),
-        (b'{"job_id": 7, "lease_id": 1, "status": "finished"}', "status must be one of processing, success, error"),
+        (b'{"job_id": 7, "lease_id": 1, "status": "finished"}', "status must be one of processing, .*, released"),
         (b'{"job_id": 7, "lease_id": 1, "status": "error"}', "needs a non-empty error string"),
         (b'{"job_id": 7, "lease_id": 1, "status": "error", "error": " "}', "needs a non-empty error string"),
         (b'{"job_id": 7, "lease_id": 1, "status": "success", "agent": 5}', "agent must be a string"),

@@ -30,7 +30,6 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--window", type=int, default=50)
-    parser.add_argument("--prefetch", type=int, default=10, help="each agent's prefetch")
     parser.add_argument("--no-processing", action="store_true", help="agents send only the final status")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     args = parser.parse_args()
@@ -55,7 +54,7 @@ def main() -> int:
     started = []
     try:
         store.put_items([NewJob({"n": n}, queue=routing.queue) for n in range(args.jobs)])
-        agent_args = ["--work-seconds", "0", "--fail-rate", "0", "--prefetch", str(args.prefetch)]
+        agent_args = ["--work-seconds", "0", "--fail-rate", "0"]
         agent_args += ["--queue", routing.queue, "--amqp-url", rabbit_url()]
         if args.no_processing:
             agent_args.append("--no-processing")
