@@ -17,7 +17,7 @@ from typing import Any
 
 from consumer.loading import AlgorithmUnavailable
 from consumer.logs import event
-from consumer.processes import kill_group, kill_process, readable, wait_readable
+from consumer.processes import kill_group, kill_process, process_gone, readable, wait_readable
 from pqueue import Settings
 
 log = logging.getLogger("consumer")
@@ -26,6 +26,8 @@ log = logging.getLogger("consumer")
 HELPER_START_TIMEOUT = 300.0
 # How long a job process gets to disappear after SIGKILL before the consumer moves on.
 REAP_TIMEOUT = 5.0
+# While waiting for the helper's word that a job process was reaped, how often to look for its end ourselves.
+REAP_LOOK_EVERY = 0.01
 
 
 @dataclass
@@ -157,7 +159,11 @@ class AlgorithmProcesses:
     # -- job processes -------------------------------------------------------------------------
 
     def ensure_spare(self, timeout: float) -> bool:
-        """Make sure a ready job process is waiting; False when none is ready within the timeout."""
+        """Make sure a ready job process is waiting; False when none is ready within the timeout.
+
+        A helper that is alive but forks nothing in that time (stopped, hung) is replaced, so the
+        consumer does not wait on it for ever.
+        """
         deadline = time.monotonic() + timeout
         while True:
             if not self.helper_alive:
@@ -167,6 +173,8 @@ class AlgorithmProcesses:
             self.fork_next()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                event(log, "helper_unresponsive", level=logging.ERROR, seconds=timeout, action="restarting it")
+                self._restart_helper()
                 return False
             wait_readable([*self.handles(), *(spare.conn for spare in self._spares)], remaining)
 
@@ -281,9 +289,13 @@ class AlgorithmProcesses:
         self._await_reaped(process, timeout)
 
     def _await_reaped(self, process: JobProcess, timeout: float) -> None:
+        """Until the helper says it reaped the process, or the kernel shows it dead (a stopped
+        helper cannot say so, and its word must not hold up the next job's start)."""
         deadline = time.monotonic() + timeout
         while not process.exited and self.helper_alive and time.monotonic() < deadline:
-            wait_readable(self.handles(), deadline - time.monotonic())
+            if process_gone(process.pid):
+                break
+            wait_readable(self.handles(), min(REAP_LOOK_EVERY, deadline - time.monotonic()))
             self.pump()
         process.conn.close()
         self._children.pop(process.pid, None)

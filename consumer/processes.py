@@ -74,6 +74,16 @@ def kill_process(pid: int, sig: int = signal.SIGKILL) -> None:
         os.kill(pid, sig)
 
 
+def process_gone(pid: int) -> bool:
+    """True when the process has ended: no longer there, or a zombie its parent has not reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
 def signal_name(signum: int) -> str:
     """SIGSEGV for 11; the number itself for an unknown one."""
     try:

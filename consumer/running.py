@@ -93,6 +93,8 @@ class JobRun:
         thread (when its first renewal is due; the lease counts from the claim) all come after it.
         """
         try:
+            if time.monotonic() >= self.lease.valid_until:  # the claim's lease went by before the start
+                return self._not_started()
             self.lease.on_renewed = self._push_kill_deadline
             self._push_kill_deadline(self.lease.valid_until)
             sent = self._send_payload()
@@ -110,6 +112,13 @@ class JobRun:
             else:
                 self.processes.discard(self.process)
         return Outcome(outcome.ending, outcome.result, outcome.error, outcome.target, self.lease.valid_until)
+
+    def _not_started(self) -> Outcome:
+        """Give the job back unrun: its lease ran out between the claim and the handoff (this
+        process was stopped or starved meanwhile), so starting it could overlap a successor."""
+        event(log, "lease_spent_before_start", self.job.id, level=logging.WARNING, pid=self.process.pid)
+        reason = "its lease ran out before the algorithm could start"
+        return Outcome(Ending.RELEASED, error=reason, lease_valid_until=self.lease.valid_until)
 
     def _push_kill_deadline(self, lease_valid_until: float) -> None:
         """Have the helper kill the job at the lease's end (less the margin) or the timeout's hard

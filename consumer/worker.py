@@ -160,7 +160,7 @@ class Consumer:
             if not (claim_next and self._finish_and_claim(job, status, outcome, seconds)):
                 self._finish(job, status, outcome, seconds, result=outcome.result, error=outcome.error)
         elif ending == Ending.RELEASED:
-            self._release(job)
+            self._release(job, outcome.error)
         elif ending == Ending.RENEWAL_FAILED:
             # The algorithm is dead; record the failure if the database answers, else rescue will.
             self._finish(job, Status.CRASHED, outcome, seconds, error=outcome.error, patient=False)
@@ -249,9 +249,10 @@ class Consumer:
             level = logging.WARNING
         event(log, "finished", done.id, level=level, **fields)
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: Job, why: str | None = None) -> None:
         try:
-            self.store.release(job.id, job.lease_id, reason=f"consumer {self.worker_id} shutting down")
+            reason = why or f"consumer {self.worker_id} shutting down"
+            self.store.release(job.id, job.lease_id, reason=reason)
         except LeaseLost as exc:
             event(log, "release_refused", job.id, level=logging.WARNING, reason=str(exc))
         except PQError as exc:

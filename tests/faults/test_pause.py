@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,13 +37,45 @@ def first_runs(ledger: Path, tag: str, count: int, timeout: float = 60.0) -> lis
     return wait_until(found, timeout=timeout, what=f"{count} run(s) of {tag}")
 
 
+def stop_outside_a_write(pids: list[int], db_env: dict[str, str]) -> None:
+    """SIGSTOP the processes at a moment when none of them holds SQLite's write lock.
+
+    A process stopped inside a write transaction keeps the lock of the whole file until it
+    resumes or dies (SQLite cannot take a lock from its holder): every other writer waits, and
+    no successor can start. That is docs/architecture.md's known limit; these tests stop the
+    consumer between its writes. (PostgreSQL ends such a session by itself.)
+    """
+    url = db_env["PQ_DATABASE_URL"]
+    for _ in range(100):
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        if not url.startswith("sqlite") or not _write_locked(url.removeprefix("sqlite:///")):
+            return
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the consumer held the write lock at every try")
+
+
+def _write_locked(path: str) -> bool:
+    connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        connection.close()
+    return False
+
+
 def put_long_job(q: PersistentQ, ledger: Path, rerun_seconds: float) -> int:
     """A job that would run a minute on its first try, and `rerun_seconds` on the next."""
     return q.put_item({"ledger": str(ledger), "tag": "long", "seconds": 60, "rerun_seconds": rerun_seconds})
 
 
 def test_consumer_paused__helper_kills_the_job_before_the_successor_starts_it(
-    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path, db_env: dict[str, str]
 ) -> None:
     q = make_queue(lease_seconds=LEASE_SECONDS)
     ledger = tmp_path / "ledger.jsonl"
@@ -51,7 +84,7 @@ def test_consumer_paused__helper_kills_the_job_before_the_successor_starts_it(
     paused = start_program("pq-consumer")
     first = first_runs(ledger, "long", 1)[0]
 
-    os.kill(paused.pid, signal.SIGSTOP)  # the consumer alone: its helper and job process run on
+    stop_outside_a_write([paused.pid], db_env)  # the consumer alone: its helper and job process run on
     stopped_at = time.monotonic()
     wait_until(lambda: not pid_alive(first.pid), timeout=LEASE_SECONDS + 5, what="the paused consumer's job to die")
     killed_after = time.monotonic() - stopped_at
@@ -80,7 +113,11 @@ def test_consumer_paused__helper_kills_the_job_before_the_successor_starts_it(
 
 
 def test_consumer_tree_paused_past_its_lease__resumed_run_dies_within_milliseconds(
-    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path, run_marker: str
+    make_queue: Callable[..., PersistentQ],
+    start_program: StartProgram,
+    tmp_path: Path,
+    run_marker: str,
+    db_env: dict[str, str],
 ) -> None:
     q = make_queue(lease_seconds=LEASE_SECONDS)
     ledger = tmp_path / "ledger.jsonl"
@@ -90,8 +127,7 @@ def test_consumer_tree_paused_past_its_lease__resumed_run_dies_within_millisecon
 
     tree = marked_processes(run_marker)  # consumer, helper, job process and its spare
     assert first.pid in tree
-    for pid in tree:
-        os.kill(pid, signal.SIGSTOP)
+    stop_outside_a_write(tree, db_env)
     start_program("pq-consumer")
     second = first_runs(ledger, "long", 2)[1]  # the successor's run, after rescue: 6 s of work
     resumed_at = time.monotonic()
@@ -114,3 +150,26 @@ def log_of(tmp_path: Path, index: int) -> str:
     """The log of the index-th consumer the test started."""
     path = tmp_path / f"pq-consumer-{index}.log"
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_helper_paused__consumer_finishes_the_jobs_then_replaces_the_helper(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    tags = ["first", "on-the-spare", "needs-a-fork"]
+    ids = [q.put_item({"ledger": str(ledger), "tag": tag, "seconds": 2 if tag == "first" else 0.2}) for tag in tags]
+    start_program("pq-consumer")
+    first_runs(ledger, "first", 1)
+    helper = int(log_of(tmp_path, 0).split("event=algorithm_ready", 1)[1].split(" pid=", 1)[1].split()[0])
+
+    os.kill(helper, signal.SIGSTOP)  # the fork server alone: the running job and the ready spare go on
+    for job_id in ids[:2]:
+        wait_status(q, job_id, Status.PROCESSED, timeout=30)
+    wait_status(q, ids[2], Status.PROCESSED, timeout=90)  # once the consumer gave up on the helper
+
+    assert "event=helper_unresponsive" in log_of(tmp_path, 0)
+    assert not pid_alive(helper)
+    runs = read_runs(ledger)
+    assert peak_concurrency(runs) == 1 and [r.tag for r in runs] == tags
+    assert all(q.get_job(job_id).attempts == 1 for job_id in ids)
