@@ -16,9 +16,10 @@ from consumer.lease import LeaseKeeper
 from consumer.logs import event
 from consumer.pool import AlgorithmProcesses
 from consumer.processes import wait_readable
+from consumer.recording import Recorder
 from consumer.running import Ending, JobRun, Outcome
 from consumer.stopping import Shutdown, Waker
-from pqueue import FINAL, DatabaseBusy, DatabaseError, Job, LeaseLost, PersistentQ, PQError, Settings, Status
+from pqueue import DatabaseError, Job, PersistentQ, PQError, Settings, Status
 
 log = logging.getLogger("consumer")
 
@@ -65,6 +66,9 @@ class Consumer:
         self.waker = waker or Waker()
         self.shutdown = shutdown or Shutdown(self.waker)
         self.on_final = on_final  # told when an outcome queued a callback (delivery wakes up)
+        self.recorder = Recorder(
+            store, worker_id, on_database_lost=self._database_lost, on_final=lambda: self.on_final()
+        )
         self.database_ok = True
         self.jobs_run = 0
         self._next_rescue = 0.0
@@ -106,7 +110,7 @@ class Consumer:
         if job is None:
             return Step.IDLE
         if self.shutdown.requested:  # the signal came while claiming: give the job straight back
-            self._release(job)
+            self.recorder.release(job)
             return Step.STOPPING
         self._log_claimed(job)
         self._run(job, claim_started, claim_next)
@@ -139,7 +143,7 @@ class Consumer:
         if self._held is not None:
             job, _ = self._held
             self._held = None
-            self._release(job)
+            self.recorder.release(job)
 
     def _tell_notes(self) -> None:
         notes, self._notes = self._notes, []
@@ -153,22 +157,12 @@ class Consumer:
     # -- recording -----------------------------------------------------------------------------
 
     def _record(self, job: Job, outcome: Outcome, seconds: float, claim_next: bool = False) -> None:
-        ending = outcome.ending
-        if ending in (Ending.SUCCEEDED, Ending.FAILED, Ending.STOPPED):
-            status = {Ending.SUCCEEDED: Status.PROCESSED, Ending.FAILED: Status.CRASHED}.get(ending, outcome.target)
-            assert status is not None
-            if not (claim_next and self._finish_and_claim(job, status, outcome, seconds)):
-                self._finish(job, status, outcome, seconds, result=outcome.result, error=outcome.error)
-        elif ending == Ending.RELEASED:
-            self._release(job, outcome.error)
-        elif ending == Ending.RENEWAL_FAILED:
-            # The algorithm is dead; record the failure if the database answers, else rescue will.
-            self._finish(job, Status.CRASHED, outcome, seconds, error=outcome.error, patient=False)
-            self.database_ok = False
-        else:  # LEASE_LOST: the job is someone else's now; ABANDONED: rescue will take it
-            event(log, "not_recorded", job.id, reason=ending.value)
+        if not (claim_next and self._record_and_claim(job, outcome, seconds)):
+            self.recorder.record(job, outcome, seconds)
+        if outcome.ending == Ending.RENEWAL_FAILED:
+            self.database_ok = False  # claiming waits until the database answers again
 
-    def _finish_and_claim(self, job: Job, status: Status, outcome: Outcome, seconds: float) -> bool:
+    def _record_and_claim(self, job: Job, outcome: Outcome, seconds: float) -> bool:
         """Record the outcome and claim the next job in one transaction, when the next can start
         at once; False when it was not tried or failed (then nothing was recorded or claimed)."""
         if self.shutdown.requested or not self.database_ok or time.monotonic() >= self._next_rescue:
@@ -176,89 +170,22 @@ class Consumer:
         if not self.processes.spare_ready(SPARE_CHAIN_WAIT):
             return False
         claim_started = time.monotonic()
-        try:
-            done, claimed = self.store.finish_and_claim(
-                job.id,
-                status,
-                lease_id=job.lease_id,
-                worker_id=self.worker_id,
-                result=outcome.result,
-                error=outcome.error,
-                queue=self.queue,
-                lease_seconds=self.settings.lease_seconds,
-            )
-        except PQError:
-            return False  # update_status alone, with its retries and its answers to each error
+        chained = self.recorder.record_and_claim(
+            job, outcome, queue=self.queue, lease_seconds=self.settings.lease_seconds
+        )
+        if chained is None:
+            return False
+        done, claimed = chained
         self._database_retry = DATABASE_RETRY_MIN
         if claimed is None:
-            self._finished(done, seconds)
+            self.recorder.finished(done, seconds)
             return True
         self._held = (claimed, claim_started)
         self.processes.spares_wanted = 2  # jobs come back to back: fork ahead of them
         # The seat is taken again: the next job's payload goes first; the log lines and the wake-up
         # of the delivery thread (which would compete for the interpreter lock) come after it.
-        self._notes = [partial(self._finished, done, seconds), partial(self._log_claimed, claimed)]
+        self._notes = [partial(self.recorder.finished, done, seconds), partial(self._log_claimed, claimed)]
         return True
-
-    def _finish(
-        self,
-        job: Job,
-        status: Status,
-        outcome: Outcome,
-        seconds: float,
-        *,
-        result: object = None,
-        error: str | None = None,
-        patient: bool = True,
-    ) -> None:
-        """update_status, retried while the database is briefly away and the lease still holds."""
-        while True:
-            try:
-                done = self.store.update_status(job.id, status, lease_id=job.lease_id, result=result, error=error)
-            except LeaseLost as exc:
-                event(log, "outcome_discarded", job.id, level=logging.WARNING, reason=str(exc))
-                return
-            except DatabaseBusy as exc:
-                if patient and time.monotonic() + DATABASE_RETRY_MIN < outcome.lease_valid_until:
-                    event(log, "record_retry", job.id, level=logging.WARNING, error=str(exc))
-                    time.sleep(DATABASE_RETRY_MIN)
-                    continue
-                self._database_lost(exc)
-                return
-            except PQError as exc:
-                if status != Status.PROCESSED:
-                    self._database_lost(exc)
-                    return
-                # The result itself was refused (the database would not store it): the attempt failed.
-                status, result, error = Status.CRASHED, None, f"ResultNotStored: {exc}"
-                continue
-            self._finished(done, seconds)
-            return
-
-    def _finished(self, done: Job, seconds: float) -> None:
-        self._log_finished(done, seconds)
-        if done.status in FINAL and done.callback_url:  # its callback was queued: deliver it now
-            self.on_final()
-
-    def _log_finished(self, done: Job, seconds: float) -> None:
-        fields: dict[str, object] = {"status": done.status.value, "seconds": round(seconds, 3)}
-        level = logging.INFO
-        if done.status != Status.PROCESSED:
-            lines = (done.error or "").strip().splitlines()
-            fields["error"] = lines[-1] if lines else None
-            level = logging.WARNING
-        event(log, "finished", done.id, level=level, **fields)
-
-    def _release(self, job: Job, why: str | None = None) -> None:
-        try:
-            reason = why or f"consumer {self.worker_id} shutting down"
-            self.store.release(job.id, job.lease_id, reason=reason)
-        except LeaseLost as exc:
-            event(log, "release_refused", job.id, level=logging.WARNING, reason=str(exc))
-        except PQError as exc:
-            event(log, "release_failed", job.id, level=logging.ERROR, error=str(exc), note="rescue will retry it")
-        else:
-            event(log, "released", job.id, note="back to unprocessed, attempt not spent")
 
     # -- the loop ------------------------------------------------------------------------------
 

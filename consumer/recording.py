@@ -1,0 +1,132 @@
+"""Recording a run's outcome: the one place where a run's Ending becomes a call to the store.
+
+How a run ended (consumer/running.py) decides what is written: a result or an error as the
+job's new status, the job given back, or nothing (someone else owns it). A write that the
+database cannot take now is retried while the lease still holds; a refused result counts as a
+failed attempt; a lost lease discards the outcome. The consumer's loop decides only whether the
+outcome goes alone or with the next claim (`record_and_claim`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from consumer.logs import event
+from consumer.running import Ending, Outcome
+from pqueue import FINAL, DatabaseBusy, Job, LeaseLost, PersistentQ, PQError, Status
+
+log = logging.getLogger("consumer")
+
+RECORD_RETRY = 0.5  # pause between tries of an outcome the database could not take
+# The endings that write the job's new status, and which status.
+STATUS_OF = {Ending.SUCCEEDED: Status.PROCESSED, Ending.FAILED: Status.CRASHED}
+RECORDED = (Ending.SUCCEEDED, Ending.FAILED, Ending.STOPPED)
+
+
+class Recorder:
+    """Writes outcomes for one consumer; tells it when the database stopped answering."""
+
+    def __init__(
+        self,
+        store: PersistentQ,
+        worker_id: str,
+        *,
+        on_database_lost: Callable[[Exception], None],
+        on_final: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.on_database_lost = on_database_lost
+        self.on_final = on_final  # told when an outcome queued a callback (delivery wakes up)
+
+    def record(self, job: Job, outcome: Outcome, seconds: float) -> None:
+        """Write the outcome on its own."""
+        ending = outcome.ending
+        if ending in RECORDED:
+            self._finish(job, self.status_for(outcome), outcome, seconds)
+        elif ending == Ending.RELEASED:
+            self.release(job, outcome.error)
+        elif ending == Ending.RENEWAL_FAILED:
+            # The algorithm is dead; record the failure if the database answers, else rescue will.
+            self._finish(job, Status.CRASHED, outcome, seconds, patient=False)
+        else:  # LEASE_LOST: the job is someone else's now; ABANDONED: rescue will take it
+            event(log, "not_recorded", job.id, reason=ending.value)
+
+    def record_and_claim(
+        self, job: Job, outcome: Outcome, *, queue: str, lease_seconds: float
+    ) -> tuple[Job, Job | None] | None:
+        """Write a recorded ending and claim the next job in one transaction: (the job as
+        written, the next one or None); None when it failed, and then nothing was written."""
+        if outcome.ending not in RECORDED:
+            return None
+        try:
+            return self.store.finish_and_claim(
+                job.id,
+                self.status_for(outcome),
+                lease_id=job.lease_id,
+                worker_id=self.worker_id,
+                result=outcome.result,
+                error=outcome.error,
+                queue=queue,
+                lease_seconds=lease_seconds,
+            )
+        except PQError:
+            return None  # record() alone, with its retries and its answers to each error
+
+    @staticmethod
+    def status_for(outcome: Outcome) -> Status:
+        status = STATUS_OF.get(outcome.ending, outcome.target)
+        assert status is not None, outcome
+        return status
+
+    def _finish(self, job: Job, status: Status, outcome: Outcome, seconds: float, *, patient: bool = True) -> None:
+        """update_status, retried while the database is briefly away and the lease still holds."""
+        result, error = outcome.result, outcome.error
+        while True:
+            try:
+                done = self.store.update_status(job.id, status, lease_id=job.lease_id, result=result, error=error)
+            except LeaseLost as exc:
+                event(log, "outcome_discarded", job.id, level=logging.WARNING, reason=str(exc))
+                return
+            except DatabaseBusy as exc:
+                if patient and time.monotonic() + RECORD_RETRY < outcome.lease_valid_until:
+                    event(log, "record_retry", job.id, level=logging.WARNING, error=str(exc))
+                    time.sleep(RECORD_RETRY)
+                    continue
+                self.on_database_lost(exc)
+                return
+            except PQError as exc:
+                if status != Status.PROCESSED:
+                    self.on_database_lost(exc)
+                    return
+                # The result itself was refused (the database would not store it): the attempt failed.
+                status, result, error = Status.CRASHED, None, f"ResultNotStored: {exc}"
+                continue
+            self.finished(done, seconds)
+            return
+
+    def finished(self, done: Job, seconds: float) -> None:
+        """Log the written outcome and wake the delivery of its callback, if it queued one."""
+        fields: dict[str, object] = {"status": done.status.value, "seconds": round(seconds, 3)}
+        level = logging.INFO
+        if done.status != Status.PROCESSED:
+            lines = (done.error or "").strip().splitlines()
+            fields["error"] = lines[-1] if lines else None
+            level = logging.WARNING
+        event(log, "finished", done.id, level=level, **fields)
+        if done.status in FINAL and done.callback_url:
+            self.on_final()
+
+    def release(self, job: Job, why: str | None = None) -> None:
+        """Give the job back without spending its attempt (a stop, or a start that came too late)."""
+        try:
+            reason = why or f"consumer {self.worker_id} shutting down"
+            self.store.release(job.id, job.lease_id, reason=reason)
+        except LeaseLost as exc:
+            event(log, "release_refused", job.id, level=logging.WARNING, reason=str(exc))
+        except PQError as exc:
+            event(log, "release_failed", job.id, level=logging.ERROR, error=str(exc), note="rescue will retry it")
+        else:
+            event(log, "released", job.id, note="back to unprocessed, attempt not spent")
