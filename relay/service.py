@@ -9,6 +9,12 @@ The window is the queue's seat count in the database, exactly like the consumer'
 sent job stays under_process (holding its seat) until its agent reports success or error, or its
 lease runs out and rescue takes it back. So a job is never sent again while one copy is
 outstanding, and several relays on one queue still share one window.
+
+Agents acknowledge a job message before they start the job (relay/agent.py says how and why), so
+RabbitMQ's redeliveries (consumer_timeout, a closed channel, a lost connection) never start a
+running job a second time. The broker is not what holds a sent job; its lease here is:
+`processing` renews it, `released` gives it back without spending the attempt, and rescue takes
+it back once its agent has been silent for a lease.
 """
 
 from __future__ import annotations

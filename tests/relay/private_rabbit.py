@@ -13,12 +13,12 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import uuid
 from pathlib import Path
 
 import pika
-import pika.exceptions
 
 from tests.relay.rabbit import RABBIT_HOST, rabbit_url
 from tests.support import free_port, wait_until
@@ -94,10 +94,11 @@ class PrivateRabbit:
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"the private RabbitMQ exited with {self.process.returncode}: see {self.log_path}")
-        try:
-            connection = pika.BlockingConnection(pika.URLParameters(self.url + "?connection_attempts=1"))
-        except pika.exceptions.AMQPError:
+        try:  # the AMQP listener opens last, once the node has booted
+            socket.create_connection((RABBIT_HOST, self.port), timeout=1).close()
+        except OSError:
             return False
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
         connection.close()
         return True
 

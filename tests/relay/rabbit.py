@@ -33,9 +33,9 @@ def rabbit_reachable() -> bool:
 class Rabbit:
     """A test's own connection to RabbitMQ, to look at and poke the relay's queues."""
 
-    def __init__(self, routing: Routing) -> None:
+    def __init__(self, routing: Routing, url: str | None = None) -> None:
         self.routing = routing
-        self.connection = pika.BlockingConnection(pika.URLParameters(rabbit_url()))
+        self.connection = pika.BlockingConnection(pika.URLParameters(url or rabbit_url()))
         self.channel = self.connection.channel()
         self.channel.confirm_delivery()
         declare(self.channel, routing)
@@ -43,6 +43,11 @@ class Rabbit:
     def depth(self, queue: str) -> int:
         """Messages ready in a queue (passive declare: never creates it)."""
         count: int = self.channel.queue_declare(queue=queue, passive=True).method.message_count
+        return count
+
+    def consumers(self, queue: str) -> int:
+        """Consumers now on a queue (passive declare)."""
+        count: int = self.channel.queue_declare(queue=queue, passive=True).method.consumer_count
         return count
 
     def send_status(self, body: bytes | dict[str, Any]) -> None:
@@ -78,8 +83,9 @@ class Forwarder:
     """Listens on a local port and forwards to RabbitMQ; `cut()` drops every open connection,
     as a broker restart or a network blip would. Nothing listens until `open()`."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, upstream_port: int = RABBIT_PORT) -> None:
         self.port = port
+        self.upstream_port = upstream_port
         self._server: socket.socket | None = None
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -104,7 +110,7 @@ class Forwarder:
                 continue
             except OSError:
                 return
-            upstream = socket.create_connection((RABBIT_HOST, RABBIT_PORT))
+            upstream = socket.create_connection((RABBIT_HOST, self.upstream_port))
             with self._lock:
                 self._pairs.append((client, upstream))
                 self.accepted += 1

@@ -132,3 +132,22 @@ def test_processing_reports__keep_a_long_job_s_lease_alive(
     wait_until(lambda: store.get_job(job_id).status == Status.PROCESSED, timeout=30, what="job processed")
     job = store.get_job(job_id)
     assert (job.attempts, job.lease_id) == (1, 1), "the lease ran out although the agent kept reporting"
+
+
+def test_released__job_sent_again_with_no_attempt_spent_unless_an_operator_asked_to_stop_it(
+    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+) -> None:
+    given_back = store.put_item({"n": 1}, queue=routing.queue)
+    programs.relay(relay_env())
+    _, message = sent_job(store, rabbit, routing, given_back)
+
+    rabbit.send_status({"job_id": given_back, "lease_id": message["lease_id"], "status": "released", "agent": "a1"})
+    _, again = sent_job(store, rabbit, routing, given_back)
+    assert again["lease_id"] == message["lease_id"] + 1
+    assert again["attempt"] == 1, "giving the job back spent an attempt"
+    assert f"job {given_back}: agent a1 gave it back unfinished" in programs.log()
+
+    store.cancel(given_back, reason="customer withdrew it")
+    rabbit.send_status({"job_id": given_back, "lease_id": again["lease_id"], "status": "released"})
+    wait_until(lambda: store.get_job(given_back).status == Status.CANCELLED, what="the cancel recorded")
+    assert store.get_job(given_back).error == "customer withdrew it"
