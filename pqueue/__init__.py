@@ -11,6 +11,7 @@ from pqueue.database import check_schema, ensure_exists, make_engine, upgrade
 from pqueue.errors import (
     DatabaseBusy,
     DatabaseError,
+    DatabaseFull,
     DatabaseMissing,
     DeliveryLockLost,
     IdempotencyConflict,
@@ -47,6 +48,7 @@ __all__ = [
     "FINAL",
     "DatabaseBusy",
     "DatabaseError",
+    "DatabaseFull",
     "DatabaseMissing",
     "Delivery",
     "DeliveryLockLost",

@@ -5,7 +5,8 @@ PQError
  ├── DatabaseError          the database could not be used
  │    ├── DatabaseMissing   a SQLite file that is not there (pq and the dashboard never create one)
  │    ├── SchemaOutOfDate   the schema is older (or newer) than this code; run `pq migrate`
- │    └── DatabaseBusy      the database stayed locked or unreachable past the retry deadline
+ │    ├── DatabaseBusy      the database stayed locked or unreachable past the retry deadline
+ │    └── DatabaseFull      the disk holding the database has no space left; nothing was written
  ├── JobNotFound            no job with that id
  ├── InvalidTransition      the job is not in a state the operation may start from
  ├── LeaseLost              the worker no longer holds the job (fencing)
@@ -53,6 +54,26 @@ class SchemaOutOfDate(DatabaseError):
 
 class DatabaseBusy(DatabaseError):
     """The database stayed locked or unreachable past the retry deadline."""
+
+
+class DatabaseFull(DatabaseError):
+    """The disk holding the database has no space left: the transaction was rolled back, and
+    nothing can be stored until an operator frees space (waiting a moment does not help)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the database's disk is full ({reason}); nothing was written: free space on it, then retry")
+
+
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: "database or disk is full"
+POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full
+
+
+def is_disk_full(driver_error: object) -> bool:
+    """True for a driver error that says the database's disk is full (SQLite or PostgreSQL)."""
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    return (isinstance(code, int) and code & 0xFF == SQLITE_FULL) or (
+        getattr(driver_error, "sqlstate", None) == POSTGRES_DISK_FULL
+    )
 
 
 class JobNotFound(PQError):

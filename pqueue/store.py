@@ -50,6 +50,7 @@ from pqueue.direct import DirectStatement
 from pqueue.errors import (
     DatabaseBusy,
     DatabaseError,
+    DatabaseFull,
     DeliveryLockLost,
     IdempotencyConflict,
     InvalidInput,
@@ -58,6 +59,7 @@ from pqueue.errors import (
     LeaseLost,
     PQError,
     StopRequested,
+    is_disk_full,
 )
 from pqueue.interface import PersistentQInterface
 from pqueue.models import (
@@ -137,6 +139,8 @@ def _is_transient(exc: BaseException) -> bool:
 
 def _translate(exc: SQLAlchemyError) -> DatabaseError:
     first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if is_disk_full(getattr(exc, "orig", None)):
+        return DatabaseFull(first_line)
     if _is_transient(exc):
         return DatabaseBusy(f"database stayed locked: {first_line}")
     if isinstance(exc, DBAPIError) and exc.connection_invalidated or "connect" in first_line.lower():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -12,12 +13,13 @@ from pqueue import InvalidInput, NewJob, PersistentQ, Settings
 from producer.backpressure import WaitingDepth
 from producer.group_commit import GroupCommitter
 from producer.metrics import IntakeMetrics
+from producer.refusal_log import RefusalLog
 from producer.schemas import JobIn
 
 
 @dataclass
 class Intake:
-    """The app's store, settings, backpressure gauge, metrics and group committer."""
+    """The app's store, settings, backpressure gauge, metrics, group committer and refusal log."""
 
     settings: Settings
     store: PersistentQ
@@ -25,6 +27,7 @@ class Intake:
     metrics: IntakeMetrics
     committer: GroupCommitter
     owns_store: bool
+    refusals: RefusalLog = field(default_factory=lambda: RefusalLog(logging.getLogger("producer")))
 
     def close(self) -> None:
         """Finish pending submissions; close the store if this intake opened it."""

@@ -1,8 +1,8 @@
 """The one place errors become HTTP answers: `{"detail": "<one line>", "errors": [...]}`.
 
-pqueue's errors map to 4xx (or 503 when the database is busy or down, with Retry-After);
-a request that does not match the schema is a 422 naming each field. Nothing answers with a
-stack trace.
+pqueue's errors map to 4xx (or 503 when the database is busy or down, 507 when its disk is
+full, both with Retry-After); a request that does not match the schema is a 422 naming each
+field. Nothing answers with a stack trace.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from pqueue import (
     DatabaseError,
+    DatabaseFull,
     IdempotencyConflict,
     InvalidInput,
     InvalidTransition,
@@ -30,6 +31,8 @@ from producer.schemas import PRINTABLE, ErrorOut, FieldError
 
 log = logging.getLogger("producer")
 RETRY_AFTER_BUSY_SECONDS = 2
+# A full disk lasts until an operator frees space: partners retrying every 2 s would only add load.
+RETRY_AFTER_DISK_FULL_SECONDS = 30
 
 
 class RequestRejected(PQError):
@@ -80,9 +83,18 @@ async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
         return _answer(request, exc.status, message, exc.errors)
     if isinstance(exc, QueueFull):
         return _answer(request, 503, message, reason="queue_full", retry_after=RETRY_AFTER_FULL_SECONDS)
+    if isinstance(exc, DatabaseFull):
+        # 507 Insufficient Storage: nothing was stored, and nothing will be until space is freed.
+        request.app.state.intake.refusals.warning(
+            "disk_full", f"{request.method} {request.url.path} answered 507: {message}"
+        )
+        detail = "the queue's database has no space left on its disk; nothing was stored; try again later"
+        return _answer(request, 507, detail, reason="disk_full", retry_after=RETRY_AFTER_DISK_FULL_SECONDS)
     if isinstance(exc, DatabaseError):
         # A locked or unreachable database: the job was not stored; the partner may retry.
-        log.warning("%s %s answered 503: %s", request.method, request.url.path, message)
+        request.app.state.intake.refusals.warning(
+            "database_unavailable", f"{request.method} {request.url.path} answered 503: {message}"
+        )
         detail = f"the queue's database is not available right now ({message}); try again shortly"
         return _answer(request, 503, detail, reason="database_unavailable", retry_after=RETRY_AFTER_BUSY_SECONDS)
     if isinstance(exc, JobNotFound):

@@ -15,6 +15,7 @@ _MEANINGS = {
     415: "the body is not sent as application/json",
     422: "a field is missing, unknown or has a bad value",
     503: "the queue is full or its database is not available; see Retry-After",
+    507: "the disk holding the queue's database is full: nothing was stored; see Retry-After",
 }
 
 

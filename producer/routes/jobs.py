@@ -49,7 +49,14 @@ KeyHeader = Annotated[
     response_model=Submitted,
     openapi_extra=submission.OPENAPI,
     responses=errors(
-        400, 409, 413, 415, 422, 503, also={200: {"model": Submitted, "description": "a repeated key: the first job"}}
+        400,
+        409,
+        413,
+        415,
+        422,
+        503,
+        507,
+        also={200: {"model": Submitted, "description": "a repeated key: the first job"}},
     ),
 )
 async def submit_job(request: Request) -> Response:
@@ -79,7 +86,14 @@ async def submit_job(request: Request) -> Response:
     "/jobs/batch",
     status_code=202,
     responses=errors(
-        400, 409, 413, 415, 422, 503, also={200: {"model": BatchSubmitted, "description": "every key was a repeat"}}
+        400,
+        409,
+        413,
+        415,
+        422,
+        503,
+        507,
+        also={200: {"model": BatchSubmitted, "description": "every key was a repeat"}},
     ),
 )
 def submit_batch(
