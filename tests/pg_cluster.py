@@ -45,7 +45,7 @@ class PrivateCluster:
     def _run(self, *args: str) -> None:
         subprocess.run([*self.as_postgres, *args], check=True, capture_output=True, timeout=120)
 
-    def _ctl(self, action: str) -> None:
+    def _ctl(self, action: str, mode: str = "fast") -> None:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             _bin("pg_ctl"),
@@ -56,7 +56,7 @@ class PrivateCluster:
             "-l",
             str(self.root / "log"),
             "-m",
-            "fast",
+            mode,
             "-w",
             action,
         )
@@ -64,8 +64,9 @@ class PrivateCluster:
     def start(self) -> None:
         self._ctl("start")
 
-    def stop(self) -> None:
-        self._ctl("stop")
+    def stop(self, mode: str = "fast") -> None:
+        """Shut down: "fast" ends sessions cleanly, "immediate" as a crash would (recovery at start)."""
+        self._ctl("stop", mode)
 
     def restart(self) -> None:
         self._ctl("restart")
