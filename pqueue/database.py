@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, SQLAlchemyError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
+from pqueue import deadlines
 from pqueue.dialects import seat_lock_key
 from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
 from pqueue.settings import Settings
@@ -29,8 +31,25 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 50
 # Migrations hold the lock for longer than a transaction does; programs starting together wait.
 SQLITE_MIGRATION_BUSY_TIMEOUT_MS = 120_000
-# A pooled PostgreSQL connection idle longer than this is pinged before it is used again.
+# A pooled PostgreSQL connection idle longer than this is pinged before it is used again:
+# pinging on every checkout (pool_pre_ping) costs a round trip per transaction, a quarter of a
+# busy consumer's time. One that died within this moment fails its transaction once with
+# DatabaseBusy ("database unreachable"), which every caller already handles.
 PING_IF_IDLE_SECONDS = 1.0
+# PQ_DB_STATEMENT_TIMEOUT and PQ_DB_NETWORK_TIMEOUT default to lease/6 within these bounds.
+MIN_DERIVED_TIMEOUT = 2.0
+MAX_DERIVED_TIMEOUT = 5.0
+# What make_engine adds to a PostgreSQL URL; log lines name the database without them.
+TCP_SETTINGS = (
+    "connect_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+# A PostgreSQL migration may wait for another program's and build indexes on big tables.
+POSTGRES_MIGRATION_TIMEOUT_SECONDS = 600
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -52,54 +71,92 @@ def describe_url(url: str) -> str:
     path = sqlite_path(url)
     if path is not None:
         return str(path)
-    return make_url(url).render_as_string(hide_password=True)
+    return make_url(url).difference_update_query(TCP_SETTINGS).render_as_string(hide_password=True)
 
 
 def make_engine(url: str, settings: Settings) -> Engine:
-    """An engine with pqueue's connection settings (schema, busy timeout, durability) for the URL."""
+    """An engine with pqueue's connection settings (schema, timeouts, durability) for the URL."""
     path = sqlite_path(url)
     if path is not None:
         busy_timeout_ms = min(SQLITE_BUSY_TIMEOUT_MS, int(settings.write_timeout * 1000))
         engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": busy_timeout_ms / 1000})
         _configure_sqlite(engine, busy_timeout_ms, settings.synchronous_commit)
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": 5}
-    options = [] if settings.synchronous_commit else ["-csynchronous_commit=off"]
+    timeouts = PostgresTimeouts.for_settings(settings)
+    options = timeouts.server_options()
+    if not settings.synchronous_commit:
+        options.append("-csynchronous_commit=off")
     if settings.db_schema:
         if not _SCHEMA_NAME.match(settings.db_schema):
             raise DatabaseError(f"PQ_DB_SCHEMA={settings.db_schema!r} is not a plain identifier")
         options.append(f"-csearch_path={settings.db_schema}")
-    if options:
-        connect_args["options"] = " ".join(options)
     try:
-        engine = create_engine(url, connect_args=connect_args)
+        engine = create_engine(
+            timeouts.add_tcp_settings(url),
+            connect_args={"options": " ".join(options)},
+            pool_timeout=timeouts.call_deadline,  # waiting for a free connection is a call too
+        )
     except ArgumentError as exc:
         raise DatabaseError(f"cannot use the database URL {describe_url(url)}: {exc}") from None
-    _ping_idle_connections(engine)
+    deadlines.install(engine, timeouts.call_deadline, timeouts.why, ping_if_idle=PING_IF_IDLE_SECONDS)
     return engine
 
 
-def _ping_idle_connections(engine: Engine) -> None:
-    """Replace pooled connections that died (PostgreSQL restarted, a network cut) before use.
+@dataclass(frozen=True)
+class PostgresTimeouts:
+    """How long PostgreSQL calls may take, from PQ_DB_STATEMENT_TIMEOUT and PQ_DB_NETWORK_TIMEOUT.
 
-    SQLAlchemy's pool_pre_ping pings on every checkout: one more round trip for every
-    transaction, a quarter of a busy consumer's time. A connection used within the last
-    PING_IF_IDLE_SECONDS is taken as alive; one that died in that moment fails its transaction
-    once with DatabaseBusy ("database unreachable"), which every caller already handles.
+    Both default to a sixth of the lease (2 to 5 s), so that a consumer's call that gets no
+    answer fails within lease/3, the interval between renewals: a renewal hung on a dead
+    network never delays the next one, and after a partition heals every program is working
+    again within seconds, not after the kernel's 15 minutes of TCP retransmissions.
     """
 
-    @event.listens_for(engine, "checkin")
-    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
-        record.info["pq_checked_in"] = time.monotonic()
+    statement: float  # the server cancels a statement (or ends a transaction left idle) after this
+    network: float  # a connection unanswered this long is dead (connect, keepalives, user timeout)
 
-    @event.listens_for(engine, "checkout")
-    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if time.monotonic() - record.info.get("pq_checked_in", 0.0) < PING_IF_IDLE_SECONDS:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as exc:
-            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc  # the pool reconnects
+    @classmethod
+    def for_settings(cls, settings: Settings) -> PostgresTimeouts:
+        derived = min(MAX_DERIVED_TIMEOUT, max(MIN_DERIVED_TIMEOUT, settings.lease_seconds / 6))
+        return cls(settings.db_statement_timeout or derived, settings.db_network_timeout or derived)
+
+    @property
+    def call_deadline(self) -> float:
+        """The longest any call waits: the statement's time, then the network's to say so."""
+        return self.statement + self.network
+
+    @property
+    def why(self) -> str:
+        return f"PQ_DB_STATEMENT_TIMEOUT={self.statement:g}s + PQ_DB_NETWORK_TIMEOUT={self.network:g}s"
+
+    def server_options(self) -> list[str]:
+        """statement_timeout, and idle_in_transaction_session_timeout so that a client gone
+        silent inside a transaction (partitioned, or stopped) gives back its locks (the seat
+        lock) once its own calls have given up."""
+        return [
+            f"-cstatement_timeout={_ms(self.statement)}",
+            f"-cidle_in_transaction_session_timeout={_ms(self.call_deadline)}",
+        ]
+
+    def add_tcp_settings(self, url: str) -> URL:
+        """The URL with libpq's connect timeout, keepalives and tcp_user_timeout, unless it sets
+        them itself. In the URL (not the connect arguments), so the consumer's LISTEN
+        connection, which is made from the URL, gets them too."""
+        parsed = make_url(url)
+        tcp: dict[str, str] = {
+            "connect_timeout": str(max(2, math.ceil(self.network))),  # libpq's least useful value
+            "keepalives": "1",
+            "keepalives_idle": str(max(1, int(self.network / 2))),
+            "keepalives_interval": str(max(1, int(self.network / 4))),
+            "keepalives_count": "3",
+            "tcp_user_timeout": str(_ms(self.network)),  # unacknowledged data: the kernel gives up
+        }
+        assert set(tcp) == set(TCP_SETTINGS)
+        return parsed.update_query_dict({k: v for k, v in tcp.items() if k not in parsed.query})
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int, synchronous_commit: bool) -> None:
@@ -212,6 +269,7 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
                     driver.execute(f"PRAGMA busy_timeout = {SQLITE_MIGRATION_BUSY_TIMEOUT_MS}")
                 with conn.begin():
                     if engine.dialect.name == "postgresql":
+                        _allow_migration_time(engine, conn)
                         lock = text("SELECT pg_advisory_xact_lock(:key)")
                         conn.execute(lock, {"key": seat_lock_key("", "migrate")})
                         if schema:
@@ -226,3 +284,14 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
     except SQLAlchemyError as exc:
         raise DatabaseError(f"migration failed: {exc}") from exc
     return before, after or ""
+
+
+def _allow_migration_time(engine: Engine, conn: Connection) -> None:
+    """Lift the usual deadlines for this transaction: waiting for another program's migration,
+    or building an index on a big table, takes longer than any queue operation."""
+    seconds = POSTGRES_MIGRATION_TIMEOUT_SECONDS
+    deadline = deadlines.deadline_of(engine)
+    if deadline is not None:
+        deadline.extend(conn.connection.dbapi_connection, seconds + deadline.seconds)
+    conn.execute(text(f"SET LOCAL statement_timeout = '{seconds}s'"))
+    conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{seconds}s'"))

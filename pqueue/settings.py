@@ -29,6 +29,18 @@ class Settings(BaseSettings):
     db_schema: str | None = Field(
         None, description="PostgreSQL schema holding pqueue's tables (several deployments, one DB)"
     )
+    db_statement_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds PostgreSQL lets one statement run (or a transaction sit idle) before it "
+        "cancels it (default: PQ_LEASE_SECONDS/6, between 2 and 5)",
+    )
+    db_network_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds a PostgreSQL connection may go unanswered before it counts as dead "
+        "(connect timeout, TCP keepalives, tcp_user_timeout; default: PQ_LEASE_SECONDS/6, between 2 and 5)",
+    )
     synchronous_commit: bool = Field(
         True,
         description="wait for every commit to reach the disk (0: faster, but a power cut may lose "

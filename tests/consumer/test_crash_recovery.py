@@ -11,13 +11,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from sqlalchemy import make_url, select
+from sqlalchemy import select
 
 from pqueue import PersistentQ, Status
 from pqueue.schema import jobs
 from tests.consumer.algos import read_log
 from tests.consumer.conftest import StartConsumer, kill_hard, wait_exit, wait_gone, wait_status
-from tests.consumer.proxy import CuttableProxy
+from tests.faults.blackhole import NetworkProxy
 from tests.support import pid_alive, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
@@ -258,12 +258,15 @@ def test_helper_killed__running_job_fails_and_a_new_helper_runs_the_next(
 
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_network_to_postgresql_cut__algorithm_dies_before_the_lease_and_the_next_owner(
-    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, db_env: dict[str, str], tmp_path: Path
+    make_queue: Callable[..., PersistentQ],
+    start_consumer: StartConsumer,
+    db_env: dict[str, str],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    url = make_url(db_env["PQ_DATABASE_URL"])
-    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
-    proxy.start()
-    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy = NetworkProxy.to_url(db_env["PQ_DATABASE_URL"])
+    request.addfinalizer(proxy.close)
+    through_proxy = proxy.url_through(db_env["PQ_DATABASE_URL"])
     q = make_queue(lease_seconds=3, retry_backoff_seconds=0)
     log = tmp_path / "runs.jsonl"
     job_id = q.put_item({"do": "sleep_once", "marker": str(tmp_path / "m"), "seconds": 60, "log": str(log)})
@@ -280,7 +283,7 @@ def test_network_to_postgresql_cut__algorithm_dies_before_the_lease_and_the_next
     wait_until(lambda: q.rescue_expired(actor="next-owner"), timeout=15, what="the lease to expire")
     assert q.now().timestamp() > last_tick
 
-    proxy.start()  # the network is back: the consumer claims the job again and finishes it
+    proxy.heal()  # the network is back: the consumer claims the job again and finishes it
     wait_status(q, job_id, Status.PROCESSED, timeout=60)
     actors = [(e.to_status, e.actor) for e in q.events(job_id)]
     assert (Status.CRASHED, "next-owner") in actors

@@ -7,12 +7,11 @@ from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
-from sqlalchemy import make_url
 
 from pqueue import Settings
 from tests.conftest import require_postgres
+from tests.faults.blackhole import NetworkProxy
 from tests.producer.conftest import AppFactory, client_for, eventually
-from tests.producer.proxy import TcpProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -50,24 +49,22 @@ async def test_locked_sqlite__503_with_retry_after_then_recovers(make_app: AppFa
 
 
 @pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    target = make_url(require_postgres()).port or 5432
-    forwarder = TcpProxy(target)
-    forwarder.start()
+def proxy() -> Iterator[NetworkProxy]:
+    forwarder = NetworkProxy.to_url(require_postgres())
     yield forwarder
-    forwarder.stop()
+    forwarder.close()
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 async def test_unreachable_postgres__503_then_recovers(
-    make_app: AppFactory, db_env: dict[str, str], proxy: TcpProxy, make_settings: Callable[..., Settings]
+    make_app: AppFactory, db_env: dict[str, str], proxy: NetworkProxy, make_settings: Callable[..., Settings]
 ) -> None:
-    through_proxy = make_url(db_env["PQ_DATABASE_URL"]).set(port=proxy.port).render_as_string(hide_password=False)
+    through_proxy = proxy.url_through(db_env["PQ_DATABASE_URL"])
     app = make_app(database_url=through_proxy)
     store = app.state.intake.store
     async with client_for(app) as client:
         first = await client.post("/jobs", json={"payload": "before"})
-        proxy.stop()
+        proxy.cut()
         down = [
             await client.post("/jobs", json={"payload": "while down"}),
             await client.post("/jobs/batch", json=[{"payload": "while down"}]),
@@ -75,7 +72,7 @@ async def test_unreachable_postgres__503_then_recovers(
             await client.get("/healthz"),
             await client.get("/metrics"),
         ]
-        proxy.start()
+        proxy.heal()
 
         async def accepted() -> bool:
             return (await client.post("/jobs", json={"payload": "after"})).status_code == 202
