@@ -32,7 +32,7 @@ from tests.support import free_port, pid_alive, wait_until
 pytestmark = [pytest.mark.process, pytest.mark.postgres, pytest.mark.timeout(170)]
 
 RECOVERY_BOUND = 30.0  # seconds, the bound for the intake and the consumers
-DOWN_SIGNS = ("event=lease_renewal_failed", "event=database_unavailable")
+RENEWAL_FAILED, NOT_CLAIMING = "event=lease_renewal_failed", "event=database_unavailable"
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,18 @@ def outage(cluster: PrivateCluster, mode: str, q: PersistentQ, load: HttpLoad, l
     tag = f"long-{mode}"
     q.put_item({"ledger": str(ledger), "tag": tag, "seconds": 5}, priority=-1)  # next in line
     wait_until(lambda: runs_of(read_runs(ledger), tag), timeout=60, what=f"{tag} to start")
-    seen = {needle: consumer_log_count(tmp_path, needle) for needle in DOWN_SIGNS}
+    renewals_failed, not_claiming = (consumer_log_count(tmp_path, n) for n in (RENEWAL_FAILED, NOT_CLAIMING))
     down_at = time.monotonic()
     cluster.stop(mode)
     refused = wait_until(lambda: first_answer(load, 503, down_at), timeout=30, what="the intake to answer 503")
-    for needle, before in seen.items():  # the long job's renewal failed, and the idle consumer stopped claiming
-        wait_logged(tmp_path, needle, more_than=before)
+    wait_logged(tmp_path, NOT_CLAIMING, more_than=not_claiming)  # the idle consumer stopped claiming
+    wait_until(  # the long job's renewal failed (or, on a machine so slow that it finished first, it is over)
+        lambda: (
+            consumer_log_count(tmp_path, RENEWAL_FAILED) > renewals_failed or runs_of(read_runs(ledger), tag)[0].ended
+        ),
+        timeout=30,
+        what="the long job's lease renewal to fail",
+    )
     cluster.start()
     up_at = time.monotonic()
     accepted = wait_until(lambda: first_answer(load, 202, up_at), timeout=RECOVERY_BOUND + 10, what="a 202")
