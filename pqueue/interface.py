@@ -68,8 +68,10 @@ class PersistentQInterface(abc.ABC):
         """
 
     @abc.abstractmethod
-    def put_items(self, jobs: Sequence[NewJob], *, actor: str = "producer") -> list[PutResult]:
-        """Store many jobs in one transaction: all or nothing. One PutResult per job, in order."""
+    def put_items(self, jobs: Sequence[NewJob | JSON], *, actor: str = "producer") -> list[PutResult]:
+        """Store many jobs in one transaction: all or nothing. One PutResult per job, in order.
+
+        Each item is a NewJob or a bare payload (a job with the defaults)."""
 
     # -- working ----------------------------------------------------------------------------
 

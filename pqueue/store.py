@@ -80,6 +80,7 @@ from pqueue.partner import partner_error
 from pqueue.schema import deliveries, events, jobs, queues, workers
 from pqueue.settings import Settings
 from pqueue.states import ALLOWED_FROM, CLAIMABLE, FINAL, WORKER_OUTCOMES, DeliveryStatus, Status, describe
+from pqueue.validation import check_call, jobs_to_put
 from pqueue.waiting import Waiter, make_waiter
 
 log = logging.getLogger("pqueue")
@@ -301,10 +302,12 @@ class PersistentQ(PersistentQInterface):
         max_attempts: int | None = None,
         actor: str = "producer",
     ) -> int:
+        check_call("put_item", locals())
         job = NewJob(payload, queue, priority, callback_url, idempotency_key, run_after_seconds, max_attempts)
         return self.put_items([job], actor=actor)[0].id
 
-    def put_items(self, new_jobs: Sequence[NewJob], *, actor: str = "producer") -> list[PutResult]:
+    def put_items(self, new_jobs: Sequence[NewJob | JSON], *, actor: str = "producer") -> list[PutResult]:
+        new_jobs = jobs_to_put(new_jobs, actor)
         where = [f"jobs[{index}]" if len(new_jobs) > 1 else "job" for index in range(len(new_jobs))]
         for label, job in zip(where, new_jobs, strict=True):
             self._validate_new_job(job, label)
@@ -515,6 +518,7 @@ class PersistentQ(PersistentQInterface):
     # -- working ----------------------------------------------------------------------------
 
     def get_item(self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None) -> Job | None:
+        check_call("get_item", locals())
         queue = queue or self.settings.queue
         lease = lease_seconds or self.settings.lease_seconds
         return self._write(lambda conn: self._claim(conn, worker_id, queue, lease))
@@ -620,6 +624,7 @@ class PersistentQ(PersistentQInterface):
         return seats, paused, running
 
     def heartbeat(self, job_id: int, lease_id: int, *, lease_seconds: float | None = None) -> datetime:
+        check_call("heartbeat", locals())
         lease = lease_seconds or self.settings.lease_seconds
 
         def renew(conn: Connection) -> datetime:
@@ -648,6 +653,7 @@ class PersistentQ(PersistentQInterface):
         result: JSON = None,
         error: str | None = None,
     ) -> Job:
+        check_call("update_status", locals())
         target = self._worker_outcome(status)
         _json_safe("result", result)
         return self._write(lambda conn: self._finish(conn, job_id, lease_id, target, result, error))
@@ -664,6 +670,7 @@ class PersistentQ(PersistentQInterface):
         queue: str | None = None,
         lease_seconds: float | None = None,
     ) -> tuple[Job, Job | None]:
+        check_call("finish_and_claim", locals())
         target = self._worker_outcome(status)
         _json_safe("result", result)
         queue = queue or self.settings.queue
@@ -767,6 +774,8 @@ class PersistentQ(PersistentQInterface):
         return select(*(column for column in moved.c if column.name != "from_status")).add_cte(event)
 
     def release(self, job_id: int, lease_id: int, *, reason: str = "consumer shutting down") -> Job:
+        check_call("release", locals())
+
         def give_back(conn: Connection) -> Job:
             current = self._lock_job(conn, job_id)
             if current.status != Status.UNDER_PROCESS.value or current.lease_id != lease_id:
@@ -784,6 +793,7 @@ class PersistentQ(PersistentQInterface):
         return self._write(give_back)
 
     def rescue_expired(self, *, actor: str = "rescue") -> list[tuple[int, Status]]:
+        check_call("rescue_expired", locals())
         margin = lease_margin(self.settings.lease_seconds)
 
         def rescue(conn: Connection) -> list[tuple[int, Status]]:
@@ -820,6 +830,7 @@ class PersistentQ(PersistentQInterface):
         return job.id, target
 
     def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
+        check_call("wait_for_work", locals())
         if self._waiter is None:
             self._waiter = make_waiter(self.engine, self.channel)
         queue = queue or self.settings.queue
@@ -857,6 +868,8 @@ class PersistentQ(PersistentQInterface):
     def requeue(
         self, job_id: int, *, actor: str = "admin", expect: Status | None = None, message: str | None = None
     ) -> Job:
+        check_call("requeue", locals())
+
         def back_to_queue(conn: Connection) -> Job:
             current = self._check_move(conn, job_id, "requeue", expect)
             values = {
@@ -880,9 +893,11 @@ class PersistentQ(PersistentQInterface):
     def cancel(
         self, job_id: int, *, actor: str = "admin", expect: Status | None = None, reason: str | None = None
     ) -> Job:
+        check_call("cancel", locals())
         return self._stop(job_id, "cancel", Status.CANCELLED, actor, expect, reason or f"cancelled by {actor}")
 
     def fail(self, job_id: int, reason: str, *, actor: str = "admin", expect: Status | None = None) -> Job:
+        check_call("fail", locals())
         if not reason or not reason.strip():
             raise InvalidInput("reason", "say why the job is failed")
         return self._stop(job_id, "fail", Status.MANUAL_INTERVENTION, actor, expect, reason)
@@ -905,6 +920,8 @@ class PersistentQ(PersistentQInterface):
         return self._write(stop)
 
     def redeliver(self, job_id: int, *, actor: str = "admin") -> Delivery:
+        check_call("redeliver", locals())
+
         def again(conn: Connection) -> Delivery:
             job = self._lock_job(conn, job_id)
             if job.status not in FINAL or not job.callback_url:
@@ -933,12 +950,15 @@ class PersistentQ(PersistentQInterface):
         return self._write(again)
 
     def pause(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        check_call("pause", locals())
         return self._set_queue(queue or self.settings.queue, paused=True)
 
     def resume(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        check_call("resume", locals())
         return self._set_queue(queue or self.settings.queue, paused=False)
 
     def set_seats(self, queue: str, seats: int) -> QueueInfo:
+        check_call("set_seats", locals())
         if seats < 1:
             raise InvalidInput("seats", "must be at least 1")
         return self._set_queue(queue, seats=seats)
@@ -965,6 +985,7 @@ class PersistentQ(PersistentQInterface):
         return infos
 
     def queue_settings(self, queue: str) -> QueueInfo | None:
+        check_call("queue_settings", locals())
         with self._read() as conn:
             row = conn.execute(select(queues).where(queues.c.name == queue)).first()
         if row is None:
@@ -980,6 +1001,7 @@ class PersistentQ(PersistentQInterface):
         batch_size: int = 1000,
         on_batch: Callable[[int], None] | None = None,
     ) -> int:
+        check_call("purge", locals())
         chosen = _statuses(status) or []
         if Status.UNDER_PROCESS in chosen:
             raise InvalidInput("status", "under_process jobs are running and are never purged")
@@ -1146,6 +1168,7 @@ class PersistentQ(PersistentQInterface):
     # -- reading ----------------------------------------------------------------------------
 
     def get_job(self, job_id: int) -> Job:
+        check_call("get_job", locals())
         with self._read() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
             if row is None:
@@ -1187,6 +1210,7 @@ class PersistentQ(PersistentQInterface):
         since_seconds: float | None = None,
         search: str | None = None,
     ) -> Page:
+        check_call("get_all_items", locals())
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
         conditions = self._filters(status, queue, since_seconds, search)
@@ -1209,11 +1233,13 @@ class PersistentQ(PersistentQInterface):
         since_seconds: float | None = None,
         search: str | None = None,
     ) -> int:
+        check_call("count_items", locals())
         conditions = self._filters(status, queue, since_seconds, search)
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(jobs).where(*conditions)).scalar_one())
 
     def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
+        check_call("next_items", locals())
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
         conditions: list[ColumnElement[bool]] = [_claimable()]
@@ -1227,6 +1253,7 @@ class PersistentQ(PersistentQInterface):
         return [self._job(row) for row in rows]
 
     def events(self, job_id: int) -> list[Event]:
+        check_call("events", locals())
         with self._read() as conn:
             if conn.execute(select(jobs.c.id).where(jobs.c.id == job_id)).first() is None:
                 raise JobNotFound(job_id)
@@ -1293,6 +1320,7 @@ class PersistentQ(PersistentQInterface):
         )
 
     def throughput(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[ThroughputPoint]:
+        check_call("throughput", locals())
         if bucket_seconds < 1:
             raise InvalidInput("bucket_seconds", "must be at least 1")
         bucket = self.dialect.bucket(events.c.at, bucket_seconds).label("bucket")
@@ -1309,6 +1337,7 @@ class PersistentQ(PersistentQInterface):
         return [ThroughputPoint(bucket_start=r[0], status=Status(r[1]), count=int(r[2])) for r in rows]
 
     def run_durations(self, *, window_seconds: float = 3600, limit: int = 5000) -> list[float]:
+        check_call("run_durations", locals())
         duration = self.dialect.seconds_between(jobs.c.finished_at, jobs.c.started_at)
         stmt = (
             select(duration)
@@ -1335,6 +1364,7 @@ class PersistentQ(PersistentQInterface):
     # -- workers ----------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
+        check_call("register_worker", locals())
         self._registered[worker_id] = {"kind": kind, "queue": queue, "host": host, "pid": pid}
         self._write(lambda conn: self._upsert_worker(conn, worker_id))
 
@@ -1344,6 +1374,8 @@ class PersistentQ(PersistentQInterface):
         conn.execute(self.dialect.upsert_values(stmt, ["id"], values))
 
     def touch_worker(self, worker_id: str) -> None:
+        check_call("touch_worker", locals())
+
         def touch(conn: Connection) -> None:
             seen = update(workers).where(workers.c.id == worker_id).values(last_seen=self._now)
             if conn.execute(seen.returning(workers.c.id)).first() is None and worker_id in self._registered:
@@ -1352,6 +1384,7 @@ class PersistentQ(PersistentQInterface):
         self._write(touch)
 
     def unregister_worker(self, worker_id: str) -> None:
+        check_call("unregister_worker", locals())
         self._registered.pop(worker_id, None)
         self._write(lambda conn: conn.execute(delete(workers).where(workers.c.id == worker_id)))
 
@@ -1384,6 +1417,8 @@ class PersistentQ(PersistentQInterface):
     # -- callback outbox --------------------------------------------------------------------
 
     def claim_deliveries(self, worker_id: str, *, limit: int = 10, lock_seconds: float = 60) -> list[Delivery]:
+        check_call("claim_deliveries", locals())
+
         def claim(conn: Connection) -> list[Delivery]:
             due = (
                 conn.execute(
@@ -1422,6 +1457,7 @@ class PersistentQ(PersistentQInterface):
         retry_in_seconds: float | None = None,
         held_by: str | None = None,
     ) -> Delivery:
+        check_call("record_delivery", locals())
         values: dict[str, Any] = {
             "attempts": deliveries.c.attempts + 1,
             "last_status_code": status_code,
@@ -1456,6 +1492,7 @@ class PersistentQ(PersistentQInterface):
         return self._write(record)
 
     def delivery(self, job_id: int) -> Delivery | None:
+        check_call("delivery", locals())
         with self._read() as conn:
             row = self._latest_delivery_row(conn, job_id)
         return self._delivery(row) if row is not None else None
@@ -1468,6 +1505,7 @@ class PersistentQ(PersistentQInterface):
     # -- maintenance ------------------------------------------------------------------------
 
     def backup(self, path: str) -> None:
+        check_call("backup", locals())
         if self.dialect.name != "sqlite":
             raise PQError("pq backup copies SQLite files; for PostgreSQL use pg_dump")
         target = os.path.abspath(path)
