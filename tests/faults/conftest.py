@@ -62,13 +62,15 @@ def run_marker() -> str:
 @pytest.fixture
 def start_program(db_env: dict[str, str], tmp_path: Path, run_marker: str) -> Iterator[StartProgram]:
     """Start a console script (pq-consumer, pq-producer, …) on the test database with overrides:
-    start_program("pq-consumer", PQ_JOB_TIMEOUT="1"). Each gets its own log, printed afterwards."""
+    start_program("pq-consumer", PQ_JOB_TIMEOUT="1"), inside a network namespace with netns=….
+    Each gets its own log, printed afterwards."""
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def launch(program: str, *args: str, **overrides: str) -> subprocess.Popen[bytes]:
+    def launch(program: str, *args: str, netns: str | None = None, **overrides: str) -> subprocess.Popen[bytes]:
         log_path = tmp_path / f"{program}-{len(started)}.log"
         env = {**db_env, **BASE_ENV, MARKER: run_marker, **overrides}
-        process = start([str(BIN / program), *args], env, log_path)
+        inside = ["ip", "netns", "exec", netns] if netns else []  # execs the program: same pid
+        process = start([*inside, str(BIN / program), *args], env, log_path)
         started.append((process, log_path))
         return process
 
