@@ -1,17 +1,22 @@
-"""What differs between SQLite and PostgreSQL: the clock, time arithmetic, upserts, the seat lock.
+"""What differs between SQLite and PostgreSQL inside a statement: the clock, time arithmetic,
+JSON arrays, upserts, the seat lock and the wake-up call; and the backup, which only SQLite has.
 
-Everything else in the store is dialect-free SQLAlchemy Core.
+Where the backends need statements of different shapes (the claim, a put, the processed
+outcome), both shapes are in their concern's module of pqueue/sql/, which picks one per backend.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Engine,
     Float,
     Interval,
     String,
@@ -27,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from pqueue.errors import DatabaseError, InvalidInput, PQError
 from pqueue.schema import Timestamp
 
 
@@ -34,8 +40,6 @@ class SQLDialect:
     """The SQLite flavour; PostgresDialect overrides what differs."""
 
     name = "sqlite"
-    # Whether INSERT/UPDATE may run inside WITH (PostgreSQL): several steps in one round trip.
-    dml_in_cte = False
 
     def now(self, offset: timedelta) -> ColumnElement[Any]:
         """The database's clock (plus the test offset) as a Timestamp expression."""
@@ -110,12 +114,26 @@ class SQLDialect:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET values."""
         return stmt.on_conflict_do_update(index_elements=keys, set_=dict(values))
 
+    def backup(self, engine: Engine, path: str) -> None:
+        """Write a consistent copy of the database to a new file while it is in use."""
+        target = os.path.abspath(path)
+        if os.path.exists(target):
+            raise InvalidInput("file", f"{target} already exists; choose a new file")
+        # VACUUM cannot run inside a transaction: use the driver connection, which is in
+        # autocommit mode (pqueue issues its own BEGINs).
+        raw = engine.raw_connection()
+        try:
+            raw.driver_connection.execute("VACUUM INTO ?", (target,))  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"backup to {target} failed: {exc}") from exc
+        finally:
+            raw.close()
+
 
 class PostgresDialect(SQLDialect):
     """PostgreSQL: clock_timestamp(), intervals, advisory seat lock, NOTIFY."""
 
     name = "postgresql"
-    dml_in_cte = True
 
     def now(self, offset: timedelta) -> ColumnElement[Any]:
         # now() is frozen at the start of the transaction; leases need the real time.
@@ -161,6 +179,9 @@ class PostgresDialect(SQLDialect):
 
     def wake_up(self) -> ColumnElement[Any] | None:
         return func.pg_notify(bindparam("w_channel", type_=String()), bindparam("w_queue", type_=String()))
+
+    def backup(self, engine: Engine, path: str) -> None:
+        raise PQError("pq backup copies SQLite files; for PostgreSQL use pg_dump")
 
 
 def seat_lock_key(queue: str, schema: str | None) -> int:

@@ -1,8 +1,13 @@
-"""Job states (the words operators see) and the moves allowed between them."""
+"""Job states (the words operators see), the moves allowed between them, and each move as a value."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from pqueue.errors import InvalidInput
 
 
 class Status(StrEnum):
@@ -65,3 +70,92 @@ def describe(statuses: tuple[Status, ...]) -> str:
     if len(names) == 1:
         return names[0]
     return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def parse_statuses(status: Status | str | Sequence[Status | str] | None) -> list[Status] | None:
+    """The statuses a filter names, or None for no filter; InvalidInput for a word that is not one."""
+    if status is None:
+        return None
+    items = [status] if isinstance(status, str) else list(status)
+    try:
+        return [Status(s) for s in items]
+    except ValueError:
+        raise InvalidInput("status", f"{items!r} is not a job status; use {describe(tuple(Status))}") from None
+
+
+def worker_outcome(status: Status | str) -> Status:
+    """The outcome a worker records, one of WORKER_OUTCOMES; InvalidInput for anything else."""
+    try:
+        target = Status(status)
+    except ValueError:
+        target = None
+    if target is None or target not in WORKER_OUTCOMES:
+        raise InvalidInput("status", f"{status!r} is not an outcome; use {describe(WORKER_OUTCOMES)}")
+    return target
+
+
+# -- moves as values --------------------------------------------------------------------------
+
+
+class Now:
+    """A column's new value: the database's clock (plus the test offset)."""
+
+
+NOW = Now()
+
+
+@dataclass(frozen=True)
+class FromNow:
+    """A column's new value: `seconds` after the database's clock."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Minus:
+    """A column's new value: its value less `amount` (a claim's attempt given back)."""
+
+    amount: int
+
+
+@dataclass(frozen=True)
+class Move:
+    """One transition: the status a job goes to, the columns the move sets (plain values, NOW,
+    FromNow or Minus), and its event row's message. The store applies it as one fenced UPDATE
+    and the event row, in one transaction."""
+
+    target: Status
+    values: Mapping[str, Any]
+    message: str | None
+
+
+def ended(target: Status, error: str | None, message: str | None, *, run_after: FromNow | None = None) -> Move:
+    """A running job's attempt is over (a worker's outcome other than processed, or its lease ran out)."""
+    values: dict[str, Any] = {"finished_at": NOW, "lease_expires_at": None, "error": error}
+    if run_after is not None:
+        values["run_after"] = run_after
+    return Move(target, values, message)
+
+
+def released(reason: str) -> Move:
+    """The claim given back unfinished: waiting again, with its attempt back."""
+    values = {"attempts": Minus(1), "lease_expires_at": None, "started_at": None, "run_after": NOW}
+    return Move(Status.UNPROCESSED, values, reason)
+
+
+def requeued(message: str | None) -> Move:
+    """Waiting again with fresh attempts, the last run's traces cleared (the event log keeps them)."""
+    cleared = ("started_at", "finished_at", "lease_expires_at", "stop_request", "stop_reason", "result", "error")
+    values: dict[str, Any] = {"attempts": 0, "run_after": NOW, **dict.fromkeys(cleared)}
+    return Move(Status.UNPROCESSED, values, message or "requeued with fresh attempts")
+
+
+def stopped(target: Status, reason: str) -> Move:
+    """A waiting job cancelled or failed by an operator, at once."""
+    return Move(target, {"error": reason, "finished_at": NOW, "lease_expires_at": None}, reason)
+
+
+def stop_requested(running: Status, operation: str, target: Status, reason: str) -> Move:
+    """A running job's worker is asked to stop it; the job stays where it is (its seat stays
+    taken) until the worker has stopped the algorithm."""
+    return Move(running, {"stop_request": target.value, "stop_reason": reason}, f"{operation} requested: {reason}")

@@ -14,6 +14,7 @@ import pytest
 import pqueue
 from pqueue import LeaseLost, PersistentQ, Settings, Status
 from pqueue.database import PING_IF_IDLE_SECONDS
+from pqueue.sql.claim import PostgresClaim
 from tests.conftest import require_postgres
 from tests.db import workers
 from tests.db.test_multiprocess import drain, overrides_of
@@ -84,7 +85,8 @@ def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: Persiste
 
 def test_claim_plan__walks_the_index_to_the_first_job_of_a_long_backlog(pg: PersistentQ) -> None:
     _pile_up(pg, "unprocessed", 200_000)
-    claim = pg._claim_statement().params(w_queue="default", w_worker="w", w_lease_seconds=30.0)
+    assert isinstance(pg._sql.claim, PostgresClaim)
+    claim = pg._sql.claim.statement().params(w_queue="default", w_worker="w", w_lease_seconds=30.0)
     query = claim.compile(dialect=pg.engine.dialect, compile_kwargs={"literal_binds": True})
     with pg.engine.begin() as conn:
         plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {query}"))

@@ -1,4 +1,5 @@
-"""What every long-running program does at start: log the same way, open the database patiently."""
+"""Opening the queue: connect() and migrate(), and what every long-running program does at start
+(log the same way, open the database patiently)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from pqueue.database import check_schema, ensure_exists, make_engine, upgrade
 from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
-from pqueue.settings import Settings
+from pqueue.settings import Settings, load_settings
 from pqueue.store import PersistentQ
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -33,8 +35,6 @@ def open_with_retry(
     Returns None only when should_stop() became true while waiting. A missing database (for
     programs that never create one) or a schema from another version is not retried.
     """
-    from pqueue import connect
-
     log = logging.getLogger(program)
     delay = 0.5
     while not should_stop():
@@ -52,3 +52,37 @@ def open_with_retry(
         time.sleep(delay)
         delay = min(max_delay, delay * 2)
     return None
+
+
+def connect(url: str | None = None, *, settings: Settings | None = None, migrate: bool = True) -> PersistentQ:
+    """Open the queue, creating the database or bringing its schema up to date under a lock, as
+    a library user expects of sqlite3 or huey.
+
+    Programs that must never create a database (`pq`, the dashboard) pass migrate=False: a
+    missing SQLite file then raises DatabaseMissing and a schema at another revision raises
+    SchemaOutOfDate, both telling the operator to run `pq migrate`.
+    """
+    settings = settings or load_settings()
+    url = url or settings.resolved_database_url
+    if not migrate:
+        ensure_exists(url)
+    engine = make_engine(url, settings)
+    try:
+        if migrate:
+            upgrade(engine, settings.db_schema)
+        else:
+            check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    return PersistentQ(engine, settings)
+
+
+def migrate(url: str | None = None, *, settings: Settings | None = None) -> tuple[str | None, str]:
+    """Create or upgrade the schema; returns (revision before, revision after)."""
+    settings = settings or load_settings()
+    engine = make_engine(url or settings.resolved_database_url, settings)
+    try:
+        return upgrade(engine, settings.db_schema)
+    finally:
+        engine.dispose()

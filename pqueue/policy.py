@@ -1,0 +1,89 @@
+"""The decisions: how long a crashed job waits, how close to a lease's end a worker stops, and
+where a failed attempt goes. Pure functions, no database: the store applies what they return.
+
+The one rule for a failed attempt, whether the worker reported it or its lease ran out: a job
+with no attempt left goes to manual_intervention, any other to crashed, claimable again after
+an exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+from pqueue.models import JSON
+from pqueue.states import FromNow, Move, Status, ended
+
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+def lease_margin(lease_seconds: float) -> float:
+    """Safety margin around a lease: the worker stops this much before it ends, and rescue
+    waits this much after, so a stalled worker and the next owner never overlap."""
+    return min(5.0, lease_seconds / 4)
+
+
+def retry_backoff(base: float, attempts: int) -> float:
+    """Exponential backoff with jitter before a crashed job may be claimed again."""
+    delay = min(MAX_BACKOFF_SECONDS, base * 2.0 ** max(0, attempts - 1))
+    return float(delay * random.uniform(0.75, 1.25))
+
+
+def payload_hash(payload: JSON) -> str:
+    """A stable digest of a payload, to tell a repeated request from a conflicting one."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def attempt_failed(attempts: int, max_attempts: int, error: str | None, message: str | None, backoff: float) -> Move:
+    """A failed attempt: manual_intervention once no attempt is left, else crashed until the backoff
+    (from `backoff` seconds, doubling with each attempt) has passed."""
+    if attempts >= max_attempts:
+        return ended(Status.MANUAL_INTERVENTION, error, message)
+    return ended(Status.CRASHED, error, message, run_after=FromNow(retry_backoff(backoff, attempts)))
+
+
+def worker_failed(
+    target: Status,
+    *,
+    attempts: int,
+    max_attempts: int,
+    error: str | None,
+    stop_reason: str | None,
+    backoff: float,
+) -> Move:
+    """The move for a worker's outcome other than processed: crashed follows attempt_failed;
+    cancelled or manual_intervention (a stop request answered) are taken as they are. Without
+    an error of its own the job keeps the operator's reason."""
+    error = error or stop_reason
+    if target == Status.CRASHED:
+        return attempt_failed(attempts, max_attempts, error, timeline_line(error), backoff)
+    return ended(target, error, timeline_line(error))
+
+
+def lease_expired(
+    *,
+    attempts: int,
+    max_attempts: int,
+    lease_id: int,
+    worker_id: str | None,
+    stop_request: str | None,
+    stop_reason: str | None,
+    backoff: float,
+) -> Move:
+    """The move for a running job whose lease ran out: the status an operator asked for, or
+    attempt_failed as if the worker had crashed."""
+    message = f"lease {lease_id} of worker {worker_id} expired"
+    if stop_request:
+        return ended(Status(stop_request), stop_reason, message)
+    error = f"lease expired on attempt {attempts} of {max_attempts}"
+    return attempt_failed(attempts, max_attempts, error, message, backoff)
+
+
+def timeline_line(error: str | None) -> str | None:
+    """The line of an error worth showing in a timeline: its last (the exception itself)."""
+    if not error:
+        return error
+    lines = error.strip().splitlines()
+    return lines[-1][:500] if lines else None

@@ -1,0 +1,111 @@
+"""Rows to values: what the store hands out, built from what its statements return."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pqueue.models import Delivery, Event, Job, RunningJob, Worker
+from pqueue.partner import partner_error
+from pqueue.states import DeliveryStatus, Status
+
+
+def job_from(row: Any, delivery: Delivery | None = None) -> Job:
+    """A pq_jobs row (every column) as a Job."""
+    return Job(
+        id=row.id,
+        queue=row.queue,
+        payload=row.payload,
+        status=Status(row.status),
+        priority=row.priority,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        lease_id=row.lease_id,
+        worker_id=row.worker_id,
+        result=row.result,
+        error=row.error,
+        callback_url=row.callback_url,
+        idempotency_key=row.idempotency_key,
+        created_at=row.created_at,
+        run_after=row.run_after,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        lease_expires_at=row.lease_expires_at,
+        stop_request=Status(row.stop_request) if row.stop_request else None,
+        stop_reason=row.stop_reason,
+        delivery=delivery,
+    )
+
+
+def delivery_from(row: Any) -> Delivery:
+    """A pq_deliveries row as a Delivery."""
+    return Delivery(
+        id=row.id,
+        job_id=row.job_id,
+        lease_id=row.lease_id,
+        url=row.url,
+        body=row.body,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        last_attempt_at=row.last_attempt_at,
+        delivered_at=row.delivered_at,
+    )
+
+
+def event_from(row: Any) -> Event:
+    """A pq_events row as an Event."""
+    return Event(
+        id=row.id,
+        job_id=row.job_id,
+        from_status=Status(row.from_status) if row.from_status else None,
+        to_status=Status(row.to_status),
+        at=row.at,
+        actor=row.actor,
+        message=row.message,
+    )
+
+
+def running_from(row: Any) -> RunningJob:
+    """A row of reads.running (a job under_process with its elapsed and remaining seconds)."""
+    return RunningJob(
+        id=row.id,
+        queue=row.queue,
+        worker_id=row.worker_id,
+        started_at=row.started_at,
+        elapsed_seconds=float(row.elapsed or 0),
+        lease_expires_at=row.lease_expires_at,
+        lease_remaining_seconds=float(row.remaining or 0),
+        attempts=row.attempts,
+    )
+
+
+def worker_from(row: Any) -> Worker:
+    """A row of reads.workers (a registry row with its age and current job)."""
+    return Worker(
+        id=row.id,
+        kind=row.kind,
+        host=row.host,
+        pid=row.pid,
+        queue=row.queue,
+        started_at=row.started_at,
+        last_seen=row.last_seen,
+        seen_seconds_ago=float(row.seen),
+        current_job_id=row.job,
+    )
+
+
+def callback_body(job: Any) -> str:
+    """The JSON a job's callback POSTs: its outcome as the partner sees it."""
+    outcome: dict[str, Any] = {"id": job.id, "status": job.status}
+    if job.status == Status.PROCESSED.value:
+        outcome["result"] = job.result
+    else:
+        outcome["error"] = partner_error(job.error)
+    outcome["attempts"] = job.attempts
+    finished = job.finished_at
+    outcome["finished_at"] = finished.isoformat().replace("+00:00", "Z") if finished else None
+    return json.dumps(outcome, separators=(",", ":"), sort_keys=True)

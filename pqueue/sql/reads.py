@@ -1,0 +1,166 @@
+"""What operators, the dashboard and the programs read: jobs and their filters, timelines, the
+numbers of `pq stats`, queues, the worker registry, the clock. Nothing here writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Text as SQLText
+from sqlalchemy import case, cast, func, or_, select, text
+from sqlalchemy.sql.elements import ColumnElement
+
+from pqueue.schema import deliveries, events, jobs, queues, workers
+from pqueue.sql.claim import claimable
+from pqueue.sql.context import Context
+from pqueue.states import Status
+
+# The statuses throughput counts: the outcomes of attempts.
+OUTCOMES = (Status.PROCESSED.value, Status.CRASHED.value, Status.MANUAL_INTERVENTION.value)
+
+
+class Reads:
+    """The read-only statements, for one context."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @staticmethod
+    def job(job_id: int) -> Any:
+        return select(jobs).where(jobs.c.id == job_id)
+
+    @staticmethod
+    def job_id(job_id: int) -> Any:
+        """The job's id when there is such a job."""
+        return select(jobs.c.id).where(jobs.c.id == job_id)
+
+    def filters(
+        self, statuses: list[Status] | None, queue: str | None, since_seconds: float | None, search: str | None
+    ) -> list[ColumnElement[bool]]:
+        """The conditions of a job listing: in these statuses, in the queue, created within
+        since_seconds, and `search` in the payload's text (or as the job's id)."""
+        conditions: list[ColumnElement[bool]] = []
+        if statuses:
+            conditions.append(jobs.c.status.in_([s.value for s in statuses]))
+        if queue:
+            conditions.append(jobs.c.queue == queue)
+        if since_seconds is not None:
+            conditions.append(jobs.c.created_at >= self.ctx.in_(-since_seconds))
+        if search:
+            text_match = func.lower(cast(jobs.c.payload, SQLText)).contains(search.lower(), autoescape=True)
+            # Digits also match the id, when they fit in an id column (a longer number would not
+            # bind on SQLite, and no job has such an id).
+            as_id = search.isascii() and search.isdigit() and int(search) < 2**63
+            conditions.append(or_(text_match, jobs.c.id == int(search)) if as_id else text_match)
+        return conditions
+
+    @staticmethod
+    def page(conditions: list[ColumnElement[bool]], after: int | None, oldest_first: bool, limit: int) -> Any:
+        """Up to `limit` jobs past the cursor `after` (an id), newest first unless oldest_first."""
+        if after is not None:
+            conditions = [*conditions, jobs.c.id > after if oldest_first else jobs.c.id < after]
+        order = jobs.c.id.asc() if oldest_first else jobs.c.id.desc()
+        return select(jobs).where(*conditions).order_by(order).limit(limit)
+
+    @staticmethod
+    def count(conditions: list[ColumnElement[bool]]) -> Any:
+        return select(func.count()).select_from(jobs).where(*conditions)
+
+    def next_waiting(self, queue: str | None, limit: int) -> Any:
+        """Waiting jobs in the order they will be claimed: due ones first, delayed ones after, by
+        when they come due."""
+        conditions: list[ColumnElement[bool]] = [claimable()]
+        if queue:
+            conditions.append(jobs.c.queue == queue)
+        not_due = case((jobs.c.run_after > self.ctx.now, 1), else_=0)
+        return select(jobs).where(*conditions).order_by(not_due, jobs.c.priority, jobs.c.id).limit(limit)
+
+    @staticmethod
+    def events(job_id: int) -> Any:
+        """The job's timeline, oldest first."""
+        return select(events).where(events.c.job_id == job_id).order_by(events.c.id)
+
+    @staticmethod
+    def counts() -> Any:
+        """(queue, status, jobs) for every pair that has jobs."""
+        return select(jobs.c.queue, jobs.c.status, func.count()).group_by(jobs.c.queue, jobs.c.status)
+
+    def oldest_waiting(self) -> Any:
+        """Seconds since the oldest waiting job was created."""
+        return select(self.ctx.dialect.seconds_between(self.ctx.now, func.min(jobs.c.created_at))).where(claimable())
+
+    def running(self) -> Any:
+        """Jobs under_process with their elapsed and remaining seconds (rows.running_from)."""
+        now, seconds_between = self.ctx.now, self.ctx.dialect.seconds_between
+        columns = [
+            jobs.c.id,
+            jobs.c.queue,
+            jobs.c.worker_id,
+            jobs.c.started_at,
+            jobs.c.lease_expires_at,
+            jobs.c.attempts,
+            seconds_between(now, jobs.c.started_at).label("elapsed"),
+            seconds_between(jobs.c.lease_expires_at, now).label("remaining"),
+        ]
+        return select(*columns).where(jobs.c.status == Status.UNDER_PROCESS.value).order_by(jobs.c.id)
+
+    @staticmethod
+    def delivery_counts() -> Any:
+        """(delivery status, deliveries)."""
+        return select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+
+    def throughput(self, window_seconds: float, bucket_seconds: int) -> Any:
+        """(bucket start, status, jobs) of moves to an outcome within the window; an event that
+        only records a request (same status before and after) is not a move."""
+        bucket = self.ctx.dialect.bucket(events.c.at, bucket_seconds).label("bucket")
+        return (
+            select(bucket, events.c.to_status, func.count())
+            .where(events.c.to_status.in_(OUTCOMES), events.c.at >= self.ctx.in_(-window_seconds))
+            .where(or_(events.c.from_status.is_(None), events.c.from_status != events.c.to_status))
+            .group_by(bucket, events.c.to_status)
+            .order_by(bucket)
+        )
+
+    def run_durations(self, window_seconds: float, limit: int) -> Any:
+        """Seconds from start to finish of jobs processed within the window, newest first."""
+        duration = self.ctx.dialect.seconds_between(jobs.c.finished_at, jobs.c.started_at)
+        return (
+            select(duration)
+            .where(
+                jobs.c.status == Status.PROCESSED.value,
+                jobs.c.finished_at >= self.ctx.in_(-window_seconds),
+                jobs.c.started_at.is_not(None),
+            )
+            .order_by(jobs.c.finished_at.desc())
+            .limit(limit)
+        )
+
+    def now(self) -> Any:
+        return select(self.ctx.now)
+
+    @staticmethod
+    def ping() -> Any:
+        return text("SELECT 1")
+
+    @staticmethod
+    def queue_settings() -> Any:
+        """Every queue's stored seats and pause flag."""
+        return select(queues)
+
+    @staticmethod
+    def queue_setting(queue: str) -> Any:
+        return select(queues).where(queues.c.name == queue)
+
+    @staticmethod
+    def queue_names() -> Any:
+        """Every queue that has jobs."""
+        return select(jobs.c.queue).distinct()
+
+    def workers(self) -> Any:
+        """The registry with each worker's last-seen age and current job (rows.worker_from)."""
+        current_job = (
+            select(func.min(jobs.c.id))
+            .where(jobs.c.worker_id == workers.c.id, jobs.c.status == Status.UNDER_PROCESS.value)
+            .scalar_subquery()
+        )
+        seen = self.ctx.dialect.seconds_between(self.ctx.now, workers.c.last_seen)
+        return select(workers, seen.label("seen"), current_job.label("job")).order_by(workers.c.id)

@@ -1,0 +1,122 @@
+"""What put_items accepts, and how it hands the jobs to the database.
+
+Each job's fields are checked before the transaction opens. In list order, each run of keyless
+jobs goes in as one JSON array, serialised once (which also checks its payloads); a job with an
+idempotency key goes alone, since it may conflict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from itertools import groupby
+from typing import Any
+
+from pqueue.errors import InvalidInput
+from pqueue.models import JSON, NewJob
+from pqueue.policy import payload_hash
+from pqueue.settings import Settings
+from pqueue.states import Status
+
+KeylessRun = tuple[bool, dict[str, Any]]  # (alike, parameters) of sql.submit's insert_many(alike)
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON; raises ValueError / TypeError for what JSON cannot hold (NaN, sets…)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def json_safe(field: str, value: JSON) -> None:
+    """InvalidInput unless JSON can hold the value."""
+    try:
+        json_text(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(field, f"is not JSON-serialisable ({exc})") from None
+
+
+def runs(new_jobs: Sequence[NewJob], settings: Settings) -> list[NewJob | KeylessRun]:
+    """The jobs checked and grouped for storing, in list order (so ids, and run order, follow the
+    list): a keyed job alone, each run of keyless jobs with one delay as a KeylessRun."""
+    where = [f"jobs[{index}]" if len(new_jobs) > 1 else "job" for index in range(len(new_jobs))]
+    for label, job in zip(where, new_jobs, strict=True):
+        _check(job, label)
+    grouped: list[NewJob | KeylessRun] = []
+    start = 0
+    by_kind = groupby(new_jobs, key=lambda job: (job.idempotency_key is not None, job.run_after_seconds))
+    for (keyed, delay), run in by_kind:
+        end = start + sum(1 for _ in run)
+        if keyed:
+            for label, job in zip(where[start:end], new_jobs[start:end], strict=True):
+                json_safe(f"{label}.payload", job.payload)
+                grouped.append(job)
+        else:
+            grouped.append(_keyless_run(new_jobs[start:end], where[start:end], delay, settings))
+        start = end
+    return grouped
+
+
+def keyed_values(job: NewJob, settings: Settings) -> dict[str, Any]:
+    """The columns of a job with an idempotency key (its payload's digest tells a repeated put
+    from a conflicting one)."""
+    return {
+        "queue": job.queue or settings.queue,
+        "payload": job.payload,
+        "payload_hash": payload_hash(job.payload),
+        "status": Status.UNPROCESSED.value,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts or settings.max_attempts,
+        "callback_url": job.callback_url,
+        "idempotency_key": job.idempotency_key,
+    }
+
+
+def _check(job: NewJob, where: str) -> None:
+    """Everything but the payload, which is checked when it is serialised."""
+    if job.queue is not None and not (0 < len(job.queue) <= 200):
+        raise InvalidInput(f"{where}.queue", "must be 1 to 200 characters")
+    if job.idempotency_key is not None and not (0 < len(job.idempotency_key) <= 200):
+        raise InvalidInput(f"{where}.idempotency_key", "must be 1 to 200 characters")
+    if not isinstance(job.priority, int) or abs(job.priority) > 2**31 - 1:
+        raise InvalidInput(f"{where}.priority", "must be a 32-bit integer")
+    if job.run_after_seconds < 0:
+        raise InvalidInput(f"{where}.run_after_seconds", "must not be negative")
+    if job.max_attempts is not None and not (isinstance(job.max_attempts, int) and job.max_attempts >= 1):
+        raise InvalidInput(f"{where}.max_attempts", "must be an integer of at least 1")
+
+
+def _keyless_run(run: Sequence[NewJob], labels: list[str], delay: float, settings: Settings) -> KeylessRun:
+    """(alike, parameters) of a run of keyless jobs.
+
+    Jobs that share queue, priority, max_attempts and callback_url (a batch usually does) go
+    as an array of their payloads with the shared values bound once; otherwise each element
+    is [queue, payload, priority, max_attempts, callback_url]. Reading those apart per job
+    cost SQLite as much again as the rest of the INSERT (4.4 against 2.3 ms per 1,000 jobs).
+    """
+    first = run[0]
+    shared = (first.queue, first.priority, first.max_attempts, first.callback_url)
+    if all((job.queue, job.priority, job.max_attempts, job.callback_url) == shared for job in run):
+        return True, {
+            "w_items": _json_array(run, labels, lambda job: job.payload),
+            "w_delay": delay,
+            "w_queue": first.queue or settings.queue,
+            "w_priority": first.priority,
+            "w_max_attempts": first.max_attempts or settings.max_attempts,
+            "w_callback_url": first.callback_url,
+        }
+    default_queue = settings.queue
+    items = _json_array(
+        run,
+        labels,
+        lambda job: [job.queue or default_queue, job.payload, job.priority, job.max_attempts, job.callback_url],
+    )
+    return False, {"w_items": items, "w_delay": delay}
+
+
+def _json_array(run: Sequence[NewJob], labels: list[str], element: Callable[[NewJob], Any]) -> str:
+    """One JSON array of element(job) for each job; a payload JSON cannot hold is named."""
+    try:
+        return json_text([element(job) for job in run])
+    except (TypeError, ValueError):
+        for label, job in zip(labels, run, strict=True):  # name the job whose payload cannot be stored
+            json_safe(f"{label}.payload", job.payload)
+        raise
