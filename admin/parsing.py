@@ -11,11 +11,11 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import typer
 
-from pqueue import Settings
+import pqueue
+from pqueue import InvalidInput, Settings
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -53,16 +53,11 @@ def _read_file(name: str) -> str:
 
 
 def check_callback_url(url: str, settings: Settings) -> str:
-    """An http(s) URL whose host PQ_CALLBACK_ALLOW permits, as the intake requires."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise typer.BadParameter(f"{url!r} is not an http(s) URL", param_hint="'--callback-url'")
-    allowed = settings.callback_allowed_hosts
-    if allowed and parts.hostname.lower() not in allowed:
-        raise typer.BadParameter(
-            f"host {parts.hostname!r} is not in PQ_CALLBACK_ALLOW ({', '.join(sorted(allowed))})",
-            param_hint="'--callback-url'",
-        )
+    """A callback URL the library accepts (http(s), a host PQ_CALLBACK_ALLOW permits)."""
+    try:
+        pqueue.check_callback_url(url, settings.callback_allowed_hosts)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc).removeprefix("callback_url: "), param_hint="'--callback-url'") from None
     return url
 
 

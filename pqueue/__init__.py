@@ -42,6 +42,7 @@ from pqueue.policy import lease_margin
 from pqueue.settings import Settings, load_settings
 from pqueue.states import CLAIMABLE, FINAL, DeliveryStatus, Status
 from pqueue.store import PersistentQ
+from pqueue.submitting import check_callback_url
 
 __all__ = [
     "CLAIMABLE",
@@ -77,6 +78,7 @@ __all__ = [
     "ThroughputPoint",
     "Worker",
     "callbacks",
+    "check_callback_url",
     "connect",
     "lease_margin",
     "load_settings",

@@ -1,8 +1,10 @@
 """What put_items accepts, and how it hands the jobs to the database.
 
-Each job's fields are checked before the transaction opens. In list order, each run of keyless
-jobs goes in as one JSON array, serialised once (which also checks its payloads); a job with an
-idempotency key goes alone, since it may conflict.
+Each job's fields are checked before the transaction opens, the callback URL among them: this
+is the one place its rule is written (the intake and `pq enqueue` call check_callback_url to
+answer before they submit; the consumer checks again at send time, with DNS). In list order,
+each run of keyless jobs goes in as one JSON array, serialised once (which also checks its
+payloads); a job with an idempotency key goes alone, since it may conflict.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Any
+from urllib.parse import urlsplit
 
 from pqueue.errors import InvalidInput
 from pqueue.models import JSON, NewJob
@@ -19,6 +22,22 @@ from pqueue.settings import Settings
 from pqueue.states import Status
 
 KeylessRun = tuple[bool, dict[str, Any]]  # (alike, parameters) of sql.submit's insert_many(alike)
+
+
+def check_callback_url(url: str, allowed_hosts: frozenset[str], field: str = "callback_url") -> None:
+    """http(s) with a host, and one of PQ_CALLBACK_ALLOW's hosts when that is set."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise InvalidInput(field, f"{url!r} has an invalid host or port") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidInput(field, f"{url!r} is not an http or https URL")
+    if not host:
+        raise InvalidInput(field, f"{url!r} names no host")
+    if allowed_hosts and host not in allowed_hosts:
+        raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed_hosts))}")
 
 
 def json_text(value: Any) -> str:
@@ -38,8 +57,9 @@ def runs(new_jobs: Sequence[NewJob], settings: Settings) -> list[NewJob | Keyles
     """The jobs checked and grouped for storing, in list order (so ids, and run order, follow the
     list): a keyed job alone, each run of keyless jobs with one delay as a KeylessRun."""
     where = [f"jobs[{index}]" if len(new_jobs) > 1 else "job" for index in range(len(new_jobs))]
+    urls_checked: set[str] = set()
     for label, job in zip(where, new_jobs, strict=True):
-        _check(job, label)
+        _check(job, label, settings, urls_checked)
     grouped: list[NewJob | KeylessRun] = []
     start = 0
     by_kind = groupby(new_jobs, key=lambda job: (job.idempotency_key is not None, job.run_after_seconds))
@@ -70,7 +90,7 @@ def keyed_values(job: NewJob, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _check(job: NewJob, where: str) -> None:
+def _check(job: NewJob, where: str, settings: Settings, urls_checked: set[str]) -> None:
     """Everything but the payload, which is checked when it is serialised."""
     if job.queue is not None and not (0 < len(job.queue) <= 200):
         raise InvalidInput(f"{where}.queue", "must be 1 to 200 characters")
@@ -82,6 +102,9 @@ def _check(job: NewJob, where: str) -> None:
         raise InvalidInput(f"{where}.run_after_seconds", "must not be negative")
     if job.max_attempts is not None and not (isinstance(job.max_attempts, int) and job.max_attempts >= 1):
         raise InvalidInput(f"{where}.max_attempts", "must be an integer of at least 1")
+    if job.callback_url is not None and job.callback_url not in urls_checked:  # a batch shares one, usually
+        check_callback_url(job.callback_url, settings.callback_allowed_hosts, f"{where}.callback_url")
+        urls_checked.add(job.callback_url)
 
 
 def _keyless_run(run: Sequence[NewJob], labels: list[str], delay: float, settings: Settings) -> KeylessRun:

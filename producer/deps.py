@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 
-from pqueue import InvalidInput, NewJob, PersistentQ, Settings
+from pqueue import NewJob, PersistentQ, Settings, check_callback_url
 from producer.backpressure import WaitingDepth
 from producer.group_commit import GroupCommitter
 from producer.metrics import IntakeMetrics
@@ -46,22 +45,6 @@ class Intake:
             callback_url=job.callback_url,
             idempotency_key=idempotency_key or job.idempotency_key,
         )
-
-
-def check_callback_url(url: str, allowed_hosts: frozenset[str], field: str = "callback_url") -> None:
-    """http(s) with a host, and one of PQ_CALLBACK_ALLOW's hosts when that is set."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError:
-        raise InvalidInput(field, f"{url!r} has an invalid host or port") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidInput(field, f"{url!r} is not an http or https URL")
-    if not host:
-        raise InvalidInput(field, f"{url!r} names no host")
-    if allowed_hosts and host not in allowed_hosts:
-        raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed_hosts))}")
 
 
 def intake_of(request: Request) -> Intake:

@@ -213,7 +213,7 @@ def test_enqueue__bad_json_is_refused_and_stores_nothing(pq: Pq, q: PersistentQ)
 def test_enqueue__bad_callback_url_or_missing_file_is_refused(pq: Pq, q: PersistentQ, tmp_path: Path) -> None:
     bad_url = pq("enqueue", "{}", "--callback-url", "ftp://example.org/x")
     missing = pq("enqueue", f"@{tmp_path / 'nope.json'}")
-    assert bad_url.exit_code == 2 and "is not an http(s) URL" in bad_url.stderr
+    assert bad_url.exit_code == 2 and "is not an http or https URL" in bad_url.stderr
     assert missing.exit_code == 2 and f"cannot read {tmp_path / 'nope.json'}" in missing.stderr
     assert q.count_items() == 0
 

@@ -181,8 +181,8 @@ def test_deliver__link_local_target_refused(make_queue: MakeQueue, make_loop: Ma
 def test_deliver__host_outside_callback_allow_refused_at_send_time(
     make_queue: MakeQueue, make_loop: MakeLoop, partner: Partner
 ) -> None:
+    job = finish(make_queue(), partner.url())  # submitted before PQ_CALLBACK_ALLOW left its host out
     q = make_queue(callback_allow="partner.example, 127.0.0.2")
-    job = finish(q, partner.url())
 
     make_loop(q).deliver_due(10)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypedDict
@@ -168,6 +169,27 @@ def test_bad_input__changes_nothing(q: PersistentQ) -> None:
     for job in bad:
         with pytest.raises(InvalidInput):
             q.put_items([NewJob("fine"), job])
+    assert q.count_items() == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://127.0.0.1/x", "is not an http or https URL"),
+        ("http://:80/x", "names no host"),
+        ("http://[::1/", "has an invalid host or port"),
+        ("https://elsewhere.example/hook", "host 'elsewhere.example' is not allowed; use one of 127.0.0.1"),
+    ],
+)
+def test_put__callback_url_the_library_refuses__changes_nothing(
+    make_queue: Callable[..., PersistentQ], url: str, problem: str
+) -> None:
+    q = make_queue(callback_allow="127.0.0.1")
+    with pytest.raises(InvalidInput, match=re.escape(problem)) as refused:
+        q.put_items([NewJob("fine", callback_url="http://127.0.0.1:9/cb"), NewJob("bad", callback_url=url)])
+    assert refused.value.field == "jobs[1].callback_url"
+    with pytest.raises(InvalidInput):
+        q.put_item("bad", callback_url=url, idempotency_key="k")
     assert q.count_items() == 0
 
 
