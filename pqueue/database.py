@@ -27,7 +27,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # SQLite's own busy handler sleeps longer and longer (up to 100 ms) while another writer holds
 # the lock, so under contention a writer keeps missing the moments the lock is free. pqueue lets
 # it wait briefly, then retries the whole transaction itself at a steady few milliseconds, up to
-# PQ_WRITE_TIMEOUT (see PersistentQ._write).
+# PQ_WRITE_TIMEOUT (see Transactions.write in pqueue/transactions.py).
 SQLITE_BUSY_TIMEOUT_MS = 50
 # Migrations hold the lock for longer than a transaction does; programs starting together wait.
 SQLITE_MIGRATION_BUSY_TIMEOUT_MS = 120_000

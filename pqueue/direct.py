@@ -6,7 +6,7 @@ context, parameter processing, result metadata, events), as much as SQLite takes
 A DirectStatement is compiled once and keeps what SQLAlchemy would apply each time (the bind
 and result conversions of its column types), so the SQL, its types and its errors stay the
 ones SQLAlchemy Core defines; only the per-call machinery is skipped. The statements
-themselves are still built in ``store.py``.
+themselves are built in ``pqueue/sql/``.
 """
 
 from __future__ import annotations
