@@ -61,11 +61,14 @@ def wants_settings(function: Algorithm) -> bool:
 
 
 def call_algorithm(function: Algorithm, payload: Any, settings: Any) -> tuple[str, str]:
-    """Run the algorithm once: ('ok', result as JSON text) or ('error', traceback tail)."""
+    """Run the algorithm once: ('ok', result as JSON text), or ('error' or 'permanent' for an
+    input the algorithm says can never succeed (pqueue.PermanentError), traceback tail)."""
     try:
         result = function(payload) if settings is None else function(payload, settings)
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are job errors too
-        return "error", describe_exception(exc)
+        # Asked of the exception, not with isinstance: the job process does not import pqueue.
+        kind = "permanent" if getattr(exc, "pq_permanent", False) is True else "error"
+        return kind, describe_exception(exc)
     try:
         return "ok", json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -21,8 +21,12 @@ log = logging.getLogger("consumer")
 
 RECORD_RETRY = 0.5  # pause between tries of an outcome the database could not take
 # The endings that write the job's new status, and which status.
-STATUS_OF = {Ending.SUCCEEDED: Status.PROCESSED, Ending.FAILED: Status.CRASHED}
-RECORDED = (Ending.SUCCEEDED, Ending.FAILED, Ending.STOPPED)
+STATUS_OF = {
+    Ending.SUCCEEDED: Status.PROCESSED,
+    Ending.FAILED: Status.CRASHED,
+    Ending.REFUSED: Status.MANUAL_INTERVENTION,
+}
+RECORDED = (Ending.SUCCEEDED, Ending.FAILED, Ending.REFUSED, Ending.STOPPED)
 
 
 class Recorder:

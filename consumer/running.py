@@ -40,6 +40,7 @@ class Ending(StrEnum):
 
     SUCCEEDED = "succeeded"  # record processed with the result
     FAILED = "failed"  # record crashed with the error
+    REFUSED = "refused"  # the algorithm said the input can never succeed: manual_intervention, no retry
     STOPPED = "stopped"  # an operator's cancel or fail: record the requested status
     RELEASED = "released"  # shutdown grace ran out: give the job back, attempt not spent
     LEASE_LOST = "lease_lost"  # someone else owns the job now: record nothing
@@ -189,7 +190,7 @@ class JobRun:
                 self.answered = True
                 if kind == "ok":
                     return Outcome(Ending.SUCCEEDED, result=json.loads(text))
-                return Outcome(Ending.FAILED, error=text)
+                return Outcome(Ending.REFUSED if kind == "permanent" else Ending.FAILED, error=text)
         except (EOFError, OSError):
             return self._died()
         if self.process.exited or not self.processes.helper_alive:

@@ -18,10 +18,12 @@ from pqueue.errors import (
     InvalidTransition,
     JobNotFound,
     LeaseLost,
+    PermanentError,
     PQError,
     SchemaOutOfDate,
     SettingsError,
     StopRequested,
+    permanent,
 )
 from pqueue.interface import PersistentQInterface
 from pqueue.models import (
@@ -61,6 +63,7 @@ __all__ = [
     "Job",
     "JobNotFound",
     "LeaseLost",
+    "PermanentError",
     "NewJob",
     "PQError",
     "Page",
@@ -83,6 +86,7 @@ __all__ = [
     "lease_margin",
     "load_settings",
     "migrate",
+    "permanent",
     "open_with_retry",
     "setup_logging",
 ]

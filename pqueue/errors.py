@@ -14,9 +14,17 @@ PQError
  ├── StopRequested          an operator cancelled or failed the running job; the worker stops it
  ├── IdempotencyConflict    the key is already used with another payload
  └── InvalidInput           an argument was rejected before touching the database
+
+PermanentError is not a PQError: an algorithm raises it (or marks any exception with
+`permanent(exc)`) for an input that can never succeed, so the job goes to manual_intervention
+at once instead of spending its retries.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 
 class PQError(Exception):
@@ -141,3 +149,20 @@ class InvalidInput(PQError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class PermanentError(Exception):
+    """The algorithm refused an input that can never succeed: no retry, straight to manual_intervention."""
+
+    # What the consumer's job process looks for (it does not import pqueue to ask isinstance).
+    pq_permanent = True
+
+
+PermanentError.__module__ = "pqueue"  # tracebacks, and so what partners read, say pqueue.PermanentError
+
+
+def permanent(exc: E) -> E:
+    """Mark an exception as permanent and return it: `raise permanent(ValueError("…"))` keeps
+    its type, so the partner reads `ValueError: …`, and the job spends no retry."""
+    exc.pq_permanent = True  # type: ignore[attr-defined]
+    return exc

@@ -7,7 +7,8 @@ or as columns:    {"readings": {"vendor": ["acme", ...], "value": [12.5, ...]}, 
 For each vendor: count, q1, median, q3, iqr = q3 - q1, fences q1 - k*iqr and q3 + k*iqr, and
 the readings outside the fences (with their index in the input). Quartiles interpolate linearly
 between data points (pandas' default; numpy's "linear"; statistics.quantiles "inclusive").
-Bad data is refused with a ValueError that names the reading. A pure function of its payload,
+Bad data is refused with a ValueError that names the reading, marked permanent: such a job
+goes to manual_intervention at once rather than being retried. A pure function of its payload,
 so running it again gives the same result.
 """
 
@@ -18,13 +19,15 @@ from typing import Any
 
 import pandas as pd
 
+from pqueue.errors import permanent
+
 DEFAULT_K = 1.5
 
 
 def run(payload: Any) -> dict[str, Any]:
     """Analyse the readings; see the module docstring for the payload and the result."""
     if not isinstance(payload, dict):
-        raise ValueError("payload must be an object with 'readings'")
+        raise _refused("payload must be an object with 'readings'")
     k = _k(payload.get("k", DEFAULT_K))
     vendors, values = _columns(payload)
     frame = pd.DataFrame({"vendor": vendors, "value": values})
@@ -56,9 +59,14 @@ def run(payload: Any) -> dict[str, Any]:
     return {"k": k, "readings": len(values), "outliers": total, "vendors": result}
 
 
+def _refused(message: str) -> ValueError:
+    """The error for a payload no retry can fix."""
+    return permanent(ValueError(message))
+
+
 def _k(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"k must be a positive number, got {value!r}")
+        raise _refused(f"k must be a positive number, got {value!r}")
     return float(value)
 
 
@@ -71,7 +79,7 @@ def _columns(payload: dict[str, Any]) -> tuple[list[str], list[float]]:
         return _from_columns(readings)
     if isinstance(readings, list):
         return _from_rows(readings)
-    raise ValueError(
+    raise _refused(
         'payload needs \'readings\': a list of {"vendor": ..., "value": ...} objects, '
         'or columns {"vendor": [...], "value": [...]}'
     )
@@ -79,15 +87,15 @@ def _columns(payload: dict[str, Any]) -> tuple[list[str], list[float]]:
 
 def _from_rows(rows: list[Any]) -> tuple[list[str], list[float]]:
     if not rows:
-        raise ValueError("readings is empty: there is nothing to analyse")
+        raise _refused("readings is empty: there is nothing to analyse")
     vendors, values = [], []
     for index, row in enumerate(rows):
         where = f"readings[{index}]"
         if not isinstance(row, dict):
-            raise ValueError(f"{where} must be an object with 'vendor' and 'value', got {row!r}")
+            raise _refused(f"{where} must be an object with 'vendor' and 'value', got {row!r}")
         for field in ("vendor", "value"):
             if field not in row:
-                raise ValueError(f"{where} has no {field!r}")
+                raise _refused(f"{where} has no {field!r}")
         vendors.append(_vendor(row["vendor"], f"{where}.vendor"))
         values.append(_number(row["value"], f"{where}.value"))
     return vendors, values
@@ -96,14 +104,12 @@ def _from_rows(rows: list[Any]) -> tuple[list[str], list[float]]:
 def _from_columns(columns: dict[str, Any]) -> tuple[list[str], list[float]]:
     for field in ("vendor", "value"):
         if not isinstance(columns.get(field), list):
-            raise ValueError(f"column {field!r} is missing or not a list")
+            raise _refused(f"column {field!r} is missing or not a list")
     vendor_column, value_column = columns["vendor"], columns["value"]
     if len(vendor_column) != len(value_column):
-        raise ValueError(
-            f"columns 'vendor' and 'value' differ in length ({len(vendor_column)} and {len(value_column)})"
-        )
+        raise _refused(f"columns 'vendor' and 'value' differ in length ({len(vendor_column)} and {len(value_column)})")
     if not vendor_column:
-        raise ValueError("readings is empty: there is nothing to analyse")
+        raise _refused("readings is empty: there is nothing to analyse")
     vendors = [_vendor(v, f"vendor[{i}]") for i, v in enumerate(vendor_column)]
     values = [_number(v, f"value[{i}]") for i, v in enumerate(value_column)]
     return vendors, values
@@ -111,14 +117,14 @@ def _from_columns(columns: dict[str, Any]) -> tuple[list[str], list[float]]:
 
 def _vendor(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where} must be a non-empty string, got {value!r}")
+        raise _refused(f"{where} must be a non-empty string, got {value!r}")
     return value
 
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{where} is not a number: {value!r}")
+        raise _refused(f"{where} is not a number: {value!r}")
     number = float(value)
     if not math.isfinite(number):
-        raise ValueError(f"{where} is not a finite number: {value!r}")
+        raise _refused(f"{where} is not a finite number: {value!r}")
     return number

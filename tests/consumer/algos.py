@@ -78,6 +78,16 @@ def fail(payload: dict[str, Any]) -> None:
     raise ValueError(payload.get("message", "boom"))
 
 
+def refuse(payload: dict[str, Any]) -> None:
+    """Refuse the input for good: pqueue.PermanentError, or any error marked with pqueue.permanent."""
+    from pqueue import PermanentError, permanent
+
+    record(payload, "start")
+    if payload.get("marked"):
+        raise permanent(KeyError(payload.get("message", "no such field")))
+    raise PermanentError(payload.get("message", "never"))
+
+
 def exit_now(payload: dict[str, Any]) -> None:
     record(payload, "start")
     os._exit(int(payload.get("code", 3)))
@@ -126,6 +136,7 @@ ACTIONS = {
     "sleep": sleep,
     "sleep_once": sleep_once,
     "fail": fail,
+    "refuse": refuse,
     "exit": exit_now,
     "segfault": segfault,
     "hang_with_grandchild": hang_with_grandchild,

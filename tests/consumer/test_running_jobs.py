@@ -96,6 +96,39 @@ def test_consumer__crashed_job_is_retried_then_needs_manual_intervention(
     assert moves[-1] == (Status.UNDER_PROCESS, Status.MANUAL_INTERVENTION)
 
 
+def test_consumer__permanent_error_goes_to_manual_intervention_without_retries(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    raised = q.put_item({"do": "refuse", "message": "vendor list is empty", "log": str(tmp_path / "a.jsonl")})
+    marked = q.put_item({"do": "refuse", "marked": True, "message": "vendor", "log": str(tmp_path / "b.jsonl")})
+    consumer = start_consumer("--drain", PQ_MAX_ATTEMPTS="3")
+    assert wait_exit(consumer) == 0
+    for job_id, last_line, log in (
+        (raised, "pqueue.PermanentError: vendor list is empty", "a.jsonl"),
+        (marked, "KeyError: 'vendor'", "b.jsonl"),
+    ):
+        job = q.get_job(job_id)
+        assert job.status == Status.MANUAL_INTERVENTION and job.attempts == 1, job
+        assert (job.error or "").splitlines()[-1] == last_line
+        assert len(read_log(tmp_path / log)) == 1  # run once: no retry
+        moves = [(e.from_status, e.to_status) for e in q.events(job_id)]
+        assert moves[-1] == (Status.UNDER_PROCESS, Status.MANUAL_INTERVENTION)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__iqr_refuses_bad_readings_at_once(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer
+) -> None:
+    q = make_queue()
+    job_id = q.put_item({"readings": [{"vendr": "acme", "value": 1}]})
+    consumer = start_consumer("--drain", PQ_ALGORITHM="consumer.algorithms.iqr:run", PQ_MAX_ATTEMPTS="3")
+    assert wait_exit(consumer, timeout=60) == 0
+    job = q.get_job(job_id)
+    assert job.status == Status.MANUAL_INTERVENTION and job.attempts == 1
+    assert (job.error or "").splitlines()[-1] == "ValueError: readings[0] has no 'vendor'"
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_consumer__timeout_kills_the_algorithm_and_its_grandchild(
     make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
