@@ -112,8 +112,10 @@ class Tx:
     def send_wake_ups(self) -> None:
         """The NOTIFYs owed, one per queue, before COMMIT (PostgreSQL delivers them at COMMIT)."""
         wake_up = self._locks.wake_up
-        if wake_up is not None:
-            for queue in [queue for queue, owed in self._wake.items() if owed]:
+        if wake_up is None or not self._wake:
+            return
+        for queue, owed in self._wake.items():
+            if owed:
                 wake_up.run(self.conn, {"w_channel": self._locks.channel, "w_queue": queue})
 
 
