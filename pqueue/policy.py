@@ -54,8 +54,8 @@ def worker_failed(
     backoff: float,
 ) -> Move:
     """The move for a worker's outcome other than processed: crashed follows attempt_failed;
-    cancelled or manual_intervention (a stop request answered) are taken as they are. Without
-    an error of its own the job keeps the operator's reason."""
+    cancelled or manual_intervention (a stop request answered, or an input the algorithm refused
+    for good) are taken as they are. Without an error of its own the job keeps the operator's reason."""
     error = error or stop_reason
     if target == Status.CRASHED:
         return attempt_failed(attempts, max_attempts, error, timeline_line(error), backoff)
