@@ -19,7 +19,7 @@ from consumer.processes import wait_readable
 from consumer.recording import Recorder
 from consumer.running import Ending, JobRun, Outcome
 from consumer.stopping import Shutdown, Waker
-from pqueue import DatabaseError, Job, PersistentQ, PQError, Settings, Status
+from pqueue import DatabaseError, Job, PersistentQ, PQError, Settings, SilenceWatch, Status
 
 log = logging.getLogger("consumer")
 
@@ -72,6 +72,7 @@ class Consumer:
         self.database_ok = True
         self.jobs_run = 0
         self._next_rescue = 0.0
+        self._silence = SilenceWatch()  # rescue only what this process saw go unrenewed
         self._next_purge = 0.0
         self._next_touch = 0.0
         self._database_retry = DATABASE_RETRY_MIN
@@ -235,7 +236,7 @@ class Consumer:
             return
         self._next_rescue = now + self.settings.lease_seconds / 2
         try:
-            rescued = self.store.rescue_expired(actor=self.worker_id)
+            rescued = self.store.rescue_expired(actor=self.worker_id, watch=self._silence)
         except DatabaseError as exc:
             event(log, "rescue_failed", level=logging.WARNING, error=str(exc))
             return

@@ -42,6 +42,7 @@ from pqueue.models import (
 from pqueue.opening import connect, migrate, open_with_retry, setup_logging
 from pqueue.policy import lease_margin
 from pqueue.settings import Settings, load_settings
+from pqueue.silence import SilenceWatch
 from pqueue.states import CLAIMABLE, FINAL, DeliveryStatus, Status
 from pqueue.store import PersistentQ
 from pqueue.submitting import check_callback_url
@@ -74,6 +75,7 @@ __all__ = [
     "RunningJob",
     "SchemaOutOfDate",
     "Settings",
+    "SilenceWatch",
     "SettingsError",
     "Stats",
     "Status",

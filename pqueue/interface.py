@@ -36,6 +36,7 @@ from pqueue.models import (
     Worker,
 )
 from pqueue.settings import Settings
+from pqueue.silence import SilenceWatch
 from pqueue.states import Status
 
 
@@ -135,10 +136,14 @@ class PersistentQInterface(abc.ABC):
         """Give the claim back without spending the attempt (the job is unprocessed again)."""
 
     @abc.abstractmethod
-    def rescue_expired(self, *, actor: str = "rescue") -> list[tuple[int, Status]]:
+    def rescue_expired(self, *, actor: str = "rescue", watch: SilenceWatch | None = None) -> list[tuple[int, Status]]:
         """Move jobs whose lease expired (plus a safety margin) to crashed, or to
         manual_intervention when out of attempts (or to the requested status when an operator
-        asked to stop them). Returns (job id, new status) for each."""
+        asked to stop them). Returns (job id, new status) for each.
+
+        With a watch (a long-running rescuer's own), a lease is rescued only once the watch has
+        also seen it unrenewed for the lease plus its margin on this process's monotonic clock,
+        so a jump of the database's clock cannot make a running job look abandoned."""
 
     @abc.abstractmethod
     def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:

@@ -10,6 +10,7 @@ statements' shapes once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from itertools import repeat
@@ -48,6 +49,7 @@ from pqueue.models import (
 from pqueue.policy import lease_margin
 from pqueue.rows import callback_body, delivery_from, event_from, job_from, running_from, worker_from
 from pqueue.settings import Settings
+from pqueue.silence import SilenceWatch
 from pqueue.sql import Context, Statements, locks
 from pqueue.states import (
     ALLOWED_FROM,
@@ -252,12 +254,17 @@ class PersistentQ(PersistentQInterface):
 
         return self._tx.write(give_back)
 
-    def rescue_expired(self, *, actor: str = "rescue") -> list[tuple[int, Status]]:
+    def rescue_expired(self, *, actor: str = "rescue", watch: SilenceWatch | None = None) -> list[tuple[int, Status]]:
         check_call("rescue_expired", locals())
         margin = lease_margin(self.settings.lease_seconds)
 
         def rescue(tx: Tx) -> list[tuple[int, Status]]:
             expired = tx.conn.execute(self._sql.moves.expired(margin)).all()
+            if watch is not None:
+                now = time.monotonic()
+                watch.observe(tx.conn.execute(self._sql.moves.lease_stamps()).all(), now)
+                silent = set(watch.silent(now, self.settings.lease_seconds + margin))
+                expired = [job for job in expired if (job.id, job.lease_id) in silent]
             tx.conn.execute(self._sql.registry.forget(FORGET_WORKERS_AFTER_SECONDS))
             return [self._rescue_one(tx, job, actor) for job in expired]
 

@@ -141,6 +141,12 @@ class Moves:
             .with_for_update(skip_locked=True)
         )
 
+    def lease_stamps(self) -> Any:
+        """Every running job's (id, lease_id, lease_expires_at): what a heartbeat changes."""
+        return select(jobs.c.id, jobs.c.lease_id, jobs.c.lease_expires_at).where(
+            jobs.c.status == Status.UNDER_PROCESS.value
+        )
+
     def _processed_update(self) -> Any:
         """The fenced UPDATE of the job :w_id, held by lease :w_lease, to processed with :v_result."""
         return (

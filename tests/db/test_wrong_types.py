@@ -81,7 +81,7 @@ def right_arguments(q: PersistentQ, tmp_path: Path) -> dict[str, Any]:
         "on_batch": None, "limit": 5, "cursor": None, "oldest_first": False, "since_seconds": None,
         "search": None, "window_seconds": 60.0, "bucket_seconds": 60, "kind": "consumer", "host": "h",
         "pid": 1, "lock_seconds": 1.0, "delivery_id": 1, "delivered": True, "status_code": None,
-        "retry_in_seconds": None, "held_by": None, "path": str(tmp_path / "copy.db"),
+        "retry_in_seconds": None, "held_by": None, "path": str(tmp_path / "copy.db"), "watch": None,
     }  # fmt: skip
 
 
