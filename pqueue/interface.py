@@ -190,12 +190,26 @@ class PersistentQInterface(abc.ABC):
         """How many jobs of the queue may be under_process at once (default PQ_MAX_RUNNING)."""
 
     @abc.abstractmethod
+    def set_queue_policy(
+        self,
+        queue: str,
+        *,
+        seats: int | None = None,
+        max_attempts: int | None = None,
+        job_timeout: float | None = None,
+        lease_seconds: float | None = None,
+        retry_backoff_seconds: float | None = None,
+    ) -> QueueInfo:
+        """Store the queue's policy (each value given; None keeps what is stored), so every host
+        reads the same one; it holds from the next claim. Unset values are the PQ_ defaults."""
+
+    @abc.abstractmethod
     def queues(self) -> list[QueueInfo]:
         """Every queue that has jobs or settings."""
 
     @abc.abstractmethod
     def queue_settings(self, queue: str) -> QueueInfo | None:
-        """The queue's stored seats and pause flag, or None when nothing was ever set for it
+        """The queue's seats, pause flag and policy, or None when nothing was ever set for it
         (so the relay can tell its first start from a restart)."""
 
     @abc.abstractmethod

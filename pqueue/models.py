@@ -96,11 +96,18 @@ class RunningJob:
 
 @dataclass(frozen=True)
 class QueueInfo:
-    """A queue's seats and whether consumers may claim from it."""
+    """A queue's seats, whether consumers may claim from it, and its policy.
+
+    Each value is the stored one, else the PQ_ default of the program that read it.
+    """
 
     name: str
     seats: int
     paused: bool
+    max_attempts: int
+    job_timeout: float  # seconds before a running algorithm is killed
+    lease_seconds: float
+    retry_backoff_seconds: float
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -134,6 +135,11 @@ queues = Table(
     Column("name", String(200), primary_key=True),
     Column("seats", Integer, nullable=True),
     Column("paused", Boolean, nullable=False, server_default=text("false")),
+    # The queue's policy; NULL means the reading program's PQ_ default (PQ_MAX_ATTEMPTS, ...).
+    Column("max_attempts", Integer, nullable=True),
+    Column("job_timeout", Float, nullable=True),
+    Column("lease_seconds", Float, nullable=True),
+    Column("retry_backoff_seconds", Float, nullable=True),
 )
 
 workers = Table(

@@ -374,37 +374,67 @@ class PersistentQ(PersistentQInterface):
 
     def set_seats(self, queue: str, seats: int) -> QueueInfo:
         check_call("set_seats", locals())
-        if seats < 1:
-            raise InvalidInput("seats", "must be at least 1")
-        return self._set_queue(queue, seats=seats)
+        return self.set_queue_policy(queue, seats=seats)
+
+    def set_queue_policy(
+        self,
+        queue: str,
+        *,
+        seats: int | None = None,
+        max_attempts: int | None = None,
+        job_timeout: float | None = None,
+        lease_seconds: float | None = None,
+        retry_backoff_seconds: float | None = None,
+    ) -> QueueInfo:
+        check_call("set_queue_policy", locals())
+        values = _policy_values(
+            seats=seats,
+            max_attempts=max_attempts,
+            job_timeout=job_timeout,
+            lease_seconds=lease_seconds,
+            retry_backoff_seconds=retry_backoff_seconds,
+        )
+        return self._set_queue(queue, **values)
 
     def _set_queue(self, queue: str, **values: Any) -> QueueInfo:
         def upsert(tx: Tx) -> QueueInfo:
-            tx.conn.execute(self._sql.registry.set_queue(queue, values))
-            tx.wake(queue)
-            row = tx.conn.execute(self._sql.reads.queue_setting(queue)).one()
-            return QueueInfo(queue, row.seats or self.settings.max_running, bool(row.paused))
+            if values:
+                tx.conn.execute(self._sql.registry.set_queue(queue, values))
+                tx.wake(queue)
+            row = tx.conn.execute(self._sql.reads.queue_setting(queue)).first()
+            return self._queue_info(queue, row)
 
         return self._tx.write(upsert)
+
+    def _queue_info(self, name: str, row: Any) -> QueueInfo:
+        """The queue's stored values, each one missing taken from this program's PQ_ defaults."""
+        defaults = self.settings
+
+        def stored(column: str, default: Any) -> Any:
+            value = getattr(row, column) if row is not None else None
+            return default if value is None else value
+
+        return QueueInfo(
+            name,
+            stored("seats", defaults.max_running),
+            bool(stored("paused", False)),
+            max_attempts=stored("max_attempts", defaults.max_attempts),
+            job_timeout=float(stored("job_timeout", defaults.job_timeout)),
+            lease_seconds=float(stored("lease_seconds", defaults.lease_seconds)),
+            retry_backoff_seconds=float(stored("retry_backoff_seconds", defaults.retry_backoff_seconds)),
+        )
 
     def queues(self) -> list[QueueInfo]:
         with self._tx.read() as conn:
             configured = {row.name: row for row in conn.execute(self._sql.reads.queue_settings())}
             names = set(configured) | set(conn.execute(self._sql.reads.queue_names()).scalars())
-        infos = []
-        for name in sorted(names):
-            row = configured.get(name)
-            seats = row.seats if row is not None and row.seats else self.settings.max_running
-            infos.append(QueueInfo(name, seats, bool(row.paused) if row is not None else False))
-        return infos
+        return [self._queue_info(name, configured.get(name)) for name in sorted(names)]
 
     def queue_settings(self, queue: str) -> QueueInfo | None:
         check_call("queue_settings", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.reads.queue_setting(queue)).first()
-        if row is None:
-            return None
-        return QueueInfo(queue, row.seats or self.settings.max_running, bool(row.paused))
+        return None if row is None else self._queue_info(queue, row)
 
     def purge(
         self,
@@ -688,3 +718,23 @@ class PersistentQ(PersistentQInterface):
             self._waiter.close()
             self._waiter = None
         self.engine.dispose()
+
+
+# Each policy value's least allowed value and whether it may equal it (as the PQ_ settings' bounds).
+POLICY_BOUNDS = {
+    "seats": (1, True),
+    "max_attempts": (1, True),
+    "job_timeout": (0, False),
+    "lease_seconds": (0, False),
+    "retry_backoff_seconds": (0, True),
+}
+
+
+def _policy_values(**given: float | None) -> dict[str, float]:
+    """The policy values given (not None), each checked against its bound before anything is stored."""
+    values = {name: value for name, value in given.items() if value is not None}
+    for name, value in values.items():
+        least, inclusive = POLICY_BOUNDS[name]
+        if value < least or (value == least and not inclusive):
+            raise InvalidInput(name, f"must be {'at least' if inclusive else 'more than'} {least}, got {value}")
+    return values

@@ -68,6 +68,26 @@ def test_upgrade_from_0002__finished_jobs_stay_purgeable_and_waiting_ones_stay(s
         store.close()
 
 
+def test_upgrade_from_0003__seats_and_pause_kept_policy_unset(settings: Settings) -> None:
+    engine = make_engine(settings.resolved_database_url, settings)
+    try:
+        assert upgrade(engine, settings.db_schema, "0003") == (None, "0003")
+        old = PersistentQ(engine, settings)
+        old.put_item("waiting", queue="remote")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO pq_queues (name, seats, paused) VALUES ('remote', 3, true)")
+        assert upgrade(engine, settings.db_schema) == ("0003", head_revision())
+    finally:
+        engine.dispose()
+    store = pqueue.connect(settings=settings)
+    try:
+        info = store.queue_settings("remote")
+        assert info is not None and (info.seats, info.paused) == (3, True)
+        assert (info.max_attempts, info.lease_seconds) == (settings.max_attempts, settings.lease_seconds)
+    finally:
+        store.close()
+
+
 def test_migrations__produce_the_models_schema(q: PersistentQ) -> None:
     with q.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})

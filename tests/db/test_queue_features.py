@@ -203,6 +203,49 @@ def test_seats__cap_running_jobs_per_queue(q: PersistentQ) -> None:
     assert [q.get_item(f"r{i}", queue="remote") is not None for i in range(4)] == [True, True, True, False]
 
 
+def test_queue_policy__stored_per_queue_and_defaults_where_unset(make_queue: Callable[..., PersistentQ]) -> None:
+    q = make_queue(max_attempts=4, job_timeout=60, lease_seconds=20, retry_backoff_seconds=2)
+    assert q.queue_settings("remote") is None, "nothing stored until someone sets it"
+    info = q.set_queue_policy("remote", max_attempts=2, job_timeout=4.5, lease_seconds=8)
+    assert (info.seats, info.max_attempts, info.job_timeout, info.lease_seconds, info.retry_backoff_seconds) == (
+        1,
+        2,
+        4.5,
+        8.0,
+        2.0,
+    ), "unset values are this program's PQ_ defaults"
+    q.set_queue_policy("remote", retry_backoff_seconds=0, seats=2)
+    other_host = make_queue(max_attempts=9, job_timeout=1, lease_seconds=1, retry_backoff_seconds=1)
+    stored = other_host.queue_settings("remote")
+    assert stored is not None
+    assert (stored.seats, stored.max_attempts, stored.job_timeout, stored.lease_seconds) == (2, 2, 4.5, 8.0)
+    assert stored.retry_backoff_seconds == 0.0 and not stored.paused
+    assert other_host.pause("remote").max_attempts == 2, "pausing keeps the policy"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("seats", 0, "at least 1"),
+        ("max_attempts", 0, "at least 1"),
+        ("job_timeout", 0, "more than 0"),
+        ("lease_seconds", -1.5, "more than 0"),
+        ("retry_backoff_seconds", -1, "at least 0"),
+        ("lease_seconds", "10", "a number"),
+        ("max_attempts", 2.5, "an integer"),
+    ],
+)
+def test_queue_policy__bad_value_is_refused_and_changes_nothing(
+    q: PersistentQ, field: str, value: object, words: str
+) -> None:
+    q.set_queue_policy("remote", max_attempts=5)
+    with pytest.raises(InvalidInput, match=words) as refused:
+        q.set_queue_policy("remote", **{"seats": 4, field: value})  # type: ignore[arg-type]
+    assert refused.value.field == field
+    info = q.queue_settings("remote")
+    assert info is not None and (info.seats, info.max_attempts) == (1, 5)
+
+
 def test_pause__stops_claims_until_resume(q: PersistentQ) -> None:
     q.put_item("a")
     assert q.pause().paused
