@@ -9,6 +9,7 @@ again, within the issue's 30 s; during the partition the intake answers 503, nev
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from pqueue import PersistentQ, Status
+from pqueue import DatabaseError, Job, PersistentQ, Settings, Status
+from pqueue.database import make_engine
+from pqueue.dialects import seat_lock_key
 from tests.consumer.conftest import wait_status
 from tests.faults.blackhole import NetworkProxy
 from tests.faults.conftest import LEASE_SECONDS, StartProgram
@@ -227,3 +232,41 @@ def test_partition__intake_answers_503_never_hangs_and_202_again_after_heal(
     for answer in answers:  # acknowledged means stored
         if answer.job_id is not None:
             assert q.get_job(answer.job_id).payload == answer.payload
+
+
+def test_partition_inside_a_transaction__the_seat_lock_it_held_comes_back(
+    fault: str,
+    proxy: NetworkProxy,
+    make_queue: Callable[..., PersistentQ],
+    make_settings: Callable[..., Settings],
+    db_env: dict[str, str],
+) -> None:
+    """A consumer cut off mid-claim holds the queue's seat lock; the server must not keep it for
+    that silent client for ever (idle_in_transaction_session_timeout), or every claim waits."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    job_id = q.put_item({"n": 1})
+    settings = make_settings(lease_seconds=LEASE_SECONDS, database_url=proxy.url_through(db_env["PQ_DATABASE_URL"]))
+    cut_off = make_engine(settings.resolved_database_url, settings)
+    conn = cut_off.connect()
+    try:
+        conn.begin()
+        key = seat_lock_key(settings.queue, settings.db_schema)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})  # as a claim does
+        broke_at = partition(proxy, fault)
+        claimed = wait_until(lambda: claim(q), timeout=RECOVERY_BOUND + 30, interval=0.1, what="a claim")
+        took = time.monotonic() - broke_at
+    finally:
+        with contextlib.suppress(SQLAlchemyError):  # its rollback cannot get through
+            conn.close()
+        cut_off.dispose()
+    print(f"figures ({fault}): the seat lock came back {took:.2f}s after the partition")
+    assert claimed.id == job_id
+    assert took < RECOVERY_BOUND
+
+
+def claim(q: PersistentQ) -> Job | None:
+    """Claim a job, or None while the seat lock is held (the claim's statement times out)."""
+    try:
+        return q.get_item("successor", lease_seconds=LEASE_SECONDS)
+    except DatabaseError:
+        return None
