@@ -49,6 +49,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 relay_app = typer.Typer(help="Steer the broker relay.", no_args_is_help=True)
+queue_app = typer.Typer(help="See and set a queue's policy, stored for every host.", no_args_is_help=True)
 
 
 @app.callback()
@@ -97,6 +98,9 @@ app.command("export")(maintenance.export)
 app.command("backup")(maintenance.backup)
 relay_app.command("go")(queues.relay_go)
 app.add_typer(relay_app, name="relay")
+queue_app.command("show")(queues.show_queue)
+queue_app.command("set")(queues.set_queue)
+app.add_typer(queue_app, name="queue")
 
 
 def main() -> None:

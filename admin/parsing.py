@@ -29,6 +29,14 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def parse_seconds(text: str) -> float:
+    """Seconds as a bare number ('4', '0.5') or a duration ('90s', '30m', '1h')."""
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text)
+
+
 def read_payload(source: str) -> Any:
     """The payload argument: JSON text, @FILE holding JSON, or - for standard input."""
     if source == "-":

@@ -107,8 +107,27 @@ def worker_json(worker: Worker) -> Obj:
 
 
 def queue_json(info: QueueInfo) -> Obj:
-    """A queue's seats and pause flag."""
-    return {"name": info.name, "seats": info.seats, "paused": info.paused}
+    """A queue's seats, pause flag and policy (stored, else the PQ_ default)."""
+    return {
+        "name": info.name,
+        "seats": info.seats,
+        "paused": info.paused,
+        "max_attempts": info.max_attempts,
+        "job_timeout": info.job_timeout,
+        "lease_seconds": info.lease_seconds,
+        "retry_backoff_seconds": info.retry_backoff_seconds,
+    }
+
+
+def queue_policy_line(queue: Obj) -> str:
+    """'2 seats, claiming, 3 attempts, 1h timeout, 30s lease, 10s backoff' from a queue_json."""
+    seats = f"{queue['seats']} seat" + ("s" if queue["seats"] != 1 else "")
+    attempts = f"{queue['max_attempts']} attempt" + ("s" if queue["max_attempts"] != 1 else "")
+    return (
+        f"{seats}, {'paused' if queue['paused'] else 'claiming'}, {attempts}, "
+        f"{duration(queue['job_timeout'])} timeout, {duration(queue['lease_seconds'])} lease, "
+        f"{duration(queue['retry_backoff_seconds'])} backoff"
+    )
 
 
 def running_json(running: RunningJob, timeout_seconds: float) -> Obj:

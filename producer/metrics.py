@@ -21,6 +21,7 @@ class QueueCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         # Without describe(), registering would run a scrape (and a query) at once.
         yield from self._families()
+        yield from self._policy_families()
 
     def collect(self) -> Iterator[Metric]:
         stats = self.store.stats()
@@ -39,6 +40,28 @@ class QueueCollector(Collector):
         for delivery_status in DeliveryStatus:
             callbacks.add_metric([delivery_status.value], stats.deliveries.get(delivery_status.value, 0))
         yield from (jobs, waiting, running, seats, paused, oldest, callbacks)
+        policies = self._policy_families()
+        for info in stats.queues:
+            values = (info.max_attempts, info.job_timeout, info.lease_seconds, info.retry_backoff_seconds)
+            for family, value in zip(policies, values, strict=True):
+                family.add_metric([info.name], value)
+        yield from policies
+
+    @staticmethod
+    def _policy_families() -> tuple[GaugeMetricFamily, ...]:
+        """Each queue's policy as stored in the database (else this process's PQ_ default)."""
+        return (
+            GaugeMetricFamily("pq_queue_max_attempts", "Attempts before manual_intervention", labels=["queue"]),
+            GaugeMetricFamily(
+                "pq_queue_job_timeout_seconds", "Seconds before a running algorithm is killed", labels=["queue"]
+            ),
+            GaugeMetricFamily("pq_queue_lease_seconds", "Lease length of a claim", labels=["queue"]),
+            GaugeMetricFamily(
+                "pq_queue_retry_backoff_seconds",
+                "Base of the backoff before a crashed job is retried",
+                labels=["queue"],
+            ),
+        )
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:

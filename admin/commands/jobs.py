@@ -96,7 +96,8 @@ def show_job(
     if as_json:
         output.emit_json(render.job_detail_json(job, events))
         return
-    _show_fields(job, admin(ctx).settings.job_timeout)
+    policy = queue_store.queue_settings(job.queue)  # the queue's stored timeout, else PQ_JOB_TIMEOUT
+    _show_fields(job, policy.job_timeout if policy is not None else admin(ctx).settings.job_timeout)
     _show_block("payload", json.dumps(job.payload, indent=2, ensure_ascii=False))
     if job.result is not None:
         _show_block("result", json.dumps(job.result, indent=2, ensure_ascii=False))

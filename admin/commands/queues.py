@@ -1,4 +1,4 @@
-"""The queue as a whole: `pq pause`, `pq resume`, `pq workers`, `pq relay go`."""
+"""The queue as a whole: `pq pause`, `pq resume`, `pq queue show/set`, `pq workers`, `pq relay go`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from admin import output, render
 from admin.commands.jobs import JsonOption
 from admin.context import admin, store
+from admin.parsing import parse_seconds
 from pqueue import QueueInfo
 
 QueueName = Annotated[str | None, typer.Option("--queue", "-q", help="The queue (default PQ_QUEUE).")]
@@ -34,6 +35,64 @@ def resume(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = Fa
     """Let consumers claim from a queue again."""
     info = store(ctx).resume(queue, actor="admin")
     _report_queue(info, f"queue {info.name} resumed: consumers claim from it again", as_json)
+
+
+QueueArgument = Annotated[str, typer.Argument(help="The queue.")]
+SecondsOption = {"parser": parse_seconds, "metavar": "SECONDS"}
+
+
+def show_queue(ctx: typer.Context, name: QueueArgument, as_json: JsonOption = False) -> None:
+    """Show a queue's seats, pause flag and policy.
+
+    Each value is the one stored in the database, which every host reads; a value never set
+    is this host's PQ_ default (PQ_MAX_RUNNING, PQ_MAX_ATTEMPTS, PQ_JOB_TIMEOUT, PQ_LEASE_SECONDS,
+    PQ_RETRY_BACKOFF_SECONDS).
+    """
+    queue_store = store(ctx)
+    info = queue_store.queue_settings(name) or queue_store.set_queue_policy(name)
+    _show_policy(info, as_json)
+
+
+def set_queue(
+    ctx: typer.Context,
+    name: QueueArgument,
+    seats: Annotated[int | None, typer.Option(help="Jobs of the queue under_process at once.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before manual_intervention.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(**SecondsOption, help="Seconds before a running algorithm is killed: 90, 30m.")
+    ] = None,
+    lease: Annotated[
+        float | None, typer.Option(**SecondsOption, help="Lease length: a consumer silent this long loses its job.")
+    ] = None,
+    backoff: Annotated[
+        float | None, typer.Option(**SecondsOption, help="Base of the backoff before a crashed job is retried.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Store a queue's policy in the database, for every host.
+
+    Only the options given change; each holds from the next claim. A bad value is refused and
+    nothing is stored.
+    """
+    if all(value is None for value in (seats, max_attempts, timeout, lease, backoff)):
+        raise typer.BadParameter("give at least one of --seats, --max-attempts, --timeout, --lease, --backoff")
+    info = store(ctx).set_queue_policy(
+        name,
+        seats=seats,
+        max_attempts=max_attempts,
+        job_timeout=timeout,
+        lease_seconds=lease,
+        retry_backoff_seconds=backoff,
+    )
+    _show_policy(info, as_json)
+
+
+def _show_policy(info: QueueInfo, as_json: bool) -> None:
+    data = render.queue_json(info)
+    if as_json:
+        output.emit_json(data)
+    else:
+        output.say(f"queue {info.name}: {render.queue_policy_line(data)}")
 
 
 def relay_go(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = False) -> None:

@@ -28,13 +28,14 @@ def snapshot(queue_store: PersistentQ, settings: Settings) -> dict[str, Any]:
     now = queue_store.now()
     per_minute = _processed_per_minute(queue_store.throughput(window_seconds=HOUR, bucket_seconds=60))
     processed = sum(point["processed"] for point in per_minute)
+    timeouts = {info.name: info.job_timeout for info in stats.queues}  # each queue's stored timeout
     counts = {queue: {s.value: by_status.get(s.value, 0) for s in Status} for queue, by_status in stats.counts.items()}
     return {
         "at": render.iso(now),
         "counts": counts,
         "totals": {s.value: stats.total(s) for s in Status},
         "oldest_waiting_seconds": stats.oldest_waiting_seconds,
-        "running": [render.running_json(job, settings.job_timeout) for job in stats.running],
+        "running": [render.running_json(job, timeouts.get(job.queue, settings.job_timeout)) for job in stats.running],
         "processed_last_hour": processed,
         "processed_per_minute": round(processed / 60, 2),
         "per_minute": per_minute,
@@ -91,8 +92,7 @@ def _summary_table(data: dict[str, Any]) -> Table:
     deliveries = ", ".join(f"{name} {count}" for name, count in data["deliveries"].items())
     table.add_row("callbacks", deliveries)
     for queue in data["queues"]:
-        seats = f"{queue['seats']} seat" + ("s" if queue["seats"] != 1 else "")
-        table.add_row("queue", output.plain(f"{queue['name']}: {seats}, {'paused' if queue['paused'] else 'claiming'}"))
+        table.add_row("queue", output.plain(f"{queue['name']}: {render.queue_policy_line(queue)}"))
     return table
 
 

@@ -33,7 +33,8 @@ def command_paths() -> list[tuple[str, ...]]:
 def test_command_list__is_what_the_issue_asks_for() -> None:
     assert {" ".join(path) for path in command_paths()} == {
         "list", "show", "enqueue", "requeue", "resubmit", "fail", "mark-failed", "cancel", "redeliver", "pause",
-        "resume", "workers", "stats", "purge", "rescue", "migrate", "export", "backup", "relay go",
+        "resume", "workers", "stats", "purge", "rescue", "migrate", "export", "backup", "relay go", "queue show",
+        "queue set",
     }  # fmt: skip
 
 

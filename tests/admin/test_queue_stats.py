@@ -1,4 +1,4 @@
-"""`pq pause`, `pq resume`, `pq relay go`, `pq workers`, `pq stats` and `pq rescue`."""
+"""`pq pause`, `pq resume`, `pq relay go`, `pq queue show/set`, `pq workers`, `pq stats` and `pq rescue`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from collections.abc import Callable
 from pqueue import PersistentQ, Status
 from tests.admin.cli_support import Jobs, Pq, as_json, sqlite_only
 
+DEFAULT_POLICY = {"max_attempts": 3, "job_timeout": 3600.0, "lease_seconds": 30.0, "retry_backoff_seconds": 10.0}
+
 
 def test_pause_and_resume__consumers_stop_and_start_claiming(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
     jobs.waiting()
 
     paused = pq("pause", "--json")
-    assert as_json(paused) == {"name": "default", "seats": 1, "paused": True}
+    assert as_json(paused) == {"name": "default", "seats": 1, "paused": True} | DEFAULT_POLICY
     assert q.get_item("worker-1") is None, "a paused queue hands out nothing"
 
     resumed = pq("resume")
@@ -39,8 +41,42 @@ def test_relay_go__resumes_the_relay_queue(pq: Pq, q: PersistentQ) -> None:
 
     assert result.exit_code == 0, result.output
     assert "queue remote resumed" in result.stdout
-    assert as_json(named) == {"name": "agents", "seats": 1, "paused": False}
+    assert as_json(named) == {"name": "agents", "seats": 1, "paused": False} | DEFAULT_POLICY
     assert {info.name: info.paused for info in q.queues()} == {"agents": False, "remote": False}
+
+
+def test_queue_set_and_show__stored_for_every_host_and_reported_by_stats(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
+    jobs.running()
+    assert pq("queue", "show", "default").stdout.strip() == (
+        "queue default: 1 seat, claiming, 3 attempts, 1h timeout, 30s lease, 10s backoff"
+    ), "never set: this host's PQ_ defaults"
+
+    result = pq("queue", "set", "default", "--max-attempts", "2", "--timeout", "4", "--lease", "1m", "--json")
+
+    assert as_json(result) == {
+        "name": "default", "seats": 1, "paused": False, "max_attempts": 2, "job_timeout": 4.0,
+        "lease_seconds": 60.0, "retry_backoff_seconds": 10.0,
+    }  # fmt: skip
+    info = q.queue_settings("default")
+    assert info is not None and (info.max_attempts, info.job_timeout, info.lease_seconds) == (2, 4.0, 60.0)
+    shown = pq("queue", "show", "default").stdout.strip()
+    assert shown == "queue default: 1 seat, claiming, 2 attempts, 4s timeout, 1m lease, 10s backoff"
+    [run] = json.loads(pq("stats", "--json").stdout)["running"]
+    assert run["timeout_seconds"] == 4.0, "stats measures a running job against its queue's stored timeout"
+
+
+def test_queue_set__bad_value_is_one_line_and_changes_nothing(pq: Pq, q: PersistentQ) -> None:
+    q.set_queue_policy("default", max_attempts=5)
+
+    refused = pq("queue", "set", "default", "--max-attempts", "0", "--timeout", "9")
+    nothing = pq("queue", "set", "default")
+    unreadable = pq("queue", "set", "default", "--lease", "soon")
+
+    assert (refused.exit_code, refused.stderr.strip()) == (1, "error: max_attempts: must be at least 1, got 0")
+    assert nothing.exit_code == 2 and "give at least one of --seats" in nothing.stderr
+    assert unreadable.exit_code == 2 and "'soon' is not a duration" in unreadable.stderr
+    info = q.queue_settings("default")
+    assert info is not None and (info.max_attempts, info.job_timeout) == (5, q.settings.job_timeout)
 
 
 def test_workers__lists_each_with_its_current_job(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
@@ -127,8 +163,8 @@ def test_stats__json_counts_running_and_throughput(pq: Pq, jobs: Jobs, q: Persis
     assert [point["processed"] for point in data["per_minute"]] == [1]
     assert data["deliveries"] == {"pending": 0, "delivered": 0, "undeliverable": 0}
     assert data["queues"] == [
-        {"name": "default", "seats": 1, "paused": False},
-        {"name": "reports", "seats": 1, "paused": False},
+        {"name": "default", "seats": 1, "paused": False} | DEFAULT_POLICY,
+        {"name": "reports", "seats": 1, "paused": False} | DEFAULT_POLICY,
     ]
 
 
@@ -146,7 +182,8 @@ def test_stats__table_for_people(pq: Pq, jobs: Jobs) -> None:
     assert list(rows) == [s.value for s in Status]
     assert rows["unprocessed"] == rows["under_process"] == ["1", "1"]
     assert rows["processed"] == ["0", "0"]
-    assert ["queue", "default:", "1", "seat,", "claiming"] in [line.split() for line in lines]
+    queue_line = "queue default: 1 seat, claiming, 3 attempts, 1h timeout, 30s lease, 10s backoff"
+    assert queue_line.split() in [line.split() for line in lines]
     assert any(line.startswith("running") and f"job {running.id} (default) on worker-1" in line for line in lines)
     assert any(line.startswith("processed") and "0 in the last hour" in line for line in lines)
 

@@ -214,6 +214,18 @@ async def test_metrics__expose_queue_and_request_counters(client: httpx.AsyncCli
     assert any(line.startswith("pq_oldest_waiting_seconds ") for line in lines)
 
 
+async def test_metrics__report_each_queues_stored_policy(app: FastAPI, client: httpx.AsyncClient) -> None:
+    store_of(app).set_queue_policy("remote", max_attempts=2, job_timeout=4, lease_seconds=12)
+    await client.post("/jobs", json={"payload": 1})
+
+    lines = set((await client.get("/metrics")).text.splitlines())
+
+    assert {'pq_queue_max_attempts{queue="remote"} 2.0', 'pq_queue_job_timeout_seconds{queue="remote"} 4.0'} <= lines
+    assert 'pq_queue_lease_seconds{queue="remote"} 12.0' in lines
+    assert 'pq_queue_retry_backoff_seconds{queue="remote"} 10.0' in lines
+    assert 'pq_queue_max_attempts{queue="default"} 3.0' in lines, "never set: the PQ_ default"
+
+
 async def test_relay_go__resumes_the_relay_queue(app: FastAPI, client: httpx.AsyncClient) -> None:
     store = store_of(app)
     store.pause("remote")
