@@ -39,6 +39,7 @@ NOT_RUN = {
     ("README.md", "make run     # start the whole system on SQLite: producer, consumer, dashboard under supervisord"),
     ("README.md", "export PQ_DATABASE_URL=postgresql+psycopg://pqueue:secret@db.internal:5432/pqueue"),
     ("architecture.md", "export PQ_HOME=$(mktemp -d) PQ_LEASE_SECONDS=4 PQ_RETRY_BACKOFF_SECONDS=0 \\"),
+    ("architecture.md", "scripts/test tests/faults -rA | grep figures"),
     ("consumer.md", "pq-consumer                 # run until SIGTERM / SIGINT (what Supervisor runs)"),
     ("dashboard.md", "pq-dashboard                                  # what Supervisor runs"),
     ("dashboard.md", ".venv/bin/pytest tests/dashboard -n 2"),
