@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -35,6 +36,8 @@ POLL_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 3600.0
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
 USER_AGENT = "pqueue-callbacks/1"
+# While the database is away, a failed claim of deliveries is logged at most this often.
+CLAIM_FAILURE_LOG_SECONDS = 10.0
 
 
 class TargetRefused(Exception):
@@ -192,6 +195,8 @@ class DeliveryLoop:
         self._client = make_client(settings, concurrency)
         self._stopping = threading.Event()
         self._wake = threading.Event()
+        self._claim_failures = 0  # in a row, while the database does not answer
+        self._claim_failure_logged = -math.inf
         self._in_flight = 0
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -311,10 +316,25 @@ class DeliveryLoop:
             try:
                 self._dispatch()
             except PQError as exc:
-                event(log, "delivery_claim_failed", level=logging.WARNING, error=exc)
+                self._claim_failed(exc)
             except Exception:
                 log.exception("callback delivery loop failed; it goes on")
+            else:
+                self._claims_work()
             self._wake.wait(self.poll_seconds)
+
+    def _claim_failed(self, exc: PQError) -> None:
+        """One line when the database stops answering, then one every CLAIM_FAILURE_LOG_SECONDS."""
+        self._claim_failures += 1
+        now = time.monotonic()
+        if now - self._claim_failure_logged >= CLAIM_FAILURE_LOG_SECONDS:
+            self._claim_failure_logged = now
+            event(log, "delivery_claim_failed", level=logging.WARNING, error=exc, failures=self._claim_failures)
+
+    def _claims_work(self) -> None:
+        if self._claim_failures:
+            event(log, "delivery_claims_again", failures=self._claim_failures)
+            self._claim_failures, self._claim_failure_logged = 0, -math.inf
 
     def _dispatch(self) -> None:
         with self._changed:
