@@ -11,11 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pqueue
-from pqueue import InvalidInput, PersistentQ, Settings
+from pqueue import InvalidInput, PersistentQ, Settings, check_callback_url
 from producer.__main__ import is_loopback, main, startup_problem
 from producer.backpressure import QueueFull, WaitingDepth
 from producer.demo import intake_url
-from producer.deps import check_callback_url
 from producer.guards import find_problem, surely_fine
 
 
