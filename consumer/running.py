@@ -73,8 +73,11 @@ class JobRun:
         waker: Waker,
         lease: LeaseKeeper,
         on_started: Callable[[], None] = lambda: None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         self.job = job
+        self.timeout = timeout if timeout is not None else settings.job_timeout  # the queue's, else PQ_JOB_TIMEOUT
         self.process = process
         self.processes = processes
         self.store = store
@@ -124,7 +127,7 @@ class JobRun:
     def _push_kill_deadline(self, lease_valid_until: float) -> None:
         """Have the helper kill the job at the lease's end (less the margin) or the timeout's hard
         kill, whichever comes first, even if this process can no longer do it."""
-        hard_timeout = self.started + self.settings.job_timeout + TERM_GRACE
+        hard_timeout = self.started + self.timeout + TERM_GRACE
         self.processes.set_deadline(self.process, min(lease_valid_until, hard_timeout))
 
     def _send_payload(self) -> bool:
@@ -136,7 +139,7 @@ class JobRun:
         return True
 
     def _watch(self) -> Outcome:
-        timeout_at = self.started + self.settings.job_timeout
+        timeout_at = self.started + self.timeout
         while True:
             self.waker.drain()  # before looking at the flags, so a wake-up after the look is kept
             ending = self._check(timeout_at)
@@ -216,7 +219,7 @@ class JobRun:
 
     def _timed_out(self) -> Outcome:
         """SIGTERM the group, SIGKILL it after a short grace; the attempt fails."""
-        timeout = self.settings.job_timeout
+        timeout = self.timeout
         event(log, "timeout", self.job.id, level=logging.WARNING, seconds=timeout, pid=self.process.pid)
         self.lease.start_now()  # the wait below may outlast the first renewal
         self.processes.terminate(self.process)
@@ -227,10 +230,11 @@ class JobRun:
         return self._timeout_outcome()
 
     def _timeout_outcome(self) -> Outcome:
-        timeout = self.settings.job_timeout
+        timeout = self.timeout
         return Outcome(
             Ending.FAILED,
-            error=f"JobTimeout: the algorithm ran longer than PQ_JOB_TIMEOUT={timeout:g}s; "
+            error=f"JobTimeout: the algorithm ran longer than its queue's job timeout of {timeout:g}s "
+            "(`pq queue set --timeout`, else PQ_JOB_TIMEOUT); "
             "its process group was killed",
         )
 

@@ -7,6 +7,7 @@ loop around it that waits for work, rescues expired leases, purges old jobs and 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -28,6 +29,7 @@ SPARE_WAIT = 30.0  # longest wait for a forked job process to become ready
 # Longest wait for the next job process before recording an outcome: with one ready, the outcome's
 # transaction also claims the next job; without, the outcome is recorded alone.
 SPARE_CHAIN_WAIT = 0.05
+POLICY_EVERY = 5.0  # seconds between reads of the queue's stored policy (its job timeout)
 PURGE_EVERY = 3600.0  # seconds between retention purges (done only while idle)
 PURGED_STATUSES = (Status.PROCESSED, Status.CANCELLED)  # manual_intervention waits for a person
 DATABASE_RETRY_MIN = 0.5  # first pause before checking a database that stopped answering
@@ -74,6 +76,8 @@ class Consumer:
         self._next_rescue = 0.0
         self._silence = SilenceWatch()  # rescue only what this process saw go unrenewed
         self._next_purge = 0.0
+        self._timeout = settings.job_timeout  # the queue's, once read (_read_policy_if_due)
+        self._policy_read_at = -math.inf
         self._next_touch = 0.0
         self._database_retry = DATABASE_RETRY_MIN
         self._held: tuple[Job, float] | None = None  # claimed with the last outcome, and when
@@ -98,6 +102,7 @@ class Consumer:
         if not self.database_ok and not self._database_answers():
             return Step.UNAVAILABLE
         self._rescue_if_due()
+        self._read_policy_if_due()
         if not self.processes.ensure_spare(SPARE_WAIT):
             event(log, "no_job_process", level=logging.WARNING, note="claiming paused until one is ready")
             return Step.UNAVAILABLE
@@ -127,11 +132,21 @@ class Consumer:
 
     def _run(self, job: Job, claim_started: float, claim_next: bool) -> None:
         process = self.processes.take_spare()
-        lease = LeaseKeeper(
-            self.store, job, self.settings.lease_seconds, claim_started, self.waker.wake, self._touch_quietly
-        )
+        # The lease the claim was given (the queue's stored lease, else ours): the keeper's validity,
+        # the helper's kill deadline and the rescuers' wait all count this one length.
+        lease_seconds = job.lease_seconds or self.settings.lease_seconds
+        lease = LeaseKeeper(self.store, job, lease_seconds, claim_started, self.waker.wake, self._touch_quietly)
         run = JobRun(
-            job, process, self.processes, self.store, self.settings, self.shutdown, self.waker, lease, self._tell_notes
+            job,
+            process,
+            self.processes,
+            self.store,
+            self.settings,
+            self.shutdown,
+            self.waker,
+            lease,
+            self._tell_notes,
+            timeout=self._timeout,
         )
         outcome = run.supervise()
         self._tell_notes()  # (already told, unless the job process died before it had the payload)
@@ -229,6 +244,21 @@ class Consumer:
         self.waker.drain()
 
     # -- housekeeping --------------------------------------------------------------------------
+
+    def _read_policy_if_due(self) -> None:
+        """Read the queue's stored job timeout (else PQ_JOB_TIMEOUT) at most every POLICY_EVERY
+        seconds, before a claim and never between a claim and its start: a `pq queue set
+        --timeout` holds from the next claim without a read per job."""
+        now = time.monotonic()
+        if now < self._policy_read_at + POLICY_EVERY:
+            return
+        try:
+            stored = self.store.queue_settings(self.queue)
+        except PQError as exc:
+            event(log, "policy_read_failed", level=logging.WARNING, error=str(exc))
+            return
+        self._timeout = stored.job_timeout if stored is not None else self.settings.job_timeout
+        self._policy_read_at = now
 
     def _rescue_if_due(self) -> None:
         now = time.monotonic()

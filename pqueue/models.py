@@ -36,6 +36,7 @@ class Job:
     stop_request: Status | None = None
     stop_reason: str | None = None
     delivery: Delivery | None = field(default=None)
+    lease_seconds: float | None = None  # the latest claim's lease length: its queue's stored lease, else the claimer's
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,8 @@ jobs = Table(
     Column("lease_id", BigInteger, nullable=False, server_default="0"),
     Column("worker_id", String(200), nullable=True),
     Column("lease_expires_at", Timestamp, nullable=True),
+    # The latest claim's lease length in milliseconds, which its heartbeats keep (NULL before 0005).
+    Column("lease_ms", BigInteger, nullable=True),
     Column("stop_request", String(32), nullable=True),
     Column("stop_reason", Text, nullable=True),
     Column("result", Json, nullable=True),

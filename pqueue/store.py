@@ -173,10 +173,10 @@ class PersistentQ(PersistentQInterface):
 
     def heartbeat(self, job_id: int, lease_id: int, *, lease_seconds: float | None = None) -> datetime:
         check_call("heartbeat", locals())
-        lease = lease_seconds or self.settings.lease_seconds
+        renewal = self._sql.moves.renewal(job_id, lease_id, lease_seconds or None, self.settings.lease_seconds)
 
         def renew(tx: Tx) -> datetime:
-            row = tx.conn.execute(self._sql.moves.renewal(job_id, lease_id, lease)).first()
+            row = tx.conn.execute(renewal).first()
             if row is None:
                 raise LeaseLost(job_id, lease_id, self._lock_job(tx, job_id).status)
             if row.stop_request:
@@ -262,13 +262,27 @@ class PersistentQ(PersistentQInterface):
             expired = tx.conn.execute(self._sql.moves.expired(margin)).all()
             if watch is not None:
                 now = time.monotonic()
-                watch.observe(tx.conn.execute(self._sql.moves.lease_stamps()).all(), now)
-                silent = set(watch.silent(now, self.settings.lease_seconds + margin))
+                stamps = tx.conn.execute(self._sql.moves.lease_stamps()).all()
+                watch.observe([(stamp.id, stamp.lease_id, stamp.lease_expires_at) for stamp in stamps], now)
+                silent = self._silent(watch, now, stamps)
                 expired = [job for job in expired if (job.id, job.lease_id) in silent]
             tx.conn.execute(self._sql.registry.forget(FORGET_WORKERS_AFTER_SECONDS))
             return [self._rescue_one(tx, job, actor) for job in expired]
 
         return self._tx.write(rescue)
+
+    def _silent(self, watch: SilenceWatch, now: float, stamps: Sequence[Any]) -> set[tuple[int, int]]:
+        """The leases silent for their own claim's lease length plus its margin (a queue's lease
+        may have changed since; a job claimed before revision 0005 counts this program's lease)."""
+        lease_of = {
+            (stamp.id, stamp.lease_id): stamp.lease_ms / 1000 if stamp.lease_ms else self.settings.lease_seconds
+            for stamp in stamps
+        }
+        silent: set[tuple[int, int]] = set()
+        for lease in set(lease_of.values()):
+            quiet = watch.silent(now, lease + lease_margin(lease))
+            silent.update(key for key in quiet if lease_of.get(key) == lease)
+        return silent
 
     def _rescue_one(self, tx: Tx, job: Any, actor: str) -> tuple[int, Status]:
         move = policy.lease_expired(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Float, and_, bindparam, cast, func, literal, literal_column, select, update
+from sqlalchemy import BigInteger, Float, and_, bindparam, cast, func, literal, literal_column, select, update
 from sqlalchemy import Text as SQLText
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -88,14 +88,21 @@ class Claim:
         return seats, paused, running
 
     def values(self) -> dict[str, Any]:
-        """What a claim sets: under_process, one attempt more, the next lease, for :w_worker."""
+        """What a claim sets: under_process, one attempt more, the next lease, for :w_worker.
+
+        The lease is the queue's stored one, read in this same statement, else :w_lease_seconds
+        (the claimer's PQ_LEASE_SECONDS); the row keeps which, for the heartbeats and rescuers."""
         now = self.ctx.now
+        stored = select(queues.c.lease_seconds).where(queues.c.name == jobs.c.queue).scalar_subquery()
+        lease = func.coalesce(stored, bindparam("w_lease_seconds", type_=Float()))
+        lease_ms = cast(lease * 1000, BigInteger())
         return {
             "status": Status.UNDER_PROCESS.value,
             "attempts": jobs.c.attempts + 1,
             "lease_id": jobs.c.lease_id + 1,
             "worker_id": bindparam("w_worker"),
-            "lease_expires_at": self.ctx.dialect.add_seconds(now, bindparam("w_lease_seconds", type_=Float())),
+            "lease_ms": lease_ms,
+            "lease_expires_at": self.ctx.dialect.add_seconds(now, lease),
             "started_at": now,
             "finished_at": None,
             "stop_request": None,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Float, bindparam, func, literal, select, update
+from sqlalchemy import Float, bindparam, cast, func, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
@@ -122,14 +122,20 @@ class Moves:
             )
         )
 
-    def renewal(self, job_id: int, lease_id: int, lease_seconds: float) -> Any:
-        """The lease's new end, fenced by the lease; returns it with any stop request."""
-        return (
+    def renewal(self, job_id: int, lease_id: int, lease_seconds: float | None, default: float) -> Any:
+        """The lease's new end, fenced by the lease; returns it with any stop request.
+
+        Without lease_seconds the lease is renewed for the length its claim was given (else
+        `default`); with it, that length is also recorded, so a rescuer waits out the same one."""
+        fenced = (
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.lease_id == lease_id, jobs.c.status == Status.UNDER_PROCESS.value)
-            .values(lease_expires_at=self.ctx.in_(lease_seconds))
             .returning(jobs.c.lease_expires_at, jobs.c.stop_request, jobs.c.stop_reason)
         )
+        if lease_seconds is not None:
+            return fenced.values(lease_expires_at=self.ctx.in_(lease_seconds), lease_ms=int(lease_seconds * 1000))
+        claimed = func.coalesce(cast(jobs.c.lease_ms, Float()) / 1000.0, default)
+        return fenced.values(lease_expires_at=self.ctx.dialect.add_seconds(self.ctx.now, claimed))
 
     def expired(self, margin: float) -> Any:
         """Running jobs whose lease ended more than `margin` seconds ago, locked (PostgreSQL skips
@@ -142,8 +148,9 @@ class Moves:
         )
 
     def lease_stamps(self) -> Any:
-        """Every running job's (id, lease_id, lease_expires_at): what a heartbeat changes."""
-        return select(jobs.c.id, jobs.c.lease_id, jobs.c.lease_expires_at).where(
+        """Every running job's (id, lease_id, lease_expires_at): what a heartbeat changes; and its
+        claim's lease length (lease_ms)."""
+        return select(jobs.c.id, jobs.c.lease_id, jobs.c.lease_expires_at, jobs.c.lease_ms).where(
             jobs.c.status == Status.UNDER_PROCESS.value
         )
 

@@ -141,7 +141,24 @@ def test_consumer__timeout_kills_the_algorithm_and_its_grandchild(
     started = wait_until(lambda: read_log(log), what="the algorithm to start")[0]
     assert pid_alive(started["pid"]) and pid_alive(started["grandchild"])
     wait_status(q, job_id, Status.MANUAL_INTERVENTION)
-    assert "PQ_JOB_TIMEOUT=1s" in (q.get_job(job_id).error or "")
+    assert "job timeout of 1s" in (q.get_job(job_id).error or "")
+    wait_gone(started["pid"])
+    wait_gone(started["grandchild"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__uses_the_queues_stored_timeout_and_lease_over_its_own_settings(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue()
+    q.set_queue_policy("default", job_timeout=1, lease_seconds=6)
+    log = tmp_path / "runs.jsonl"
+    job_id = q.put_item({"do": "hang_with_grandchild", "log": str(log)}, max_attempts=1)
+    start_consumer(PQ_JOB_TIMEOUT="3600", PQ_LEASE_SECONDS="30")
+    started = wait_until(lambda: read_log(log), what="the algorithm to start")[0]
+    assert q.get_job(job_id).lease_seconds == 6.0, "the claim took the queue's stored lease"
+    wait_status(q, job_id, Status.MANUAL_INTERVENTION)
+    assert "job timeout of 1s" in (q.get_job(job_id).error or "")
     wait_gone(started["pid"])
     wait_gone(started["grandchild"])
 

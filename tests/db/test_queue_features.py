@@ -18,8 +18,10 @@ from pqueue import (
     InvalidTransition,
     NewJob,
     PersistentQ,
+    SilenceWatch,
     Status,
 )
+from tests.support import wait_until
 
 
 class SharedFields(TypedDict, total=False):
@@ -221,6 +223,36 @@ def test_queue_policy__stored_per_queue_and_defaults_where_unset(make_queue: Cal
     assert (stored.seats, stored.max_attempts, stored.job_timeout, stored.lease_seconds) == (2, 2, 4.5, 8.0)
     assert stored.retry_backoff_seconds == 0.0 and not stored.paused
     assert other_host.pause("remote").max_attempts == 2, "pausing keeps the policy"
+
+
+def test_queue_policy__the_claim_takes_the_stored_lease_and_heartbeats_keep_it(q: PersistentQ) -> None:
+    q.put_item("a", queue="remote")
+    q.put_item("b")
+    q.set_queue_policy("remote", lease_seconds=120)
+    job = q.get_item("w", queue="remote", lease_seconds=5)
+    other = q.get_item("w2", lease_seconds=5)
+    assert job is not None and other is not None
+    assert (job.lease_seconds, other.lease_seconds) == (120.0, 5.0), "stored lease wins, else the claimer's"
+    assert job.lease_expires_at is not None and job.started_at is not None
+    assert 119 < (job.lease_expires_at - job.started_at).total_seconds() <= 120
+    q.set_queue_policy("remote", lease_seconds=2)  # from the next claim: this one keeps 120
+    renewed = q.heartbeat(job.id, job.lease_id)
+    assert 110 < (renewed - q.now()).total_seconds() <= 120
+    assert q.get_job(job.id).lease_seconds == 120.0
+
+
+def test_queue_policy__rescue_waits_out_each_jobs_own_claimed_lease(q: PersistentQ) -> None:
+    q.put_item("short", queue="remote")
+    q.put_item("long")
+    q.set_queue_policy("remote", lease_seconds=0.5)
+    short = q.get_item("w", queue="remote")  # the queue's 0.5 s, not this program's 30 s
+    long = q.get_item("w2")
+    assert short is not None and long is not None
+    q.clock_offset = timedelta(seconds=120)  # the database's clock says both leases are long over
+    watch = SilenceWatch()
+    rescued = wait_until(lambda: q.rescue_expired(watch=watch), what="the 0.5 s lease to be rescued")
+    assert rescued == [(short.id, Status.CRASHED)], "the 30 s lease is not silent long enough yet"
+    assert q.get_job(long.id).status == Status.UNDER_PROCESS
 
 
 @pytest.mark.parametrize(
