@@ -10,7 +10,7 @@ import streamlit as st
 from ops_dashboard.format import duration, moment
 from ops_dashboard.liveness import liveness
 from ops_dashboard.overview import Overview
-from pqueue import Settings, Worker
+from pqueue import QueueInfo, Settings, Worker
 
 
 def render_header(overview: Overview, settings: Settings) -> None:
@@ -53,18 +53,20 @@ def render_header(overview: Overview, settings: Settings) -> None:
 def _running(overview: Overview, settings: Settings) -> None:
     running = overview.stats.running
     if not running:
-        st.metric("running", 0, help=f"under_process; each may run up to PQ_JOB_TIMEOUT={settings.job_timeout:g}s")
+        st.metric("running", 0, help="under_process; each may run up to its queue's job timeout (`pq queue show`)")
         return
     longest = max(running, key=lambda job: job.elapsed_seconds)
-    share = longest.elapsed_seconds / settings.job_timeout
+    timeouts = {info.name: info.job_timeout for info in overview.stats.queues}  # each queue's stored timeout
+    timeout = timeouts.get(longest.queue, settings.job_timeout)
+    share = longest.elapsed_seconds / timeout
     color: Literal["red", "orange", "gray"] = "red" if share >= 1 else "orange" if share >= 0.8 else "gray"
     st.metric(
         "running",
         overview.running,
-        delta=f"job {longest.id}: {duration(longest.elapsed_seconds)} of {duration(settings.job_timeout)}",
+        delta=f"job {longest.id}: {duration(longest.elapsed_seconds)} of {duration(timeout)}",
         delta_color=color,
         delta_arrow="off",
-        help="elapsed time of the longest-running job against PQ_JOB_TIMEOUT",
+        help="elapsed time of the longest-running job against its queue's job timeout",
     )
     st.progress(min(1.0, share))
 
@@ -103,3 +105,25 @@ def render_workers(workers: list[Worker]) -> None:
             for w in workers
         ]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def render_queues(queues: list[QueueInfo]) -> None:
+    """Each queue's seats, pause flag and policy as stored in the database (else the PQ_ default)."""
+    with st.expander(f"queues ({len(queues)})"):
+        if not queues:
+            st.caption("no queue has jobs or settings yet")
+            return
+        rows = [
+            {
+                "queue": q.name,
+                "seats": q.seats,
+                "state": "paused" if q.paused else "claiming",
+                "max attempts": q.max_attempts,
+                "job timeout": duration(q.job_timeout),
+                "lease": duration(q.lease_seconds),
+                "retry backoff": duration(q.retry_backoff_seconds),
+            }
+            for q in queues
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.caption("change with `pq queue set NAME --seats --max-attempts --timeout --lease --backoff`")

@@ -12,7 +12,7 @@ from ops_dashboard import access
 from ops_dashboard.charts import render_charts
 from ops_dashboard.connection import depth_history, open_store
 from ops_dashboard.detail import render_detail
-from ops_dashboard.header import render_header, render_workers
+from ops_dashboard.header import render_header, render_queues, render_workers
 from ops_dashboard.overview import load_overview
 from ops_dashboard.table import render_filters, render_job_picker, render_table
 from pqueue import PersistentQ, PQError, Settings, SettingsError, load_settings
@@ -100,6 +100,7 @@ def _sections(store: PersistentQ, settings: Settings, controls: Controls) -> Non
     render_header(overview, settings)
     render_charts(overview, history, controls.window_seconds, now)
     render_workers(overview.workers)
+    render_queues(overview.stats.queues)
     st.subheader("jobs")
     filters = render_filters(overview.stats)
     render_table(store, filters, controls.page_size, settings.dashboard_readonly)

@@ -31,6 +31,16 @@ def test_header__counts_every_state(make_app: MakeApp, seeded: Seeded) -> None:
     assert deltas(app)["running"].endswith("of 1h 0m")
 
 
+def test_queues__show_each_queues_stored_policy(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
+    store.set_queue_policy("default", max_attempts=2, job_timeout=120, lease_seconds=45)
+    app = no_exception(make_app())
+    assert deltas(app)["running"].endswith("of 2m 0s"), "the running job against its queue's stored timeout"
+    [queues] = [frame.value for frame in app.dataframe if "max attempts" in frame.value.columns]
+    default = queues.set_index("queue").loc["default"]
+    assert (default["max attempts"], default["job timeout"], default["lease"]) == (2, "2m 0s", "45s")
+    assert default["seats"] == 1 and default["state"] == "claiming"
+
+
 def test_header__no_consumer_registered_is_red(make_app: MakeApp, store: PersistentQ) -> None:
     store.put_item({"vendor": "acme"})
     app = no_exception(make_app())
