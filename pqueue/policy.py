@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 
+from pqueue.errors import InvalidInput
 from pqueue.models import JSON
 from pqueue.states import FromNow, Move, Status, ended
 
@@ -87,3 +88,23 @@ def timeline_line(error: str | None) -> str | None:
         return error
     lines = error.strip().splitlines()
     return lines[-1][:500] if lines else None
+
+
+# Each policy value's least allowed value and whether it may equal it (as the PQ_ settings' bounds).
+POLICY_BOUNDS = {
+    "seats": (1, True),
+    "max_attempts": (1, True),
+    "job_timeout": (0, False),
+    "lease_seconds": (0, False),
+    "retry_backoff_seconds": (0, True),
+}
+
+
+def queue_policy_values(**given: float | None) -> dict[str, float]:
+    """The policy values given (not None), each checked against its bound before anything is stored."""
+    values = {name: value for name, value in given.items() if value is not None}
+    for name, value in values.items():
+        least, inclusive = POLICY_BOUNDS[name]
+        if value < least or (value == least and not inclusive):
+            raise InvalidInput(name, f"must be {'at least' if inclusive else 'more than'} {least}, got {value}")
+    return values

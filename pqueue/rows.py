@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pqueue.models import Delivery, Event, Job, RunningJob, Worker
+from pqueue.models import Delivery, Event, Job, QueueInfo, RunningJob, Worker
 from pqueue.partner import partner_error
+from pqueue.settings import Settings
 from pqueue.states import DeliveryStatus, Status
 
 
@@ -110,3 +111,21 @@ def callback_body(job: Any) -> str:
     finished = job.finished_at
     outcome["finished_at"] = finished.isoformat().replace("+00:00", "Z") if finished else None
     return json.dumps(outcome, separators=(",", ":"), sort_keys=True)
+
+
+def queue_info_from(name: str, row: Any, defaults: Settings) -> QueueInfo:
+    """A queue's stored values, each one missing taken from this program's PQ_ defaults."""
+
+    def stored(column: str, default: Any) -> Any:
+        value = getattr(row, column) if row is not None else None
+        return default if value is None else value
+
+    return QueueInfo(
+        name,
+        stored("seats", defaults.max_running),
+        bool(stored("paused", False)),
+        max_attempts=stored("max_attempts", defaults.max_attempts),
+        job_timeout=float(stored("job_timeout", defaults.job_timeout)),
+        lease_seconds=float(stored("lease_seconds", defaults.lease_seconds)),
+        retry_backoff_seconds=float(stored("retry_backoff_seconds", defaults.retry_backoff_seconds)),
+    )

@@ -11,8 +11,11 @@ monotonic clock, which no wall-clock change moves. A backward jump only delays r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
+
+from pqueue.policy import lease_margin
 
 LeaseStamp = tuple[int, int, datetime | None]  # job id, lease id, lease expiry as last renewed
 
@@ -30,3 +33,14 @@ class SilenceWatch:
     def silent(self, now: float, seconds: float) -> list[tuple[int, int]]:
         """(job id, lease id) of the leases unchanged for at least `seconds`."""
         return [(job_id, lease_id) for (job_id, lease_id, _), since in self._since.items() if now - since >= seconds]
+
+    def silent_leases(self, now: float, stamps: Sequence[Any], default_lease: float) -> set[tuple[int, int]]:
+        """(job id, lease id) of the leases silent for their own claim's lease length plus its
+        margin; `stamps` are rows with lease_ms (a job claimed before revision 0005 has none and
+        counts `default_lease`)."""
+        lease_of = {(s.id, s.lease_id): s.lease_ms / 1000 if s.lease_ms else default_lease for s in stamps}
+        silent: set[tuple[int, int]] = set()
+        for lease in set(lease_of.values()):
+            quiet = self.silent(now, lease + lease_margin(lease))
+            silent.update(key for key in quiet if lease_of.get(key) == lease)
+        return silent

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from pqueue import policy, submitting
+from pqueue import policy, rows, submitting
 from pqueue.database import describe_url
 from pqueue.dialects import SQLDialect, dialect_for
 from pqueue.errors import (
@@ -46,8 +46,6 @@ from pqueue.models import (
     ThroughputPoint,
     Worker,
 )
-from pqueue.policy import lease_margin
-from pqueue.rows import callback_body, delivery_from, event_from, job_from, running_from, worker_from
 from pqueue.settings import Settings
 from pqueue.silence import SilenceWatch
 from pqueue.sql import Context, Statements, locks
@@ -65,12 +63,11 @@ from pqueue.states import (
     worker_outcome,
 )
 from pqueue.transactions import Transactions, Tx
-from pqueue.validation import check_call, jobs_to_put
+from pqueue.validation import check_call, check_page_limit, jobs_to_put
 from pqueue.waiting import Waiter, make_waiter
 
 log = logging.getLogger("pqueue")
 
-MAX_PAGE = 1000
 # A registry row not seen for this long belongs to a program that died without unregistering
 # (SIGKILL, a lost host); the next rescue forgets it, so `pq workers` does not grow forever.
 FORGET_WORKERS_AFTER_SECONDS = 86400.0
@@ -165,7 +162,7 @@ class PersistentQ(PersistentQInterface):
         if row is None:  # nothing due, the queue is paused, or every seat is taken
             return None
         tx.seat_taken(queue)
-        return job_from(row)
+        return rows.job_from(row)
 
     def candidate_query(self, queue: str) -> Any:
         """The claim's SELECT for one queue with its value inlined, for EXPLAIN in tests."""
@@ -256,7 +253,7 @@ class PersistentQ(PersistentQInterface):
 
     def rescue_expired(self, *, actor: str = "rescue", watch: SilenceWatch | None = None) -> list[tuple[int, Status]]:
         check_call("rescue_expired", locals())
-        margin = lease_margin(self.settings.lease_seconds)
+        margin = policy.lease_margin(self.settings.lease_seconds)
 
         def rescue(tx: Tx) -> list[tuple[int, Status]]:
             expired = tx.conn.execute(self._sql.moves.expired(margin)).all()
@@ -264,25 +261,12 @@ class PersistentQ(PersistentQInterface):
                 now = time.monotonic()
                 stamps = tx.conn.execute(self._sql.moves.lease_stamps()).all()
                 watch.observe([(stamp.id, stamp.lease_id, stamp.lease_expires_at) for stamp in stamps], now)
-                silent = self._silent(watch, now, stamps)
+                silent = watch.silent_leases(now, stamps, self.settings.lease_seconds)
                 expired = [job for job in expired if (job.id, job.lease_id) in silent]
             tx.conn.execute(self._sql.registry.forget(FORGET_WORKERS_AFTER_SECONDS))
             return [self._rescue_one(tx, job, actor) for job in expired]
 
         return self._tx.write(rescue)
-
-    def _silent(self, watch: SilenceWatch, now: float, stamps: Sequence[Any]) -> set[tuple[int, int]]:
-        """The leases silent for their own claim's lease length plus its margin (a queue's lease
-        may have changed since; a job claimed before revision 0005 counts this program's lease)."""
-        lease_of = {
-            (stamp.id, stamp.lease_id): stamp.lease_ms / 1000 if stamp.lease_ms else self.settings.lease_seconds
-            for stamp in stamps
-        }
-        silent: set[tuple[int, int]] = set()
-        for lease in set(lease_of.values()):
-            quiet = watch.silent(now, lease + lease_margin(lease))
-            silent.update(key for key in quiet if lease_of.get(key) == lease)
-        return silent
 
     def _rescue_one(self, tx: Tx, job: Any, actor: str) -> tuple[int, Status]:
         move = policy.lease_expired(
@@ -351,7 +335,7 @@ class PersistentQ(PersistentQInterface):
             status = Status(current.status)
             if status == Status.UNDER_PROCESS:
                 # The seat stays taken until the worker has really stopped the algorithm.
-                return job_from(self._apply(tx, current, stop_requested(status, operation, target, reason), actor))
+                return rows.job_from(self._apply(tx, current, stop_requested(status, operation, target, reason), actor))
             return self._after_move(tx, self._apply(tx, current, stopped(target, reason), actor))
 
         return self._tx.write(stop)
@@ -374,7 +358,7 @@ class PersistentQ(PersistentQInterface):
                 tx.conn.execute(outbox.again(delivery_id))
             status = Status(job.status)
             self._sql.moves.write_event(tx, job_id, status, status, actor, "callback redelivery requested")
-            return delivery_from(tx.conn.execute(outbox.one(delivery_id)).one())
+            return rows.delivery_from(tx.conn.execute(outbox.one(delivery_id)).one())
 
         return self._tx.write(again)
 
@@ -401,7 +385,7 @@ class PersistentQ(PersistentQInterface):
         retry_backoff_seconds: float | None = None,
     ) -> QueueInfo:
         check_call("set_queue_policy", locals())
-        values = _policy_values(
+        values = policy.queue_policy_values(
             seats=seats,
             max_attempts=max_attempts,
             job_timeout=job_timeout,
@@ -416,39 +400,21 @@ class PersistentQ(PersistentQInterface):
                 tx.conn.execute(self._sql.registry.set_queue(queue, values))
                 tx.wake(queue)
             row = tx.conn.execute(self._sql.reads.queue_setting(queue)).first()
-            return self._queue_info(queue, row)
+            return rows.queue_info_from(queue, row, self.settings)
 
         return self._tx.write(upsert)
-
-    def _queue_info(self, name: str, row: Any) -> QueueInfo:
-        """The queue's stored values, each one missing taken from this program's PQ_ defaults."""
-        defaults = self.settings
-
-        def stored(column: str, default: Any) -> Any:
-            value = getattr(row, column) if row is not None else None
-            return default if value is None else value
-
-        return QueueInfo(
-            name,
-            stored("seats", defaults.max_running),
-            bool(stored("paused", False)),
-            max_attempts=stored("max_attempts", defaults.max_attempts),
-            job_timeout=float(stored("job_timeout", defaults.job_timeout)),
-            lease_seconds=float(stored("lease_seconds", defaults.lease_seconds)),
-            retry_backoff_seconds=float(stored("retry_backoff_seconds", defaults.retry_backoff_seconds)),
-        )
 
     def queues(self) -> list[QueueInfo]:
         with self._tx.read() as conn:
             configured = {row.name: row for row in conn.execute(self._sql.reads.queue_settings())}
             names = set(configured) | set(conn.execute(self._sql.reads.queue_names()).scalars())
-        return [self._queue_info(name, configured.get(name)) for name in sorted(names)]
+        return [rows.queue_info_from(name, configured.get(name), self.settings) for name in sorted(names)]
 
     def queue_settings(self, queue: str) -> QueueInfo | None:
         check_call("queue_settings", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.reads.queue_setting(queue)).first()
-        return None if row is None else self._queue_info(queue, row)
+        return None if row is None else rows.queue_info_from(queue, row, self.settings)
 
     def purge(
         self,
@@ -526,10 +492,10 @@ class PersistentQ(PersistentQInterface):
         if row.status in FINAL and row.callback_url:
             self._queue_delivery(tx, row)
         tx.wake(row.queue)
-        return job_from(row)
+        return rows.job_from(row)
 
     def _queue_delivery(self, tx: Tx, job: Any) -> int:
-        delivery_id: int = tx.conn.execute(self._sql.outbox.queue(job, callback_body(job))).scalar_one()
+        delivery_id: int = tx.conn.execute(self._sql.outbox.queue(job, rows.callback_body(job))).scalar_one()
         return delivery_id
 
     # -- reading ----------------------------------------------------------------------------
@@ -541,7 +507,7 @@ class PersistentQ(PersistentQInterface):
             if row is None:
                 raise JobNotFound(job_id)
             latest = conn.execute(self._sql.outbox.latest(job_id)).first()
-        return job_from(row, delivery_from(latest) if latest is not None else None)
+        return rows.job_from(row, rows.delivery_from(latest) if latest is not None else None)
 
     def get_all_items(
         self,
@@ -555,16 +521,15 @@ class PersistentQ(PersistentQInterface):
         search: str | None = None,
     ) -> Page:
         check_call("get_all_items", locals())
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
+        check_page_limit(limit)
         conditions = self._sql.reads.filters(parse_statuses(status), queue, since_seconds, search)
         if cursor is not None and not cursor.isdigit():
             raise InvalidInput("cursor", f"{cursor!r} is not a cursor this API returned")
         after = int(cursor) if cursor is not None else None
         with self._tx.read() as conn:
-            rows = conn.execute(self._sql.reads.page(conditions, after, oldest_first, limit + 1)).all()
-        items = [job_from(row) for row in rows[:limit]]
-        next_cursor = str(items[-1].id) if len(rows) > limit else None
+            found = conn.execute(self._sql.reads.page(conditions, after, oldest_first, limit + 1)).all()
+        items = [rows.job_from(row) for row in found[:limit]]
+        next_cursor = str(items[-1].id) if len(found) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
     def count_items(
@@ -582,19 +547,18 @@ class PersistentQ(PersistentQInterface):
 
     def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
         check_call("next_items", locals())
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
+        check_page_limit(limit)
         with self._tx.read() as conn:
-            rows = conn.execute(self._sql.reads.next_waiting(queue, limit)).all()
-        return [job_from(row) for row in rows]
+            found = conn.execute(self._sql.reads.next_waiting(queue, limit)).all()
+        return [rows.job_from(row) for row in found]
 
     def events(self, job_id: int) -> list[Event]:
         check_call("events", locals())
         with self._tx.read() as conn:
             if conn.execute(self._sql.reads.job_id(job_id)).first() is None:
                 raise JobNotFound(job_id)
-            rows = conn.execute(self._sql.reads.events(job_id)).all()
-        return [event_from(row) for row in rows]
+            found = conn.execute(self._sql.reads.events(job_id)).all()
+        return [rows.event_from(row) for row in found]
 
     def stats(self) -> Stats:
         reads = self._sql.reads
@@ -608,7 +572,7 @@ class PersistentQ(PersistentQInterface):
         return Stats(
             counts=counts,
             oldest_waiting_seconds=float(oldest) if oldest is not None else None,
-            running=[running_from(row) for row in running],
+            running=[rows.running_from(row) for row in running],
             deliveries=delivery_counts,
             queues=self.queues(),
         )
@@ -618,8 +582,8 @@ class PersistentQ(PersistentQInterface):
         if bucket_seconds < 1:
             raise InvalidInput("bucket_seconds", "must be at least 1")
         with self._tx.read() as conn:
-            rows = conn.execute(self._sql.reads.throughput(window_seconds, bucket_seconds)).all()
-        return [ThroughputPoint(bucket_start=r[0], status=Status(r[1]), count=int(r[2])) for r in rows]
+            found = conn.execute(self._sql.reads.throughput(window_seconds, bucket_seconds)).all()
+        return [ThroughputPoint(bucket_start=r[0], status=Status(r[1]), count=int(r[2])) for r in found]
 
     def run_durations(self, *, window_seconds: float = 3600, limit: int = 5000) -> list[float]:
         check_call("run_durations", locals())
@@ -663,8 +627,8 @@ class PersistentQ(PersistentQInterface):
 
     def workers(self) -> list[Worker]:
         with self._tx.read() as conn:
-            rows = conn.execute(self._sql.reads.workers()).all()
-        return [worker_from(row) for row in rows]
+            found = conn.execute(self._sql.reads.workers()).all()
+        return [rows.worker_from(row) for row in found]
 
     # -- callback outbox --------------------------------------------------------------------
 
@@ -676,8 +640,8 @@ class PersistentQ(PersistentQInterface):
             due = list(tx.conn.execute(outbox.due(limit)).scalars())
             if not due:
                 return []
-            rows = tx.conn.execute(outbox.lock(due, worker_id, lock_seconds)).all()
-            return sorted((delivery_from(row) for row in rows), key=lambda d: d.id)
+            found = tx.conn.execute(outbox.lock(due, worker_id, lock_seconds)).all()
+            return sorted((rows.delivery_from(row) for row in found), key=lambda d: d.id)
 
         return self._tx.write(claim)
 
@@ -705,7 +669,7 @@ class PersistentQ(PersistentQInterface):
         def record(tx: Tx) -> Delivery:
             row = tx.conn.execute(statement).first()
             if row is not None:
-                return delivery_from(row)
+                return rows.delivery_from(row)
             if held_by is not None and tx.conn.execute(outbox.exists(delivery_id)).first():  # held by another now
                 raise DeliveryLockLost(delivery_id, held_by)
             raise InvalidInput("delivery_id", f"no delivery {delivery_id}")
@@ -716,7 +680,7 @@ class PersistentQ(PersistentQInterface):
         check_call("delivery", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.outbox.latest(job_id)).first()
-        return delivery_from(row) if row is not None else None
+        return rows.delivery_from(row) if row is not None else None
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -732,23 +696,3 @@ class PersistentQ(PersistentQInterface):
             self._waiter.close()
             self._waiter = None
         self.engine.dispose()
-
-
-# Each policy value's least allowed value and whether it may equal it (as the PQ_ settings' bounds).
-POLICY_BOUNDS = {
-    "seats": (1, True),
-    "max_attempts": (1, True),
-    "job_timeout": (0, False),
-    "lease_seconds": (0, False),
-    "retry_backoff_seconds": (0, True),
-}
-
-
-def _policy_values(**given: float | None) -> dict[str, float]:
-    """The policy values given (not None), each checked against its bound before anything is stored."""
-    values = {name: value for name, value in given.items() if value is not None}
-    for name, value in values.items():
-        least, inclusive = POLICY_BOUNDS[name]
-        if value < least or (value == least and not inclusive):
-            raise InvalidInput(name, f"must be {'at least' if inclusive else 'more than'} {least}, got {value}")
-    return values

@@ -29,6 +29,7 @@ LARGEST_INTEGER = 2**63 - 1
 # What a bare payload in put_items may be at its top level (its contents are checked when stored).
 PAYLOAD_TYPES = (dict, list, tuple, str, int, float, bool, type(None))
 PAYLOAD_WORDS = "a NewJob or a JSON payload (dict, list, str, number, bool or None)"
+MAX_PAGE = 1000  # the most jobs one read of a page (or of the line) returns
 
 
 def check_call(operation: str, arguments: dict[str, Any]) -> None:
@@ -39,6 +40,12 @@ def check_call(operation: str, arguments: dict[str, Any]) -> None:
     """
     for name, check in _checks(operation):
         check(name, arguments[name])
+
+
+def check_page_limit(limit: int) -> None:
+    """A page holds 1 to MAX_PAGE jobs."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
 
 
 def jobs_to_put(new_jobs: Any, actor: Any) -> list[NewJob]:
