@@ -96,11 +96,15 @@ class Partner:
             self.peak_open = max(self.peak_open, self.open_now)
             return self.planned.popleft() if self.planned else self.default
 
-    def done(self, received: Received, status: int) -> None:
+    def answering(self, received: Received, status: int) -> None:
+        """Recorded before the reply goes out: a client that has read it sees it recorded."""
+        with self.lock:
+            received.answered = status
+
+    def done(self, received: Received) -> None:
         with self.lock:
             self.active[received.headers.get("idempotency-key", "")] -= 1
             self.open_now -= 1
-            received.answered = status
 
 
 def _handler_for(partner: Partner) -> type[BaseHTTPRequestHandler]:
@@ -114,17 +118,18 @@ def _handler_for(partner: Partner) -> type[BaseHTTPRequestHandler]:
             received = Received(self.path, headers, body)
             reply = partner.take(received)
             try:
-                self._answer(reply)
+                self._answer(received, reply)
             except OSError:
                 pass  # the client gave up (read timeout) and closed the connection
             finally:
-                partner.done(received, reply.status)
+                partner.done(received)
 
-        def _answer(self, reply: Reply) -> None:
+        def _answer(self, received: Received, reply: Reply) -> None:
             if reply.hold:
                 partner.released.wait()
             if reply.delay:
                 partner.stopping.wait(reply.delay)
+            partner.answering(received, reply.status)
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)

@@ -63,6 +63,13 @@ def test_seat_race__eight_processes_one_seat_exactly_one_wins(pg: PersistentQ) -
                 process.kill()
 
 
+@pytest.fixture
+def roomy_pg(make_queue: Callable[..., PersistentQ]) -> PersistentQ:
+    """A queue whose calls may take minutes: loading a long backlog in one statement outlasts
+    the usual few-second deadline on a slow machine."""
+    return make_queue(synchronous_commit=False, db_statement_timeout=300, db_network_timeout=300)
+
+
 def _pile_up(pg: PersistentQ, status: str, count: int) -> None:
     """Store `count` jobs in `status` straight through SQL, and refresh the planner's statistics."""
     with pg.engine.begin() as conn:
@@ -73,7 +80,8 @@ def _pile_up(pg: PersistentQ, status: str, count: int) -> None:
         conn.exec_driver_sql("ANALYZE pq_jobs")
 
 
-def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: PersistentQ) -> None:
+def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(roomy_pg: PersistentQ) -> None:
+    pg = roomy_pg
     _pile_up(pg, "processed", 50_000)
     pg.put_item("waiting")
     query = pg.candidate_query("default").compile(dialect=pg.engine.dialect, compile_kwargs={"literal_binds": True})
@@ -83,7 +91,8 @@ def test_claim_plan__uses_partial_index_with_finished_jobs_piled_up(pg: Persiste
     assert "Seq Scan on pq_jobs" not in plan, plan
 
 
-def test_claim_plan__walks_the_index_to_the_first_job_of_a_long_backlog(pg: PersistentQ) -> None:
+def test_claim_plan__walks_the_index_to_the_first_job_of_a_long_backlog(roomy_pg: PersistentQ) -> None:
+    pg = roomy_pg
     _pile_up(pg, "unprocessed", 200_000)
     assert isinstance(pg._sql.claim, PostgresClaim)
     claim = pg._sql.claim.statement().params(w_queue="default", w_worker="w", w_lease_seconds=30.0)
