@@ -17,7 +17,7 @@ from producer.group_commit import GroupCommitter
 from producer.guards import BodyGuard, TokenGuard
 from producer.metrics import IntakeMetrics
 from producer.routes import jobs, ops, queues
-from producer.shortcut import SubmitShortcut
+from producer.submit_path import SubmitShortcut
 
 DESCRIPTION = """\
 Submit requests for the licensed algorithm and follow them until their outcome.
@@ -61,8 +61,8 @@ def create_app(settings: Settings, store: PersistentQ | None = None) -> FastAPI:
         intake.metrics.rejected.labels(reason).inc()
 
     # Added last = runs first: the token is checked before any body is read, and both guards
-    # run before the shortcut hands POST /jobs to its endpoint.
-    app.add_middleware(SubmitShortcut, endpoint=jobs.submit_job)
+    # run before the shortcut hands POST /jobs to its endpoint (producer/submit_path.py).
+    app.add_middleware(SubmitShortcut)
     app.add_middleware(BodyGuard, max_bytes=settings.max_body_bytes, on_reject=count_rejection)
     app.add_middleware(TokenGuard, token=settings.api_token, on_reject=count_rejection)
     if settings.api_token:

@@ -1,4 +1,4 @@
-"""POST /jobs skips FastAPI's router; its answers, errors included, are the router's."""
+"""POST /jobs skips FastAPI's router (producer/submit_path.py); its answers, errors included, are the router's."""
 
 from __future__ import annotations
 
