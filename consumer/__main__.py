@@ -18,6 +18,7 @@ from consumer.pool import AlgorithmProcesses
 from consumer.stopping import Shutdown, Waker
 from consumer.worker import Consumer
 from pqueue import PersistentQ, PQError, Settings
+from pqueue.policy import overruled
 
 log = logging.getLogger("consumer")
 
@@ -95,6 +96,7 @@ def _work(
     worker_id = make_worker_id()
     queue = settings.queue
     store.register_worker(worker_id, kind="consumer", queue=queue, host=socket.gethostname(), pid=os.getpid())
+    stored = store.adopt_queue(queue)
     event(
         log,
         "started",
@@ -102,10 +104,15 @@ def _work(
         queue=queue,
         algorithm=settings.algorithm,
         database=store.describe(),
-        lease=settings.lease_seconds,
-        timeout=settings.job_timeout,
+        seats=stored.seats,
+        max_attempts=stored.max_attempts,
+        lease=stored.lease_seconds,
+        timeout=stored.job_timeout,
+        backoff=stored.retry_backoff_seconds,
         grace=settings.shutdown_grace,
     )
+    for line in overruled(settings, stored):
+        event(log, "setting_overruled", level=logging.WARNING, detail=line)
     delivery = DeliveryLoop(store, settings, worker_id)
     delivery.start()
     consumer = Consumer(

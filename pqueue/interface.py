@@ -204,6 +204,13 @@ class PersistentQInterface(abc.ABC):
         reads the same one; it holds from the next claim. Unset values are the PQ_ defaults."""
 
     @abc.abstractmethod
+    def adopt_queue(self, queue: str | None = None, *, lease_seconds: float | None = None) -> QueueInfo:
+        """The queue's policy as stored, storing this program's PQ_ defaults for any value not
+        stored yet: the first consumer or relay to serve a queue sets its policy, and every
+        later one, on any host, follows it instead of its own PQ_ settings. lease_seconds
+        stands for PQ_LEASE_SECONDS where a program leases by another setting (the relay)."""
+
+    @abc.abstractmethod
     def queues(self) -> list[QueueInfo]:
         """Every queue that has jobs or settings."""
 

@@ -4,6 +4,9 @@ where a failed attempt goes. Pure functions, no database: the store applies what
 The one rule for a failed attempt, whether the worker reported it or its lease ran out: a job
 with no attempt left goes to manual_intervention, any other to crashed, claimable again after
 an exponential backoff with jitter.
+
+A queue's policy (seats, max attempts, job timeout, lease, retry backoff) is stored with the
+queue; a program's PQ_ settings are only the defaults it stores for a queue no one served before.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from typing import Any
 
 from pqueue.errors import InvalidInput
-from pqueue.models import JSON
+from pqueue.models import JSON, QueueInfo
+from pqueue.settings import Settings
 from pqueue.states import FromNow, Move, Status, ended
 
 MAX_BACKOFF_SECONDS = 3600.0
@@ -98,6 +103,35 @@ POLICY_BOUNDS = {
     "lease_seconds": (0, False),
     "retry_backoff_seconds": (0, True),
 }
+
+
+# Each policy value: the PQ_ setting that is its default, and the `pq queue set` option that changes it.
+POLICY_SETTINGS = {
+    "seats": ("max_running", "--seats"),
+    "max_attempts": ("max_attempts", "--max-attempts"),
+    "job_timeout": ("job_timeout", "--timeout"),
+    "lease_seconds": ("lease_seconds", "--lease"),
+    "retry_backoff_seconds": ("retry_backoff_seconds", "--backoff"),
+}
+
+
+def defaults_of(settings: Settings) -> dict[str, Any]:
+    """The queue policy a program's PQ_ settings stand for, by pq_queues' column names."""
+    return {name: getattr(settings, setting) for name, (setting, _option) in POLICY_SETTINGS.items()}
+
+
+def overruled(settings: Settings, stored: QueueInfo) -> list[str]:
+    """The PQ_ settings this program was given that the queue's stored policy overrules, each
+    said with the command that would change the stored value."""
+    said = []
+    for name, (setting, option) in POLICY_SETTINGS.items():
+        given, held = getattr(settings, setting), getattr(stored, name)
+        if setting in settings.model_fields_set and given != held:
+            said.append(
+                f"PQ_{setting.upper()}={given:g} is overruled by queue {stored.name!r}'s stored {name} {held:g}"
+                f" (`pq queue set {stored.name} {option} {given:g}` changes it for every host)"
+            )
+    return said
 
 
 def queue_policy_values(**given: float | None) -> dict[str, float]:

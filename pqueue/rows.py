@@ -113,6 +113,13 @@ def callback_body(job: Any) -> str:
     return json.dumps(outcome, separators=(",", ":"), sort_keys=True)
 
 
+def backoff_of(row: Any, defaults: Settings) -> float:
+    """The retry backoff a failed attempt of this job waits by: its queue's stored one (read
+    with the row as queue_backoff), else this program's PQ_RETRY_BACKOFF_SECONDS."""
+    stored = row.queue_backoff
+    return defaults.retry_backoff_seconds if stored is None else float(stored)
+
+
 def queue_info_from(name: str, row: Any, defaults: Settings) -> QueueInfo:
     """A queue's stored values, each one missing taken from this program's PQ_ defaults."""
 

@@ -69,7 +69,10 @@ jobs = Table(
     Column("status", String(32), nullable=False),
     Column("priority", Integer, nullable=False, server_default="0"),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # The attempts the job may take: its submitter's own limit when max_attempts_given, else its
+    # queue's stored policy, which every claim copies in (so an operator's change reaches waiting jobs).
     Column("max_attempts", Integer, nullable=False),
+    Column("max_attempts_given", Boolean, nullable=True),
     # Grows by one on every claim and never goes back: the fencing token.
     Column("lease_id", BigInteger, nullable=False, server_default="0"),
     Column("worker_id", String(200), nullable=True),
@@ -137,7 +140,8 @@ queues = Table(
     Column("name", String(200), primary_key=True),
     Column("seats", Integer, nullable=True),
     Column("paused", Boolean, nullable=False, server_default=text("false")),
-    # The queue's policy; NULL means the reading program's PQ_ default (PQ_MAX_ATTEMPTS, ...).
+    # The queue's policy, stored from the PQ_ defaults of the first consumer or relay that serves it
+    # (adopt_queue); NULL only where nothing has served it yet: then the reading program's PQ_ default.
     Column("max_attempts", Integer, nullable=True),
     Column("job_timeout", Float, nullable=True),
     Column("lease_seconds", Float, nullable=True),

@@ -237,7 +237,7 @@ class PersistentQ(PersistentQInterface):
             max_attempts=current.max_attempts,
             error=error,
             stop_reason=current.stop_reason,
-            backoff=self.settings.retry_backoff_seconds,
+            backoff=rows.backoff_of(current, self.settings),
         )
         return self._after_move(tx, self._apply(tx, current, move, current.worker_id or "worker", lease_id))
 
@@ -276,7 +276,7 @@ class PersistentQ(PersistentQInterface):
             worker_id=job.worker_id,
             stop_request=job.stop_request,
             stop_reason=job.stop_reason,
-            backoff=self.settings.retry_backoff_seconds,
+            backoff=rows.backoff_of(job, self.settings),
         )
         self._after_move(tx, self._apply(tx, job, move, actor, job.lease_id))
         return job.id, move.target
@@ -364,11 +364,11 @@ class PersistentQ(PersistentQInterface):
 
     def pause(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
         check_call("pause", locals())
-        return self._set_queue(queue or self.settings.queue, paused=True)
+        return self._set_queue(queue or self.settings.queue, {"paused": True})
 
     def resume(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
         check_call("resume", locals())
-        return self._set_queue(queue or self.settings.queue, paused=False)
+        return self._set_queue(queue or self.settings.queue, {"paused": False})
 
     def set_seats(self, queue: str, seats: int) -> QueueInfo:
         check_call("set_seats", locals())
@@ -385,19 +385,18 @@ class PersistentQ(PersistentQInterface):
         retry_backoff_seconds: float | None = None,
     ) -> QueueInfo:
         check_call("set_queue_policy", locals())
-        values = policy.queue_policy_values(
-            seats=seats,
-            max_attempts=max_attempts,
-            job_timeout=job_timeout,
-            lease_seconds=lease_seconds,
-            retry_backoff_seconds=retry_backoff_seconds,
-        )
-        return self._set_queue(queue, **values)
+        given = {name: value for name, value in locals().items() if name not in ("self", "queue")}
+        return self._set_queue(queue, policy.queue_policy_values(**given))
 
-    def _set_queue(self, queue: str, **values: Any) -> QueueInfo:
+    def adopt_queue(self, queue: str | None = None, *, lease_seconds: float | None = None) -> QueueInfo:
+        check_call("adopt_queue", locals())
+        defaults = {**policy.defaults_of(self.settings), **policy.queue_policy_values(lease_seconds=lease_seconds)}
+        return self._set_queue(queue or self.settings.queue, defaults, adopt=True)
+
+    def _set_queue(self, queue: str, values: dict[str, Any], *, adopt: bool = False) -> QueueInfo:
         def upsert(tx: Tx) -> QueueInfo:
             if values:
-                tx.conn.execute(self._sql.registry.set_queue(queue, values))
+                tx.conn.execute(self._sql.registry.set_queue(queue, values, keep_stored=adopt))
                 tx.wake(queue)
             row = tx.conn.execute(self._sql.reads.queue_setting(queue)).first()
             return rows.queue_info_from(queue, row, self.settings)

@@ -84,7 +84,7 @@ def keyed_values(job: NewJob, settings: Settings) -> dict[str, Any]:
         "payload_hash": payload_hash(job.payload),
         "status": Status.UNPROCESSED.value,
         "priority": job.priority,
-        "max_attempts": job.max_attempts or settings.max_attempts,
+        "max_attempts": job.max_attempts,  # None: the queue's policy
         "callback_url": job.callback_url,
         "idempotency_key": job.idempotency_key,
     }
@@ -123,7 +123,7 @@ def _keyless_run(run: Sequence[NewJob], labels: list[str], delay: float, setting
             "w_delay": delay,
             "w_queue": first.queue or settings.queue,
             "w_priority": first.priority,
-            "w_max_attempts": first.max_attempts or settings.max_attempts,
+            "w_max_attempts": first.max_attempts,
             "w_callback_url": first.callback_url,
         }
     default_queue = settings.queue

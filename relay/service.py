@@ -85,13 +85,11 @@ class Relay:
         self.should_stop = should_stop
         self.queue = settings.relay_queue
         self.routing = Routing(self.queue)
-        self.lease_seconds = settings.relay_lease_seconds
+        self._lease_for(settings.relay_lease_seconds)
         self.params = broker.parameters(settings.amqp_url)
         self.where = broker.describe(settings.amqp_url)
         self.counters = Counters()
         self.backoff = broker.Backoff()
-        # Rescue often enough that an expired lease comes back soon after it ends.
-        self.housekeeping_seconds = min(5.0, max(0.2, self.lease_seconds / 4))
         self._next_housekeeping = 0.0
         # The claims this relay sent: job id -> (lease id, monotonic time it last set the lease).
         # A status for one of them needs no check of the job's queue, and a `processing` right
@@ -102,6 +100,12 @@ class Relay:
         self._seat_freed = True
         self._next_ready_check = 0.0
 
+    def _lease_for(self, seconds: float) -> None:
+        """Lease sent jobs for `seconds`, and rescue often enough that an expired lease comes back
+        soon after it ends."""
+        self.lease_seconds = seconds
+        self.housekeeping_seconds = min(5.0, max(0.2, seconds / 4))
+
     # -- start and stop -----------------------------------------------------------------------
 
     def prepare(self, *, wait_for_go: bool, host: str, pid: int) -> None:
@@ -110,7 +114,9 @@ class Relay:
             # Paused before the seats are written: a crash in between still leaves it paused.
             self.store.pause(self.queue, actor="relay")
             log.info("queue %r is paused until a go (`pq relay go` or POST /relay/go)", self.queue)
-        info = self.store.set_seats(self.queue, self.settings.relay_window)
+        self.store.set_seats(self.queue, self.settings.relay_window)
+        info = self.store.adopt_queue(self.queue, lease_seconds=self.settings.relay_lease_seconds)
+        self._lease_for(info.lease_seconds)  # the queue's stored lease: `pq queue set --lease` holds here too
         self.store.register_worker(self.worker_id, kind="relay", queue=self.queue, host=host, pid=pid)
         state = "paused, waiting for a go" if info.paused else "feeding"
         log.info(

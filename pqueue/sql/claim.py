@@ -16,7 +16,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, and_, bindparam, cast, func, literal, literal_column, select, update
+from sqlalchemy import BigInteger, Float, and_, bindparam, case, cast, func, literal, literal_column, select, update
 from sqlalchemy import Text as SQLText
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -36,6 +36,14 @@ def claimable() -> ColumnElement[bool]:
     (80 ms with 100,000 jobs stored) instead of one step down ix_pq_jobs_claim.
     """
     return jobs.c.status.in_([literal_column(f"'{status.value}'") for status in CLAIMABLE])
+
+
+def attempt_limit() -> ColumnElement[Any]:
+    """The claimed job's max_attempts: its own if its submitter gave one, else its queue's stored
+    policy as it is now, so `pq queue set --max-attempts` reaches jobs already waiting."""
+    stored = select(queues.c.max_attempts).where(queues.c.name == jobs.c.queue).scalar_subquery()
+    own = jobs.c.max_attempts_given == True  # noqa: E712 - SQL
+    return case((own, jobs.c.max_attempts), else_=func.coalesce(stored, jobs.c.max_attempts))
 
 
 def claim_message(attempt: ColumnElement[Any], max_attempts: ColumnElement[Any], lease: ColumnElement[Any]) -> Any:
@@ -91,7 +99,8 @@ class Claim:
         """What a claim sets: under_process, one attempt more, the next lease, for :w_worker.
 
         The lease is the queue's stored one, read in this same statement, else :w_lease_seconds
-        (the claimer's PQ_LEASE_SECONDS); the row keeps which, for the heartbeats and rescuers."""
+        (the claimer's PQ_LEASE_SECONDS); the row keeps which, for the heartbeats and rescuers.
+        So is the attempt limit, unless the job came with its own."""
         now = self.ctx.now
         stored = select(queues.c.lease_seconds).where(queues.c.name == jobs.c.queue).scalar_subquery()
         lease = func.coalesce(stored, bindparam("w_lease_seconds", type_=Float()))
@@ -99,6 +108,7 @@ class Claim:
         return {
             "status": Status.UNDER_PROCESS.value,
             "attempts": jobs.c.attempts + 1,
+            "max_attempts": attempt_limit(),
             "lease_id": jobs.c.lease_id + 1,
             "worker_id": bindparam("w_worker"),
             "lease_ms": lease_ms,
@@ -145,7 +155,7 @@ class SQLiteClaim(Claim):
     def _pick_with_event(self) -> DirectStatement:
         """The claim's event row, written by the statement that picks the job (it returns the
         job's id and status for the UPDATE)."""
-        message = claim_message(jobs.c.attempts + 1, jobs.c.max_attempts, jobs.c.lease_id + 1)
+        message = claim_message(jobs.c.attempts + 1, attempt_limit(), jobs.c.lease_id + 1)
         under_process = literal(Status.UNDER_PROCESS.value)
         picked = self.pick(jobs.c.id, jobs.c.status, under_process, self.ctx.now, bindparam("w_worker"), message)
         columns = ["job_id", "from_status", "to_status", "at", "actor", "message"]

@@ -20,7 +20,7 @@ from sqlalchemy import Float, bindparam, cast, func, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
-from pqueue.schema import events, jobs
+from pqueue.schema import events, jobs, queues
 from pqueue.sql.context import Context
 from pqueue.states import NOW, FromNow, Minus, Move, Status
 from pqueue.transactions import Tx
@@ -35,6 +35,13 @@ def with_event(ctx: Context, moved: Any, from_status: ColumnElement[Any], messag
     values = select(moved.c.id, from_status, moved.c.status, ctx.now, actor, message)
     event = events.insert().from_select(EVENT_COLUMNS, values).cte("event")
     return select(*(column for column in moved.c if column.name != "from_status")).add_cte(event)
+
+
+def queue_backoff() -> Any:
+    """The job's queue's stored retry backoff (NULL: the program's PQ_RETRY_BACKOFF_SECONDS), read
+    with the job: a failed attempt waits by the policy as it is now, on whichever host records it."""
+    stored = select(queues.c.retry_backoff_seconds).where(queues.c.name == jobs.c.queue).scalar_subquery()
+    return stored.label("queue_backoff")
 
 
 class Moves:
@@ -52,8 +59,9 @@ class Moves:
     @cached_property
     def locked_job(self) -> Any:
         """The job :w_id, locked until the transaction ends (FOR UPDATE on PostgreSQL; on SQLite
-        the transaction holds the write lock): what it shows stays true until the UPDATE."""
-        return select(jobs).where(jobs.c.id == bindparam("w_id")).with_for_update()
+        the transaction holds the write lock): what it shows stays true until the UPDATE. With
+        its queue's stored retry backoff, which a failure spends."""
+        return select(jobs, queue_backoff()).where(jobs.c.id == bindparam("w_id")).with_for_update()
 
     def update(self, job_id: int, from_status: Status, move: Move, lease_id: int | None) -> tuple[Any, dict[str, Any]]:
         """(statement, parameters) of the move's fenced UPDATE, returning the row; the statement
@@ -139,9 +147,9 @@ class Moves:
 
     def expired(self, margin: float) -> Any:
         """Running jobs whose lease ended more than `margin` seconds ago, locked (PostgreSQL skips
-        those another rescuer holds)."""
+        those another rescuer holds), each with its queue's stored retry backoff."""
         return (
-            select(jobs)
+            select(jobs, queue_backoff())
             .where(jobs.c.status == Status.UNDER_PROCESS.value, jobs.c.lease_expires_at < self.ctx.in_(-margin))
             .order_by(jobs.c.id)
             .with_for_update(skip_locked=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, func, update
 
 from pqueue.schema import queues, workers
 from pqueue.sql.context import Context
@@ -16,10 +16,14 @@ class Registry:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def set_queue(self, queue: str, values: dict[str, Any]) -> Any:
-        """Store the queue's settings (seats, paused), creating its row on first use."""
+    def set_queue(self, queue: str, values: dict[str, Any], *, keep_stored: bool = False) -> Any:
+        """Store the queue's settings (seats, paused, policy), creating its row on first use;
+        with keep_stored, only those not stored yet."""
         dialect = self.ctx.dialect
-        return dialect.upsert_values(dialect.insert(queues).values(name=queue, **values), ["name"], values)
+        insert = dialect.insert(queues).values(name=queue, **values)
+        if keep_stored:
+            values = {name: func.coalesce(queues.c[name], insert.excluded[name]) for name in values}
+        return dialect.upsert_values(insert, ["name"], values)
 
     def register(self, worker_id: str, about: dict[str, Any]) -> Any:
         """The worker's row (kind, queue, host, pid), seen and started now; replaced if it is there."""

@@ -169,5 +169,11 @@ def test_processes__fork_ahead_while_busy_and_trim_when_idle(consumer: Consumer)
     processes.trim_spares()
     assert processes._spares == [first]
     assert processes.take_spare() is first
-    assert second.exited and not pid_alive(second.pid)  # the extra spare was killed and reaped
+    # the extra spare was killed; the helper's word that it is reaped comes a moment later
+    def reaped() -> bool:
+        processes.pump()
+        return second.exited
+
+    wait_until(reaped, what="the extra spare reaped")
+    assert not pid_alive(second.pid)
     processes.discard(first)

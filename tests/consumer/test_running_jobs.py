@@ -96,6 +96,22 @@ def test_consumer__crashed_job_is_retried_then_needs_manual_intervention(
     assert moves[-1] == (Status.UNDER_PROCESS, Status.MANUAL_INTERVENTION)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_consumer__its_pq_max_attempts_becomes_the_queues_policy_and_a_later_host_follows_it(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
+) -> None:
+    q = make_queue(max_attempts=3)  # the submitter's default stamps 3
+    first = q.put_item({"do": "fail", "log": str(tmp_path / "first.jsonl")})
+    assert wait_exit(start_consumer("--drain", PQ_MAX_ATTEMPTS="2")) == 0
+    assert (q.get_job(first).status, q.get_job(first).attempts) == (Status.MANUAL_INTERVENTION, 2)
+    second = q.put_item({"do": "fail", "log": str(tmp_path / "second.jsonl")})
+    assert wait_exit(start_consumer("--drain", PQ_MAX_ATTEMPTS="5")) == 0
+    assert q.get_job(second).attempts == 2, "the stored policy, not this host's PQ_MAX_ATTEMPTS"
+    said = (tmp_path / "consumer-1.log").read_text()
+    assert "PQ_MAX_ATTEMPTS=5 is overruled by queue 'default'" in said
+    assert "pq queue set default --max-attempts 5" in said
+
+
 def test_consumer__permanent_error_goes_to_manual_intervention_without_retries(
     make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
 ) -> None:

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 import pqueue
 from admin.cli import app as pq_app
 from ops_dashboard.connection import open_store
-from pqueue import DatabaseMissing, PersistentQ, SchemaOutOfDate, Settings, Status
+from pqueue import DatabaseMissing, SchemaOutOfDate, Settings, Status
 from pqueue.database import head_revision, make_engine, upgrade
+from tests.db.test_migrations import put_as_first_revision
 
 
 def _has_pqueue_tables(settings: Settings) -> bool:
@@ -61,7 +62,7 @@ def test_connect__brings_an_old_schema_up_to_date(make_settings: Callable[..., S
     engine = make_engine(settings.resolved_database_url, settings)
     try:
         upgrade(engine, settings.db_schema, "0001")
-        job_id = PersistentQ(engine, settings).put_item({"kept": True})
+        job_id = put_as_first_revision(engine, {"kept": True})
     finally:
         engine.dispose()
     pqueue.connect(settings=settings).close()

@@ -6,27 +6,39 @@ import multiprocessing
 import sqlite3
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
 
 import pqueue
-from pqueue import NewJob, SchemaOutOfDate, Settings, Status
+from pqueue import SchemaOutOfDate, Settings, Status
 from pqueue.database import VERSION_TABLE, head_revision, make_engine, upgrade
-from pqueue.schema import metadata
+from pqueue.models import JSON
+from pqueue.schema import jobs, metadata
 from pqueue.store import PersistentQ
 from tests.db import workers
 from tests.db.test_multiprocess import drain, overrides_of
+
+
+def put_as_first_revision(engine: Engine, payload: JSON, *, queue: str = "default", priority: int = 0) -> int:
+    """A waiting job as the first revision's code stored it: only the columns 0001 has (today's
+    put_item writes columns of later revisions)."""
+    now = datetime.now(UTC)
+    values = {"queue": queue, "payload": payload, "payload_hash": "", "status": "unprocessed"}
+    stmt = jobs.insert().values(**values, priority=priority, max_attempts=3, created_at=now, run_after=now)
+    with engine.begin() as conn:
+        return int(conn.execute(stmt.returning(jobs.c.id)).scalar_one())
 
 
 def test_upgrade_from_first_revision__keeps_data(settings: Settings) -> None:
     engine = make_engine(settings.resolved_database_url, settings)
     try:
         assert upgrade(engine, settings.db_schema, "0001") == (None, "0001")
-        old = PersistentQ(engine, settings)
-        job_id = old.put_item({"kept": True}, priority=2)
+        job_id = put_as_first_revision(engine, {"kept": True}, priority=2)
         with pytest.raises(
             SchemaOutOfDate, match=f"revision 0001; this code needs {head_revision()}; run `pq migrate`"
         ):
@@ -47,9 +59,8 @@ def test_upgrade_from_0002__finished_jobs_stay_purgeable_and_waiting_ones_stay(s
     engine = make_engine(settings.resolved_database_url, settings)
     try:
         assert upgrade(engine, settings.db_schema, "0002") == (None, "0002")
-        old = PersistentQ(engine, settings)
-        waiting = [r.id for r in old.put_items([NewJob({"n": n}) for n in range(3)])]
-        finished = old.put_item("done", queue="once")
+        waiting = [put_as_first_revision(engine, {"n": n}) for n in range(3)]
+        finished = put_as_first_revision(engine, "done", queue="once")
         with engine.begin() as conn:  # finished as 0002's code did it (today's claim needs 0005's column)
             conn.exec_driver_sql(
                 f"UPDATE pq_jobs SET status = 'processed', finished_at = created_at WHERE id = {finished}"
@@ -73,8 +84,7 @@ def test_upgrade_from_0003__seats_and_pause_kept_policy_unset(settings: Settings
     engine = make_engine(settings.resolved_database_url, settings)
     try:
         assert upgrade(engine, settings.db_schema, "0003") == (None, "0003")
-        old = PersistentQ(engine, settings)
-        old.put_item("waiting", queue="remote")
+        put_as_first_revision(engine, "waiting", queue="remote")
         with engine.begin() as conn:
             conn.exec_driver_sql("INSERT INTO pq_queues (name, seats, paused) VALUES ('remote', 3, true)")
         assert upgrade(engine, settings.db_schema) == ("0003", head_revision())

@@ -255,6 +255,65 @@ def test_queue_policy__rescue_waits_out_each_jobs_own_claimed_lease(q: Persisten
     assert q.get_job(long.id).status == Status.UNDER_PROCESS
 
 
+def test_queue_policy__the_first_program_to_serve_a_queue_stores_its_defaults_and_later_ones_follow(
+    make_queue: Callable[..., PersistentQ],
+) -> None:
+    first = make_queue(max_running=2, max_attempts=2, job_timeout=7, lease_seconds=9, retry_backoff_seconds=0)
+    first.pause("remote")  # a row with nothing of the policy stored yet
+    adopted = first.adopt_queue("remote")
+    assert (adopted.seats, adopted.max_attempts, adopted.job_timeout, adopted.lease_seconds) == (2, 2, 7.0, 9.0)
+    assert adopted.paused and adopted.retry_backoff_seconds == 0.0
+    other_host = make_queue(max_running=5, max_attempts=6, job_timeout=60, lease_seconds=30, retry_backoff_seconds=3)
+    assert other_host.adopt_queue("remote") == adopted, "the stored policy wins over another host's PQ_"
+    other_host.set_queue_policy("remote", max_attempts=4)
+    assert first.adopt_queue("remote").max_attempts == 4, "adopting never undoes an operator's change"
+    relayed = first.adopt_queue("relayed", lease_seconds=600)  # the relay leases by PQ_RELAY_LEASE_SECONDS
+    assert (relayed.lease_seconds, relayed.max_attempts) == (600.0, 2)
+    with pytest.raises(InvalidInput, match="lease_seconds"):
+        first.adopt_queue("other", lease_seconds=0)
+    assert first.queue_settings("other") is None, "refused: nothing stored"
+
+
+def test_queue_policy__max_attempts_reaches_waiting_jobs_at_their_claim_and_own_limits_stay(
+    make_queue: Callable[..., PersistentQ],
+) -> None:
+    producer_host = make_queue(max_attempts=3, retry_backoff_seconds=0)
+    plain, own = producer_host.put_item("plain"), producer_host.put_item("own", max_attempts=5)
+    assert producer_host.get_job(plain).max_attempts == 3, "nothing stored yet: the submitter's default"
+    consumer_host = make_queue(max_attempts=1, retry_backoff_seconds=0)
+    consumer_host.adopt_queue()
+    first = consumer_host.get_item("w")
+    assert first is not None and first.id == plain and first.max_attempts == 1
+    assert consumer_host.get_job(own).max_attempts == 5
+    assert consumer_host.update_status(plain, "crashed", lease_id=first.lease_id).status == Status.MANUAL_INTERVENTION
+    second = consumer_host.get_item("w")
+    assert second is not None and second.id == own and second.max_attempts == 5, "a job's own limit is kept"
+    assert "attempt 1 of 5, lease 1" in [e.message for e in consumer_host.events(own)]
+    assert "attempt 1 of 1, lease 1" in [e.message for e in consumer_host.events(plain)]
+    later = producer_host.put_item("later")
+    assert producer_host.get_job(later).max_attempts == 1, "a new job is stamped with the stored policy"
+
+
+@pytest.mark.parametrize("path", ["worker", "rescue"])
+def test_queue_policy__a_failed_attempt_waits_the_queues_stored_backoff(
+    make_queue: Callable[..., PersistentQ], path: str
+) -> None:
+    q = make_queue(retry_backoff_seconds=0, lease_seconds=1)
+    job_id = q.put_item("fails")
+    q.set_queue_policy("default", retry_backoff_seconds=600)  # every host: not this program's 0
+    job = q.get_item("w")
+    assert job is not None
+    if path == "worker":
+        q.update_status(job_id, "crashed", lease_id=job.lease_id, error="boom")
+    else:
+        q.clock_offset = timedelta(seconds=60)
+        assert q.rescue_expired() == [(job_id, Status.CRASHED)]
+    crashed = q.get_job(job_id)
+    assert crashed.status == Status.CRASHED
+    wait = (crashed.run_after - q.now()).total_seconds()
+    assert 600 * 0.75 - 5 < wait <= 600 * 1.25, wait
+
+
 @pytest.mark.parametrize(
     ("field", "value", "words"),
     [

@@ -31,6 +31,8 @@ _PARTS = re.compile(
     r"|(ON CONFLICT))"
 )
 
+_SUBQUERY = re.compile(r"\(SELECT [^()]*\)")
+
 
 def summary(sql: str) -> str:
     """What a statement writes and locks, in order: 'update pq_jobs, insert pq_events'."""
@@ -42,8 +44,11 @@ def summary(sql: str) -> str:
             parts.append(f"{verb.split()[0].lower()} {table}")
         else:
             parts.append((call or lock or conflict).lower())
-    if not parts:  # a plain read
-        found = re.search(r"\bFROM (\w+)", words)
+    if not parts:  # a plain read, named by its own table, not a scalar subquery's
+        outer = words
+        while (inner := _SUBQUERY.sub("", outer)) != outer:
+            outer = inner
+        found = re.search(r"\bFROM (\w+)", outer)
         parts.append(f"select {found.group(1)}" if found else "select")
     return ", ".join(parts)
 
