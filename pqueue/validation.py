@@ -3,8 +3,9 @@
 A caller that passes a wrong type (a dict where a job was expected, a string for a job id) gets
 one InvalidInput naming the argument and what was expected, never an AttributeError from deep in
 the store or a driver error. What is checked comes from PersistentQInterface's own annotations,
-so the contract and its checks cannot drift apart. Values within a right type (a limit of 0, an
-unknown status) are the store's to judge.
+so the contract and its checks cannot drift apart. A few parameters mean the same in every
+operation and have one rule of value too (a queue's name, a lease's length); other values within
+a right type (a limit of 0, an unknown status) are the store's to judge.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def check_call(operation: str, arguments: dict[str, Any]) -> None:
     """
     for name, check in _checks(operation):
         check(name, arguments[name])
+    for name, rule in _VALUE_RULES.items():
+        if arguments.get(name) is not None:
+            rule(name, arguments[name])
 
 
 def check_page_limit(limit: int) -> None:
@@ -222,6 +226,19 @@ def _shown(value: Any) -> str:
     text = repr(value)
     return f"{text[:60]}… ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
 
+
+def _queue_name(name: str, value: str) -> None:
+    if not 0 < len(value) <= 200:
+        raise InvalidInput(name, f"must be 1 to 200 characters, got {_shown(value)}")
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise InvalidInput(name, f"must be more than 0 seconds, got {value}")
+
+
+# Rules of value for parameters that mean the same wherever they appear (after their type's check).
+_VALUE_RULES: dict[str, Check] = {"queue": _queue_name, "lease_seconds": _positive}
 
 _SIMPLE: dict[Any, Check] = {
     int: _integer,

@@ -213,3 +213,24 @@ def test_a_right_call_still_works(seeded: PersistentQ) -> None:
     ]
     for check in checks:
         check()
+
+
+VALUE_RULES = [
+    (operation, name, value)
+    for operation, name, _hint in PARAMETERS
+    for rule_name, values in (("queue", ["", "q" * 201]), ("lease_seconds", [0, -1.5]))
+    if name == rule_name
+    for value in values
+]
+
+
+def test_a_queue_name_and_a_lease_have_one_rule_in_every_call(seeded: PersistentQ, tmp_path: Path) -> None:
+    """A queue is named by 1 to 200 characters and a lease lasts more than 0 seconds, whichever
+    call takes them: a claim with a negative lease would hand out a job already expired."""
+    before = snapshot(seeded)
+    operations = {operation for operation, _name, _value in VALUE_RULES}
+    assert {"get_item", "heartbeat", "finish_and_claim", "pause", "set_queue_policy", "adopt_queue"} <= operations
+    for operation, name, value in VALUE_RULES:
+        error = call_with(seeded, tmp_path, operation, name, value)
+        assert isinstance(error, InvalidInput) and error.field == name, (operation, name, value, error)
+    assert snapshot(seeded) == before
