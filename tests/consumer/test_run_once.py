@@ -169,6 +169,7 @@ def test_processes__fork_ahead_while_busy_and_trim_when_idle(consumer: Consumer)
     processes.trim_spares()
     assert processes._spares == [first]
     assert processes.take_spare() is first
+
     # the extra spare was killed; the helper's word that it is reaped comes a moment later
     def reaped() -> bool:
         processes.pump()
