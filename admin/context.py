@@ -1,4 +1,7 @@
-"""What every `pq` command shares: the settings, built once, and the store, opened on first use."""
+"""What every `pq` command shares: the settings, built once, and the store, opened on first use.
+
+A command takes the store as the role it calls (`insights`, `operations`, `work_queue`), or
+`store` when it calls more than one, so mypy shows what each command may do."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import cast
 import typer
 
 import pqueue
-from pqueue import PersistentQ, Settings
+from pqueue import Insights, Operations, PersistentQ, PersistentQInterface, Settings, WorkQueue
 
 
 @dataclass
@@ -36,6 +39,21 @@ def admin(ctx: typer.Context) -> Admin:
     return cast(Admin, ctx.find_root().obj)
 
 
-def store(ctx: typer.Context) -> PersistentQ:
-    """The open store of this run."""
+def store(ctx: typer.Context) -> PersistentQInterface:
+    """The open store of this run, every role."""
+    return admin(ctx).store()
+
+
+def insights(ctx: typer.Context) -> Insights:
+    """The store, for a command that only reads."""
+    return admin(ctx).store()
+
+
+def operations(ctx: typer.Context) -> Operations:
+    """The store, for a command that only changes jobs or queues."""
+    return admin(ctx).store()
+
+
+def work_queue(ctx: typer.Context) -> WorkQueue:
+    """The store, for a command that does a worker's or the intake's part (put, rescue, purge)."""
     return admin(ctx).store()

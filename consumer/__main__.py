@@ -17,7 +17,7 @@ from consumer.logs import event
 from consumer.pool import AlgorithmProcesses
 from consumer.stopping import Shutdown, Waker
 from consumer.worker import Consumer
-from pqueue import PersistentQ, PQError, Settings
+from pqueue import PersistentQInterface, PQError, Settings
 from pqueue.policy import overruled
 
 log = logging.getLogger("consumer")
@@ -86,7 +86,7 @@ def _serve(
 
 
 def _work(
-    store: PersistentQ,
+    store: PersistentQInterface,
     settings: Settings,
     processes: AlgorithmProcesses,
     waker: Waker,

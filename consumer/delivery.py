@@ -27,7 +27,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from consumer.logs import event
-from pqueue import Delivery, DeliveryLockLost, PersistentQInterface, PQError, Settings, SettingsError, callbacks
+from pqueue import Delivery, DeliveryLockLost, PQError, Settings, SettingsError, WorkQueue, callbacks
 
 log = logging.getLogger("consumer.delivery")
 
@@ -177,7 +177,7 @@ class DeliveryLoop:
 
     def __init__(
         self,
-        store: PersistentQInterface,
+        store: WorkQueue,
         settings: Settings,
         worker_id: str,
         *,

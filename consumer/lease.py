@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from consumer.logs import event
-from pqueue import DatabaseError, Job, LeaseLost, PersistentQ, PQError, StopRequested, lease_margin
+from pqueue import DatabaseError, Job, LeaseLost, PQError, StopRequested, WorkQueue, lease_margin
 
 log = logging.getLogger("consumer")
 
@@ -28,7 +28,7 @@ class LeaseKeeper(threading.Thread):
 
     def __init__(
         self,
-        store: PersistentQ,
+        store: WorkQueue,
         job: Job,
         lease_seconds: float,
         renewed_at: float,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from consumer.logs import event
 from consumer.running import Ending, Outcome
-from pqueue import FINAL, DatabaseBusy, Job, LeaseLost, PersistentQ, PQError, Status
+from pqueue import FINAL, DatabaseBusy, Job, LeaseLost, PQError, Status, WorkQueue
 
 log = logging.getLogger("consumer")
 
@@ -34,7 +34,7 @@ class Recorder:
 
     def __init__(
         self,
-        store: PersistentQ,
+        store: WorkQueue,
         worker_id: str,
         *,
         on_database_lost: Callable[[Exception], None],

@@ -25,7 +25,7 @@ from consumer.logs import event
 from consumer.pool import AlgorithmProcesses, JobProcess
 from consumer.processes import describe_exit, readable, wait_readable
 from consumer.stopping import Shutdown, Waker
-from pqueue import Job, LeaseLost, PersistentQ, Settings, Status, StopRequested
+from pqueue import Job, LeaseLost, Settings, Status, StopRequested, WorkQueue
 
 log = logging.getLogger("consumer")
 
@@ -67,7 +67,7 @@ class JobRun:
         job: Job,
         process: JobProcess,
         processes: AlgorithmProcesses,
-        store: PersistentQ,
+        store: WorkQueue,
         settings: Settings,
         shutdown: Shutdown,
         waker: Waker,

@@ -20,7 +20,7 @@ from consumer.processes import wait_readable
 from consumer.recording import Recorder
 from consumer.running import Ending, JobRun, Outcome
 from consumer.stopping import Shutdown, Waker
-from pqueue import DatabaseError, Job, PersistentQ, PQError, Settings, SilenceWatch, Status
+from pqueue import DatabaseError, Job, PQError, Settings, SilenceWatch, Status, WorkQueue
 
 log = logging.getLogger("consumer")
 
@@ -50,7 +50,7 @@ class Consumer:
 
     def __init__(
         self,
-        store: PersistentQ,
+        store: WorkQueue,
         settings: Settings,
         worker_id: str,
         processes: AlgorithmProcesses,

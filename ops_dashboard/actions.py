@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pqueue import FINAL, Job, PersistentQ, PQError, Status
+from pqueue import FINAL, Job, PersistentQInterface, PQError, Status
 
 ACTOR = "dashboard"
 Operation = Literal["requeue", "fail", "cancel", "redeliver"]
@@ -93,7 +93,7 @@ def available(job: Job) -> list[Operation]:
     return operations
 
 
-def apply(store: PersistentQ, action: PendingAction) -> Outcome:
+def apply(store: PersistentQInterface, action: PendingAction) -> Outcome:
     """Run a confirmed action job by job; each refusal is kept as the library's one-line reason."""
     outcome = Outcome(action.operation)
     for job_id, seen in action.targets:
@@ -109,7 +109,7 @@ def apply(store: PersistentQ, action: PendingAction) -> Outcome:
     return outcome
 
 
-def _apply_one(store: PersistentQ, action: PendingAction, job_id: int, seen: Status) -> Job | None:
+def _apply_one(store: PersistentQInterface, action: PendingAction, job_id: int, seen: Status) -> Job | None:
     if action.operation == "requeue":
         return store.requeue(job_id, actor=ACTOR, expect=seen)
     if action.operation == "cancel":
@@ -120,7 +120,7 @@ def _apply_one(store: PersistentQ, action: PendingAction, job_id: int, seen: Sta
     return None
 
 
-def _redeliver(store: PersistentQ, job_id: int, seen: Status) -> None:
+def _redeliver(store: PersistentQInterface, job_id: int, seen: Status) -> None:
     # redeliver takes no expect=; check the status first so a job that moved since is left alone.
     current = store.get_job(job_id).status
     if current != seen:

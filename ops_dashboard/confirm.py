@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ops_dashboard.actions import Outcome, PendingAction, apply, summary
-from pqueue import PersistentQ
+from pqueue import PersistentQInterface
 
 PENDING = "pending_action"
 OUTCOME = "action_outcome"
@@ -28,7 +28,7 @@ def drop() -> None:
     st.session_state[PENDING] = None
 
 
-def _confirm(store: PersistentQ, action: PendingAction) -> None:
+def _confirm(store: PersistentQInterface, action: PendingAction) -> None:
     # Applies exactly the recorded action, not whatever is on the screen now.
     st.session_state[PENDING] = None
     st.session_state[OUTCOME] = (action.origin, apply(store, action))
@@ -40,7 +40,7 @@ def pending(origin: str) -> PendingAction | None:
     return action if action is not None and action.origin == origin else None
 
 
-def render_confirmation(store: PersistentQ, origin: str) -> None:
+def render_confirmation(store: PersistentQInterface, origin: str) -> None:
     """Ask before acting; the question names every job and the status it was shown in."""
     action = pending(origin)
     if action is None:

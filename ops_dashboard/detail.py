@@ -8,13 +8,13 @@ import streamlit as st
 from ops_dashboard import confirm
 from ops_dashboard.actions import LABELS, Operation, Outcome, PendingAction, available
 from ops_dashboard.format import duration, moment
-from pqueue import Delivery, Event, Job, JobNotFound, PersistentQ
+from pqueue import Delivery, Event, Job, JobNotFound, PersistentQInterface
 
 ORIGIN = "detail"
 REASON = "action_reason"
 
 
-def render_detail(store: PersistentQ, job_id: int, readonly: bool) -> None:
+def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> None:
     """The selected job; a job that is gone (purged, wrong id) is a message, not an error."""
     try:
         job = store.get_job(job_id)
@@ -108,7 +108,7 @@ def _timeline(timeline: list[Event]) -> pd.DataFrame:
     )
 
 
-def _actions(store: PersistentQ, job: Job) -> None:
+def _actions(store: PersistentQInterface, job: Job) -> None:
     """Buttons record the job id and the status on screen; nothing happens before Confirm."""
     pending = confirm.pending(ORIGIN)
     if pending is not None and pending.targets[0][0] != job.id:

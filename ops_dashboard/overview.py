@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pqueue import CLAIMABLE, PersistentQ, Stats, Status, ThroughputPoint, Worker
+from pqueue import CLAIMABLE, Insights, Stats, Status, ThroughputPoint, Worker
 
 HOUR = 3600
 # The histogram needs a sample, not every run: the newest this many runs in the window.
@@ -50,7 +50,7 @@ def bucket_for(window_seconds: int) -> int:
     return max(60, (window_seconds // 120) // 60 * 60)
 
 
-def load_overview(store: PersistentQ, window_seconds: int) -> Overview:
+def load_overview(store: Insights, window_seconds: int) -> Overview:
     """Aggregates only: counts and buckets come from SQL, never from loading every job."""
     return Overview(
         stats=store.stats(),

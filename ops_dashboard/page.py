@@ -15,7 +15,7 @@ from ops_dashboard.detail import render_detail
 from ops_dashboard.header import render_header, render_queues, render_workers
 from ops_dashboard.overview import load_overview
 from ops_dashboard.table import render_filters, render_job_picker, render_table
-from pqueue import PersistentQ, PQError, Settings, SettingsError, load_settings
+from pqueue import Insights, PersistentQInterface, PQError, Settings, SettingsError, load_settings
 
 log = logging.getLogger("ops_dashboard")
 
@@ -68,7 +68,7 @@ def _wait_for_database(settings: Settings) -> None:
     st.rerun()
 
 
-def _sidebar(settings: Settings, store: PersistentQ) -> Controls:
+def _sidebar(settings: Settings, store: Insights) -> Controls:
     with st.sidebar:
         st.title("pqueue")
         refresh = st.selectbox("refresh every", list(REFRESH), index=3, key="refresh")
@@ -82,7 +82,7 @@ def _sidebar(settings: Settings, store: PersistentQ) -> Controls:
     return Controls(REFRESH[refresh], WINDOWS[window], int(page_size))
 
 
-def _body(store: PersistentQ, settings: Settings, controls: Controls) -> None:
+def _body(store: PersistentQInterface, settings: Settings, controls: Controls) -> None:
     try:
         _sections(store, settings, controls)
     except PQError as exc:
@@ -92,7 +92,7 @@ def _body(store: PersistentQ, settings: Settings, controls: Controls) -> None:
         st.error(f"unexpected error: {type(exc).__name__}: {exc}")
 
 
-def _sections(store: PersistentQ, settings: Settings, controls: Controls) -> None:
+def _sections(store: PersistentQInterface, settings: Settings, controls: Controls) -> None:
     overview = load_overview(store, controls.window_seconds)
     now = datetime.now(UTC)
     history = depth_history(settings)

@@ -11,7 +11,7 @@ import streamlit as st
 from ops_dashboard import confirm
 from ops_dashboard.actions import REQUEUE_FROM, PendingAction
 from ops_dashboard.format import compact_json, first_line, moment
-from pqueue import Job, Page, PersistentQ, Stats, Status
+from pqueue import Job, Page, PersistentQInterface, Stats, Status
 
 ORIGIN = "table"
 ALL_QUEUES = "all queues"
@@ -95,7 +95,7 @@ def render_filters(stats: Stats) -> Filters:
     )
 
 
-def render_table(store: PersistentQ, filters: Filters, page_size: int, readonly: bool) -> None:
+def render_table(store: PersistentQInterface, filters: Filters, page_size: int, readonly: bool) -> None:
     """One count and one page of rows, however many jobs match."""
     cursors: list[str | None] = st.session_state.setdefault(CURSORS, [None])
     total = store.count_items(**filters.query())  # type: ignore[arg-type]
@@ -159,7 +159,7 @@ def _rows(items: list[Job]) -> pd.DataFrame:
     )
 
 
-def _bulk_requeue(store: PersistentQ, items: list[Job]) -> None:
+def _bulk_requeue(store: PersistentQInterface, items: list[Job]) -> None:
     """Requeue the page's jobs that can be requeued, each bound to the status shown for it."""
     targets = tuple((job.id, job.status) for job in items if job.status in REQUEUE_FROM)
     if targets:

@@ -25,7 +25,7 @@ from pqueue.errors import (
     StopRequested,
     permanent,
 )
-from pqueue.interface import PersistentQInterface
+from pqueue.interface import Insights, Operations, PersistentQInterface, WorkQueue
 from pqueue.models import (
     Delivery,
     Event,
@@ -59,6 +59,7 @@ __all__ = [
     "DeliveryStatus",
     "Event",
     "IdempotencyConflict",
+    "Insights",
     "InvalidInput",
     "InvalidTransition",
     "Job",
@@ -66,6 +67,7 @@ __all__ = [
     "LeaseLost",
     "PermanentError",
     "NewJob",
+    "Operations",
     "PQError",
     "Page",
     "PersistentQ",
@@ -82,6 +84,7 @@ __all__ = [
     "StopRequested",
     "ThroughputPoint",
     "Worker",
+    "WorkQueue",
     "callbacks",
     "check_callback_url",
     "connect",

@@ -1,4 +1,13 @@
-"""PersistentQInterface: the contract every pqueue program relies on.
+"""The contract every pqueue program relies on, in three roles by caller.
+
+* WorkQueue: what serves the queue, the intake putting jobs and the consumer or relay claiming,
+  recording and delivering them (with the housekeeping each consumer runs).
+* Operations: what an operator changes, from `pq` or the dashboard: a job's status, a queue's
+  pause, seats and policy, a backup.
+* Insights: what only reads: jobs, timelines, stats, workers, queues, the clock.
+
+PersistentQInterface is their union, the whole store (`PersistentQ` implements it). A program
+annotates the role it calls, so mypy shows which of them it needs.
 
 Guarantees every implementation keeps (SPEC "Guarantees"):
 
@@ -40,11 +49,8 @@ from pqueue.silence import SilenceWatch
 from pqueue.states import Status
 
 
-class PersistentQInterface(abc.ABC):
-    """A durable, leased, seat-capped job queue."""
-
-    settings: Settings
-    clock_offset: timedelta
+class WorkQueue(abc.ABC):
+    """What the intake, consumers and relays call to serve the queue."""
 
     # -- submitting -------------------------------------------------------------------------
 
@@ -136,6 +142,27 @@ class PersistentQInterface(abc.ABC):
         """Give the claim back without spending the attempt (the job is unprocessed again)."""
 
     @abc.abstractmethod
+    def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
+        """Block until work may be claimable (a put, a freed seat, a delayed job coming due)
+        or the timeout passes. True when woken early; a False is not proof of no work."""
+
+    # -- the queue's policy -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def adopt_queue(self, queue: str | None = None, *, lease_seconds: float | None = None) -> QueueInfo:
+        """The queue's policy as stored, storing this program's PQ_ defaults for any value not
+        stored yet: the first consumer or relay to serve a queue sets its policy, and every
+        later one, on any host, follows it instead of its own PQ_ settings. lease_seconds
+        stands for PQ_LEASE_SECONDS where a program leases by another setting (the relay)."""
+
+    @abc.abstractmethod
+    def queue_settings(self, queue: str) -> QueueInfo | None:
+        """The queue's seats, pause flag and policy, or None when nothing was ever set for it
+        (so the relay can tell its first start from a restart)."""
+
+    # -- housekeeping every consumer runs ---------------------------------------------------
+
+    @abc.abstractmethod
     def rescue_expired(self, *, actor: str = "rescue", watch: SilenceWatch | None = None) -> list[tuple[int, Status]]:
         """Move jobs whose lease expired (plus a safety margin) to crashed, or to
         manual_intervention when out of attempts (or to the requested status when an operator
@@ -146,11 +173,67 @@ class PersistentQInterface(abc.ABC):
         so a jump of the database's clock cannot make a running job look abandoned."""
 
     @abc.abstractmethod
-    def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
-        """Block until work may be claimable (a put, a freed seat, a delayed job coming due)
-        or the timeout passes. True when woken early; a False is not proof of no work."""
+    def purge(
+        self,
+        older_than_seconds: float,
+        status: Sequence[Status | str] = (Status.PROCESSED,),
+        *,
+        dry_run: bool = False,
+        batch_size: int = 1000,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished jobs whose finished_at is older than the cut-off, in batches.
 
-    # -- operators --------------------------------------------------------------------------
+        Never touches under_process jobs or jobs whose callback is still pending. Returns how
+        many were (or, with dry_run, would be) deleted. `on_batch` hears how many each committed
+        batch removed (a progress bar).
+        """
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise DatabaseError unless the database answers."""
+
+    # -- workers ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
+        """Record (or refresh) a consumer or relay in the registry."""
+
+    @abc.abstractmethod
+    def touch_worker(self, worker_id: str) -> None:
+        """Say the worker is alive now (called while idle, too)."""
+
+    @abc.abstractmethod
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove a worker that stops cleanly."""
+
+    # -- callback outbox --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim_deliveries(self, worker_id: str, *, limit: int = 10, lock_seconds: float = 60) -> list[Delivery]:
+        """Take pending deliveries that are due, locked for lock_seconds so no other worker
+        sends the same one at the same time."""
+
+    @abc.abstractmethod
+    def record_delivery(
+        self,
+        delivery_id: int,
+        *,
+        delivered: bool,
+        status_code: int | None = None,
+        error: str | None = None,
+        retry_in_seconds: float | None = None,
+        held_by: str | None = None,
+    ) -> Delivery:
+        """Record one attempt: delivered; or retry after retry_in_seconds; or (None) undeliverable.
+        With held_by (the worker that claimed it), only while that worker still holds the
+        delivery's lock, else DeliveryLockLost: a stale outcome never overwrites a newer one."""
+
+
+class Operations(abc.ABC):
+    """What an operator calls to change jobs and queues (`pq`, the dashboard's actions)."""
+
+    # -- jobs -------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def requeue(
@@ -176,6 +259,8 @@ class PersistentQInterface(abc.ABC):
     @abc.abstractmethod
     def redeliver(self, job_id: int, *, actor: str = "admin") -> Delivery:
         """Send the job's last callback again with fresh delivery attempts."""
+
+    # -- queues -----------------------------------------------------------------------------
 
     @abc.abstractmethod
     def pause(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
@@ -203,40 +288,17 @@ class PersistentQInterface(abc.ABC):
         """Store the queue's policy (each value given; None keeps what is stored), so every host
         reads the same one; it holds from the next claim. Unset values are the PQ_ defaults."""
 
-    @abc.abstractmethod
-    def adopt_queue(self, queue: str | None = None, *, lease_seconds: float | None = None) -> QueueInfo:
-        """The queue's policy as stored, storing this program's PQ_ defaults for any value not
-        stored yet: the first consumer or relay to serve a queue sets its policy, and every
-        later one, on any host, follows it instead of its own PQ_ settings. lease_seconds
-        stands for PQ_LEASE_SECONDS where a program leases by another setting (the relay)."""
+    # -- maintenance ------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def queues(self) -> list[QueueInfo]:
-        """Every queue that has jobs or settings."""
+    def backup(self, path: str) -> None:
+        """Write a consistent copy of the database to path while it is in use."""
 
-    @abc.abstractmethod
-    def queue_settings(self, queue: str) -> QueueInfo | None:
-        """The queue's seats, pause flag and policy, or None when nothing was ever set for it
-        (so the relay can tell its first start from a restart)."""
 
-    @abc.abstractmethod
-    def purge(
-        self,
-        older_than_seconds: float,
-        status: Sequence[Status | str] = (Status.PROCESSED,),
-        *,
-        dry_run: bool = False,
-        batch_size: int = 1000,
-        on_batch: Callable[[int], None] | None = None,
-    ) -> int:
-        """Delete finished jobs whose finished_at is older than the cut-off, in batches.
+class Insights(abc.ABC):
+    """What reads the queue without changing it (`pq` listings, the dashboard, the intake's GETs)."""
 
-        Never touches under_process jobs or jobs whose callback is still pending. Returns how
-        many were (or, with dry_run, would be) deleted. `on_batch` hears how many each committed
-        batch removed (a progress bar).
-        """
-
-    # -- reading ----------------------------------------------------------------------------
+    # -- jobs -------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def get_job(self, job_id: int) -> Job:
@@ -279,6 +341,12 @@ class PersistentQInterface(abc.ABC):
         """The job's timeline, oldest first."""
 
     @abc.abstractmethod
+    def delivery(self, job_id: int) -> Delivery | None:
+        """The job's latest delivery, if it has one."""
+
+    # -- the whole queue --------------------------------------------------------------------
+
+    @abc.abstractmethod
     def stats(self) -> Stats:
         """Counts by queue and status, oldest waiting age, running jobs, delivery counts."""
 
@@ -291,62 +359,18 @@ class PersistentQInterface(abc.ABC):
         """Seconds from start to finish of jobs processed within the window, newest first."""
 
     @abc.abstractmethod
-    def now(self) -> datetime:
-        """The database's clock plus clock_offset, in UTC."""
-
-    @abc.abstractmethod
-    def ping(self) -> None:
-        """Raise DatabaseError unless the database answers."""
-
-    # -- workers ----------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
-        """Record (or refresh) a consumer or relay in the registry."""
-
-    @abc.abstractmethod
-    def touch_worker(self, worker_id: str) -> None:
-        """Say the worker is alive now (called while idle, too)."""
-
-    @abc.abstractmethod
-    def unregister_worker(self, worker_id: str) -> None:
-        """Remove a worker that stops cleanly."""
+    def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs or settings."""
 
     @abc.abstractmethod
     def workers(self) -> list[Worker]:
         """Every registered worker with its last-seen age and current job."""
 
-    # -- callback outbox --------------------------------------------------------------------
+    # -- the database -----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def claim_deliveries(self, worker_id: str, *, limit: int = 10, lock_seconds: float = 60) -> list[Delivery]:
-        """Take pending deliveries that are due, locked for lock_seconds so no other worker
-        sends the same one at the same time."""
-
-    @abc.abstractmethod
-    def record_delivery(
-        self,
-        delivery_id: int,
-        *,
-        delivered: bool,
-        status_code: int | None = None,
-        error: str | None = None,
-        retry_in_seconds: float | None = None,
-        held_by: str | None = None,
-    ) -> Delivery:
-        """Record one attempt: delivered; or retry after retry_in_seconds; or (None) undeliverable.
-        With held_by (the worker that claimed it), only while that worker still holds the
-        delivery's lock, else DeliveryLockLost: a stale outcome never overwrites a newer one."""
-
-    @abc.abstractmethod
-    def delivery(self, job_id: int) -> Delivery | None:
-        """The job's latest delivery, if it has one."""
-
-    # -- maintenance ------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def backup(self, path: str) -> None:
-        """Write a consistent copy of the database to path while it is in use."""
+    def now(self) -> datetime:
+        """The database's clock plus clock_offset, in UTC."""
 
     @abc.abstractmethod
     def describe(self) -> str:
@@ -355,3 +379,10 @@ class PersistentQInterface(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+
+class PersistentQInterface(WorkQueue, Operations, Insights):
+    """A durable, leased, seat-capped job queue: all three roles. It adds no method of its own."""
+
+    settings: Settings
+    clock_offset: timedelta

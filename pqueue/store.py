@@ -117,8 +117,8 @@ class PersistentQ(PersistentQInterface):
         job = NewJob(payload, queue, priority, callback_url, idempotency_key, run_after_seconds, max_attempts)
         return self.put_items([job], actor=actor)[0].id
 
-    def put_items(self, new_jobs: Sequence[NewJob | JSON], *, actor: str = "producer") -> list[PutResult]:
-        new_jobs = jobs_to_put(new_jobs, actor)
+    def put_items(self, jobs: Sequence[NewJob | JSON], *, actor: str = "producer") -> list[PutResult]:
+        new_jobs = jobs_to_put(jobs, actor)
         runs = submitting.runs(new_jobs, self.settings)
         if not runs:
             return []

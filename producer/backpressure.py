@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from pqueue import CLAIMABLE, PersistentQ, PQError
+from pqueue import CLAIMABLE, Insights, PQError
 
 RETRY_AFTER_FULL_SECONDS = 5
 
@@ -35,7 +35,7 @@ class WaitingDepth:
     `added` and `check_room` without ever waiting for a query: only `read` touches the database.
     """
 
-    def __init__(self, store: PersistentQ, limit: int, max_age: float = 0.5) -> None:
+    def __init__(self, store: Insights, limit: int, max_age: float = 0.5) -> None:
         self.store = store
         self.limit = limit
         self.max_age = max_age

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from pqueue import NewJob, PersistentQ, Settings, check_callback_url
+from pqueue import NewJob, PersistentQInterface, Settings, check_callback_url
 from producer.backpressure import WaitingDepth
 from producer.group_commit import GroupCommitter
 from producer.metrics import IntakeMetrics
@@ -21,7 +21,7 @@ class Intake:
     """The app's store, settings, backpressure gauge, metrics, group committer and refusal log."""
 
     settings: Settings
-    store: PersistentQ
+    store: PersistentQInterface
     depth: WaitingDepth
     metrics: IntakeMetrics
     committer: GroupCommitter

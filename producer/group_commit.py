@@ -24,7 +24,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import Future
 
-from pqueue import DatabaseError, NewJob, PersistentQ, PQError, PutResult
+from pqueue import DatabaseError, NewJob, PQError, PutResult, WorkQueue
 
 log = logging.getLogger("producer")
 MAX_GROUP = 500
@@ -37,7 +37,7 @@ Outcome = tuple[Waiter, PutResult | BaseException]
 class GroupCommitter:
     """Stores submissions from many requests in as few transactions as it can."""
 
-    def __init__(self, store: PersistentQ, max_group: int = MAX_GROUP) -> None:
+    def __init__(self, store: WorkQueue, max_group: int = MAX_GROUP) -> None:
         self.store = store
         self.max_group = max_group
         self._waiting: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()

@@ -9,13 +9,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from pqueue import CLAIMABLE, DeliveryStatus, PersistentQ, Status
+from pqueue import CLAIMABLE, DeliveryStatus, Insights, Status
 
 
 class QueueCollector(Collector):
     """Reads store.stats() on every scrape, so the numbers are the database's, not this process's."""
 
-    def __init__(self, store: PersistentQ) -> None:
+    def __init__(self, store: Insights) -> None:
         self.store = store
 
     def describe(self) -> Iterator[Metric]:
@@ -79,7 +79,7 @@ class QueueCollector(Collector):
 class IntakeMetrics:
     """The registry one app exposes: its counters plus the queue collector."""
 
-    def __init__(self, store: PersistentQ) -> None:
+    def __init__(self, store: Insights) -> None:
         # No *_created series: they double the output and nobody graphs them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()

@@ -32,7 +32,7 @@ from pqueue import (
     Job,
     JobNotFound,
     LeaseLost,
-    PersistentQ,
+    PersistentQInterface,
     PQError,
     Settings,
     Status,
@@ -73,7 +73,7 @@ class Relay:
 
     def __init__(
         self,
-        store: PersistentQ,
+        store: PersistentQInterface,
         settings: Settings,
         *,
         worker_id: str,

@@ -15,7 +15,7 @@ import typer
 
 from admin import output, render
 from admin.commands.jobs import JsonOption, fetch_jobs
-from admin.context import store
+from admin.context import operations, store
 from admin.parsing import unique
 from pqueue import Job, PQError, Status
 
@@ -118,7 +118,7 @@ def fail(
 
     The reason becomes the job's error. A running job is stopped by its consumer first.
     """
-    queue_store = store(ctx)
+    queue_store = operations(ctx)
 
     def act(job_id: int) -> Outcome:
         return job_outcome(queue_store.fail(job_id, reason, actor="admin"), "failed; manual_intervention", "fail")
@@ -137,7 +137,7 @@ def cancel(
     A waiting or crashed job is cancelled at once; for a running one its consumer is asked to
     kill the run at its next heartbeat.
     """
-    queue_store = store(ctx)
+    queue_store = operations(ctx)
 
     def act(job_id: int) -> Outcome:
         job = queue_store.cancel(job_id, actor="admin", reason=reason)
@@ -151,7 +151,7 @@ def redeliver(ctx: typer.Context, job_ids: RequiredIds, as_json: JsonOption = Fa
 
     The last outcome is delivered again with fresh delivery attempts; the algorithm does not run.
     """
-    queue_store = store(ctx)
+    queue_store = operations(ctx)
 
     def act(job_id: int) -> Outcome:
         delivery = queue_store.redeliver(job_id, actor="admin")

@@ -9,9 +9,9 @@ import typer
 from rich.text import Text
 
 from admin import output, render
-from admin.context import admin, store
+from admin.context import admin, insights, store, work_queue
 from admin.parsing import check_callback_url, parse_duration, read_payload
-from pqueue import Event, Job, NewJob, PersistentQ, Status
+from pqueue import Event, Insights, Job, NewJob, Status
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Write JSON for scripts instead of a table.")]
 STATUSES = ", ".join(s.value for s in Status)
@@ -23,7 +23,7 @@ QueueOption = Annotated[str | None, typer.Option("--queue", "-q", help="Only job
 PAGE = 1000  # the largest page pqueue hands out
 
 
-def fetch_jobs(queue_store: PersistentQ, limit: int | None, *, oldest_first: bool = False, **filters: Any) -> list[Job]:
+def fetch_jobs(queue_store: Insights, limit: int | None, *, oldest_first: bool = False, **filters: Any) -> list[Job]:
     """Up to `limit` jobs (None: all), page by page."""
     found: list[Job] = []
     cursor: str | None = None
@@ -53,7 +53,7 @@ def list_jobs(
 
     Columns: id, queue, status, priority, attempts, age, last error, start of the payload.
     """
-    queue_store = store(ctx)
+    queue_store = insights(ctx)
     filters: dict[str, Any] = {"status": status or None, "queue": queue, "since_seconds": since}
     jobs = fetch_jobs(queue_store, limit, oldest_first=oldest_first, **filters)
     if as_json:
@@ -183,7 +183,7 @@ def enqueue(
     if callback_url is not None:
         check_callback_url(callback_url, settings)
     new_job = NewJob(value, queue=queue, priority=priority, callback_url=callback_url, idempotency_key=idempotency_key)
-    result = store(ctx).put_items([new_job], actor="admin")[0]
+    result = work_queue(ctx).put_items([new_job], actor="admin")[0]
     if as_json:
         output.emit_json({"id": result.id, "created": result.created})
         return

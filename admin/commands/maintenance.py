@@ -19,10 +19,10 @@ import typer
 import pqueue
 from admin import output, render
 from admin.commands.jobs import PAGE, JsonOption, QueueOption, StatusOption
-from admin.context import admin, store
+from admin.context import admin, insights, store, work_queue
 from admin.errors import AdminError
 from admin.parsing import parse_duration
-from pqueue import Job, PersistentQ, Status
+from pqueue import Insights, Job, Status
 
 CSV_FIELDS = [
     "id",
@@ -68,7 +68,7 @@ def purge(
     statuses = list(dict.fromkeys(status or [Status.PROCESSED]))
     if Status.UNDER_PROCESS in statuses:
         raise typer.BadParameter("under_process jobs are running and are never purged", param_hint="'--status'")
-    queue_store = store(ctx)
+    queue_store = work_queue(ctx)
     matched = queue_store.purge(older_than, statuses, dry_run=True)
     words = f"{' or '.join(s.value for s in statuses)} jobs finished more than {render.duration(older_than)} ago"
     if dry_run or matched == 0:
@@ -105,7 +105,7 @@ def rescue(ctx: typer.Context, as_json: JsonOption = False) -> None:
     They become crashed (or manual_intervention when out of attempts). Consumers do this on
     their own too; this does it now.
     """
-    moved = store(ctx).rescue_expired(actor="admin")
+    moved = work_queue(ctx).rescue_expired(actor="admin")
     if as_json:
         output.emit_json([{"id": job_id, "status": status.value} for job_id, status in moved])
         return
@@ -122,7 +122,7 @@ def migrate(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """
     settings = admin(ctx).settings
     before, after = pqueue.migrate(settings=settings)
-    where = store(ctx).describe()
+    where = insights(ctx).describe()
     if as_json:
         output.emit_json({"database": where, "before": before, "after": after})
     elif before is None:
@@ -151,7 +151,7 @@ def export(
 
     Oldest first; JSON Lines holds one job object (as `pq list --json`) per line.
     """
-    queue_store = store(ctx)
+    queue_store = insights(ctx)
     with _destination(out) as stream:
         written = _write_jobs(queue_store, stream, file_format, Filters(status or None, queue))
     if out is not None:
@@ -188,7 +188,7 @@ class Filters:
     queue: str | None
 
 
-def _write_jobs(queue_store: PersistentQ, stream: TextIO, file_format: ExportFormat, filters: Filters) -> int:
+def _write_jobs(queue_store: Insights, stream: TextIO, file_format: ExportFormat, filters: Filters) -> int:
     total = queue_store.count_items(status=filters.status, queue=filters.queue)
     writer = csv.DictWriter(stream, CSV_FIELDS) if file_format == ExportFormat.CSV else None
     if writer is not None:
@@ -205,7 +205,7 @@ def _write_jobs(queue_store: PersistentQ, stream: TextIO, file_format: ExportFor
     return written
 
 
-def _walk(queue_store: PersistentQ, filters: Filters) -> Iterator[Job]:
+def _walk(queue_store: Insights, filters: Filters) -> Iterator[Job]:
     """Every matching job, oldest first, one page in memory at a time."""
     cursor: str | None = None
     while True:

@@ -8,7 +8,7 @@ import typer
 
 from admin import output, render
 from admin.commands.jobs import JsonOption
-from admin.context import admin, store
+from admin.context import admin, insights, operations, store
 from admin.parsing import parse_seconds
 from pqueue import QueueInfo
 
@@ -27,13 +27,13 @@ def pause(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = Fal
 
     A running job finishes; nothing new starts until `pq resume`.
     """
-    info = store(ctx).pause(queue, actor="admin")
+    info = operations(ctx).pause(queue, actor="admin")
     _report_queue(info, f"queue {info.name} paused: consumers claim nothing more; a running job finishes", as_json)
 
 
 def resume(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = False) -> None:
     """Let consumers claim from a queue again."""
-    info = store(ctx).resume(queue, actor="admin")
+    info = operations(ctx).resume(queue, actor="admin")
     _report_queue(info, f"queue {info.name} resumed: consumers claim from it again", as_json)
 
 
@@ -76,7 +76,7 @@ def set_queue(
     """
     if all(value is None for value in (seats, max_attempts, timeout, lease, backoff)):
         raise typer.BadParameter("give at least one of --seats, --max-attempts, --timeout, --lease, --backoff")
-    info = store(ctx).set_queue_policy(
+    info = operations(ctx).set_queue_policy(
         name,
         seats=seats,
         max_attempts=max_attempts,
@@ -102,7 +102,7 @@ def relay_go(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = 
     before it sends jobs to the remote agents.
     """
     name = queue or admin(ctx).settings.relay_queue
-    info = store(ctx).resume(name, actor="admin")
+    info = operations(ctx).resume(name, actor="admin")
     _report_queue(info, f"queue {info.name} resumed: the relay feeds it to the remote agents", as_json)
 
 
@@ -111,7 +111,7 @@ def workers(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Each with its host, pid, queue, when it started, when it was last seen and its current job.
     """
-    found = store(ctx).workers()
+    found = insights(ctx).workers()
     if as_json:
         output.emit_json([render.worker_json(worker) for worker in found])
         return

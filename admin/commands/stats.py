@@ -15,14 +15,14 @@ from rich.text import Text
 
 from admin import output, render
 from admin.commands.jobs import JsonOption
-from admin.context import admin, store
-from pqueue import PersistentQ, Settings, Status, ThroughputPoint
+from admin.context import admin, insights
+from pqueue import Insights, Settings, Status, ThroughputPoint
 
 HOUR = 3600
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
-def snapshot(queue_store: PersistentQ, settings: Settings) -> dict[str, Any]:
+def snapshot(queue_store: Insights, settings: Settings) -> dict[str, Any]:
     """Everything `pq stats` shows, in its documented JSON shape."""
     stats = queue_store.stats()
     now = queue_store.now()
@@ -119,7 +119,7 @@ def stats(
     against the timeout, and jobs processed per minute over the last hour.
     """
     settings = admin(ctx).settings
-    queue_store = store(ctx)
+    queue_store = insights(ctx)
     if not watch:
         data = snapshot(queue_store, settings)
         if as_json:
@@ -131,7 +131,7 @@ def stats(
         _watch(queue_store, settings, as_json, interval, count)
 
 
-def _watch(queue_store: PersistentQ, settings: Settings, as_json: bool, interval: float, count: int) -> None:
+def _watch(queue_store: Insights, settings: Settings, as_json: bool, interval: float, count: int) -> None:
     """Refresh in place on a terminal; elsewhere write one snapshot after another (JSON: one per line)."""
     screen = output.console()
     live = Live(console=screen, auto_refresh=False) if screen.is_terminal and not as_json else None
