@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
 from pqueue.schema import events, jobs, queues
-from pqueue.sql.context import Context
+from pqueue.sql.context import Context, stored_policy
 from pqueue.sql.moves import with_event
 from pqueue.states import CLAIMABLE, Status
 from pqueue.transactions import Tx
@@ -41,9 +41,8 @@ def claimable() -> ColumnElement[bool]:
 def attempt_limit() -> ColumnElement[Any]:
     """The claimed job's max_attempts: its own if its submitter gave one, else its queue's stored
     policy as it is now, so `pq queue set --max-attempts` reaches jobs already waiting."""
-    stored = select(queues.c.max_attempts).where(queues.c.name == jobs.c.queue).scalar_subquery()
     own = jobs.c.max_attempts_given == True  # noqa: E712 - SQL
-    return case((own, jobs.c.max_attempts), else_=func.coalesce(stored, jobs.c.max_attempts))
+    return case((own, jobs.c.max_attempts), else_=func.coalesce(stored_policy("max_attempts"), jobs.c.max_attempts))
 
 
 def claim_message(attempt: ColumnElement[Any], max_attempts: ColumnElement[Any], lease: ColumnElement[Any]) -> Any:
@@ -102,8 +101,7 @@ class Claim:
         (the claimer's PQ_LEASE_SECONDS); the row keeps which, for the heartbeats and rescuers.
         So is the attempt limit, unless the job came with its own."""
         now = self.ctx.now
-        stored = select(queues.c.lease_seconds).where(queues.c.name == jobs.c.queue).scalar_subquery()
-        lease = func.coalesce(stored, bindparam("w_lease_seconds", type_=Float()))
+        lease = func.coalesce(stored_policy("lease_seconds"), bindparam("w_lease_seconds", type_=Float()))
         lease_ms = cast(lease * 1000, BigInteger())
         return {
             "status": Status.UNDER_PROCESS.value,

@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect
+from sqlalchemy import Dialect, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.dialects import SQLDialect
 from pqueue.direct import DirectStatement
+from pqueue.schema import jobs, queues
+
+
+def stored_policy(column: str, queue: ColumnElement[Any] = jobs.c.queue) -> ColumnElement[Any]:
+    """The queue's stored policy value `column` (NULL where none is), read inside the statement
+    that needs it: by default for the queue of the job row at hand."""
+    return select(queues.c[column]).where(queues.c.name == queue).scalar_subquery()
 
 
 @dataclass(frozen=True)

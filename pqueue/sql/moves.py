@@ -20,8 +20,8 @@ from sqlalchemy import Float, bindparam, cast, func, literal, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
-from pqueue.schema import events, jobs, queues
-from pqueue.sql.context import Context
+from pqueue.schema import events, jobs
+from pqueue.sql.context import Context, stored_policy
 from pqueue.states import NOW, FromNow, Minus, Move, Status
 from pqueue.transactions import Tx
 
@@ -40,8 +40,7 @@ def with_event(ctx: Context, moved: Any, from_status: ColumnElement[Any], messag
 def queue_backoff() -> Any:
     """The job's queue's stored retry backoff (NULL: the program's PQ_RETRY_BACKOFF_SECONDS), read
     with the job: a failed attempt waits by the policy as it is now, on whichever host records it."""
-    stored = select(queues.c.retry_backoff_seconds).where(queues.c.name == jobs.c.queue).scalar_subquery()
-    return stored.label("queue_backoff")
+    return stored_policy("retry_backoff_seconds").label("queue_backoff")
 
 
 class Moves:

@@ -19,17 +19,17 @@ from sqlalchemy import Text as SQLText
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
-from pqueue.schema import events, jobs, queues
-from pqueue.sql.context import Context
+from pqueue.schema import events, jobs
+from pqueue.sql.context import Context, stored_policy
 from pqueue.states import Status
 from pqueue.transactions import Tx
 
 
-def attempt_limit(given: ColumnElement[Any], queue: ColumnElement[Any], default: int) -> dict[str, Any]:
+def stamped_attempt_limit(given: ColumnElement[Any], queue: ColumnElement[Any], default: int) -> dict[str, Any]:
     """A new job's max_attempts: the one given, else its queue's stored policy, else the default
     (PQ_MAX_ATTEMPTS); and whether it was given, so claims leave a job's own limit alone."""
-    stored = select(queues.c.max_attempts).where(queues.c.name == queue).scalar_subquery()
-    return {"max_attempts": func.coalesce(given, stored, default), "max_attempts_given": given.is_not(None)}
+    limit = func.coalesce(given, stored_policy("max_attempts", queue), default)
+    return {"max_attempts": limit, "max_attempts_given": given.is_not(None)}
 
 
 class Put:
@@ -46,8 +46,8 @@ class Put:
     def keyed(self, values: dict[str, Any], delay: float) -> Any:
         """INSERT of one job with an idempotency key, returning its id, or nothing when the key
         is taken: ON CONFLICT DO NOTHING, so two puts racing one key make one job and neither fails."""
-        given = literal(values.pop("max_attempts"), Integer())
-        limit = attempt_limit(given, literal(values["queue"], SQLText()), self.ctx.max_attempts)
+        given = literal(values["max_attempts"], Integer())
+        limit = stamped_attempt_limit(given, literal(values["queue"], SQLText()), self.ctx.max_attempts)
         values = {**values, **limit, "created_at": self.ctx.now, "run_after": self.ctx.in_(delay)}
         return (
             self.ctx.dialect.insert(jobs)
@@ -87,7 +87,7 @@ class Put:
             "payload_hash": literal(""),  # the digest only serves idempotency keys
             "status": literal(Status.UNPROCESSED.value),
             "priority": cast(priority, Integer()),
-            **attempt_limit(cast(max_attempts, Integer()), queue, self.ctx.max_attempts),
+            **stamped_attempt_limit(cast(max_attempts, Integer()), queue, self.ctx.max_attempts),
             "callback_url": callback_url,
             "created_at": self.ctx.now,
             "run_after": dialect.add_seconds(self.ctx.now, bindparam("w_delay", type_=Float())),
