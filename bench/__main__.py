@@ -16,13 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine, report, sections, system_runs
-from bench.config import FULL_N, QUICK_N, Config
+from bench.config import FULL_N, PARTS, QUICK_N, Config
 from bench.databases import Databases
 from bench.measure import Row, log
 from bench.peer_runs import peers_python
 from bench.procs import REPO
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [part for part in chosen if part not in PARTS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(PARTS)}")
+    return chosen
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +40,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs of every measurement, interleaved (default 3; quick 1)")
     parser.add_argument("--no-peers", action="store_true", help="skip the peer queues (no extra installs)")
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    parser.add_argument(
+        "--only",
+        type=_parts,
+        default=PARTS,
+        metavar="PART,...",
+        help=f"measure only these parts, of {','.join(PARTS)} (default all; soak: the programs' long rows)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_SERVER),
@@ -70,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             workdir=Path(tmp),
             results_md=args.out / "RESULTS.md",
             command=f"bench/run {shown}".strip(),
+            parts=args.only,
         )
         return run(config, args.out)
 
@@ -85,11 +101,16 @@ def run(config: Config, out: Path) -> int:
     rows: list[Row] = []
     plans: dict[str, str] = {}
     try:
-        rows += sections.library_tables(config, databases, version, peers)
-        size_rows, plans = sections.table_size_rows(config, databases, version)
-        rows += size_rows
-        rows += sections.process_rows(config, databases, version)
-        rows += system_runs.run_rounds(config, databases, version)
+        parts = config.parts
+        if "library" in parts:
+            rows += sections.library_tables(config, databases, version, peers)
+        if "sizes" in parts:
+            size_rows, plans = sections.table_size_rows(config, databases, version)
+            rows += size_rows
+        if "processes" in parts:
+            rows += sections.process_rows(config, databases, version)
+        if "programs" in parts or "soak" in parts:
+            rows += system_runs.run_rounds(config, databases, version)
     finally:
         databases.close()
     about["load_end"] = os.getloadavg()
@@ -103,6 +124,7 @@ def run(config: Config, out: Path) -> int:
             "backends": list(config.backends),
             "peers": config.peers,
             "table_sizes": list(config.table_sizes),
+            "parts": list(config.parts),
         },
         "machine": about,
         "rows": [row.as_dict() for row in rows],

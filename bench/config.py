@@ -7,6 +7,8 @@ from pathlib import Path
 
 FULL_N = 1000
 QUICK_N = 200
+# What a run can be limited to (--only); "soak" is the programs' long rows, taken after their last round.
+PARTS = ("library", "sizes", "processes", "programs", "soak")
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Config:
     workdir: Path
     results_md: Path
     command: str
+    parts: tuple[str, ...] = PARTS
 
     @property
     def n_single(self) -> int:

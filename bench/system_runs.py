@@ -80,9 +80,10 @@ def _one_round(config: Config, databases: Databases, rows: BackendRows, receiver
         _intake(rows, deployment, config.http_requests)
         _drain(rows, deployment, config.n)
         _end_to_end(rows, deployment, receiver, config.e2e_jobs)
-        if last and config.long_idle_samples:
+        soak = last and "soak" in config.parts
+        if soak and config.long_idle_samples:
             _dispatch(rows, deployment, config.long_idle_samples, pause=6.0, key="dispatch_long")
-        if last and rows.backend == "sqlite":
+        if soak and rows.backend == "sqlite":
             _producer_memory_after(rows, deployment, config.memory_jobs)
             _consumer_memory_after(rows, deployment, config.memory_jobs)
         processed = deployment.store.count_items(status=Status.PROCESSED)
