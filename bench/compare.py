@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs import REPO
+from bench.report import number, spread
 
 log = logging.getLogger("bench")
 LOWER_IS_BETTER = ("ms", "MiB")
@@ -132,17 +133,20 @@ def report(base: Side, head: Side, args: argparse.Namespace, loads: tuple[float,
             lines.append("|---|---|---|---|---|---|---|")
         old, new = base.runs[key], head.runs[key]
         change = (statistics.median(new) / statistics.median(old) - 1) * 100 if statistics.median(old) else 0.0
-        cells = [about["test"], about["system"], about["unit"], _figure(old), _figure(new), f"{change:+.1f}%"]
+        cells = [
+            about["test"],
+            about["system"],
+            about["unit"],
+            _figure(old, about["unit"]),
+            _figure(new, about["unit"]),
+            f"{change:+.1f}%",
+        ]
         lines.append("| " + " | ".join([*cells, verdict(about["unit"], old, new)]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _figure(runs: list[float]) -> str:
-    return f"{_number(statistics.median(runs))} ({_number(min(runs))}–{_number(max(runs))})"
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+def _figure(runs: list[float], unit: str) -> str:
+    return f"{number(statistics.median(runs), unit)} ({spread(runs, unit)})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,10 @@ bench/run --n 5000        # jobs per throughput run (default 1000; --quick 200)
 bench/run --runs 5        # runs of each measurement (default 3; --quick 1)
 bench/run --no-peers      # pqueue and the raw drivers only: installs nothing
 bench/run --sqlite-only   # skip PostgreSQL
+bench/run --only programs # only some parts: library, sizes, processes, programs, soak (the programs' long rows)
 bench/run --out /tmp/b    # write RESULTS.md, results.json and plots/ elsewhere
 bench/run --rewrite       # measure nothing: redo RESULTS.md and the plots from results.json
+bench/compare a9bacef     # a commit against the working tree, 5 runs each in turns: which rows moved
 ```
 
 `bench/run` is `.venv/bin/python -m bench`. PostgreSQL is the server at
@@ -39,6 +41,12 @@ are drawn in that environment too (`--no-peers` therefore also skips the plots).
 the runs with their min–max; runs of one test are interleaved across systems (run 1 of each, then run 2 of
 each, …) so a change in the machine's load hits every system alike. Speed is measured here, never asserted in
 tests; `tests/bench` only checks that a small run produces every row.
+
+Two full runs taken minutes apart can differ by more than either run's spread when the machine's neighbours
+change, so "did this change make anything slower?" is answered by `bench/compare BASE [--head REV]`: both
+commits checked out side by side and measured by today's harness (library and programs by default,
+`--only` as above), in turns (base, head, head, base, …), each row read as moved only when the two sides'
+ranges of runs do not overlap.
 """
 
 
