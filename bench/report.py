@@ -46,7 +46,7 @@ Two full runs taken minutes apart can differ by more than either run's spread wh
 change, so "did this change make anything slower?" is answered by `bench/compare BASE [--head REV]`: both
 commits checked out side by side and measured by today's harness (library and programs by default,
 `--only` as above), in turns (base, head, head, base, …), each row read as moved only when the two sides'
-ranges of runs do not overlap.
+ranges of runs do not overlap. [COMPARE.md](COMPARE.md) keeps the last such comparison and what it found.
 """
 
 
