@@ -16,21 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine, report, sections, system_runs
-from bench.config import FULL_N, PARTS, QUICK_N, Config
+from bench.config import FULL_N, PARTS, QUICK_N, Config, parse_parts
 from bench.databases import Databases
 from bench.measure import Row, log
 from bench.peer_runs import peers_python
 from bench.procs import REPO
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def _parts(text: str) -> tuple[str, ...]:
-    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [part for part in chosen if part not in PARTS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(PARTS)}")
-    return chosen
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     parser.add_argument(
         "--only",
-        type=_parts,
+        type=parse_parts,
         default=PARTS,
         metavar="PART,...",
         help=f"measure only these parts, of {','.join(PARTS)} (default all; soak: the programs' long rows)",

@@ -26,12 +26,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.config import parse_parts
 from bench.procs import REPO
 from bench.report import number, spread
 
 log = logging.getLogger("bench")
 LOWER_IS_BETTER = ("ms", "MiB")
-DEFAULT_PARTS = "library,programs"
+DEFAULT_PARTS = ("library", "programs")
 
 
 @dataclass
@@ -50,7 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--head", help="the newer commit (default: the working tree as it is)")
     parser.add_argument("--turns", type=int, default=5, help="runs of each side (default 5)")
     parser.add_argument("--n", type=int, default=1000, help="jobs per throughput run (default 1000)")
-    parser.add_argument("--only", default=DEFAULT_PARTS, help=f"bench parts to run (default {DEFAULT_PARTS})")
+    parser.add_argument(
+        "--only",
+        type=parse_parts,
+        default=DEFAULT_PARTS,
+        help=f"bench parts to run (default {','.join(DEFAULT_PARTS)})",
+    )
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--out", type=Path, help="also write the report (markdown) here")
     args = parser.parse_args(argv)
@@ -72,11 +78,11 @@ def resolve(revision: str) -> str:
     return done.stdout.strip()
 
 
-def checkout(commit: str, where: Path) -> Side:
+def checkout(side: Side) -> None:
+    """The side's commit in a detached worktree at side.code (removed again by main)."""
     subprocess.run(
-        ["git", "worktree", "add", "--detach", str(where), commit], cwd=REPO, check=True, capture_output=True
+        ["git", "worktree", "add", "--detach", str(side.code), side.name], cwd=REPO, check=True, capture_output=True
     )
-    return Side(commit, where)
 
 
 def copy_harness(where: Path) -> Path:
@@ -86,7 +92,18 @@ def copy_harness(where: Path) -> Path:
 
 
 def run_side(side: Side, harness: Path, args: argparse.Namespace, out: Path) -> None:
-    command = [sys.executable, "-m", "bench", "--runs", "1", "--no-peers", "--n", str(args.n), "--only", args.only]
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "--runs",
+        "1",
+        "--no-peers",
+        "--n",
+        str(args.n),
+        "--only",
+        ",".join(args.only),
+    ]
     if args.sqlite_only:
         command.append("--sqlite-only")
     env = {**os.environ, "PYTHONPATH": f"{harness}{os.pathsep}{side.code}"}
@@ -129,8 +146,8 @@ def report(base: Side, head: Side, args: argparse.Namespace, loads: tuple[float,
                 f"## {section}",
                 "",
                 f"| test | system | unit | {base.name} | {head.name} | change | verdict |",
+                "|---|---|---|---|---|---|---|",
             ]
-            lines.append("|---|---|---|---|---|---|---|")
         old, new = base.runs[key], head.runs[key]
         change = (statistics.median(new) / statistics.median(old) - 1) * 100 if statistics.median(old) else 0.0
         cells = [
@@ -155,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="pqcompare-") as tmp:
         work = Path(tmp)
-        base = checkout(resolve(args.base), work / "base")
-        head = checkout(resolve(args.head), work / "head") if args.head else Side("working tree", REPO)
+        base_commit, head_commit = resolve(args.base), resolve(args.head) if args.head else None
+        base, head = Side(base_commit, work / "base"), Side("working tree", REPO)
         started_load = os.getloadavg()[0]
         try:
+            checkout(base)
+            if head_commit is not None:
+                head = Side(head_commit, work / "head")
+                checkout(head)
             harness = copy_harness(work / "harness")
             for turn in range(args.turns):
                 order = (base, head) if turn % 2 == 0 else (head, base)
@@ -167,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                     run_side(side, harness, args, work / f"run-{turn}-{side.name.replace(' ', '-')}")
         finally:
             for side in (base, head):
-                if side.code != REPO:
+                if side.code != REPO and side.code.exists():
                     subprocess.run(["git", "worktree", "remove", "--force", str(side.code)], cwd=REPO, check=False)
         text = report(base, head, args, (started_load, os.getloadavg()[0]))
     print(text)

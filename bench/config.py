@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,15 @@ FULL_N = 1000
 QUICK_N = 200
 # What a run can be limited to (--only); "soak" is the programs' long rows, taken after their last round.
 PARTS = ("library", "sizes", "processes", "programs", "soak")
+
+
+def parse_parts(text: str) -> tuple[str, ...]:
+    """An --only value: comma-separated names of PARTS (argparse shows the error in one line)."""
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [part for part in chosen if part not in PARTS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(PARTS)}")
+    return chosen
 
 
 @dataclass(frozen=True)
