@@ -24,9 +24,10 @@ RECORD_RETRY = 0.5  # pause between tries of an outcome the database could not t
 STATUS_OF = {
     Ending.SUCCEEDED: Status.PROCESSED,
     Ending.FAILED: Status.CRASHED,
+    Ending.TIMED_OUT: Status.CRASHED,
     Ending.REFUSED: Status.MANUAL_INTERVENTION,
 }
-RECORDED = (Ending.SUCCEEDED, Ending.FAILED, Ending.REFUSED, Ending.STOPPED)
+RECORDED = (Ending.SUCCEEDED, Ending.FAILED, Ending.TIMED_OUT, Ending.REFUSED, Ending.STOPPED)
 
 
 class Recorder:
@@ -73,6 +74,7 @@ class Recorder:
                 worker_id=self.worker_id,
                 result=outcome.result,
                 error=outcome.error,
+                timed_out=outcome.ending == Ending.TIMED_OUT,
                 queue=queue,
                 lease_seconds=lease_seconds,
             )
@@ -87,10 +89,12 @@ class Recorder:
 
     def _finish(self, job: Job, status: Status, outcome: Outcome, seconds: float, *, patient: bool = True) -> None:
         """update_status, retried while the database is briefly away and the lease still holds."""
-        result, error = outcome.result, outcome.error
+        result, error, timed_out = outcome.result, outcome.error, outcome.ending == Ending.TIMED_OUT
         while True:
             try:
-                done = self.store.update_status(job.id, status, lease_id=job.lease_id, result=result, error=error)
+                done = self.store.update_status(
+                    job.id, status, lease_id=job.lease_id, result=result, error=error, timed_out=timed_out
+                )
             except LeaseLost as exc:
                 event(log, "outcome_discarded", job.id, level=logging.WARNING, reason=str(exc))
                 return

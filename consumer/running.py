@@ -40,6 +40,7 @@ class Ending(StrEnum):
 
     SUCCEEDED = "succeeded"  # record processed with the result
     FAILED = "failed"  # record crashed with the error
+    TIMED_OUT = "timed_out"  # ran into the job timeout, killed: record crashed, timed out (no retry)
     REFUSED = "refused"  # the algorithm said the input can never succeed: manual_intervention, no retry
     STOPPED = "stopped"  # an operator's cancel or fail: record the requested status
     RELEASED = "released"  # shutdown grace ran out: give the job back, attempt not spent
@@ -220,7 +221,15 @@ class JobRun:
     def _timed_out(self) -> Outcome:
         """SIGTERM the group, SIGKILL it after a short grace; the attempt fails."""
         timeout = self.timeout
-        event(log, "timeout", self.job.id, level=logging.WARNING, seconds=timeout, pid=self.process.pid)
+        event(
+            log,
+            "timeout",
+            self.job.id,
+            level=logging.WARNING,
+            seconds=timeout,
+            pid=self.process.pid,
+            note=f"`pq queue set {self.job.queue} --timeout SECONDS` changes the queue's job timeout",
+        )
         self.lease.start_now()  # the wait below may outlast the first renewal
         self.processes.terminate(self.process)
         deadline = time.monotonic() + TERM_GRACE
@@ -230,12 +239,10 @@ class JobRun:
         return self._timeout_outcome()
 
     def _timeout_outcome(self) -> Outcome:
-        timeout = self.timeout
+        # The error goes to the partner too (callback, GET /jobs/{id}): what happened, in their words.
         return Outcome(
-            Ending.FAILED,
-            error=f"JobTimeout: the algorithm ran longer than its queue's job timeout of {timeout:g}s "
-            "(`pq queue set --timeout`, else PQ_JOB_TIMEOUT); "
-            "its process group was killed",
+            Ending.TIMED_OUT,
+            error=f"JobTimeout: the job ran longer than its time limit of {self.timeout:g}s and was stopped",
         )
 
     def _killed_at_deadline(self, late: float) -> Outcome:

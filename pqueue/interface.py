@@ -108,12 +108,16 @@ class WorkQueue(abc.ABC):
         lease_id: int,
         result: JSON = None,
         error: str | None = None,
+        timed_out: bool = False,
     ) -> Job:
         """Record the outcome of the claim holding `lease_id`.
 
         `processed` stores the result; `crashed` stores the error and becomes
         `manual_intervention` when no attempts are left, else claimable after an exponential
         backoff with jitter; `cancelled` / `manual_intervention` answer a stop request.
+        A `crashed` attempt that ran into the job timeout (`timed_out`) goes to
+        `manual_intervention` without another run: a runaway input must not hold the seat for
+        another timeout.
         A final state with a callback_url queues its delivery in the same transaction.
         """
 
@@ -127,6 +131,7 @@ class WorkQueue(abc.ABC):
         worker_id: str,
         result: JSON = None,
         error: str | None = None,
+        timed_out: bool = False,
         queue: str | None = None,
         lease_seconds: float | None = None,
     ) -> tuple[Job, Job | None]:
@@ -284,9 +289,14 @@ class Operations(abc.ABC):
         job_timeout: float | None = None,
         lease_seconds: float | None = None,
         retry_backoff_seconds: float | None = None,
+        actor: str = "admin",
     ) -> QueueInfo:
         """Store the queue's policy (each value given; None keeps what is stored), so every host
-        reads the same one; it holds from the next claim. Unset values are the PQ_ defaults."""
+        reads the same one; it holds from the next claim. Unset values are the PQ_ defaults.
+
+        A lowered max_attempts also ends, in the same transaction, every waiting job of the queue
+        (without a limit of its own) whose attempts already reach it: manual_intervention, with
+        an event saying why (their ids are in the answer's `ended`)."""
 
     # -- maintenance ------------------------------------------------------------------------
 

@@ -109,6 +109,8 @@ class QueueInfo:
     job_timeout: float  # seconds before a running algorithm is killed
     lease_seconds: float
     retry_backoff_seconds: float
+    # Waiting jobs the change that answered moved to manual_intervention (a lowered max_attempts).
+    ended: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

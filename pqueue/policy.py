@@ -19,7 +19,7 @@ from typing import Any
 from pqueue.errors import InvalidInput
 from pqueue.models import JSON, QueueInfo
 from pqueue.settings import Settings
-from pqueue.states import FromNow, Move, Status, ended
+from pqueue.states import NOW, FromNow, Move, Status, ended
 
 MAX_BACKOFF_SECONDS = 3600.0
 
@@ -58,11 +58,16 @@ def worker_failed(
     error: str | None,
     stop_reason: str | None,
     backoff: float,
+    timed_out: bool = False,
 ) -> Move:
-    """The move for a worker's outcome other than processed: crashed follows attempt_failed;
-    cancelled or manual_intervention (a stop request answered, or an input the algorithm refused
-    for good) are taken as they are. Without an error of its own the job keeps the operator's reason."""
+    """The move for a worker's outcome other than processed: crashed follows attempt_failed,
+    unless the run hit the job timeout (then manual_intervention: another run would most likely
+    hold the seat for another whole timeout); cancelled or manual_intervention (a stop request
+    answered, or an input the algorithm refused for good) are taken as they are. Without an
+    error of its own the job keeps the operator's reason."""
     error = error or stop_reason
+    if target == Status.CRASHED and timed_out:
+        return ended(Status.MANUAL_INTERVENTION, error, f"{timeline_line(error)} (timed-out jobs are not retried)")
     if target == Status.CRASHED:
         return attempt_failed(attempts, max_attempts, error, timeline_line(error), backoff)
     return ended(target, error, timeline_line(error))
@@ -85,6 +90,12 @@ def lease_expired(
         return ended(Status(stop_request), stop_reason, message)
     error = f"lease expired on attempt {attempts} of {max_attempts}"
     return attempt_failed(attempts, max_attempts, error, message, backoff)
+
+
+def limit_lowered(attempts: int, limit: int, actor: str) -> Move:
+    """A waiting job whose attempts already reach a lowered attempt limit: it runs no more."""
+    message = f"max attempts lowered to {limit} by {actor}: {attempts} attempts already spent, not run again"
+    return Move(Status.MANUAL_INTERVENTION, {"finished_at": NOW, "max_attempts": limit}, message)
 
 
 def timeline_line(error: str | None) -> str | None:

@@ -120,6 +120,16 @@ def backoff_of(row: Any, defaults: Settings) -> float:
     return defaults.retry_backoff_seconds if stored is None else float(stored)
 
 
+def attempt_limit_of(row: Any) -> int:
+    """The attempts a job may take, judged when an attempt fails: its submitter's own limit, else
+    its queue's stored one as it is now (read with the row as queue_max_attempts), so a limit an
+    operator lowered while the job ran or waited holds; else the limit its claim copied in."""
+    stored = row.queue_max_attempts
+    if row.max_attempts_given or stored is None:
+        return int(row.max_attempts)
+    return int(stored)
+
+
 def queue_info_from(name: str, row: Any, defaults: Settings) -> QueueInfo:
     """A queue's stored values, each one missing taken from this program's PQ_ defaults."""
 

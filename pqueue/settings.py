@@ -49,7 +49,11 @@ class Settings(BaseSettings):
     queue: str = Field("default", description="queue the producer and consumer use by default")
     max_running: int = Field(1, ge=1, description="jobs allowed under_process at once, across all consumers (seats)")
     max_attempts: int = Field(3, ge=1, description="attempts before manual_intervention")
-    job_timeout: float = Field(3600, gt=0, description="seconds before a running algorithm is killed")
+    job_timeout: float = Field(
+        3600,
+        gt=0,
+        description="seconds before a running algorithm is killed (its job then waits in manual_intervention)",
+    )
     lease_seconds: float = Field(30, gt=0, description="lease length; a consumer silent this long has lost its job")
     retry_backoff_seconds: float = Field(
         10, ge=0, description="base of the exponential backoff before a crashed job is retried"

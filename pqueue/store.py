@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import repeat
 from typing import Any
@@ -191,11 +192,12 @@ class PersistentQ(PersistentQInterface):
         lease_id: int,
         result: JSON = None,
         error: str | None = None,
+        timed_out: bool = False,
     ) -> Job:
         check_call("update_status", locals())
         target = worker_outcome(status)
         submitting.json_safe("result", result)
-        return self._tx.write(lambda tx: self._finish(tx, job_id, lease_id, target, result, error))
+        return self._tx.write(lambda tx: self._finish(tx, job_id, lease_id, target, result, error, timed_out))
 
     def finish_and_claim(
         self,
@@ -206,6 +208,7 @@ class PersistentQ(PersistentQInterface):
         worker_id: str,
         result: JSON = None,
         error: str | None = None,
+        timed_out: bool = False,
         queue: str | None = None,
         lease_seconds: float | None = None,
     ) -> tuple[Job, Job | None]:
@@ -217,12 +220,14 @@ class PersistentQ(PersistentQInterface):
 
         def finish_then_claim(tx: Tx) -> tuple[Job, Job | None]:
             tx.expect_claim(queue)
-            done = self._finish(tx, job_id, lease_id, target, result, error)
+            done = self._finish(tx, job_id, lease_id, target, result, error, timed_out)
             return done, self._claim(tx, worker_id, queue, lease)
 
         return self._tx.write(finish_then_claim)
 
-    def _finish(self, tx: Tx, job_id: int, lease_id: int, target: Status, result: JSON, error: str | None) -> Job:
+    def _finish(
+        self, tx: Tx, job_id: int, lease_id: int, target: Status, result: JSON, error: str | None, timed_out: bool
+    ) -> Job:
         """Record a worker's outcome for the job its lease holds."""
         if target == Status.PROCESSED:
             # The common case needs nothing from the row first: one fenced UPDATE, no locking read.
@@ -234,10 +239,11 @@ class PersistentQ(PersistentQInterface):
         move = policy.worker_failed(
             target,
             attempts=current.attempts,
-            max_attempts=current.max_attempts,
+            max_attempts=rows.attempt_limit_of(current),
             error=error,
             stop_reason=current.stop_reason,
             backoff=rows.backoff_of(current, self.settings),
+            timed_out=timed_out,
         )
         return self._after_move(tx, self._apply(tx, current, move, current.worker_id or "worker", lease_id))
 
@@ -271,7 +277,7 @@ class PersistentQ(PersistentQInterface):
     def _rescue_one(self, tx: Tx, job: Any, actor: str) -> tuple[int, Status]:
         move = policy.lease_expired(
             attempts=job.attempts,
-            max_attempts=job.max_attempts,
+            max_attempts=rows.attempt_limit_of(job),
             lease_id=job.lease_id,
             worker_id=job.worker_id,
             stop_request=job.stop_request,
@@ -383,25 +389,37 @@ class PersistentQ(PersistentQInterface):
         job_timeout: float | None = None,
         lease_seconds: float | None = None,
         retry_backoff_seconds: float | None = None,
+        actor: str = "admin",
     ) -> QueueInfo:
         check_call("set_queue_policy", locals())
-        given = {name: value for name, value in locals().items() if name not in ("self", "queue")}
-        return self._set_queue(queue, policy.queue_policy_values(**given))
+        given = {name: value for name, value in locals().items() if name not in ("self", "queue", "actor")}
+        return self._set_queue(queue, policy.queue_policy_values(**given), actor=actor)
 
     def adopt_queue(self, queue: str | None = None, *, lease_seconds: float | None = None) -> QueueInfo:
         check_call("adopt_queue", locals())
         defaults = {**policy.defaults_of(self.settings), **policy.queue_policy_values(lease_seconds=lease_seconds)}
         return self._set_queue(queue or self.settings.queue, defaults, adopt=True)
 
-    def _set_queue(self, queue: str, values: dict[str, Any], *, adopt: bool = False) -> QueueInfo:
+    def _set_queue(self, queue: str, values: dict[str, Any], *, adopt: bool = False, actor: str = "admin") -> QueueInfo:
         def upsert(tx: Tx) -> QueueInfo:
+            ended: list[int] = []
             if values:
                 tx.conn.execute(self._sql.registry.set_queue(queue, values, keep_stored=adopt))
                 tx.wake(queue)
+                if not adopt and "max_attempts" in values:
+                    ended = self._end_over_limit(tx, queue, int(values["max_attempts"]), actor)
             row = tx.conn.execute(self._sql.reads.queue_setting(queue)).first()
-            return rows.queue_info_from(queue, row, self.settings)
+            return replace(rows.queue_info_from(queue, row, self.settings), ended=tuple(ended))
 
         return self._tx.write(upsert)
+
+    def _end_over_limit(self, tx: Tx, queue: str, limit: int, actor: str) -> list[int]:
+        """Waiting jobs that already spent a (lowered) attempt limit go to manual_intervention, in
+        the transaction that stored it: none is claimed for an attempt past its limit."""
+        over = tx.conn.execute(self._sql.moves.over_limit(queue, limit)).all()
+        for job in over:
+            self._after_move(tx, self._apply(tx, job, policy.limit_lowered(job.attempts, limit, actor), actor))
+        return [job.id for job in over]
 
     def queues(self) -> list[QueueInfo]:
         with self._tx.read() as conn:

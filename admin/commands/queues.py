@@ -90,9 +90,12 @@ def set_queue(
 def _show_policy(info: QueueInfo, as_json: bool) -> None:
     data = render.queue_json(info)
     if as_json:
-        output.emit_json(data)
-    else:
-        output.say(f"queue {info.name}: {render.queue_policy_line(data)}")
+        output.emit_json({**data, "ended": list(info.ended)} if info.ended else data)
+        return
+    output.say(f"queue {info.name}: {render.queue_policy_line(data)}")
+    if info.ended:
+        ids = ", ".join(str(job_id) for job_id in info.ended)
+        output.say(f"moved to manual_intervention, their attempts already at the new limit {info.max_attempts}: {ids}")
 
 
 def relay_go(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = False) -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Float, bindparam, cast, func, literal, select, update
+from sqlalchemy import Float, bindparam, cast, func, literal, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
 from pqueue.schema import events, jobs
 from pqueue.sql.context import Context, stored_policy
-from pqueue.states import NOW, FromNow, Minus, Move, Status
+from pqueue.states import CLAIMABLE, NOW, FromNow, Minus, Move, Status
 from pqueue.transactions import Tx
 
 EVENT_COLUMNS = ["job_id", "from_status", "to_status", "at", "actor", "message"]
@@ -43,6 +43,18 @@ def queue_backoff() -> Any:
     return stored_policy("retry_backoff_seconds").label("queue_backoff")
 
 
+def queue_attempt_limit() -> Any:
+    """The job's queue's stored max_attempts as it is now (NULL: none stored), read with the job:
+    a failed attempt is judged by the limit an operator set while it ran, not the one its claim
+    copied in (rows.attempt_limit_of)."""
+    return stored_policy("max_attempts").label("queue_max_attempts")
+
+
+def policy_columns() -> tuple[Any, ...]:
+    """What deciding a failed attempt reads beside the job: its queue's stored policy."""
+    return queue_backoff(), queue_attempt_limit()
+
+
 class Moves:
     """The statements of transitions, for one context."""
 
@@ -59,8 +71,8 @@ class Moves:
     def locked_job(self) -> Any:
         """The job :w_id, locked until the transaction ends (FOR UPDATE on PostgreSQL; on SQLite
         the transaction holds the write lock): what it shows stays true until the UPDATE. With
-        its queue's stored retry backoff, which a failure spends."""
-        return select(jobs, queue_backoff()).where(jobs.c.id == bindparam("w_id")).with_for_update()
+        its queue's stored retry backoff and attempt limit, which a failure spends."""
+        return select(jobs, *policy_columns()).where(jobs.c.id == bindparam("w_id")).with_for_update()
 
     def update(self, job_id: int, from_status: Status, move: Move, lease_id: int | None) -> tuple[Any, dict[str, Any]]:
         """(statement, parameters) of the move's fenced UPDATE, returning the row; the statement
@@ -146,12 +158,25 @@ class Moves:
 
     def expired(self, margin: float) -> Any:
         """Running jobs whose lease ended more than `margin` seconds ago, locked (PostgreSQL skips
-        those another rescuer holds), each with its queue's stored retry backoff."""
+        those another rescuer holds), each with its queue's stored retry backoff and attempt limit."""
         return (
-            select(jobs, queue_backoff())
+            select(jobs, *policy_columns())
             .where(jobs.c.status == Status.UNDER_PROCESS.value, jobs.c.lease_expires_at < self.ctx.in_(-margin))
             .order_by(jobs.c.id)
             .with_for_update(skip_locked=True)
+        )
+
+    @staticmethod
+    def over_limit(queue: str, limit: int) -> Any:
+        """The queue's waiting jobs that follow its attempt limit (no limit of their own) and have
+        already spent `limit` attempts, locked: a lowered limit ends them before another claim."""
+        waiting = jobs.c.status.in_([status.value for status in CLAIMABLE])
+        follows_queue = or_(jobs.c.max_attempts_given.is_(None), jobs.c.max_attempts_given == False)  # noqa: E712
+        return (
+            select(jobs)
+            .where(jobs.c.queue == queue, waiting, follows_queue, jobs.c.attempts >= limit)
+            .order_by(jobs.c.id)
+            .with_for_update()
         )
 
     def lease_stamps(self) -> Any:

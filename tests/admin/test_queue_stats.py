@@ -209,3 +209,19 @@ def test_rescue__moves_expired_leases(pq: Pq, aged: Callable[[float], Jobs], q: 
     assert job.status == Status.CRASHED and "lease expired" in (job.error or "")
     assert q.events(expired.id)[-1].actor == "admin"
     assert pq("rescue").stdout.strip() == "no expired lease; nothing to rescue"
+
+
+def test_queue_set__a_lowered_max_attempts_says_which_waiting_jobs_it_ended(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
+    spent = jobs.crashed()
+    fresh = jobs.waiting()
+
+    result = pq("queue", "set", "default", "--max-attempts", "1")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1] == (
+        f"moved to manual_intervention, their attempts already at the new limit 1: {spent}"
+    )
+    assert q.get_job(spent).status == Status.MANUAL_INTERVENTION
+    assert q.get_job(fresh).status == Status.UNPROCESSED
+    again = as_json(pq("queue", "set", "default", "--max-attempts", "1", "--json"))
+    assert "ended" not in again, "nothing left to end"

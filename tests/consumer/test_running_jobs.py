@@ -152,14 +152,18 @@ def test_consumer__timeout_kills_the_algorithm_and_its_grandchild(
     q = make_queue()
     log = tmp_path / "runs.jsonl"
     # Deaf to SIGTERM: only the SIGKILL after the short grace can end it.
-    job_id = q.put_item({"do": "hang_with_grandchild", "ignore_term": True, "log": str(log)}, max_attempts=1)
-    start_consumer(PQ_JOB_TIMEOUT="1")
+    job_id = q.put_item({"do": "hang_with_grandchild", "ignore_term": True, "log": str(log)})
+    start_consumer(PQ_JOB_TIMEOUT="1", PQ_MAX_ATTEMPTS="3", PQ_RETRY_BACKOFF_SECONDS="0")
     started = wait_until(lambda: read_log(log), what="the algorithm to start")[0]
     assert pid_alive(started["pid"]) and pid_alive(started["grandchild"])
     wait_status(q, job_id, Status.MANUAL_INTERVENTION)
-    assert "job timeout of 1s" in (q.get_job(job_id).error or "")
+    job = q.get_job(job_id)
+    assert (job.attempts, job.error) == (1, "JobTimeout: the job ran longer than its time limit of 1s and was stopped")
+    assert q.events(job_id)[-1].message == f"{job.error} (timed-out jobs are not retried)"
     wait_gone(started["pid"])
     wait_gone(started["grandchild"])
+    starts = [entry for entry in read_log(log) if entry["event"] == "start"]
+    assert len(starts) == 1, "a timed-out job is not run again, though it has attempts left"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -174,7 +178,7 @@ def test_consumer__uses_the_queues_stored_timeout_and_lease_over_its_own_setting
     started = wait_until(lambda: read_log(log), what="the algorithm to start")[0]
     assert q.get_job(job_id).lease_seconds == 6.0, "the claim took the queue's stored lease"
     wait_status(q, job_id, Status.MANUAL_INTERVENTION)
-    assert "job timeout of 1s" in (q.get_job(job_id).error or "")
+    assert "time limit of 1s" in (q.get_job(job_id).error or "")
     wait_gone(started["pid"])
     wait_gone(started["grandchild"])
 

@@ -82,7 +82,7 @@ def right_arguments(q: PersistentQ, tmp_path: Path) -> dict[str, Any]:
         "search": None, "window_seconds": 60.0, "bucket_seconds": 60, "kind": "consumer", "host": "h",
         "pid": 1, "lock_seconds": 1.0, "delivery_id": 1, "delivered": True, "status_code": None,
         "retry_in_seconds": None, "held_by": None, "path": str(tmp_path / "copy.db"), "watch": None,
-        "job_timeout": None, "retry_backoff_seconds": None,
+        "job_timeout": None, "retry_backoff_seconds": None, "timed_out": False,
     }  # fmt: skip
 
 
