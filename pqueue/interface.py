@@ -83,11 +83,14 @@ class WorkQueue(abc.ABC):
     # -- working ----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def get_item(self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None) -> Job | None:
+    def get_item(
+        self, worker_id: str | None = None, *, queue: str | None = None, lease_seconds: float | None = None
+    ) -> Job | None:
         """Claim the next claimable job of the queue with a fresh lease, or return None.
 
         None when the queue is empty, paused, or all its seats are taken. The claim spends an
-        attempt and gives the job a new, larger lease_id.
+        attempt and gives the job a new, larger lease_id. Without a worker_id the claim is this
+        process's (`host:pid`), registered as a worker of kind `library` and seen at each claim.
         """
 
     @abc.abstractmethod
@@ -105,12 +108,16 @@ class WorkQueue(abc.ABC):
         job_id: int,
         status: Status | str,
         *,
-        lease_id: int,
+        lease_id: int | None = None,
         result: JSON = None,
         error: str | None = None,
         timed_out: bool = False,
     ) -> Job:
         """Record the outcome of the claim holding `lease_id`.
+
+        Without lease_id, the lease this same handle got when it claimed the job (get_item or
+        finish_and_claim); a handle that holds none for the job raises InvalidInput saying to
+        pass lease_id. Either way a lease that is no longer the job's is refused (LeaseLost).
 
         `processed` stores the result; `crashed` stores the error and becomes
         `manual_intervention` when no attempts are left, else claimable after an exponential

@@ -9,7 +9,10 @@ statements' shapes once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -21,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue import policy, rows, submitting
+from pqueue.claims import OwnClaims, process_worker_id
 from pqueue.database import describe_url
 from pqueue.dialects import SQLDialect, dialect_for
 from pqueue.errors import (
@@ -85,6 +89,7 @@ class PersistentQ(PersistentQInterface):
         self.channel = f"pq_wake_{self.schema or 'public'}"
         self._waiter: Waiter | None = None
         self._registered: dict[str, dict[str, Any]] = {}  # this process's workers, to register again
+        self._claims = OwnClaims()  # the leases of this handle's claims, for update_status without one
         self.clock_offset = timedelta(0)
         self._tx = Transactions(engine, locks(self._sql.ctx, self.schema, self.channel), settings.write_timeout)
 
@@ -152,11 +157,32 @@ class PersistentQ(PersistentQInterface):
 
     # -- working ----------------------------------------------------------------------------
 
-    def get_item(self, worker_id: str, *, queue: str | None = None, lease_seconds: float | None = None) -> Job | None:
+    def get_item(
+        self, worker_id: str | None = None, *, queue: str | None = None, lease_seconds: float | None = None
+    ) -> Job | None:
         check_call("get_item", locals())
         queue = queue or self.settings.queue
         lease = lease_seconds or self.settings.lease_seconds
-        return self._tx.write(lambda tx: self._claim(tx, worker_id, queue, lease))
+        worker = worker_id or process_worker_id()
+
+        def claim(tx: Tx) -> Job | None:
+            if worker_id is None:  # this process, registered like any worker and seen at every claim
+                self._register_as_process(tx, worker, queue)
+            return self._claim(tx, worker, queue, lease)
+
+        return self._remember(self._tx.write(claim))
+
+    def _register_as_process(self, tx: Tx, worker: str, queue: str) -> None:
+        if worker in self._registered and tx.conn.execute(self._sql.registry.touch(worker)).first() is not None:
+            return
+        self._registered[worker] = {"kind": "library", "queue": queue, "host": socket.gethostname(), "pid": os.getpid()}
+        self._register(tx, worker)
+
+    def _remember(self, job: Job | None) -> Job | None:
+        """A committed claim's lease, for update_status without one."""
+        if job is not None:
+            self._claims.remember(job.id, job.lease_id)
+        return job
 
     def _claim(self, tx: Tx, worker_id: str, queue: str, lease: float) -> Job | None:
         row = self._sql.claim.run(tx, queue, worker_id, lease)
@@ -189,7 +215,7 @@ class PersistentQ(PersistentQInterface):
         job_id: int,
         status: Status | str,
         *,
-        lease_id: int,
+        lease_id: int | None = None,
         result: JSON = None,
         error: str | None = None,
         timed_out: bool = False,
@@ -197,7 +223,18 @@ class PersistentQ(PersistentQInterface):
         check_call("update_status", locals())
         target = worker_outcome(status)
         submitting.json_safe("result", result)
-        return self._tx.write(lambda tx: self._finish(tx, job_id, lease_id, target, result, error, timed_out))
+        lease = self._claims.lease_of(job_id) if lease_id is None else lease_id
+        return self._ending(job_id, lease, lambda tx: self._finish(tx, job_id, lease, target, result, error, timed_out))
+
+    def _ending(self, job_id: int, lease_id: int, end: Callable[[Tx], Job]) -> Job:
+        """Write a move that ends this lease's claim; the handle forgets the claim once it is over."""
+        try:
+            done = self._tx.write(end)
+        except LeaseLost:
+            self._claims.forget(job_id, lease_id)
+            raise
+        self._claims.forget(job_id, lease_id)
+        return done
 
     def finish_and_claim(
         self,
@@ -223,7 +260,9 @@ class PersistentQ(PersistentQInterface):
             done = self._finish(tx, job_id, lease_id, target, result, error, timed_out)
             return done, self._claim(tx, worker_id, queue, lease)
 
-        return self._tx.write(finish_then_claim)
+        done, claimed = self._tx.write(finish_then_claim)
+        self._claims.forget(job_id, lease_id)
+        return done, self._remember(claimed)
 
     def _finish(
         self, tx: Tx, job_id: int, lease_id: int, target: Status, result: JSON, error: str | None, timed_out: bool
@@ -255,7 +294,7 @@ class PersistentQ(PersistentQInterface):
             worker = current.worker_id or "worker"
             return self._after_move(tx, self._apply(tx, current, released(reason), worker, lease_id))
 
-        return self._tx.write(give_back)
+        return self._ending(job_id, lease_id, give_back)
 
     def rescue_expired(self, *, actor: str = "rescue", watch: SilenceWatch | None = None) -> list[tuple[int, Status]]:
         check_call("rescue_expired", locals())
@@ -709,6 +748,10 @@ class PersistentQ(PersistentQInterface):
         return describe_url(self.engine.url.render_as_string(hide_password=False))
 
     def close(self) -> None:
+        for worker, about in list(self._registered.items()):
+            if about["kind"] == "library":  # this process claimed without a worker id: it is done
+                with contextlib.suppress(PQError):
+                    self.unregister_worker(worker)
         if self._waiter is not None:
             self._waiter.close()
             self._waiter = None
