@@ -7,7 +7,6 @@ or written.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,15 @@ import typer
 
 import pqueue
 from pqueue import InvalidInput, Settings
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+from pqueue.validation import duration_text
 
 
 def parse_duration(text: str) -> float:
     """'30m', '12h', '7d' (also s and w) as seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
+    seconds = duration_text(text)
+    if seconds is None:
         raise typer.BadParameter(f"{text!r} is not a duration; use a number and a unit: 90s, 30m, 12h, 7d or 2w")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return seconds
 
 
 def parse_seconds(text: str) -> float:

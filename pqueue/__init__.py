@@ -1,6 +1,7 @@
 """pqueue: a durable job queue for one licensed algorithm that runs one request at a time.
 
-`connect()` opens the queue named by PQ_DATABASE_URL (a SQLite file under PQ_HOME by default).
+`connect()` opens the queue named by PQ_DATABASE_URL (a SQLite file under PQ_HOME by default);
+`persistentQ({"name": ..., "type": "sqlite"})` opens one in the words of the first design (pqueue.original).
 `pqueue.callbacks.verify(...)` lets a partner check a callback's signature.
 """
 
@@ -40,6 +41,7 @@ from pqueue.models import (
     Worker,
 )
 from pqueue.opening import connect, migrate, open_with_retry, setup_logging
+from pqueue.original import persistentQ
 from pqueue.policy import lease_margin
 from pqueue.settings import Settings, load_settings
 from pqueue.silence import SilenceWatch
@@ -92,6 +94,7 @@ __all__ = [
     "load_settings",
     "migrate",
     "permanent",
+    "persistentQ",
     "open_with_retry",
     "setup_logging",
 ]

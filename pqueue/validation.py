@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from pqueue.errors import InvalidInput
@@ -31,6 +33,8 @@ LARGEST_INTEGER = 2**63 - 1
 PAYLOAD_TYPES = (dict, list, tuple, str, int, float, bool, type(None))
 PAYLOAD_WORDS = "a NewJob or a JSON payload (dict, list, str, number, bool or None)"
 MAX_PAGE = 1000  # the most jobs one read of a page (or of the line) returns
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def check_call(operation: str, arguments: dict[str, Any]) -> None:
@@ -50,6 +54,29 @@ def check_page_limit(limit: int) -> None:
     """A page holds 1 to MAX_PAGE jobs."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE}")
+
+
+def duration_text(text: str) -> float | None:
+    """'30m', '12h', '7d' (also s and w) as seconds; None for text that is not a duration."""
+    match = _DURATION.match(text.strip().lower())
+    return None if match is None else float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def duration_seconds(name: str, value: Any) -> float:
+    """A duration given as seconds, a timedelta or text like '7d', in seconds; InvalidInput else."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        parsed = duration_text(value)
+        if parsed is None:
+            raise InvalidInput(name, f"{value!r} is not a duration; use seconds, a timedelta, or 90s, 30m, 12h, 7d")
+        seconds = parsed
+    else:
+        _number(name, value)
+        seconds = float(value)
+    if seconds < 0:
+        raise InvalidInput(name, "must not be negative")
+    return seconds
 
 
 def jobs_to_put(new_jobs: Any, actor: Any) -> list[NewJob]:
