@@ -16,7 +16,7 @@ from producer.deps import Intake
 from producer.group_commit import GroupCommitter
 from producer.guards import BodyGuard, TokenGuard
 from producer.metrics import IntakeMetrics
-from producer.routes import jobs, ops, queues
+from producer.routes import jobs, ops, queues, seeds
 from producer.submit_path import SubmitShortcut
 
 DESCRIPTION = """\
@@ -53,7 +53,7 @@ def create_app(settings: Settings, store: PersistentQ | None = None) -> FastAPI:
 
     app = FastAPI(title="pqueue intake", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.intake = intake
-    for router in (jobs.router, queues.router, ops.router):
+    for router in (jobs.router, queues.router, ops.router, seeds.router):
         app.include_router(router)
     errors.install(app)
 

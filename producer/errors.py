@@ -156,7 +156,7 @@ def _message(error: dict[str, Any]) -> str:
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else "the request was refused"
-    if exc.status_code == 404:
+    if exc.status_code == 404 and detail == "Not Found":  # the router's: no route matched
         detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
     return _answer(request, exc.status_code, detail)
 
