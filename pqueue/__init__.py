@@ -18,7 +18,9 @@ from pqueue.errors import (
     InvalidInput,
     InvalidTransition,
     JobNotFound,
+    KeyRejected,
     LeaseLost,
+    PartnerNotFound,
     PermanentError,
     PQError,
     SchemaOutOfDate,
@@ -26,13 +28,18 @@ from pqueue.errors import (
     StopRequested,
     permanent,
 )
-from pqueue.interface import Insights, Operations, PersistentQInterface, WorkQueue
+from pqueue.interface import Insights, Operations, Partners, PersistentQInterface, WorkQueue
 from pqueue.models import (
+    ApiKey,
+    Caller,
     Delivery,
     Event,
     Job,
     NewJob,
+    NewKey,
     Page,
+    Partner,
+    PartnerEvent,
     PutResult,
     QueueInfo,
     RunningJob,
@@ -42,6 +49,7 @@ from pqueue.models import (
 )
 from pqueue.opening import connect, migrate, open_with_retry, setup_logging
 from pqueue.original import persistentQ
+from pqueue.partners import DEFAULT_PARTNER, SCOPES
 from pqueue.policy import lease_margin
 from pqueue.settings import Settings, load_settings
 from pqueue.silence import SilenceWatch
@@ -50,6 +58,16 @@ from pqueue.store import PersistentQ
 from pqueue.submitting import check_callback_url
 
 __all__ = [
+    "DEFAULT_PARTNER",
+    "SCOPES",
+    "ApiKey",
+    "Caller",
+    "KeyRejected",
+    "NewKey",
+    "Partner",
+    "PartnerEvent",
+    "PartnerNotFound",
+    "Partners",
     "CLAIMABLE",
     "FINAL",
     "DatabaseBusy",

@@ -57,6 +57,10 @@ class SQLDialect:
         delta = type_coerce(later, BigInteger()) - type_coerce(earlier, BigInteger())
         return cast(delta, Float()) / 1000.0
 
+    def larger(self, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The larger of two values (SQLite's scalar max)."""
+        return func.max(a, b)
+
     def bucket(self, moment: ColumnElement[Any], seconds: int) -> ColumnElement[Any]:
         """The start of the time bucket of `seconds` that holds moment."""
         width = seconds * 1000
@@ -149,6 +153,9 @@ class PostgresDialect(SQLDialect):
 
     def seconds_between(self, later: ColumnElement[Any], earlier: ColumnElement[Any]) -> ColumnElement[float]:
         return cast(func.extract("epoch", later - earlier), Float())
+
+    def larger(self, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.greatest(a, b)
 
     def bucket(self, moment: ColumnElement[Any], seconds: int) -> ColumnElement[Any]:
         epoch = func.extract("epoch", moment)

@@ -13,6 +13,8 @@ PQError
  ├── DeliveryLockLost       the worker no longer holds the callback delivery it attempted
  ├── StopRequested          an operator cancelled or failed the running job; the worker stops it
  ├── IdempotencyConflict    the key is already used with another payload
+ ├── PartnerNotFound        no partner, or no key, with that name
+ ├── KeyRejected            an API key that is malformed, unknown, revoked, expired or disabled
  └── InvalidInput           an argument was rejected before touching the database
 
 PermanentError is not a PQError: an algorithm raises it (or marks any exception with
@@ -141,6 +143,18 @@ class IdempotencyConflict(PQError):
         super().__init__(
             f"idempotency key {key!r} in queue {queue!r} is already used by job {job_id} with a different payload"
         )
+
+
+class PartnerNotFound(PQError):
+    """No partner (or no key) has this name."""
+
+    def __init__(self, what: str, name: str) -> None:
+        self.name = name
+        super().__init__(f"{what} {name!r} not found")
+
+
+class KeyRejected(PQError):
+    """The key does not let its bearer in; the message says why, in the bearer's terms."""
 
 
 class InvalidInput(PQError):

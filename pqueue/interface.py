@@ -1,10 +1,12 @@
-"""The contract every pqueue program relies on, in three roles by caller.
+"""The contract every pqueue program relies on, in four roles by caller.
 
 * WorkQueue: what serves the queue, the intake putting jobs and the consumer or relay claiming,
   recording and delivering them (with the housekeeping each consumer runs).
 * Operations: what an operator changes, from `pq` or the dashboard: a job's status, a queue's
   pause, seats and policy, a backup.
 * Insights: what only reads: jobs, timelines, stats, workers, queues, the clock.
+* Partners: the callers sharing the licence and their keys: what `pq partner` and `pq key`
+  change, and the intake's question "whose key is this?".
 
 PersistentQInterface is their union, the whole store (`PersistentQ` implements it). A program
 annotates the role it calls, so mypy shows which of them it needs.
@@ -33,11 +35,16 @@ from datetime import datetime, timedelta
 
 from pqueue.models import (
     JSON,
+    ApiKey,
+    Caller,
     Delivery,
     Event,
     Job,
     NewJob,
+    NewKey,
     Page,
+    Partner,
+    PartnerEvent,
     PutResult,
     QueueInfo,
     Stats,
@@ -66,8 +73,9 @@ class WorkQueue(abc.ABC):
         run_after_seconds: float = 0.0,
         max_attempts: int | None = None,
         actor: str = "producer",
+        partner: str | None = None,
     ) -> int:
-        """Store one job and return its id once committed.
+        """Store one job of `partner` (None: `default`) and return its id once committed.
 
         Lower priority runs first, then FIFO by id. With an idempotency_key already used in the
         queue, the first job's id comes back and nothing is stored; with another payload it is
@@ -398,8 +406,97 @@ class Insights(abc.ABC):
         """Release connections."""
 
 
-class PersistentQInterface(WorkQueue, Operations, Insights):
-    """A durable, leased, seat-capped job queue: all three roles. It adds no method of its own."""
+class Partners(abc.ABC):
+    """What `pq partner`, `pq key`, the dashboard and the intake's key check call.
+
+    A partner's name is 1 to 64 of a-z, 0-9 and '-'; `default` always exists (jobs without a
+    partner's key are its). Every change writes the partner's event log in its transaction.
+    """
+
+    @abc.abstractmethod
+    def add_partner(
+        self,
+        name: str,
+        *,
+        weight: float = 1.0,
+        max_running: int | None = None,
+        rate_per_minute: int | None = None,
+        actor: str = "admin",
+    ) -> Partner:
+        """A new partner; InvalidInput for a bad name or limit, or a name already taken."""
+
+    @abc.abstractmethod
+    def set_partner(
+        self,
+        name: str,
+        *,
+        weight: float | None = None,
+        max_running: int | None = None,
+        rate_per_minute: int | None = None,
+        no_max_running: bool = False,
+        no_rate: bool = False,
+        callback_secret: str | None = None,
+        secret_grace_seconds: float = 86400.0,
+        actor: str = "admin",
+    ) -> Partner:
+        """Change what is given (a new weight counts for runs charged from now on). A new callback
+        secret signs at once; the previous one signs beside it for `secret_grace_seconds`."""
+
+    @abc.abstractmethod
+    def disable_partner(self, name: str, *, enable: bool = False, actor: str = "admin") -> Partner:
+        """Its keys stop working (enable: they work again); its stored jobs still run."""
+
+    @abc.abstractmethod
+    def partners(self) -> list[Partner]:
+        """Every partner with its jobs waiting and running and its seat time in the last hour and day."""
+
+    @abc.abstractmethod
+    def partner(self, name: str) -> Partner:
+        """One partner, as partners() shows it; PartnerNotFound."""
+
+    @abc.abstractmethod
+    def partner_events(self, name: str) -> list[PartnerEvent]:
+        """The partner's log: every change to it and its keys, oldest first."""
+
+    @abc.abstractmethod
+    def callback_secrets(self, name: str) -> list[str]:
+        """The secrets signing its callbacks now, newest first; empty: PQ_CALLBACK_SECRET signs."""
+
+    @abc.abstractmethod
+    def create_key(
+        self,
+        partner: str,
+        *,
+        scopes: Sequence[str] = ("submit", "read", "cancel"),
+        expires_in_seconds: float | None = None,
+        name: str | None = None,
+        actor: str = "admin",
+    ) -> NewKey:
+        """A new key of the partner; its text is in the result and nowhere else."""
+
+    @abc.abstractmethod
+    def keys(self, partner: str | None = None) -> list[ApiKey]:
+        """Keys as listings show them (never the secret), of one partner or all."""
+
+    @abc.abstractmethod
+    def revoke_key(self, key_id: str, *, actor: str = "admin") -> ApiKey:
+        """The key stops working at once; PartnerNotFound for an unknown id."""
+
+    @abc.abstractmethod
+    def rotate_key(self, key_id: str, *, grace_seconds: float = 86400.0, actor: str = "admin") -> NewKey:
+        """A new key with the same partner, scopes and name; the old one works `grace_seconds` more."""
+
+    @abc.abstractmethod
+    def authenticate(self, key: str) -> Caller:
+        """Whose key this is and what it may do; KeyRejected saying why it may not be used."""
+
+    @abc.abstractmethod
+    def keys_required(self) -> bool:
+        """Whether any key was ever made (from then on the intake needs one on every request)."""
+
+
+class PersistentQInterface(WorkQueue, Operations, Insights, Partners):
+    """A durable, leased, seat-capped job queue: all four roles. It adds no method of its own."""
 
     settings: Settings
     clock_offset: timedelta

@@ -37,6 +37,7 @@ class Job:
     stop_reason: str | None = None
     delivery: Delivery | None = field(default=None)
     lease_seconds: float | None = None  # the latest claim's lease length: its queue's stored lease, else the claimer's
+    partner: str = "default"  # whose job it is: the partner whose key submitted it
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class NewJob:
     idempotency_key: str | None = None
     run_after_seconds: float = 0.0
     max_attempts: int | None = None
+    partner: str | None = None  # None: `default`
 
 
 @dataclass(frozen=True)
@@ -174,3 +176,67 @@ class ThroughputPoint:
     bucket_start: datetime
     status: Status
     count: int
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A caller sharing the licence: its weight, limits, and how much of the seats it uses."""
+
+    name: str
+    weight: float
+    max_running: int | None  # its jobs running at once in each queue (None: only the seats limit it)
+    rate_per_minute: int | None  # submissions per minute (None: no limit)
+    disabled_at: datetime | None
+    created_at: datetime
+    has_callback_secret: bool = False
+    waiting: int = 0
+    running: int = 0
+    seat_seconds_hour: float = 0.0
+    seat_seconds_day: float = 0.0
+    share_day: float = 0.0  # its part of all partners' seat time in the last day, 0 to 1
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A partner's key as listings show it: never the key itself, which only its creator sees."""
+
+    id: str
+    partner: str
+    scopes: tuple[str, ...]
+    name: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    prefix: str  # `pq_<id>_…`
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: `key` is shown once and never stored."""
+
+    key: str
+    info: ApiKey
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request's key belongs to, and what it may do."""
+
+    partner: str
+    scopes: tuple[str, ...]
+    key_id: str | None  # None: PQ_API_TOKEN, or an open intake
+
+    def may(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class PartnerEvent:
+    """One change to a partner or its keys, as the partner's log keeps it."""
+
+    id: int
+    partner: str
+    at: datetime
+    actor: str
+    message: str

@@ -36,6 +36,7 @@ def job_from(row: Any, delivery: Delivery | None = None) -> Job:
         stop_reason=row.stop_reason,
         delivery=delivery,
         lease_seconds=row.lease_ms / 1000 if row.lease_ms is not None else None,
+        partner=row.partner,
     )
 
 

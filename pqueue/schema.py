@@ -89,13 +89,16 @@ jobs = Table(
     Column("run_after", Timestamp, nullable=False),
     Column("started_at", Timestamp, nullable=True),
     Column("finished_at", Timestamp, nullable=True),
-    UniqueConstraint("queue", "idempotency_key", name="uq_pq_jobs_queue_idempotency_key"),
+    # Whose job it is: the partner whose key submitted it (`default` without keys).
+    Column("partner", String(64), nullable=False, server_default="default"),
+    UniqueConstraint("partner", "queue", "idempotency_key", name="uq_pq_jobs_partner_idempotency_key"),
 )
-# The claim walks this partial index in run order; finished jobs are not in it, so its cost
-# stays flat however many of them pile up.
+# The claim takes each partner's next job with one step down this partial index (in run order
+# within the partner); finished jobs are not in it, so its cost stays flat however many pile up.
 Index(
     "ix_pq_jobs_claim",
     jobs.c.queue,
+    jobs.c.partner,
     jobs.c.priority,
     jobs.c.id,
     sqlite_where=text("status IN ('unprocessed', 'crashed')"),
@@ -146,6 +149,60 @@ queues = Table(
     Column("job_timeout", Float, nullable=True),
     Column("lease_seconds", Float, nullable=True),
     Column("retry_backoff_seconds", Float, nullable=True),
+    # The queue's virtual time for the fair share: the tag of the partner last given a seat. A
+    # partner that comes back after an idle spell starts here, so idle time is never banked.
+    Column("vtime", Float, nullable=False, server_default="0"),
+)
+
+partners = Table(
+    "pq_partners",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("weight", Float, nullable=False, server_default="1"),
+    # At most this many of its jobs run at once in each queue (NULL: only the seats limit it).
+    Column("max_running", Integer, nullable=True),
+    Column("rate_per_minute", Integer, nullable=True),
+    # Signs its callbacks (else PQ_CALLBACK_SECRET); during a rotation the previous one signs too.
+    Column("callback_secret", Text, nullable=True),
+    Column("previous_callback_secret", Text, nullable=True),
+    Column("previous_secret_until", Timestamp, nullable=True),
+    Column("disabled_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+api_keys = Table(
+    "pq_api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the key's public part, shown in listings
+    Column("partner", String(64), ForeignKey("pq_partners.name"), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),  # SHA-256 of the whole key; never the key
+    Column("scopes", String(100), nullable=False),  # comma-separated: submit, read, cancel, admin
+    Column("name", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=True),
+    Column("revoked_at", Timestamp, nullable=True),
+    Column("last_used_at", Timestamp, nullable=True),
+)
+
+partner_events = Table(
+    "pq_partner_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("partner", String(64), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("message", Text, nullable=False),
+)
+Index("ix_pq_partner_events_partner", partner_events.c.partner, partner_events.c.id)
+
+# Each partner's tag in each queue: the seat-seconds its runs held, divided by its weight (start-time
+# fair queuing). The claim gives the seat to the lowest tag; every run's outcome adds its seconds.
+fair = Table(
+    "pq_fair",
+    metadata,
+    Column("queue", String(200), primary_key=True),
+    Column("partner", String(64), primary_key=True),
+    Column("tag", Float, nullable=False, server_default="0"),
 )
 
 workers = Table(

@@ -51,6 +51,8 @@ from pqueue.models import (
     ThroughputPoint,
     Worker,
 )
+from pqueue.partner_book import PartnerBook
+from pqueue.partners import DEFAULT_PARTNER
 from pqueue.settings import Settings
 from pqueue.silence import SilenceWatch
 from pqueue.sql import Context, Statements, locks
@@ -78,7 +80,7 @@ log = logging.getLogger("pqueue")
 FORGET_WORKERS_AFTER_SECONDS = 86400.0
 
 
-class PersistentQ(PersistentQInterface):
+class PersistentQ(PartnerBook, PersistentQInterface):
     """A job queue in a SQLite file or a PostgreSQL database."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
@@ -118,9 +120,10 @@ class PersistentQ(PersistentQInterface):
         run_after_seconds: float = 0.0,
         max_attempts: int | None = None,
         actor: str = "producer",
+        partner: str | None = None,
     ) -> int:
         check_call("put_item", locals())
-        job = NewJob(payload, queue, priority, callback_url, idempotency_key, run_after_seconds, max_attempts)
+        job = NewJob(payload, queue, priority, callback_url, idempotency_key, run_after_seconds, max_attempts, partner)
         return self.put_items([job], actor=actor)[0].id
 
     def put_items(self, jobs: Sequence[NewJob | JSON], *, actor: str = "producer") -> list[PutResult]:
@@ -129,8 +132,10 @@ class PersistentQ(PersistentQInterface):
         if not runs:
             return []
         woken = {job.queue or self.settings.queue for job in new_jobs}
+        named = sorted({job.partner for job in new_jobs if job.partner not in (None, DEFAULT_PARTNER)})
 
         def insert_all(tx: Tx) -> list[PutResult]:
+            self._refuse_unusable_partners(tx, named)
             results: list[PutResult] = []
             for run in runs:
                 if isinstance(run, NewJob):
@@ -150,7 +155,7 @@ class PersistentQ(PersistentQInterface):
             self._sql.moves.write_event(tx, new_id, None, Status.UNPROCESSED, actor, None)
             return PutResult(id=new_id, created=True)
         queue, key = values["queue"], job.idempotency_key or ""
-        holder = tx.conn.execute(self._sql.put.holder_of_key(queue, key)).one()
+        holder = tx.conn.execute(self._sql.put.holder_of_key(values["partner"], queue, key)).one()
         if holder.payload_hash != values["payload_hash"]:
             raise IdempotencyConflict(key, queue, holder.id)
         return PutResult(id=holder.id, created=False)
@@ -535,6 +540,8 @@ class PersistentQ(PersistentQInterface):
     def _apply(self, tx: Tx, current: Any, move: Move, actor: str, lease_id: int | None = None) -> Any:
         """The move's one fenced UPDATE of the locked job `current`, and its event row; the new row."""
         from_status = Status(current.status)
+        if from_status == Status.UNDER_PROCESS and move.target != Status.UNDER_PROCESS:
+            self._sql.moves.fair.charge(tx, current)  # the run is over: its seat time is charged
         statement, params = self._sql.moves.update(current.id, from_status, move, lease_id)
         row = tx.conn.execute(statement, params).first()
         if row is None:  # the row is locked, so only a bug gets here

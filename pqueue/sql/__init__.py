@@ -3,7 +3,8 @@
     claim.py     the claim and the checks idle consumers run     submit.py   puts
     moves.py     the fenced UPDATE of every transition, events    outbox.py   callback deliveries
     reads.py     listings, timelines, stats, queues, workers      registry.py queue settings, workers
-    purge.py     deleting finished jobs
+    purge.py     deleting finished jobs                           fair.py     the fair share of the seats
+    partners.py  partners, their keys and usage
 
 Where SQLite and PostgreSQL need statements of different shapes (the claim, a put, the processed
 outcome), both shapes sit side by side in the concern's module, and `Statements` picks one per
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from pqueue.sql import claim, moves, submit
 from pqueue.sql.context import Context
 from pqueue.sql.outbox import Outbox
+from pqueue.sql.partners import PartnerStatements
 from pqueue.sql.purge import Purge
 from pqueue.sql.reads import Reads
 from pqueue.sql.registry import Registry
@@ -43,6 +45,7 @@ class Statements:
         self.reads = Reads(ctx)
         self.registry = Registry(ctx)
         self.purge = Purge(ctx)
+        self.partners = PartnerStatements(ctx)
 
 
 def locks(ctx: Context, schema: str | None, channel: str) -> Locks:

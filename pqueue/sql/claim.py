@@ -23,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from pqueue.direct import DirectStatement
 from pqueue.schema import events, jobs, queues
 from pqueue.sql.context import Context, stored_policy
+from pqueue.sql.fair import FairShare
 from pqueue.sql.moves import with_event
 from pqueue.states import CLAIMABLE, Status
 from pqueue.transactions import Tx
@@ -57,6 +58,7 @@ class Claim:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.fair = FairShare(ctx)
 
     def run(self, tx: Tx, queue: str, worker_id: str, lease_seconds: float) -> Any | None:
         """Claim the queue's next job for the worker: the claimed row (every column), or None
@@ -64,16 +66,13 @@ class Claim:
         raise NotImplementedError
 
     def pick(self, *columns: ColumnElement[Any]) -> Any:
-        """The next job of :w_queue in run order if the queue has a free seat and is not paused;
-        walks the partial claim index (a test guards the plan). The seat check is part of this
-        statement: one statement fewer per claim, and it reads the same snapshot as the candidate."""
-        now = self.ctx.now
+        """The job of :w_queue the fair share gives the next seat (pqueue/sql/fair.py), if the
+        queue has a free seat and is not paused; each partner's next job is one step down the
+        partial claim index (a test guards the plan). The seat check is part of this statement:
+        one statement fewer per claim, and it reads the same snapshot as the candidate."""
         seats, paused, running = self.seat_expressions()
-        due = select(*columns).where(jobs.c.queue == bindparam("w_queue"), claimable(), jobs.c.run_after <= now)
-        return self.ctx.dialect.first_if(
-            due.order_by(jobs.c.priority, jobs.c.id),
-            and_(running < seats, paused == False),  # noqa: E712 - SQL
-        )
+        due = select(*columns).where(jobs.c.id == self.fair.next_job(claimable()), claimable())
+        return self.ctx.dialect.first_if(due, and_(running < seats, paused == False))  # noqa: E712 - SQL
 
     def candidate(self) -> Any:
         """The pick as PostgreSQL locks it: rows an operator is changing right now are skipped,
@@ -147,6 +146,7 @@ class SQLiteClaim(Claim):
         params = {"w_id": picked.job_id, "w_from": picked.from_status, "w_worker": worker_id}
         row = self._update.first(tx.conn, {**params, "w_lease_seconds": lease_seconds})
         assert row is not None, "the job picked in this transaction is still there"
+        self.fair.claimed(tx, queue, row.partner)
         return row
 
     @cached_property
@@ -172,7 +172,8 @@ class SQLiteClaim(Claim):
 
 
 class PostgresClaim(Claim):
-    """The seat lock (once per transaction), then candidate, claim and event row in one statement."""
+    """The seat lock (once per transaction), then candidate, claim, event row and the fair share's
+    bookkeeping in one statement."""
 
     def run(self, tx: Tx, queue: str, worker_id: str, lease_seconds: float) -> Any | None:
         tx.lock_seats(queue)
@@ -193,7 +194,9 @@ class PostgresClaim(Claim):
             .cte("claimed")
         )
         message = claim_message(claimed.c.attempts, claimed.c.max_attempts, claimed.c.lease_id)
-        return with_event(self.ctx, claimed, claimed.c.from_status, message)
+        floored = self.fair.floor_values(claimed.c.queue, claimed.c.partner).cte("floored")
+        clocked = self.fair.clock_values(claimed.c.queue, floored.c.tag).cte("clocked")
+        return with_event(self.ctx, claimed, claimed.c.from_status, message).add_cte(floored, clocked)
 
 
 SHAPES: dict[str, type[Claim]] = {"sqlite": SQLiteClaim, "postgresql": PostgresClaim}

@@ -20,8 +20,9 @@ from sqlalchemy import Float, bindparam, cast, func, literal, or_, select, updat
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
-from pqueue.schema import events, jobs
+from pqueue.schema import events, fair, jobs
 from pqueue.sql.context import Context, stored_policy
+from pqueue.sql.fair import FairShare
 from pqueue.states import CLAIMABLE, NOW, FromNow, Minus, Move, Status
 from pqueue.transactions import Tx
 
@@ -60,6 +61,7 @@ class Moves:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.fair = FairShare(ctx)
         self._updates: dict[tuple[bool, frozenset[tuple[str, Any]]], Any] = {}
 
     def processed(self, tx: Tx, job_id: int, lease_id: int, result: Any) -> Any | None:
@@ -213,6 +215,7 @@ class SQLiteMoves(Moves):
         row = self._processed.first(tx.conn, {"w_id": job_id, "w_lease": lease_id, "v_result": result})
         if row is not None:
             self.write_event(tx, job_id, Status.UNDER_PROCESS, Status.PROCESSED, row.worker_id or "worker", "ok")
+            self.fair.charge(tx, row)
         return row
 
     @cached_property
@@ -221,8 +224,8 @@ class SQLiteMoves(Moves):
 
 
 class PostgresMoves(Moves):
-    """The processed UPDATE with its event row in one statement, and the seat lock of the queue
-    the transaction claims from next (taken only when the UPDATE matched)."""
+    """The processed UPDATE with its event row and the run's charge in one statement, and the seat
+    lock of the queue the transaction claims from next (taken only when the UPDATE matched)."""
 
     def processed(self, tx: Tx, job_id: int, lease_id: int, result: Any) -> Any | None:
         params: dict[str, Any] = {"w_id": job_id, "w_lease": lease_id, "v_result": result}
@@ -236,7 +239,13 @@ class PostgresMoves(Moves):
 
     def _processed_with_event(self) -> Any:
         moved = self._processed_update().cte("moved")
-        return with_event(self.ctx, moved, literal(Status.UNDER_PROCESS.value), literal("ok"))
+        charged = (
+            update(fair)
+            .where(fair.c.queue == moved.c.queue, fair.c.partner == moved.c.partner)
+            .values(**self.fair.charge_values(moved.c.queue, moved.c.partner, moved.c.started_at))
+            .cte("charged")
+        )
+        return with_event(self.ctx, moved, literal(Status.UNDER_PROCESS.value), literal("ok")).add_cte(charged)
 
     @cached_property
     def _processed(self) -> DirectStatement:

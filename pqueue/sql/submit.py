@@ -52,19 +52,21 @@ class Put:
         return (
             self.ctx.dialect.insert(jobs)
             .values(values)
-            .on_conflict_do_nothing(index_elements=["queue", "idempotency_key"])
+            .on_conflict_do_nothing(index_elements=["partner", "queue", "idempotency_key"])
             .returning(jobs.c.id)
         )
 
     @staticmethod
-    def holder_of_key(queue: str, key: str) -> Any:
-        """The id and payload digest of the job that holds the key in the queue."""
-        return select(jobs.c.id, jobs.c.payload_hash).where(jobs.c.queue == queue, jobs.c.idempotency_key == key)
+    def holder_of_key(partner: str, queue: str, key: str) -> Any:
+        """The id and payload digest of the job that holds the partner's key in the queue."""
+        return select(jobs.c.id, jobs.c.payload_hash).where(
+            jobs.c.partner == partner, jobs.c.queue == queue, jobs.c.idempotency_key == key
+        )
 
     def insert_many(self, alike: bool) -> Any:
         """INSERT … SELECT from :w_items, a JSON array with one element per job: its payload when
-        the jobs are alike (queue, priority, max_attempts and callback_url are then bound once),
-        else [queue, payload, priority, max_attempts, callback_url]. Ids come back in the array's
+        the jobs are alike (queue, priority, max_attempts, callback_url and partner are then bound
+        once), else [queue, payload, priority, max_attempts, callback_url, partner]. Ids come back in the array's
         order once sorted (one statement assigns them)."""
         dialect = self.ctx.dialect
         array = bindparam("w_items", type_=SQLText())
@@ -73,14 +75,17 @@ class Put:
         priority: ColumnElement[Any]
         max_attempts: ColumnElement[Any]
         callback_url: ColumnElement[Any]
+        partner: ColumnElement[Any]
         if alike:
             payload = dialect.json_element_json(rows, array)
-            queue, callback_url = (bindparam(f"w_{name}", type_=SQLText()) for name in ("queue", "callback_url"))
+            queue, callback_url, partner = (
+                bindparam(f"w_{name}", type_=SQLText()) for name in ("queue", "callback_url", "partner")
+            )
             priority, max_attempts = (bindparam(f"w_{name}", type_=Integer()) for name in ("priority", "max_attempts"))
         else:
             field = partial(dialect.json_item, item)
             payload = dialect.json_item_json(item, 1)
-            queue, priority, max_attempts, callback_url = field(0), field(2), field(3), field(4)
+            queue, priority, max_attempts, callback_url, partner = field(0), field(2), field(3), field(4), field(5)
         values = {
             "queue": queue,
             "payload": payload,
@@ -89,6 +94,7 @@ class Put:
             "priority": cast(priority, Integer()),
             **stamped_attempt_limit(cast(max_attempts, Integer()), queue, self.ctx.max_attempts),
             "callback_url": callback_url,
+            "partner": partner,
             "created_at": self.ctx.now,
             "run_after": dialect.add_seconds(self.ctx.now, bindparam("w_delay", type_=Float())),
         }

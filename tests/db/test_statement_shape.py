@@ -196,6 +196,12 @@ def _rescue(q: PersistentQ) -> Callable[[], Any]:
     return lambda: q.rescue_expired()
 
 
+# PostgreSQL's claim: candidate, claim, event row and the fair share's bookkeeping in one statement.
+PG_CLAIM = (
+    "direct: for update skip locked, update pq_jobs, insert pq_events,"
+    " insert pq_fair, on conflict, update SET, insert pq_queues, on conflict, update SET"
+)
+
 # What each operation sent, per backend. On SQLite every BEGIN is BEGIN IMMEDIATE; on PostgreSQL
 # BEGIN, each statement and COMMIT is one round trip each (nothing is pipelined).
 EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, list[str]]]] = {
@@ -239,27 +245,25 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
     "get_item": (
         _get_item,
         {
-            # the pick writes the claim's event, then the fenced UPDATE
-            "sqlite": ["BEGIN", "direct: insert pq_events", "direct: update pq_jobs", "COMMIT"],
-            # the seat lock, then candidate, claim and event in one statement
-            "postgresql": [
+            # the pick writes the claim's event, then the fenced UPDATE, then the fair share's
+            # bookkeeping: the partner's tag floored at the queue's virtual time, which moves on
+            "sqlite": [
                 "BEGIN",
-                "direct: pg_advisory_xact_lock",
-                "direct: for update skip locked, update pq_jobs, insert pq_events",
+                "direct: insert pq_events",
+                "direct: update pq_jobs",
+                "direct: insert pq_fair, on conflict, update SET",
+                "direct: insert pq_queues, on conflict, update SET",
                 "COMMIT",
             ],
+            # the seat lock, then candidate, claim, event and fair share in one statement
+            "postgresql": ["BEGIN", "direct: pg_advisory_xact_lock", PG_CLAIM, "COMMIT"],
         },
     ),
     "get_item, nothing to claim": (
         _get_item_nothing,
         {
             "sqlite": ["BEGIN", "direct: insert pq_events", "COMMIT"],
-            "postgresql": [
-                "BEGIN",
-                "direct: pg_advisory_xact_lock",
-                "direct: for update skip locked, update pq_jobs, insert pq_events",
-                "COMMIT",
-            ],
+            "postgresql": ["BEGIN", "direct: pg_advisory_xact_lock", PG_CLAIM, "COMMIT"],
         },
     ),
     "heartbeat": (
@@ -272,8 +276,20 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
     "update_status processed": (
         _update_status_processed,
         {
-            "sqlite": ["BEGIN", "direct: update pq_jobs", "direct: insert pq_events", "COMMIT"],
-            "postgresql": ["BEGIN", "direct: update pq_jobs, insert pq_events", "direct: pg_notify", "COMMIT"],
+            # the run's seat time is charged to its partner
+            "sqlite": [
+                "BEGIN",
+                "direct: update pq_jobs",
+                "direct: insert pq_events",
+                "direct: update pq_fair",
+                "COMMIT",
+            ],
+            "postgresql": [
+                "BEGIN",
+                "direct: update pq_jobs, insert pq_events, update pq_fair",
+                "direct: pg_notify",
+                "COMMIT",
+            ],
         },
     ),
     "update_status processed, with a callback": (
@@ -283,12 +299,13 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
                 "BEGIN",
                 "direct: update pq_jobs",
                 "direct: insert pq_events",
+                "direct: update pq_fair",
                 "execute: insert pq_deliveries",
                 "COMMIT",
             ],
             "postgresql": [
                 "BEGIN",
-                "direct: update pq_jobs, insert pq_events",
+                "direct: update pq_jobs, insert pq_events, update pq_fair",
                 "execute: insert pq_deliveries",
                 "direct: pg_notify",
                 "COMMIT",
@@ -302,6 +319,7 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
             "sqlite": [
                 "BEGIN",
                 "execute: select pq_jobs",
+                "direct: update pq_fair",
                 "execute: update pq_jobs",
                 "direct: insert pq_events",
                 "COMMIT",
@@ -309,6 +327,7 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
             "postgresql": [
                 "BEGIN",
                 "execute: for update",
+                "direct: update pq_fair",
                 "execute: update pq_jobs",
                 "direct: insert pq_events",
                 "direct: pg_notify",
@@ -323,15 +342,18 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
                 "BEGIN",
                 "direct: update pq_jobs",
                 "direct: insert pq_events",
+                "direct: update pq_fair",
                 "direct: insert pq_events",
                 "direct: update pq_jobs",
+                "direct: insert pq_fair, on conflict, update SET",
+                "direct: insert pq_queues, on conflict, update SET",
                 "COMMIT",
             ],
             # the processed statement takes the seat lock; the freed seat is taken again: no wake-up
             "postgresql": [
                 "BEGIN",
-                "direct: update pq_jobs, insert pq_events, pg_advisory_xact_lock",
-                "direct: for update skip locked, update pq_jobs, insert pq_events",
+                "direct: update pq_jobs, insert pq_events, update pq_fair, pg_advisory_xact_lock",
+                PG_CLAIM,
                 "COMMIT",
             ],
         },
@@ -343,13 +365,14 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
                 "BEGIN",
                 "direct: update pq_jobs",
                 "direct: insert pq_events",
+                "direct: update pq_fair",
                 "direct: insert pq_events",
                 "COMMIT",
             ],
             "postgresql": [
                 "BEGIN",
-                "direct: update pq_jobs, insert pq_events, pg_advisory_xact_lock",
-                "direct: for update skip locked, update pq_jobs, insert pq_events",
+                "direct: update pq_jobs, insert pq_events, update pq_fair, pg_advisory_xact_lock",
+                PG_CLAIM,
                 "direct: pg_notify",
                 "COMMIT",
             ],
@@ -361,19 +384,23 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
             "sqlite": [
                 "BEGIN",
                 "execute: select pq_jobs",
+                "direct: update pq_fair",
                 "execute: update pq_jobs",
                 "direct: insert pq_events",
                 "direct: insert pq_events",
                 "direct: update pq_jobs",
+                "direct: insert pq_fair, on conflict, update SET",
+                "direct: insert pq_queues, on conflict, update SET",
                 "COMMIT",
             ],
             "postgresql": [
                 "BEGIN",
                 "execute: for update",
+                "direct: update pq_fair",
                 "execute: update pq_jobs",
                 "direct: insert pq_events",
                 "direct: pg_advisory_xact_lock",
-                "direct: for update skip locked, update pq_jobs, insert pq_events",
+                PG_CLAIM,
                 "COMMIT",
             ],
         },
@@ -385,6 +412,7 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
                 "BEGIN",
                 "execute: select pq_jobs",
                 "execute: delete pq_workers",
+                "direct: update pq_fair",
                 "execute: update pq_jobs",
                 "direct: insert pq_events",
                 "COMMIT",
@@ -393,6 +421,7 @@ EXPECTED: dict[str, tuple[Callable[[PersistentQ], Callable[[], Any]], dict[str, 
                 "BEGIN",
                 "execute: for update skip locked",
                 "execute: delete pq_workers",
+                "direct: update pq_fair",
                 "execute: update pq_jobs",
                 "direct: insert pq_events",
                 "direct: pg_notify",

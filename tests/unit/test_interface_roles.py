@@ -1,4 +1,4 @@
-"""PersistentQ implements the three roles of pqueue/interface.py, and each method sits in exactly one.
+"""PersistentQ implements the four roles of pqueue/interface.py, and each method sits in exactly one.
 
 A program annotates the role it calls; these checks keep that annotation honest: a method left
 out of every role, or in two, or with a signature that drifted from its ABC, fails here.
@@ -11,10 +11,10 @@ import typing
 
 import pytest
 
-from pqueue import Insights, Operations, PersistentQ, PersistentQInterface, WorkQueue
+from pqueue import Insights, Operations, Partners, PersistentQ, PersistentQInterface, WorkQueue
 from pqueue.validation import check_call
 
-ROLES: tuple[type, ...] = (WorkQueue, Operations, Insights)
+ROLES: tuple[type, ...] = (WorkQueue, Operations, Insights, Partners)
 
 # PersistentQ's own hook for EXPLAIN in tests and bench/: it hands out SQLAlchemy, so it is no role's.
 NOT_A_ROLE = {"candidate_query"}
@@ -49,10 +49,11 @@ def test_every_public_method_belongs_to_exactly_one_role() -> None:
 
 
 def test_the_roles_do_not_overlap_and_the_union_adds_no_method() -> None:
-    work, operations, insights = (_own_methods(role) for role in ROLES)
-    assert not (work & operations or work & insights or operations & insights)
+    owned = [_own_methods(role) for role in ROLES]
+    for index, methods in enumerate(owned):
+        assert not any(methods & other for other in owned[index + 1 :])
     assert not _own_methods(PersistentQInterface)
-    assert set(PersistentQInterface.__abstractmethods__) == work | operations | insights
+    assert set(PersistentQInterface.__abstractmethods__) == set().union(*owned)
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda role: role.__name__)
