@@ -340,10 +340,12 @@ class Insights(abc.ABC):
         oldest_first: bool = False,
         since_seconds: float | None = None,
         search: str | None = None,
+        partner: str | None = None,
     ) -> Page:
         """A page of jobs, newest first unless oldest_first; pass next_cursor to go on.
 
-        `since_seconds` keeps jobs created that recently; `search` matches the payload text.
+        `since_seconds` keeps jobs created that recently; `search` matches the payload text;
+        `partner` keeps that partner's jobs.
         """
 
     @abc.abstractmethod
@@ -354,12 +356,14 @@ class Insights(abc.ABC):
         queue: str | None = None,
         since_seconds: float | None = None,
         search: str | None = None,
+        partner: str | None = None,
     ) -> int:
         """How many jobs get_all_items would walk through with these filters."""
 
     @abc.abstractmethod
-    def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
-        """The waiting jobs first in line, in the order they will be claimed."""
+    def next_items(self, *, queue: str | None = None, limit: int = 10, partner: str | None = None) -> list[Job]:
+        """The waiting jobs first in line, in the order they will be claimed (with `partner`: its
+        own, in the order the claim takes them among its jobs)."""
 
     @abc.abstractmethod
     def events(self, job_id: int) -> list[Event]:

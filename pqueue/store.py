@@ -582,10 +582,11 @@ class PersistentQ(PartnerBook, PersistentQInterface):
         oldest_first: bool = False,
         since_seconds: float | None = None,
         search: str | None = None,
+        partner: str | None = None,
     ) -> Page:
         check_call("get_all_items", locals())
         check_page_limit(limit)
-        conditions = self._sql.reads.filters(parse_statuses(status), queue, since_seconds, search)
+        conditions = self._sql.reads.filters(parse_statuses(status), queue, since_seconds, search, partner)
         if cursor is not None and not cursor.isdigit():
             raise InvalidInput("cursor", f"{cursor!r} is not a cursor this API returned")
         after = int(cursor) if cursor is not None else None
@@ -602,17 +603,18 @@ class PersistentQ(PartnerBook, PersistentQInterface):
         queue: str | None = None,
         since_seconds: float | None = None,
         search: str | None = None,
+        partner: str | None = None,
     ) -> int:
         check_call("count_items", locals())
-        conditions = self._sql.reads.filters(parse_statuses(status), queue, since_seconds, search)
+        conditions = self._sql.reads.filters(parse_statuses(status), queue, since_seconds, search, partner)
         with self._tx.read() as conn:
             return int(conn.execute(self._sql.reads.count(conditions)).scalar_one())
 
-    def next_items(self, *, queue: str | None = None, limit: int = 10) -> list[Job]:
+    def next_items(self, *, queue: str | None = None, limit: int = 10, partner: str | None = None) -> list[Job]:
         check_call("next_items", locals())
         check_page_limit(limit)
         with self._tx.read() as conn:
-            found = conn.execute(self._sql.reads.next_waiting(queue, limit)).all()
+            found = conn.execute(self._sql.reads.next_waiting(queue, limit, partner)).all()
         return [rows.job_from(row) for row in found]
 
     def events(self, job_id: int) -> list[Event]:

@@ -34,11 +34,16 @@ class Reads:
         return select(jobs.c.id).where(jobs.c.id == job_id)
 
     def filters(
-        self, statuses: list[Status] | None, queue: str | None, since_seconds: float | None, search: str | None
+        self,
+        statuses: list[Status] | None,
+        queue: str | None,
+        since_seconds: float | None,
+        search: str | None,
+        partner: str | None = None,
     ) -> list[ColumnElement[bool]]:
         """The conditions of a job listing: in these statuses, in the queue, created within
-        since_seconds, and `search` in the payload's text (or as the job's id)."""
-        conditions: list[ColumnElement[bool]] = []
+        since_seconds, `search` in the payload's text (or as the job's id), of the partner."""
+        conditions: list[ColumnElement[bool]] = [jobs.c.partner == partner] if partner else []
         if statuses:
             conditions.append(jobs.c.status.in_([s.value for s in statuses]))
         if queue:
@@ -65,10 +70,10 @@ class Reads:
     def count(conditions: list[ColumnElement[bool]]) -> Any:
         return select(func.count()).select_from(jobs).where(*conditions)
 
-    def next_waiting(self, queue: str | None, limit: int) -> Any:
-        """Waiting jobs in the order they will be claimed: due ones first, delayed ones after, by
-        when they come due."""
-        conditions: list[ColumnElement[bool]] = [claimable()]
+    def next_waiting(self, queue: str | None, limit: int, partner: str | None = None) -> Any:
+        """Waiting jobs (of the partner) in the order they will be claimed among its own: due ones
+        first, delayed ones after, by when they come due."""
+        conditions: list[ColumnElement[bool]] = [claimable(), *([jobs.c.partner == partner] if partner else [])]
         if queue:
             conditions.append(jobs.c.queue == queue)
         not_due = case((jobs.c.run_after > self.ctx.now, 1), else_=0)
