@@ -110,8 +110,8 @@ class PartnerBook:
         with self._tx.read() as conn:
             rows = conn.execute(sql.all()).all()
             counts = conn.execute(sql.jobs_by_state()).all()
-            hour = dict(conn.execute(sql.seat_seconds(HOUR)).tuples().all())
-            day = dict(conn.execute(sql.seat_seconds(DAY)).tuples().all())
+            hour = {row[0]: row[1] for row in conn.execute(sql.seat_seconds(HOUR))}
+            day = {row[0]: row[1] for row in conn.execute(sql.seat_seconds(DAY))}
         waiting: dict[str, int] = {}
         running: dict[str, int] = {}
         for partner, status, jobs in counts:
