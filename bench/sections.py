@@ -125,26 +125,31 @@ def table_size_rows(config: Config, databases: Databases, version: str) -> tuple
         section = "Claim cost against table size"
         cases = []
         opened = []
+        largest = max(config.table_sizes)
+        shapes = [(size, 1) for size in config.table_sizes] + [(largest, 10), (largest, 100)]
         try:
-            for size in config.table_sizes:
-                target, store, seconds = tablesize.open_filled(databases, backend, size)
+            for size, partners in shapes:
+                target, store, seconds = tablesize.open_filled(databases, backend, size, partners)
                 opened.append((target, store))
-                log.info("filled %s with %d jobs in %.1fs", backend, size, seconds)
+                log.info("filled %s with %d jobs of %d partners in %.1fs", backend, size, partners, seconds)
+                key = f"{size}" if partners == 1 else f"{size}/{partners}partners"
                 claim = _pqueue_row(
-                    f"{backend}/size_claim/{size}", section, "claim (get_item), ms", backend, version, size
+                    f"{backend}/size_claim/{key}", section, "claim (get_item), ms", backend, version, size
                 )
                 both = _pqueue_row(
-                    f"{backend}/size_both/{size}", section, "claim + complete, ms", backend, version, size
+                    f"{backend}/size_both/{key}", section, "claim + complete, ms", backend, version, size
                 )
+                spread = "" if partners == 1 else f", {partners} partners backlogged"
                 for row in (claim, both):
                     row.unit = "ms"
-                    row.system = f"pqueue ({backend}), {size:,} jobs in the table"
+                    row.system = f"pqueue ({backend}), {size:,} jobs in the table{spread}"
                     row.extra["table_size"] = size
+                    row.extra["partners"] = partners
                 both.extra["claims_per_run"] = config.claims_per_size
                 rows += [claim, both]
                 cases.append(Case(both, tablesize.measure(store, config.claims_per_size, claim, both)))
             interleave(cases, config.runs)
-            plans[backend] = tablesize.query_plan(opened[-1][1])
+            plans[backend] = tablesize.query_plan(opened[-1][1])  # the largest, with 100 partners
         finally:
             for target, store in opened:
                 store.close()

@@ -1,4 +1,6 @@
-"""Claim cost against table size: the same claim + complete with 10k, 100k, 1M jobs already stored.
+"""Claim cost against table size: the same claim + complete with 10k, 100k, 1M jobs already stored,
+and at the largest size with the jobs spread over 10 and 100 partners (the fair share's pick then
+looks at each partner's next job).
 
 The table is filled with SQL in one statement per table (put_items would take minutes for a
 million jobs): half the jobs processed, each with its three event rows, half waiting with one,
@@ -23,24 +25,26 @@ from pqueue import PersistentQ, Status
 SQLITE_FILL = """
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :size)
 INSERT INTO pq_jobs (queue, payload, payload_hash, status, priority, attempts, max_attempts, lease_id,
-                     worker_id, result, created_at, run_after, started_at, finished_at)
+                     worker_id, result, created_at, run_after, started_at, finished_at, partner)
 SELECT 'default', '{"n":' || i || '}', 'prefill',
        CASE WHEN i <= :half THEN 'processed' ELSE 'unprocessed' END, 0,
        CASE WHEN i <= :half THEN 1 ELSE 0 END, 3, CASE WHEN i <= :half THEN 1 ELSE 0 END,
        CASE WHEN i <= :half THEN 'bench' END, CASE WHEN i <= :half THEN '{"ok":true}' END,
        :now - :size + i, :now - :size + i,
-       CASE WHEN i <= :half THEN :now - :size + i END, CASE WHEN i <= :half THEN :now - :size + i END
+       CASE WHEN i <= :half THEN :now - :size + i END, CASE WHEN i <= :half THEN :now - :size + i END,
+       CASE WHEN :partners = 1 THEN 'default' ELSE 'p' || (i % :partners) END
 FROM seq
 """
 PG_FILL = """
 INSERT INTO pq_jobs (queue, payload, payload_hash, status, priority, attempts, max_attempts, lease_id,
-                     worker_id, result, created_at, run_after, started_at, finished_at)
+                     worker_id, result, created_at, run_after, started_at, finished_at, partner)
 SELECT 'default', jsonb_build_object('n', i), 'prefill',
        CASE WHEN i <= %(half)s THEN 'processed' ELSE 'unprocessed' END, 0,
        CASE WHEN i <= %(half)s THEN 1 ELSE 0 END, 3, CASE WHEN i <= %(half)s THEN 1 ELSE 0 END,
        CASE WHEN i <= %(half)s THEN 'bench' END, CASE WHEN i <= %(half)s THEN '{"ok":true}'::jsonb END,
        now() - interval '1 hour', now() - interval '1 hour',
-       CASE WHEN i <= %(half)s THEN now() - interval '1 hour' END, CASE WHEN i <= %(half)s THEN now() END
+       CASE WHEN i <= %(half)s THEN now() - interval '1 hour' END, CASE WHEN i <= %(half)s THEN now() END,
+       CASE WHEN %(partners)s = 1 THEN 'default' ELSE 'p' || (i %% %(partners)s) END
 FROM generate_series(1, %(size)s) AS i
 """
 EVENTS = [
@@ -53,14 +57,18 @@ EVENTS = [
 ]
 
 
-def prefill(target: Target, size: int) -> None:
-    """Fill pqueue's tables with `size` jobs and their events, then update the planner's statistics."""
-    open_store(target).close()
+def prefill(target: Target, size: int, partners: int = 1) -> None:
+    """Fill pqueue's tables with `size` jobs and their events, spread over `partners` partners (1:
+    all `default`'s), then update the planner's statistics."""
+    store = open_store(target)
+    for n in range(partners if partners > 1 else 0):
+        store.add_partner(f"p{n}")
+    store.close()
     if target.backend == "sqlite":
         conn = sqlite3.connect(str(target.path), isolation_level=None)
         now = int(time.time() * 1000)
         conn.execute("BEGIN")
-        conn.execute(SQLITE_FILL, {"size": size, "half": size // 2, "now": now})
+        conn.execute(SQLITE_FILL, {"size": size, "half": size // 2, "now": now, "partners": partners})
         for statement in EVENTS:
             conn.execute(statement)
         conn.execute("COMMIT")
@@ -70,7 +78,7 @@ def prefill(target: Target, size: int) -> None:
     assert target.conninfo is not None
     with psycopg.connect(target.conninfo, autocommit=True) as pg:
         with pg.transaction():
-            pg.execute(PG_FILL, {"size": size, "half": size // 2})
+            pg.execute(PG_FILL, {"size": size, "half": size // 2, "partners": partners})
             for statement in EVENTS:
                 pg.execute(statement)
         pg.execute("VACUUM ANALYZE")
@@ -113,9 +121,10 @@ def query_plan(store: PersistentQ) -> str:
     return f"{compiled}\n-- parameters: {params}\n\n{plan}"
 
 
-def open_filled(databases: Databases, backend: str, size: int) -> tuple[Target, PersistentQ, float]:
-    """A database holding `size` jobs, an open store on it, and how long the fill took."""
-    target = databases.fresh(backend, f"size{size}")
+def open_filled(databases: Databases, backend: str, size: int, partners: int = 1) -> tuple[Target, PersistentQ, float]:
+    """A database holding `size` jobs of `partners` partners, an open store on it, and how long the
+    fill took."""
+    target = databases.fresh(backend, f"size{size}p{partners}")
     started = time.perf_counter()
-    prefill(target, size)
+    prefill(target, size, partners)
     return target, open_store(target), time.perf_counter() - started

@@ -19,6 +19,7 @@ EXPECTED_KEYS = [
         for system in ("pqueue", "raw")
     ),
     *(f"sqlite/size_{kind}/{size}" for kind in ("claim", "both") for size in TABLE_SIZES),
+    *(f"sqlite/size_{kind}/100000/{n}partners" for kind in ("claim", "both") for n in (10, 100)),
     "sqlite/mixed",
     "sqlite/dispatch",
     "sqlite/license_busy",
