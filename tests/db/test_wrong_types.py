@@ -82,8 +82,8 @@ def right_arguments(q: PersistentQ, tmp_path: Path) -> dict[str, Any]:
         "search": None, "window_seconds": 60.0, "bucket_seconds": 60, "kind": "consumer", "host": "h",
         "pid": 1, "lock_seconds": 1.0, "delivery_id": 1, "delivered": True, "status_code": None,
         "retry_in_seconds": None, "held_by": None, "path": str(tmp_path / "copy.db"), "watch": None,
-        "job_timeout": None, "retry_backoff_seconds": None, "timed_out": False, "partner": None, "name": "acme", "weight": 1.0,
-        "max_running": None, "rate_per_minute": None, "no_max_running": False, "no_rate": False,
+        "job_timeout": None, "retry_backoff_seconds": None, "timed_out": False, "partner": None, "name": "acme",
+        "weight": 1.0, "max_running": None, "rate_per_minute": None, "no_max_running": False, "no_rate": False,
         "callback_secret": None, "secret_grace_seconds": 60.0, "enable": False, "scopes": ["read"],
         "expires_in_seconds": None, "key_id": "nokey", "grace_seconds": 60.0, "key": "pq_x",
     }  # fmt: skip
