@@ -56,7 +56,7 @@ class Recorder:
         elif ending == Ending.RENEWAL_FAILED:
             # The algorithm is dead; record the failure if the database answers, else rescue will.
             self._finish(job, Status.CRASHED, outcome, seconds, patient=False)
-        else:  # LEASE_LOST: the job is someone else's now; ABANDONED: rescue will take it
+        else:  # LEASE_LOST: the job is someone else's now
             event(log, "not_recorded", job.id, reason=ending.value)
 
     def record_and_claim(

@@ -43,10 +43,9 @@ class Ending(StrEnum):
     TIMED_OUT = "timed_out"  # ran into the job timeout, killed: record crashed, timed out (no retry)
     REFUSED = "refused"  # the algorithm said the input can never succeed: manual_intervention, no retry
     STOPPED = "stopped"  # an operator's cancel or fail: record the requested status
-    RELEASED = "released"  # shutdown grace ran out: give the job back, attempt not spent
+    RELEASED = "released"  # shutdown grace ran out, or a second signal: give the job back, attempt not spent
     LEASE_LOST = "lease_lost"  # someone else owns the job now: record nothing
     RENEWAL_FAILED = "renewal_failed"  # the lease could not be renewed in time: algorithm killed
-    ABANDONED = "abandoned"  # second signal: killed, left for rescue
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,8 @@ class JobRun:
         if now >= self.lease.valid_until:
             return self._renewal_failed(now)
         if self.shutdown.immediate:
-            event(log, "stopping_now", self.job.id, level=logging.WARNING, note="job left for rescue")
-            return Outcome(Ending.ABANDONED)
+            event(log, "stopping_now", self.job.id, level=logging.WARNING, note="job killed and given back")
+            return Outcome(Ending.RELEASED, error="stopped at once by a second stop signal; attempt not spent")
         if self.shutdown.requested and self.grace_until is None:
             self.grace_until = now + self.settings.shutdown_grace
             event(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -54,8 +56,17 @@ def startup_problem(settings: Settings, host: str) -> str | None:
     return None
 
 
+def exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM or SIGINT outside uvicorn's own handling (while the database opens, and when uvicorn
+    raises the signal again after its graceful shutdown): exit 0, so Supervisor logs a clean stop
+    ("stopped: producer (exit status 0)"), not "terminated by SIGTERM"."""
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Check the settings, open the database (patiently), and serve until SIGTERM."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, exit_cleanly)
     try:
         settings = load_settings()
     except PQError as exc:

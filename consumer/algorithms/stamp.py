@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pqueue import Settings
+from pqueue import Settings, permanent
 
 
 def run(payload: Any, settings: Settings) -> dict[str, Any]:
@@ -31,17 +31,18 @@ def run(payload: Any, settings: Settings) -> dict[str, Any]:
 
 
 def inbox_file(payload: Any, inbox: Path) -> Path:
-    """The payload's file, resolved; refused when it lies outside the inbox or is not a file."""
+    """The payload's file, resolved; refused for good (no retry can help) when the payload names
+    none, or one outside the inbox or not a regular file; a missing file is retried."""
     if not isinstance(payload, dict) or not isinstance(payload.get("file"), str) or not payload["file"].strip():
-        raise ValueError('payload must be an object like {"file": "name.txt"} naming a file in the inbox')
+        raise permanent(ValueError('payload must be an object like {"file": "name.txt"} naming a file in the inbox'))
     name: str = payload["file"]
     target = (inbox / name).resolve()
     if not target.is_relative_to(inbox):
-        raise ValueError(f"file {name!r} is outside the inbox directory {inbox}; refused")
-    if not target.exists():
+        raise permanent(ValueError(f"file {name!r} is outside the inbox directory {inbox}; refused"))
+    if not target.exists():  # not permanent: the file may still be on its way
         raise ValueError(f"file {name!r} does not exist in the inbox directory {inbox}")
     if not target.is_file():
-        raise ValueError(f"{name!r} in the inbox directory {inbox} is not a regular file")
+        raise permanent(ValueError(f"{name!r} in the inbox directory {inbox} is not a regular file"))
     return target
 
 

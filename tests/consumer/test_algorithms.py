@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from consumer.algorithms import add, iqr, stamp
+from consumer.algorithms import add, iqr, sleep, stamp
 from pqueue import Settings, load_settings
 
 READINGS: dict[str, list[float]] = {
@@ -156,20 +156,34 @@ def test_stamp__refuses_paths_outside_the_inbox(inbox_settings: Settings, tmp_pa
     inbox = inbox_settings.resolved_inbox_dir
     os.symlink(outside, inbox / "link.txt")
     for name in ("../../secret.txt", str(outside), "link.txt"):
-        with pytest.raises(ValueError, match="outside the inbox"):
+        with pytest.raises(ValueError, match="outside the inbox") as refused:
             stamp.run({"file": name}, inbox_settings)
+        assert getattr(refused.value, "pq_permanent", False), "no retry can bring the file inside: refused for good"
     assert outside.read_text() == "keep me\n"
 
 
 @pytest.mark.parametrize(
-    ("payload", "message"),
+    ("payload", "message", "for_good"),
     [
-        ({}, "payload must be an object"),
-        ({"file": ""}, "payload must be an object"),
-        ({"file": "missing.txt"}, "does not exist"),
-        ({"file": "."}, "not a regular file"),
+        ({}, "payload must be an object", True),
+        ({"file": ""}, "payload must be an object", True),
+        ({"file": "missing.txt"}, "does not exist", False),  # it may still be on its way: retried
+        ({"file": "."}, "not a regular file", True),
     ],
 )
-def test_stamp__bad_payload_is_refused(inbox_settings: Settings, payload: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+def test_stamp__bad_payload_is_refused(inbox_settings: Settings, payload: Any, message: str, for_good: bool) -> None:
+    with pytest.raises(ValueError, match=message) as refused:
         stamp.run(payload, inbox_settings)
+    assert getattr(refused.value, "pq_permanent", False) == for_good
+
+
+@pytest.mark.parametrize(("payload", "result"), [({"seconds": 0}, {"slept": 0}), ({"seconds": 0.05}, {"slept": 0.05})])
+def test_sleep__takes_the_time_it_is_told(payload: Any, result: Any) -> None:
+    assert sleep.run(payload) == result
+
+
+@pytest.mark.parametrize("payload", [{"seconds": -1}, {"seconds": "ten"}, {"seconds": True}, [], {"seconds": 1e9}])
+def test_sleep__a_payload_it_cannot_sleep_by_is_refused_for_good(payload: Any) -> None:
+    with pytest.raises(ValueError, match="payload must be an object like") as refused:
+        sleep.run(payload)
+    assert getattr(refused.value, "pq_permanent", False)

@@ -220,7 +220,7 @@ def test_sigterm__grace_over_gives_the_job_back_without_spending_an_attempt(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_second_signal__stops_at_once_and_leaves_the_job_to_rescue(
+def test_second_signal__stops_at_once_and_gives_the_job_back(
     make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
 ) -> None:
     q = make_queue()
@@ -233,7 +233,8 @@ def test_second_signal__stops_at_once_and_leaves_the_job_to_rescue(
     consumer.send_signal(signal.SIGINT)
     assert wait_exit(consumer, timeout=10) == 0
     assert not pid_alive(int(str(run["pid"])))
-    assert q.get_job(job_id).status == Status.UNDER_PROCESS  # its lease runs out, then rescue takes it
+    job = q.get_job(job_id)
+    assert (job.status, job.attempts) == (Status.UNPROCESSED, 0), "killed, then released: attempt not spent"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
