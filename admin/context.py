@@ -11,7 +11,10 @@ from typing import cast
 import typer
 
 import pqueue
-from pqueue import Insights, Operations, PersistentQ, PersistentQInterface, Settings, WorkQueue
+from admin import output
+from admin.errors import AdminError
+from pqueue import DatabaseMissing, Insights, Operations, PersistentQ, PersistentQInterface, Settings, WorkQueue
+from pqueue.here import RunningSystem, running_here
 
 
 @dataclass
@@ -24,7 +27,18 @@ class Admin:
     def store(self) -> PersistentQ:
         """The queue, opened without migrating: pq never creates a database (only `pq migrate`)."""
         if self._store is None:
-            self._store = pqueue.connect(settings=self.settings, migrate=False)
+            system = running_here(self.settings.resolved_home)
+            try:
+                self._store = pqueue.connect(settings=self.settings, migrate=False)
+            except DatabaseMissing as exc:
+                if system is None:
+                    raise
+                raise AdminError(f"{exc}; {_uses(system)}") from None
+            opened = self._store.describe()
+            if system is not None and system.database != opened:
+                output.note(f"warning: this pq opened {opened}, but {_uses(system)}")
+            elif output.console(stderr=True).is_terminal:
+                output.note(f"database: {opened}")
         return self._store
 
     def close(self) -> None:
@@ -32,6 +46,14 @@ class Admin:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _uses(system: RunningSystem) -> str:
+    """Which database the system running in this PQ_HOME uses, and how pq follows it."""
+    return (
+        f"the pqueue running here (pid {system.pid}) uses {system.database}: "
+        "set PQ_DATABASE_URL (or --database-url) to it to see and steer that system"
+    )
 
 
 def admin(ctx: typer.Context) -> Admin:
