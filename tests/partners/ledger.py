@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
+
 from pqueue import NewJob, PersistentQ
 
 StartConsumer = Callable[..., subprocess.Popen[bytes]]  # the start_consumer fixture
@@ -73,3 +75,12 @@ def submit(q: PersistentQ, path: Path, who: str, seconds: float, count: int, par
     """`count` jobs of `who`, each holding the seat `seconds`, submitted as `partner`."""
     payload = {"who": who, "seconds": seconds, "ledger": str(path)}
     q.put_items([NewJob(payload, partner=partner) for _ in range(count)])
+
+
+def tag(q: PersistentQ, partner: str, queue: str = "default") -> float:
+    """The partner's seat-seconds per unit of weight in the queue, as the claim reads it."""
+    with q.engine.connect() as conn:
+        found = conn.execute(
+            sqlalchemy.text("SELECT tag FROM pq_fair WHERE queue = :q AND partner = :p"), {"q": queue, "p": partner}
+        ).scalar()
+    return float(found or 0.0)

@@ -7,18 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import sqlalchemy
 
 from pqueue import InvalidInput, Job, NewJob, PersistentQ, Status
-
-
-def tag(q: PersistentQ, partner: str, queue: str = "default") -> float:
-    """The partner's seat-seconds per unit of weight in the queue, as the claim reads it."""
-    with q.engine.connect() as conn:
-        found = conn.execute(
-            sqlalchemy.text("SELECT tag FROM pq_fair WHERE queue = :q AND partner = :p"), {"q": queue, "p": partner}
-        ).scalar()
-    return float(found or 0.0)
+from tests.partners.ledger import tag
 
 
 def claim(q: PersistentQ) -> Job:

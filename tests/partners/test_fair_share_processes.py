@@ -10,13 +10,15 @@ cannot pass without the rule.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from pqueue import PersistentQ
+from pqueue import PersistentQ, Status
 from tests.partners import ledger
-from tests.partners.ledger import StartConsumer
+from tests.partners.ledger import StartConsumer, tag
 from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -69,3 +71,24 @@ def test_control__arrival_order_alone_fails_the_same_check(
     shares = ledger.shares(runs)
     assert shares["a"] == pytest.approx(LONG / (LONG + SHORT), abs=0.05), shares
     assert not near(shares, {"a": 0.5, "b": 0.5})
+
+
+def test_a_consumer_killed_mid_run_loses_no_seat_time_and_charges_nothing_twice(
+    q: PersistentQ, tmp_path: Path, start_consumer: StartConsumer
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    q.add_partner("a")
+    ledger.submit(q, path, "a", 1.5, 1, "a")
+    first = start_consumer(PQ_LEASE_SECONDS="1")
+    wait_until(lambda: q.count_items(status=Status.UNDER_PROCESS) == 1, what="the job to start")
+    os.killpg(first.pid, signal.SIGKILL)  # the consumer, its helper and the run: no outcome recorded
+    start_consumer(PQ_LEASE_SECONDS="1")  # rescues the job, then runs it again
+    job_id = q.get_all_items().items[0].id
+    wait_until(lambda: q.get_job(job_id).status == Status.PROCESSED, timeout=60, what="the job to run again")
+
+    timeline = q.events(job_id)
+    claims = [event.at for event in timeline if event.to_status == Status.UNDER_PROCESS]
+    ends = [event.at for event in timeline if event.from_status == Status.UNDER_PROCESS]
+    assert len(claims) == 2 and len(ends) == 2
+    held = sum((end - start).total_seconds() for start, end in zip(claims, ends, strict=True))
+    assert tag(q, "a") == pytest.approx(held, abs=0.5)  # each run charged once: up to its rescue, to its end
