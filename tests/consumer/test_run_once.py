@@ -115,14 +115,17 @@ def test_run_once__stop_after_a_claim_next_gives_the_held_job_back_unspent(consu
 
 def test_run_once__stop_during_a_job_records_its_outcome_and_claims_nothing(consumer: Consumer) -> None:
     q = store_of(consumer)
-    first = q.put_item({"do": "sleep", "seconds": 0.5})
+    first = q.put_item({"do": "sleep", "seconds": 1.5})
     second = q.put_item({"do": "ok"})
-    stop = threading.Timer(0.2, consumer.shutdown.request)  # while the first job runs (within its grace)
+
+    def stop_once_it_runs() -> None:  # while the first job runs (within its grace), however slow the machine
+        wait_until(lambda: q.get_job(first).status == Status.UNDER_PROCESS, what="the first job to start")
+        consumer.shutdown.request()
+
+    stop = threading.Thread(target=stop_once_it_runs, daemon=True)
     stop.start()
-    try:
-        assert consumer.run_once(claim_next=True) == Step.RAN
-    finally:
-        stop.cancel()
+    assert consumer.run_once(claim_next=True) == Step.RAN
+    stop.join()
     assert q.get_job(first).status == Status.PROCESSED
     assert q.get_job(second).status == Status.UNPROCESSED and q.get_job(second).attempts == 0
     assert consumer.run_once(claim_next=True) == Step.STOPPING
