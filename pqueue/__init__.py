@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pqueue import callbacks
 from pqueue.errors import (
+    AmbiguousQueue,
     DatabaseBusy,
     DatabaseError,
     DatabaseFull,
@@ -23,6 +24,7 @@ from pqueue.errors import (
     PartnerNotFound,
     PermanentError,
     PQError,
+    QueueNotFound,
     SchemaOutOfDate,
     SettingsError,
     StopRequested,
@@ -58,6 +60,8 @@ from pqueue.store import PersistentQ
 from pqueue.submitting import check_callback_url
 
 __all__ = [
+    "AmbiguousQueue",
+    "QueueNotFound",
     "DEFAULT_PARTNER",
     "SCOPES",
     "ApiKey",

@@ -14,6 +14,8 @@ PQError
  ├── StopRequested          an operator cancelled or failed the running job; the worker stops it
  ├── IdempotencyConflict    the key is already used with another payload
  ├── PartnerNotFound        no partner, or no key, with that name
+ ├── QueueNotFound          no queue with that name (or none that a go could mean)
+ ├── AmbiguousQueue         several queues a request could mean; it must name one
  ├── KeyRejected            an API key that is malformed, unknown, revoked, expired or disabled
  └── InvalidInput           an argument was rejected before touching the database
 
@@ -143,6 +145,22 @@ class IdempotencyConflict(PQError):
         super().__init__(
             f"idempotency key {key!r} in queue {queue!r} is already used by job {job_id} with a different payload"
         )
+
+
+class QueueNotFound(PQError):
+    """No queue has this name, or no queue is the one an unnamed request means."""
+
+    def __init__(self, queue: str | None, message: str) -> None:
+        self.queue = queue
+        super().__init__(message)
+
+
+class AmbiguousQueue(PQError):
+    """An unnamed request could mean any of several queues."""
+
+    def __init__(self, queues: list[str], message: str) -> None:
+        self.queues = queues
+        super().__init__(message)
 
 
 class PartnerNotFound(PQError):

@@ -291,6 +291,13 @@ class Operations(abc.ABC):
         """Consumers claim from the queue again."""
 
     @abc.abstractmethod
+    def relay_go(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        """Resume the queue a relay waits on (--wait-for-go) and say which it is: the one named
+        (QueueNotFound if no such queue is stored: a go never creates one), else the one queue
+        that a registered relay serves and that is paused (AmbiguousQueue when several are,
+        QueueNotFound when none is)."""
+
+    @abc.abstractmethod
     def set_seats(self, queue: str, seats: int) -> QueueInfo:
         """How many jobs of the queue may be under_process at once (default PQ_MAX_RUNNING)."""
 

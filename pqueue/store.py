@@ -28,6 +28,7 @@ from pqueue.claims import OwnClaims, process_worker_id
 from pqueue.database import describe_url
 from pqueue.dialects import SQLDialect, dialect_for
 from pqueue.errors import (
+    AmbiguousQueue,
     DeliveryLockLost,
     IdempotencyConflict,
     InvalidInput,
@@ -35,6 +36,7 @@ from pqueue.errors import (
     JobNotFound,
     LeaseLost,
     PQError,
+    QueueNotFound,
     StopRequested,
 )
 from pqueue.interface import PersistentQInterface
@@ -419,6 +421,30 @@ class PersistentQ(PartnerBook, PersistentQInterface):
     def resume(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
         check_call("resume", locals())
         return self._set_queue(queue or self.settings.queue, {"paused": False})
+
+    def relay_go(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
+        check_call("relay_go", locals())
+
+        def go(tx: Tx) -> QueueInfo:
+            name = queue if queue is not None else self._waiting_relay_queue(tx)
+            if tx.conn.execute(self._sql.reads.queue_setting(name)).first() is None:
+                raise QueueNotFound(name, f"queue {name!r} does not exist; a go resumes a queue, it never creates one")
+            tx.conn.execute(self._sql.registry.set_queue(name, {"paused": False}))
+            tx.wake(name)
+            return rows.queue_info_from(name, tx.conn.execute(self._sql.reads.queue_setting(name)).one(), self.settings)
+
+        return self._tx.write(go)
+
+    def _waiting_relay_queue(self, tx: Tx) -> str:
+        served = tx.conn.execute(self._sql.reads.relay_queues()).all()
+        waiting = [row.name for row in served if row.paused]
+        if len(waiting) == 1 or (not waiting and len(served) == 1):
+            return waiting[0] if waiting else str(served[0].name)
+        if not served:
+            raise QueueNotFound(None, "no relay is registered, so no queue waits for a go; name the queue")
+        names = waiting or [row.name for row in served]
+        words = "wait for a go" if waiting else "are served by relays, none paused"
+        raise AmbiguousQueue(names, f"several queues {words} ({', '.join(names)}); name the one to go")
 
     def set_seats(self, queue: str, seats: int) -> QueueInfo:
         check_call("set_seats", locals())

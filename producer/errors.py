@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from pqueue import (
+    AmbiguousQueue,
     DatabaseError,
     DatabaseFull,
     IdempotencyConflict,
@@ -25,6 +26,7 @@ from pqueue import (
     InvalidTransition,
     JobNotFound,
     PQError,
+    QueueNotFound,
 )
 from producer.backpressure import RETRY_AFTER_FULL_SECONDS, QueueFull
 from producer.schemas import PRINTABLE, ErrorOut, FieldError
@@ -70,11 +72,14 @@ def _answer(
     *,
     reason: str | None = None,
     retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     request.app.state.intake.metrics.rejected.labels(reason or REASONS.get(status, "other")).inc()
     body = ErrorOut(detail=detail, errors=list(errors) if errors else None)
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+    headers = dict(headers or {})
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers or None)
 
 
 async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
@@ -97,8 +102,10 @@ async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
         )
         detail = f"the queue's database is not available right now ({message}); try again shortly"
         return _answer(request, 503, detail, reason="database_unavailable", retry_after=RETRY_AFTER_BUSY_SECONDS)
-    if isinstance(exc, JobNotFound):
+    if isinstance(exc, JobNotFound | QueueNotFound):
         return _answer(request, 404, message)
+    if isinstance(exc, AmbiguousQueue):
+        return _answer(request, 409, message, [FieldError(field="queue", message=message)])
     if isinstance(exc, IdempotencyConflict):
         return _answer(request, 409, message, [FieldError(field="idempotency_key", message=message)])
     if isinstance(exc, InvalidTransition):
@@ -158,6 +165,10 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else "the request was refused"
     if exc.status_code == 404 and detail == "Not Found":  # the router's: no route matched
         detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
+    allowed = (exc.headers or {}).get("Allow")
+    if exc.status_code == 405 and allowed:  # the route exists, for other methods
+        detail = f"{request.method} {request.url.path} is not allowed; use {allowed} (see /docs)"
+        return _answer(request, 405, detail, headers={"Allow": allowed})
     return _answer(request, exc.status_code, detail)
 
 

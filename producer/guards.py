@@ -127,7 +127,9 @@ class BodyGuard:
     async def _reject(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
         reasons = {413: "too_large", 415: "unsupported_media_type", 400: "malformed_json", 422: "invalid"}
         self.on_reject(reasons.get(status, "invalid"))
-        await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
+        # As every refusal of a request: the line, and the field at fault (here the body itself).
+        body = {"detail": message, "errors": [{"field": "body", "message": message}]}
+        await JSONResponse(body, status_code=status)(scope, receive, send)
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -8,7 +8,7 @@ import typer
 
 from admin import output, render
 from admin.commands.jobs import JsonOption
-from admin.context import admin, insights, operations, store
+from admin.context import insights, operations, store
 from admin.parsing import parse_seconds
 from pqueue import QueueInfo
 
@@ -98,14 +98,19 @@ def _show_policy(info: QueueInfo, as_json: bool) -> None:
         output.say(f"moved to manual_intervention, their attempts already at the new limit {info.max_attempts}: {ids}")
 
 
-def relay_go(ctx: typer.Context, queue: QueueName = None, as_json: JsonOption = False) -> None:
+RelayQueue = Annotated[
+    str | None, typer.Option("--queue", "-q", help="The queue to go (default: the one queue a relay waits on).")
+]
+
+
+def relay_go(ctx: typer.Context, queue: RelayQueue = None, as_json: JsonOption = False) -> None:
     """Let the relay feed its queue.
 
-    Resumes the relay's queue (PQ_RELAY_QUEUE unless --queue): the broker relay waits for this
-    before it sends jobs to the remote agents.
+    Resumes the queue named by --queue, else the one queue a registered relay waits on
+    (`pq-relay --wait-for-go`): the broker relay waits for this before it sends jobs to the
+    remote agents. A go never creates a queue; when several wait, name one.
     """
-    name = queue or admin(ctx).settings.relay_queue
-    info = operations(ctx).resume(name, actor="admin")
+    info = operations(ctx).relay_go(queue, actor="admin")
     _report_queue(info, f"queue {info.name} resumed: the relay feeds it to the remote agents", as_json)
 
 

@@ -156,6 +156,12 @@ class Reads:
         return select(queues).where(queues.c.name == queue)
 
     @staticmethod
+    def relay_queues() -> Any:
+        """(name, paused) of every stored queue a registered relay serves."""
+        served = select(workers.c.queue).where(workers.c.kind == "relay")
+        return select(queues.c.name, queues.c.paused).where(queues.c.name.in_(served)).order_by(queues.c.name)
+
+    @staticmethod
     def queue_names() -> Any:
         """Every queue that has jobs."""
         return select(jobs.c.queue).distinct()

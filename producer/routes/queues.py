@@ -23,7 +23,14 @@ def next_jobs(
     return NextJobs(jobs=[JobSummary.of(job) for job in intake.store.next_items(queue=queue, limit=limit)])
 
 
-@router.post("/relay/go", tags=["relay"], responses=errors(503))
-def relay_go(intake: IntakeDep) -> QueueOut:
-    """Let the broker relay start feeding its queue (PQ_RELAY_QUEUE) to the remote agents."""
-    return QueueOut.of(intake.store.resume(intake.settings.relay_queue, actor="producer"))
+@router.post("/relay/go", tags=["relay"], responses=errors(404, 409, 422, 503))
+def relay_go(
+    intake: IntakeDep,
+    queue: Annotated[
+        QueueName | None, Query(description="the queue to go (default: the one queue a relay waits on)")
+    ] = None,
+) -> QueueOut:
+    """Let the broker relay start feeding its queue to the remote agents: the queue named, else
+    the one a registered relay waits on (`pq-relay --wait-for-go`). The answer names the queue
+    resumed; an unknown queue is a 404 (a go never creates one), several waiting a 409."""
+    return QueueOut.of(intake.store.relay_go(queue, actor="producer"))

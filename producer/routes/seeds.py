@@ -118,7 +118,7 @@ router.add_api_route(
     tags=["relay"],
     summary="Relay go (GET)",
     description="Start feeding the broker relay: the same as `POST /relay/go`.",
-    responses=errors(503),
+    responses=errors(404, 409, 422, 503),
 )
 
 

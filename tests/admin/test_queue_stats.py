@@ -32,17 +32,23 @@ def test_pause__names_a_queue(pq: Pq, q: PersistentQ) -> None:
 
 
 @sqlite_only
-def test_relay_go__resumes_the_relay_queue(pq: Pq, q: PersistentQ) -> None:
-    q.pause("remote")  # the relay starts held until an operator says go
+def test_relay_go__resumes_the_queue_the_relay_waits_on(pq: Pq, q: PersistentQ) -> None:
+    q.pause("nc4orders")  # pq-relay --wait-for-go --queue nc4orders: held until an operator says go
+    q.register_worker("relay-1", kind="relay", queue="nc4orders", host="h", pid=1)
     q.pause("agents")
 
     result = pq("relay", "go")
     named = pq("relay", "go", "--queue", "agents", "--json")
+    unknown = pq("relay", "go", "--queue", "remote")
 
     assert result.exit_code == 0, result.output
-    assert "queue remote resumed" in result.stdout
+    assert result.stdout.strip() == "queue nc4orders resumed: the relay feeds it to the remote agents"
     assert as_json(named) == {"name": "agents", "seats": 1, "paused": False} | DEFAULT_POLICY
-    assert {info.name: info.paused for info in q.queues()} == {"agents": False, "remote": False}
+    assert (unknown.exit_code, unknown.stderr.strip()) == (
+        1,
+        "error: queue 'remote' does not exist; a go resumes a queue, it never creates one",
+    )
+    assert {info.name: info.paused for info in q.queues()} == {"agents": False, "nc4orders": False}
 
 
 def test_queue_set_and_show__stored_for_every_host_and_reported_by_stats(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:

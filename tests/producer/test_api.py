@@ -226,15 +226,49 @@ async def test_metrics__report_each_queues_stored_policy(app: FastAPI, client: h
     assert 'pq_queue_max_attempts{queue="default"} 3.0' in lines, "never set: the PQ_ default"
 
 
-async def test_relay_go__resumes_the_relay_queue(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_relay_go__resumes_the_queue_the_relay_waits_on_and_names_it(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
     store = store_of(app)
-    store.pause("remote")
+    store.pause("nc4orders")  # pq-relay --wait-for-go --queue nc4orders, registered
+    store.register_worker("relay-1", kind="relay", queue="nc4orders", host="h", pid=1)
 
     response = await client.post("/relay/go")
 
     assert response.status_code == 200
-    assert response.json() == {"name": "remote", "seats": 1, "paused": False}
-    assert [q.paused for q in store.queues() if q.name == "remote"] == [False]
+    assert response.json() == {"name": "nc4orders", "seats": 1, "paused": False}
+    assert {q.name: q.paused for q in store.queues()} == {"nc4orders": False}, "no other queue made"
+
+
+async def test_relay_go__an_unknown_or_ambiguous_queue_is_one_line_and_changes_nothing(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    store = store_of(app)
+    nobody = await client.post("/relay/go")
+    unknown = await client.post("/relay/go", params={"queue": "remote"})
+    for name in ("a", "b"):
+        store.pause(name)
+        store.register_worker(f"relay-{name}", kind="relay", queue=name, host="h", pid=1)
+    several = await client.post("/relay/go")
+    named = await client.post("/relay/go", params={"queue": "b"})
+
+    assert nobody.status_code == 404 and nobody.json()["detail"] == (
+        "no relay is registered, so no queue waits for a go; name the queue"
+    )
+    assert unknown.status_code == 404 and unknown.json()["detail"] == (
+        "queue 'remote' does not exist; a go resumes a queue, it never creates one"
+    )
+    assert several.status_code == 409
+    assert several.json()["detail"] == "several queues wait for a go (a, b); name the one to go"
+    assert named.json() == {"name": "b", "seats": 1, "paused": False}
+    assert {q.name: q.paused for q in store.queues()} == {"a": True, "b": False}
+
+
+async def test_relay_go__get_is_refused_in_one_line_naming_the_method(client: httpx.AsyncClient) -> None:
+    response = await client.get("/relay/go")
+
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json() == {"detail": "GET /relay/go is not allowed; use POST (see /docs)"}
 
 
 async def test_docs__describe_the_api(client: httpx.AsyncClient) -> None:

@@ -198,7 +198,7 @@ CASES = [
         path="/next?limit=5000",
     ),
     Bad("unknown endpoint", 404, "no such endpoint: POST /job", json={"payload": 1}, path="/job"),
-    Bad("wrong method", 405, "Method Not Allowed", method="DELETE", path="/jobs/1"),
+    Bad("wrong method", 405, "DELETE /jobs/1 is not allowed; use GET (see /docs)", method="DELETE", path="/jobs/1"),
 ]
 
 
@@ -232,3 +232,5 @@ async def test_bad_input__clear_4xx_and_nothing_stored(case: Bad, make_app: AppF
     assert response.status_code == case.status, response.text
     assert case.message in response.json()["detail"]
     assert store.count_items() == 1
+    if case.status in (400, 413, 415, 422):  # the request itself refused: its field(s) named
+        assert response.json()["errors"], response.text
