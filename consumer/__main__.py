@@ -17,7 +17,8 @@ from consumer.logs import event
 from consumer.pool import AlgorithmProcesses
 from consumer.stopping import Shutdown, Waker
 from consumer.worker import Consumer
-from pqueue import PersistentQInterface, PQError, Settings
+from pqueue import PersistentQInterface, PQError, QueueInfo, Settings
+from pqueue.opening import patiently
 from pqueue.policy import overruled
 
 log = logging.getLogger("consumer")
@@ -95,8 +96,15 @@ def _work(
 ) -> int:
     worker_id = make_worker_id()
     queue = settings.queue
-    store.register_worker(worker_id, kind="consumer", queue=queue, host=socket.gethostname(), pid=os.getpid())
-    stored = store.adopt_queue(queue)
+
+    def register() -> QueueInfo:
+        store.register_worker(worker_id, kind="consumer", queue=queue, host=socket.gethostname(), pid=os.getpid())
+        return store.adopt_queue(queue)
+
+    # The database may go (or fail over) between opening and these first writes: wait, as opening does.
+    stored = patiently(register, what="cannot register", log=log, should_stop=lambda: shutdown.requested)
+    if stored is None:
+        return 0
     event(
         log,
         "started",

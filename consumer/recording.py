@@ -2,14 +2,16 @@
 
 How a run ended (consumer/running.py) decides what is written: a result or an error as the
 job's new status, the job given back, or nothing (someone else owns it). A write that the
-database cannot take now is retried while the lease still holds; a refused result counts as a
-failed attempt; a lost lease discards the outcome. The consumer's loop decides only whether the
-outcome goes alone or with the next claim (`record_and_claim`).
+database cannot take now (down, failing over to a standby) is retried until it can, fenced by
+the lease id; a refused result counts as a failed attempt; a lost lease discards the outcome.
+The consumer's loop decides only whether the outcome goes alone or with the next claim
+(`record_and_claim`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -20,6 +22,7 @@ from pqueue import FINAL, DatabaseBusy, Job, LeaseLost, PQError, Status, WorkQue
 log = logging.getLogger("consumer")
 
 RECORD_RETRY = 0.5  # pause between tries of an outcome the database could not take
+RECORD_LOG_EVERY = 10.0  # while it cannot be written, one log line per this many seconds
 # The endings that write the job's new status, and which status.
 STATUS_OF = {
     Ending.SUCCEEDED: Status.PROCESSED,
@@ -40,10 +43,12 @@ class Recorder:
         *,
         on_database_lost: Callable[[Exception], None],
         on_final: Callable[[], None],
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
         self.on_database_lost = on_database_lost
+        self.should_stop = should_stop  # a stop request ends the wait to record an outcome
         self.on_final = on_final  # told when an outcome queued a callback (delivery wakes up)
 
     def record(self, job: Job, outcome: Outcome, seconds: float) -> None:
@@ -88,23 +93,39 @@ class Recorder:
         return status
 
     def _finish(self, job: Job, status: Status, outcome: Outcome, seconds: float, *, patient: bool = True) -> None:
-        """update_status, retried while the database is briefly away and the lease still holds."""
+        """update_status, retried while the database is away (down, failing over, or only a
+        standby answers), even past the lease: the write is fenced by the lease id, so it lands
+        only if no rescuer took the job meanwhile, and a run that ended well is not lost to a
+        failover. It stops at a stop request (rescue then takes the job)."""
         result, error, timed_out = outcome.result, outcome.error, outcome.ending == Ending.TIMED_OUT
+        since, logged, told, retried = time.monotonic(), -math.inf, False, False
         while True:
             try:
                 done = self.store.update_status(
                     job.id, status, lease_id=job.lease_id, result=result, error=error, timed_out=timed_out
                 )
             except LeaseLost as exc:
+                if retried and str(exc.status) == status.value:  # likely an earlier try's, whose reply was lost
+                    event(log, "outcome_found_recorded", job.id, status=status.value)
+                    return
                 event(log, "outcome_discarded", job.id, level=logging.WARNING, reason=str(exc))
                 return
             except DatabaseBusy as exc:
-                if patient and time.monotonic() + RECORD_RETRY < outcome.lease_valid_until:
-                    event(log, "record_retry", job.id, level=logging.WARNING, error=str(exc))
-                    time.sleep(RECORD_RETRY)
-                    continue
-                self.on_database_lost(exc)
-                return
+                retried, now = True, time.monotonic()
+                past_lease = now + RECORD_RETRY >= outcome.lease_valid_until
+                if not patient or (past_lease and self.should_stop()):
+                    self.on_database_lost(exc)
+                    if patient:
+                        event(log, "outcome_unrecorded", job.id, level=logging.ERROR, error=str(exc), note="stopping")
+                    return
+                if past_lease and not told:  # the consumer claims nothing until the database is back
+                    self.on_database_lost(exc)
+                    told = True
+                if now - logged >= RECORD_LOG_EVERY:
+                    logged = now
+                    event(log, "record_retry", job.id, level=logging.WARNING, status=status.value, error=str(exc))
+                time.sleep(RECORD_RETRY)
+                continue
             except PQError as exc:
                 if status != Status.PROCESSED:
                     self.on_database_lost(exc)
@@ -112,6 +133,8 @@ class Recorder:
                 # The result itself was refused (the database would not store it): the attempt failed.
                 status, result, error = Status.CRASHED, None, f"ResultNotStored: {exc}"
                 continue
+            if time.monotonic() - since >= RECORD_RETRY:
+                event(log, "recorded_late", job.id, after=round(time.monotonic() - since, 3))
             self.finished(done, seconds)
             return
 

@@ -33,7 +33,10 @@ POLICY_EVERY = 5.0  # seconds between reads of the queue's stored policy (its jo
 PURGE_EVERY = 3600.0  # seconds between retention purges (done only while idle)
 PURGED_STATUSES = (Status.PROCESSED, Status.CANCELLED)  # manual_intervention waits for a person
 DATABASE_RETRY_MIN = 0.5  # first pause before checking a database that stopped answering
-DATABASE_RETRY_MAX = 10.0  # longest pause between checks while the database does not answer
+# Longest pause between checks while the database does not answer (or only a standby does): a
+# promoted standby is claimed from within this much of taking writes.
+DATABASE_RETRY_MAX = 2.0
+STILL_UNAVAILABLE_EVERY = 10.0  # seconds between log lines while the database stays away
 
 
 class Step(StrEnum):
@@ -69,7 +72,11 @@ class Consumer:
         self.shutdown = shutdown or Shutdown(self.waker)
         self.on_final = on_final  # told when an outcome queued a callback (delivery wakes up)
         self.recorder = Recorder(
-            store, worker_id, on_database_lost=self._database_lost, on_final=lambda: self.on_final()
+            store,
+            worker_id,
+            on_database_lost=self._database_lost,
+            on_final=lambda: self.on_final(),
+            should_stop=lambda: self.shutdown.requested,
         )
         self.database_ok = True
         self.jobs_run = 0
@@ -80,6 +87,8 @@ class Consumer:
         self._policy_read_at = -math.inf
         self._next_touch = 0.0
         self._database_retry = DATABASE_RETRY_MIN
+        self._unavailable_since = 0.0  # monotonic, while not database_ok
+        self._unavailable_logged = 0.0
         self._held: tuple[Job, float] | None = None  # claimed with the last outcome, and when
         # Log lines and the delivery wake-up of that outcome: told once the held job has its payload.
         self._notes: list[Callable[[], None]] = []
@@ -301,17 +310,24 @@ class Consumer:
         """Stop claiming; check again after a pause that doubles while the database stays away."""
         if self.database_ok:
             event(log, "database_unavailable", level=logging.ERROR, error=str(exc), note="not claiming")
+            self._unavailable_since = self._unavailable_logged = time.monotonic()
         else:
             self._database_retry = min(DATABASE_RETRY_MAX, self._database_retry * 2)
         self.database_ok = False
 
     def _database_answers(self) -> bool:
+        """Whether the database answers and takes writes again (a standby answers, but does not)."""
         try:
             self.store.ping()
-        except PQError:
+        except PQError as exc:
             self._database_retry = min(DATABASE_RETRY_MAX, self._database_retry * 2)
+            now = time.monotonic()
+            if now - self._unavailable_logged >= STILL_UNAVAILABLE_EVERY:
+                self._unavailable_logged = now
+                away = round(now - self._unavailable_since, 1)
+                event(log, "database_still_unavailable", level=logging.WARNING, seconds=away, error=str(exc))
             return False
-        event(log, "database_available")
+        event(log, "database_available", after=round(time.monotonic() - self._unavailable_since, 3))
         self.database_ok = True
         self._next_rescue = 0.0  # leases may have expired meanwhile: rescue before claiming
         return True

@@ -13,14 +13,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from pqueue import deadlines
 from pqueue.dialects import seat_lock_key
-from pqueue.errors import DatabaseError, DatabaseMissing, SchemaOutOfDate
+from pqueue.errors import DatabaseBusy, DatabaseError, DatabaseMissing, SchemaOutOfDate, driver_message
 from pqueue.settings import Settings
+from pqueue.transactions import is_read_only, translate
+from pqueue.urls import database_url, describe
 
 VERSION_TABLE = "pq_alembic_version"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -48,21 +51,22 @@ TCP_SETTINGS = (
     "keepalives_count",
     "tcp_user_timeout",
 )
+# Of the hosts a URL names, connect only to the one that takes writes (the primary), unless the
+# URL says otherwise: a standby that answers first would leave every write refused. (A URL with
+# one host has no choice to make: a standby there is reported as one, see Insights.ping.)
+SESSION_ATTRS = ("target_session_attrs", "read-write")
 # A PostgreSQL migration may wait for another program's and build indexes on big tables.
 POSTGRES_MIGRATION_TIMEOUT_SECONDS = 600
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The absolute file of a SQLite URL, or None for another database."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DatabaseError(f"{url!r} is not a database URL (sqlite:///path or postgresql+psycopg://…)") from None
+    """The absolute file of a SQLite URL, or None for another database (DatabaseUrlError for a URL
+    pqueue cannot use)."""
+    parsed = database_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
-    if not parsed.database or parsed.database == ":memory:":
-        raise DatabaseError("pqueue needs a SQLite file, not an in-memory database")
+    assert parsed.database is not None
     return Path(parsed.database).expanduser().resolve()
 
 
@@ -71,7 +75,7 @@ def describe_url(url: str) -> str:
     path = sqlite_path(url)
     if path is not None:
         return str(path)
-    return make_url(url).difference_update_query(TCP_SETTINGS).render_as_string(hide_password=True)
+    return describe(database_url(url).difference_update_query((*TCP_SETTINGS, SESSION_ATTRS[0])))
 
 
 def make_engine(url: str, settings: Settings) -> Engine:
@@ -84,22 +88,28 @@ def make_engine(url: str, settings: Settings) -> Engine:
         return engine
     timeouts = PostgresTimeouts.for_settings(settings)
     options = timeouts.server_options()
-    if not settings.synchronous_commit:
-        options.append("-csynchronous_commit=off")
+    # Always set, so a lower default of the server, database or role never weakens what an
+    # acknowledgement means: "on" waits for the local flush and for any synchronous standby.
+    options.append(f"-csynchronous_commit={'on' if settings.synchronous_commit else 'off'}")
     if settings.db_schema:
         if not _SCHEMA_NAME.match(settings.db_schema):
             raise DatabaseError(f"PQ_DB_SCHEMA={settings.db_schema!r} is not a plain identifier")
         options.append(f"-csearch_path={settings.db_schema}")
-    try:
-        engine = create_engine(
-            timeouts.add_tcp_settings(url),
-            connect_args={"options": " ".join(options)},
-            pool_timeout=timeouts.call_deadline,  # waiting for a free connection is a call too
-        )
-    except ArgumentError as exc:
-        raise DatabaseError(f"cannot use the database URL {describe_url(url)}: {exc}") from None
+    engine = create_engine(
+        timeouts.add_tcp_settings(database_url(url)),
+        connect_args={"options": " ".join(options)},
+        pool_timeout=timeouts.call_deadline,  # waiting for a free connection is a call too
+    )
     deadlines.install(engine, timeouts.call_deadline, timeouts.why, ping_if_idle=PING_IF_IDLE_SECONDS)
+    event.listen(engine, "handle_error", _standby_is_a_disconnect)
     return engine
+
+
+def _standby_is_a_disconnect(context: ExceptionContext) -> None:
+    """A write refused as read-only came over a connection to a server that is no longer (or
+    never was) the primary: the pool drops its connections, and new ones go to the primary."""
+    if context.sqlalchemy_exception is not None and is_read_only(context.sqlalchemy_exception):
+        context.is_disconnect = True
 
 
 @dataclass(frozen=True)
@@ -138,11 +148,11 @@ class PostgresTimeouts:
             f"-cidle_in_transaction_session_timeout={_ms(self.call_deadline)}",
         ]
 
-    def add_tcp_settings(self, url: str) -> URL:
-        """The URL with libpq's connect timeout, keepalives and tcp_user_timeout, unless it sets
-        them itself. In the URL (not the connect arguments), so the consumer's LISTEN
-        connection, which is made from the URL, gets them too."""
-        parsed = make_url(url)
+    def add_tcp_settings(self, url: URL | str) -> URL:
+        """The URL with libpq's connect timeout, keepalives and tcp_user_timeout, and with
+        target_session_attrs=read-write when it names several hosts, unless it sets them itself.
+        In the URL (not the connect arguments), so the consumer's LISTEN connection, made from
+        the dialect's connect arguments for the URL, gets them too."""
         tcp: dict[str, str] = {
             "connect_timeout": str(max(2, math.ceil(self.network))),  # libpq's least useful value
             "keepalives": "1",
@@ -152,7 +162,10 @@ class PostgresTimeouts:
             "tcp_user_timeout": str(_ms(self.network)),  # unacknowledged data: the kernel gives up
         }
         assert set(tcp) == set(TCP_SETTINGS)
-        return parsed.update_query_dict({k: v for k, v in tcp.items() if k not in parsed.query})
+        parsed = database_url(url) if isinstance(url, str) else url
+        several_hosts = "," in str(parsed.query.get("host", ""))
+        added = {**tcp, SESSION_ATTRS[0]: SESSION_ATTRS[1]} if several_hosts else tcp
+        return parsed.update_query_dict({k: v for k, v in added.items() if k not in parsed.query})
 
 
 def _ms(seconds: float) -> int:
@@ -242,9 +255,8 @@ def check_schema(engine: Engine) -> None:
         with engine.connect() as conn:
             found = current_revision(conn)
     except SQLAlchemyError as exc:
-        first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         where = describe_url(engine.url.render_as_string(hide_password=False))
-        raise DatabaseError(f"cannot reach the database {where}: {first_line}") from exc
+        raise DatabaseError(f"cannot reach the database {where}: {driver_message(exc)}") from exc
     needed = head_revision()
     if found != needed:
         raise SchemaOutOfDate(found, needed)
@@ -273,7 +285,11 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
                         lock = text("SELECT pg_advisory_xact_lock(:key)")
                         conn.execute(lock, {"key": seat_lock_key("", "migrate")})
                         if schema:
-                            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                            # Only when missing: a standby refuses even CREATE SCHEMA IF NOT EXISTS,
+                            # and a schema already at head needs no write (the intake then serves).
+                            found = conn.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema})
+                            if found.first() is None:
+                                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
                             conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
                     before = current_revision(conn)
                     command.upgrade(_alembic_config(conn), revision)
@@ -282,7 +298,10 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
                 if driver is not None:  # the connection goes back to the pool with its usual timeout
                     driver.execute(f"PRAGMA busy_timeout = {usual_timeout}")
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"migration failed: {exc}") from exc
+        problem = translate(exc)
+        if isinstance(problem, DatabaseBusy):  # down, or a standby: worth waiting for
+            raise problem from exc
+        raise DatabaseError(f"migration failed: {driver_message(exc)}") from exc
     return before, after or ""
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -114,6 +115,10 @@ class SQLDialect:
         commits; None on SQLite (they watch the database file)."""
         return None
 
+    def read_only_reason(self) -> ColumnElement[Any]:
+        """Why the session takes no writes, as text, or NULL when it does (always on SQLite)."""
+        return null()
+
     def upsert_values(self, stmt: Any, keys: list[str], values: Mapping[str, Any]) -> Any:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET values."""
         return stmt.on_conflict_do_update(index_elements=keys, set_=dict(values))
@@ -186,6 +191,17 @@ class PostgresDialect(SQLDialect):
 
     def wake_up(self) -> ColumnElement[Any] | None:
         return func.pg_notify(bindparam("w_channel", type_=String()), bindparam("w_queue", type_=String()))
+
+    def read_only_reason(self) -> ColumnElement[Any]:
+        # A standby answers reads, and refuses every write with "read-only transaction".
+        return case(
+            (func.pg_is_in_recovery(), literal("it is a standby (in recovery), not the primary")),
+            (
+                func.current_setting("transaction_read_only") == "on",
+                literal("default_transaction_read_only is on"),
+            ),
+            else_=null(),
+        )
 
     def backup(self, engine: Engine, path: str) -> None:
         raise PQError("pq backup copies SQLite files; for PostgreSQL use pg_dump")

@@ -2,10 +2,12 @@
 
 PQError
  ├── SettingsError          a PQ_* variable has a bad value
+ │    └── DatabaseUrlError  a database URL pqueue can never use (another database or driver, bad hosts)
  ├── DatabaseError          the database could not be used
  │    ├── DatabaseMissing   a SQLite file that is not there (pq and the dashboard never create one)
  │    ├── SchemaOutOfDate   the schema is older (or newer) than this code; run `pq migrate`
  │    ├── DatabaseBusy      the database stayed locked or unreachable past the retry deadline
+ │    │    └── DatabaseReadOnly  it answers but takes no writes (a standby, or read-only by setting)
  │    └── DatabaseFull      the disk holding the database has no space left; nothing was written
  ├── JobNotFound            no job with that id
  ├── InvalidTransition      the job is not in a state the operation may start from
@@ -39,6 +41,11 @@ class SettingsError(PQError):
     """A PQ_* environment variable has a value that cannot be used."""
 
 
+class DatabaseUrlError(SettingsError):
+    """The database URL (PQ_DATABASE_URL, --database-url) names a database pqueue cannot use:
+    a configuration error, never retried as if the database were down."""
+
+
 class DatabaseError(PQError):
     """The database could not be used."""
 
@@ -68,6 +75,11 @@ class DatabaseBusy(DatabaseError):
     """The database stayed locked or unreachable past the retry deadline."""
 
 
+class DatabaseReadOnly(DatabaseBusy):
+    """The database answers but takes no writes: a standby (hot standby, or a primary being
+    demoted), or default_transaction_read_only. Every program waits for a writable primary."""
+
+
 class DatabaseFull(DatabaseError):
     """The disk holding the database has no space left: the transaction was rolled back, and
     nothing can be stored until an operator frees space (waiting a moment does not help)."""
@@ -78,6 +90,16 @@ class DatabaseFull(DatabaseError):
 
 SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: "database or disk is full"
 POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full
+
+
+def driver_message(exc: BaseException) -> str:
+    """The driver's whole message on one line: psycopg puts each host a multi-host URL named on a
+    line of its own, and the refused connection to a dead primary is on the second."""
+    orig = getattr(exc, "orig", None)
+    if orig is None:  # SQLAlchemy's own text goes on with the statement and a link: its first line
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    return " ".join(str(orig).split()) or type(orig).__name__
 
 
 def is_disk_full(driver_error: object) -> bool:

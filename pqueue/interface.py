@@ -47,6 +47,7 @@ from pqueue.models import (
     PartnerEvent,
     PutResult,
     QueueInfo,
+    Replication,
     Stats,
     ThroughputPoint,
     Worker,
@@ -211,7 +212,8 @@ class WorkQueue(abc.ABC):
 
     @abc.abstractmethod
     def ping(self) -> None:
-        """Raise DatabaseError unless the database answers."""
+        """Raise DatabaseError unless the database answers and takes writes (DatabaseReadOnly
+        from a standby)."""
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -407,6 +409,10 @@ class Insights(abc.ABC):
     @abc.abstractmethod
     def now(self) -> datetime:
         """The database's clock plus clock_offset, in UTC."""
+
+    @abc.abstractmethod
+    def replication(self) -> Replication:
+        """The replication guarantee in force: what an acknowledged job survives (a failover)."""
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -124,10 +124,45 @@ class Stats:
     running: list[RunningJob]
     deliveries: dict[str, int]  # delivery status -> count
     queues: list[QueueInfo]
+    replication: Replication
 
     def total(self, status: Status) -> int:
         """Jobs in this status across every queue."""
         return sum(by_status.get(status.value, 0) for by_status in self.counts.values())
+
+
+@dataclass(frozen=True)
+class Replication:
+    """What an acknowledged job survives, as the database reports it now: the replication
+    guarantee `pq stats`, /metrics and every program's start line show."""
+
+    mode: str  # "none" (no standby), "asynchronous" or "synchronous"
+    synchronous_commit: str  # the level pqueue's sessions commit with (SQLite: its synchronous pragma)
+    standbys: int  # streaming standbys connected to this primary (0 on SQLite)
+    synchronous_standbys: int | None  # those a commit waits for (None: not visible to this role)
+    standby_names: str  # synchronous_standby_names ("" when none is named)
+
+    def describe(self) -> str:
+        """One line: the mode, and what a failover (or a crash) loses in it."""
+        if self.synchronous_commit.lower() in ("normal", "off"):
+            return (
+                f"{self.mode}, synchronous_commit={self.synchronous_commit} (PQ_SYNCHRONOUS_COMMIT=0): "
+                "a crash or failover may lose the last acknowledged jobs"
+            )
+        if self.mode == "synchronous":
+            waits = f"{self.synchronous_standbys}" if self.synchronous_standbys is not None else "?"
+            held = ", commits wait until one is connected" if self.synchronous_standbys == 0 else ""
+            return (
+                f"synchronous replication ({waits} of {self.standbys} standbys synchronous, "
+                f"synchronous_standby_names={self.standby_names!r}{held}): "
+                "a failover to a synchronous standby loses no acknowledged job"
+            )
+        if self.mode == "asynchronous":
+            return (
+                f"asynchronous replication ({self.standbys} standbys, none synchronous): a failover loses "
+                "the acknowledged jobs the standby had not received yet"
+            )
+        return f"no standby (synchronous_commit={self.synchronous_commit}): the database's own disk is the only copy"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pqueue.models import Delivery, Event, Job, QueueInfo, RunningJob, Worker
+from pqueue.models import Delivery, Event, Job, QueueInfo, Replication, RunningJob, Worker
 from pqueue.partner import partner_error
 from pqueue.settings import Settings
 from pqueue.states import DeliveryStatus, Status
@@ -146,4 +146,27 @@ def queue_info_from(name: str, row: Any, defaults: Settings) -> QueueInfo:
         job_timeout=float(stored("job_timeout", defaults.job_timeout)),
         lease_seconds=float(stored("lease_seconds", defaults.lease_seconds)),
         retry_backoff_seconds=float(stored("retry_backoff_seconds", defaults.retry_backoff_seconds)),
+    )
+
+
+# The commit levels at which a commit waits for the synchronous standbys that are named.
+WAITS_FOR_STANDBYS = ("on", "remote_write", "remote_apply")
+
+
+def replication_from(row: Any) -> Replication:
+    """Reads.replication's row as the guarantee in force: synchronous when the session's commits
+    wait for named standbys, asynchronous when standbys stream without, else none."""
+    level, names, standbys, synchronous, hidden = row
+    if names and level in WAITS_FOR_STANDBYS:
+        mode = "synchronous"
+    elif standbys:
+        mode = "asynchronous"
+    else:
+        mode = "none"
+    return Replication(
+        mode=mode,
+        synchronous_commit=level,
+        standbys=int(standbys),
+        synchronous_standbys=None if hidden else int(synchronous),
+        standby_names=names,
     )

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pqueue.errors import SettingsError
+from pqueue.urls import database_url
 
 
 class Settings(BaseSettings):
@@ -43,8 +44,8 @@ class Settings(BaseSettings):
     )
     synchronous_commit: bool = Field(
         True,
-        description="wait for every commit to reach the disk (0: faster, but a power cut may lose "
-        "the last acknowledged jobs)",
+        description="wait for every commit to reach the disk and, on PostgreSQL, any synchronous standby "
+        "(0: faster, but a power cut or a failover may lose the last acknowledged jobs)",
     )
     queue: str = Field("default", description="queue the producer and consumer use by default")
     max_running: int = Field(1, ge=1, description="jobs allowed under_process at once, across all consumers (seats)")
@@ -133,9 +134,10 @@ _TYPE_WORDS = {
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read PQ_* from the environment; a bad value stops startup with one clear line."""
+    """Read PQ_* from the environment; a bad value stops startup with one clear line (a database
+    URL pqueue cannot use too: no program retries it as if the database were down)."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -143,3 +145,5 @@ def load_settings(**overrides: object) -> Settings:
             words = _TYPE_WORDS.get(err["type"], err["msg"])
             problems.append(f"{name}={err.get('input')!r} {words}")
         raise SettingsError("; ".join(problems)) from None
+    database_url(settings.resolved_database_url)
+    return settings

@@ -29,6 +29,7 @@ from pqueue.database import describe_url
 from pqueue.dialects import SQLDialect, dialect_for
 from pqueue.errors import (
     AmbiguousQueue,
+    DatabaseReadOnly,
     DeliveryLockLost,
     IdempotencyConflict,
     InvalidInput,
@@ -49,6 +50,7 @@ from pqueue.models import (
     Page,
     PutResult,
     QueueInfo,
+    Replication,
     Stats,
     ThroughputPoint,
     Worker,
@@ -660,12 +662,14 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             oldest = conn.execute(reads.oldest_waiting()).scalar()
             running = conn.execute(reads.running()).all()
             delivery_counts = {row[0]: int(row[1]) for row in conn.execute(reads.delivery_counts())}
+            replication = rows.replication_from(conn.execute(reads.replication()).one())
         return Stats(
             counts=counts,
             oldest_waiting_seconds=float(oldest) if oldest is not None else None,
             running=[rows.running_from(row) for row in running],
             deliveries=delivery_counts,
             queues=self.queues(),
+            replication=replication,
         )
 
     def throughput(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[ThroughputPoint]:
@@ -689,7 +693,13 @@ class PersistentQ(PartnerBook, PersistentQInterface):
 
     def ping(self) -> None:
         with self._tx.read() as conn:
-            conn.execute(self._sql.reads.ping())
+            read_only = conn.execute(self._sql.reads.ping()).scalar()
+        if read_only:
+            raise DatabaseReadOnly(f"database takes no writes: {read_only}; waiting for a writable primary")
+
+    def replication(self) -> Replication:
+        with self._tx.read() as conn:
+            return rows.replication_from(conn.execute(self._sql.reads.replication()).one())
 
     # -- workers ----------------------------------------------------------------------------
 

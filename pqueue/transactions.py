@@ -22,13 +22,14 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from pqueue.dialects import seat_lock_key
 from pqueue.direct import DirectStatement
-from pqueue.errors import DatabaseBusy, DatabaseError, DatabaseFull, is_disk_full
+from pqueue.errors import DatabaseBusy, DatabaseError, DatabaseFull, DatabaseReadOnly, driver_message, is_disk_full
 
 T = TypeVar("T")
 
 # How long a writer keeps retrying a locked database (beyond SQLite's own busy timeout, which
 # is PQ_WRITE_TIMEOUT) before it gives up with DatabaseBusy; a shorter PQ_WRITE_TIMEOUT caps it.
 WRITE_RETRY_SECONDS = 10.0
+READ_ONLY_SQL_TRANSACTION = "25006"  # SQLSTATE of a write on a standby
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -49,15 +50,22 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def translate(exc: SQLAlchemyError) -> DatabaseError:
-    """The pqueue error for a SQLAlchemy or driver error, named by its first line."""
-    first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    """The pqueue error for a SQLAlchemy or driver error, with the driver's whole message."""
+    message = driver_message(exc)
     if is_disk_full(getattr(exc, "orig", None)):
-        return DatabaseFull(first_line)
+        return DatabaseFull(message)
     if is_transient(exc):
-        return DatabaseBusy(f"database stayed locked: {first_line}")
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated or "connect" in first_line.lower():
-        return DatabaseBusy(f"database unreachable: {first_line}")
-    return DatabaseError(f"database error: {first_line}")
+        return DatabaseBusy(f"database stayed locked: {message}")
+    if is_read_only(exc):
+        return DatabaseReadOnly(f"database takes no writes: {message}; waiting for a writable primary")
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated or "connect" in message.lower():
+        return DatabaseBusy(f"database unreachable: {message}")
+    return DatabaseError(f"database error: {message}")
+
+
+def is_read_only(exc: BaseException) -> bool:
+    """A write refused by a standby, or by default_transaction_read_only."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == READ_ONLY_SQL_TRANSACTION
 
 
 class Tx:

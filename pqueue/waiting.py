@@ -217,25 +217,33 @@ class PostgresWaiter(Waiter):
     """
 
     FALLBACK_POLL = 1.0  # a missed notification costs at most this much
+    LOG_EVERY = 10.0  # while the LISTEN connection stays lost, one log line per this many seconds
 
-    def __init__(self, conninfo: str, channel: str) -> None:
-        self._conninfo = conninfo
+    def __init__(self, connect_args: dict[str, Any], channel: str) -> None:
+        self._connect_args = connect_args
         self._channel = channel
         self._conn: Any = None
+        self._lost_since: float | None = None  # monotonic; None while listening
+        self._logged_at = -math.inf
+        self._retry_at = -math.inf  # no new connection before this: a dead host costs a connect timeout
 
     def _arm(self) -> None:
         try:
             if self._conn is None:
+                if time.monotonic() < self._retry_at:
+                    return
                 import psycopg
 
-                self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+                self._conn = psycopg.connect(**{"connect_timeout": 5, **self._connect_args, "autocommit": True})
                 self._conn.execute(f'LISTEN "{self._channel}"')
+                if self._lost_since is not None:
+                    log.info("LISTEN connection back after %.1fs", time.monotonic() - self._lost_since)
+                    self._lost_since, self._logged_at = None, -math.inf
             # Drop notifications that arrived before this wait; the ready check covers them.
             for _ in self._conn.notifies(timeout=0):
                 self._last_wake = time.monotonic()  # they still say the database is busy
         except Exception as exc:  # noqa: BLE001 - any failure means: fall back to polling
-            log.warning("LISTEN connection lost (%s); polling until it is back", exc)
-            self.close()
+            self._lost(exc)
 
     def _block_until(self, deadline: float) -> bool:
         remaining = max(0.0, deadline - time.monotonic())
@@ -247,9 +255,20 @@ class PostgresWaiter(Waiter):
                 self._woken()
                 return True
         except Exception as exc:  # noqa: BLE001
-            log.warning("LISTEN connection lost (%s); polling until it is back", exc)
-            self.close()
+            self._lost(exc)
         return remaining > self.FALLBACK_POLL
+
+    def _lost(self, exc: Exception) -> None:
+        """Poll until the LISTEN connection is back; say so once, then every LOG_EVERY seconds."""
+        self.close()
+        now = time.monotonic()
+        self._retry_at = now + self.FALLBACK_POLL
+        if self._lost_since is None:
+            self._lost_since = now
+        if now - self._logged_at >= self.LOG_EVERY:
+            self._logged_at = now
+            message = " ".join(str(exc).split())  # the driver's whole message, on one line
+            log.warning("LISTEN connection lost (%s: %s); polling until it is back", type(exc).__name__, message)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -264,5 +283,8 @@ def make_waiter(engine: Engine, channel: str) -> Waiter:
     url = engine.url
     if url.get_backend_name() == "sqlite":
         return SQLiteWaiter(str(url.database))
-    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return PostgresWaiter(conninfo, channel)
+    # The pool's own connection arguments, from the dialect: every host of a multi-host URL with
+    # its port, target_session_attrs (so the LISTEN reaches the primary), keepalives, password.
+    args, connect_args = engine.dialect.create_connect_args(url)
+    assert not any(args), args  # the psycopg dialect passes everything by keyword
+    return PostgresWaiter(dict(connect_args), channel)

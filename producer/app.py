@@ -35,7 +35,8 @@ def create_app(settings: Settings, store: PersistentQ | None = None) -> FastAPI:
     """
     owns_store = store is None
     if store is None:
-        store = open_with_retry(settings, migrate=True, program="producer")
+        # Serving on a database that takes no writes yet (a standby): /healthz says so with a 503.
+        store = open_with_retry(settings, migrate=True, program="producer", writable=False)
         assert store is not None  # no should_stop: it waits until the database answers
     intake = Intake(
         settings=settings,

@@ -22,6 +22,7 @@ class QueueCollector(Collector):
         # Without describe(), registering would run a scrape (and a query) at once.
         yield from self._families()
         yield from self._policy_families()
+        yield from self._replication_families()
 
     def collect(self) -> Iterator[Metric]:
         stats = self.store.stats()
@@ -46,6 +47,30 @@ class QueueCollector(Collector):
             for family, value in zip(policies, values, strict=True):
                 family.add_metric([info.name], value)
         yield from policies
+        replication = stats.replication
+        mode, standbys, synchronous = self._replication_families()
+        mode.add_metric([replication.mode, replication.synchronous_commit], 1)
+        standbys.add_metric([], replication.standbys)
+        yield from (mode, standbys)
+        if replication.synchronous_standbys is not None:
+            synchronous.add_metric([], replication.synchronous_standbys)
+            yield synchronous
+
+    @staticmethod
+    def _replication_families() -> tuple[GaugeMetricFamily, ...]:
+        """The replication guarantee in force: what an acknowledged job survives."""
+        return (
+            GaugeMetricFamily(
+                "pq_replication",
+                "1, labelled with the replication mode in force (none, asynchronous: a failover loses what the "
+                "standby had not received, synchronous) and the commit level of pqueue's sessions",
+                labels=["mode", "synchronous_commit"],
+            ),
+            GaugeMetricFamily("pq_replication_standbys", "Standbys streaming from the database"),
+            GaugeMetricFamily(
+                "pq_replication_synchronous_standbys", "Standbys a commit waits for (absent when not visible)"
+            ),
+        )
 
     @staticmethod
     def _policy_families() -> tuple[GaugeMetricFamily, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext, suppress
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -41,6 +42,7 @@ def snapshot(queue_store: Insights, settings: Settings) -> dict[str, Any]:
         "per_minute": per_minute,
         "deliveries": {name: stats.deliveries.get(name, 0) for name in ("pending", "delivered", "undeliverable")},
         "queues": [render.queue_json(info) for info in stats.queues],
+        "replication": {**asdict(stats.replication), "guarantee": stats.replication.describe()},
     }
 
 
@@ -93,6 +95,7 @@ def _summary_table(data: dict[str, Any]) -> Table:
     table.add_row("callbacks", deliveries)
     for queue in data["queues"]:
         table.add_row("queue", output.plain(f"{queue['name']}: {render.queue_policy_line(queue)}"))
+    table.add_row("replication", output.plain(data["replication"]["guarantee"]))
     return table
 
 

@@ -142,9 +142,23 @@ class Reads:
     def now(self) -> Any:
         return select(self.ctx.now)
 
-    @staticmethod
-    def ping() -> Any:
-        return text("SELECT 1")
+    def ping(self) -> Any:
+        """Why the database takes no writes now (NULL while it does)."""
+        return select(self.ctx.dialect.read_only_reason())
+
+    def replication(self) -> Any:
+        """The session's commit level, synchronous_standby_names, the standbys streaming from this
+        server, those a commit waits for, and those whose state this role may not see."""
+        if self.ctx.dialect.name == "sqlite":
+            return text(
+                "SELECT CASE synchronous WHEN 2 THEN 'FULL' WHEN 3 THEN 'EXTRA' ELSE 'NORMAL' END, '', 0, 0, 0"
+                " FROM pragma_synchronous"
+            )
+        return text(
+            "SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names'),"
+            " count(*), count(*) FILTER (WHERE sync_state IN ('sync', 'quorum')),"
+            " count(*) FILTER (WHERE sync_state IS NULL) FROM pg_stat_replication"
+        )
 
     @staticmethod
     def queue_settings() -> Any:

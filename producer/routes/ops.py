@@ -12,9 +12,13 @@ from producer.schemas import ErrorOut, Health
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", responses={503: {"model": ErrorOut, "description": "the database does not answer"}})
+@router.get(
+    "/healthz",
+    responses={503: {"model": ErrorOut, "description": "the database does not answer, or takes no writes (a standby)"}},
+)
 def healthz(intake: IntakeDep) -> Health:
-    """200 while the database answers (no token needed)."""
+    """200 while the database answers and takes writes (no token needed); 503 with the reason
+    otherwise, a standby included."""
     intake.store.ping()
     return Health()
 

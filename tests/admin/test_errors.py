@@ -56,7 +56,7 @@ def test_database_without_schema__says_to_migrate(pq: Pq, tmp_path: Path) -> Non
 def test_bad_database_url_or_setting__one_line(pq: Pq, db_env: dict[str, str]) -> None:
     bad_url = pq("--database-url", "not a url", "list")
     bad_setting = pq("list", env={**db_env, "PQ_MAX_ATTEMPTS": "three"})
-    assert bad_url.exit_code == 1 and "'not a url' is not a database URL" in one_error_line(bad_url)
+    assert bad_url.exit_code == 1 and "'not a url' cannot be used: it is not a URL" in one_error_line(bad_url)
     assert bad_setting.exit_code == 1
     assert one_error_line(bad_setting) == "error: PQ_MAX_ATTEMPTS='three' is not an integer"
 

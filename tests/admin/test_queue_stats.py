@@ -145,6 +145,7 @@ def test_stats__json_counts_running_and_throughput(pq: Pq, jobs: Jobs, q: Persis
         "per_minute",
         "deliveries",
         "queues",
+        "replication",
     ]
     assert data["counts"]["default"] == {
         **dict.fromkeys(statuses, 0),

@@ -88,7 +88,7 @@ def test_postgres_waiter__a_lone_notification_is_work_a_busy_stream_is_checked()
 
     conninfo = make_url(require_postgres()).set(drivername="postgresql").render_as_string(hide_password=False)
     channel = f"pq_test_{uuid.uuid4().hex[:12]}"
-    waiter = PostgresWaiter(conninfo, channel)
+    waiter = PostgresWaiter({"conninfo": conninfo}, channel)
     checks: list[float] = []
 
     def never_ready() -> tuple[bool, float | None]:

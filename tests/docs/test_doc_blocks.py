@@ -40,6 +40,8 @@ NOT_RUN = {
     ("README.md", "export PQ_DATABASE_URL=postgresql+psycopg://pqueue:secret@db.internal:5432/pqueue"),
     ("architecture.md", "export PQ_HOME=$(mktemp -d) PQ_LEASE_SECONDS=4 PQ_RETRY_BACKOFF_SECONDS=0 \\"),
     ("architecture.md", "scripts/test tests/faults -rA | grep figures"),
+    ("architecture.md", "psql -c \"ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (standby1, standby2)'\""),
+    ("architecture.md", 'touch "$PGDATA/standby.signal"      # it starts in recovery: read-only, whatever it had'),
     ("consumer.md", "pq-consumer                 # run until SIGTERM / SIGINT (what Supervisor runs)"),
     ("dashboard.md", "pq-dashboard                                  # what Supervisor runs"),
     ("dashboard.md", ".venv/bin/pytest tests/dashboard -n 2"),

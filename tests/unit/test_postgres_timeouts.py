@@ -45,6 +45,13 @@ def test_tcp_settings__are_added_to_the_url_unless_it_has_its_own() -> None:
     }
 
 
+def test_several_hosts__connect_to_the_primary_unless_the_url_says_otherwise() -> None:
+    timeouts = PostgresTimeouts(statement=5, network=8)
+    several = "postgresql+psycopg://pq@a:5432,b:5432/pqueue"
+    assert timeouts.add_tcp_settings(several).query["target_session_attrs"] == "read-write"
+    assert timeouts.add_tcp_settings(several + "?target_session_attrs=any").query["target_session_attrs"] == "any"
+
+
 def test_describe_url__names_the_database_without_the_added_settings() -> None:
     with_tcp = PostgresTimeouts(statement=5, network=5).add_tcp_settings(URL + "?sslmode=require")
     assert describe_url(with_tcp.render_as_string(hide_password=False)) == (

@@ -1,0 +1,260 @@
+"""PostgreSQL failing over to its standby: what pqueue keeps, and how soon every program follows.
+
+Each test builds a private primary and a streaming standby (initdb, `pg_basebackup -R`, free
+ports, a temporary directory; never the machine's own server) and points real pqueue programs at
+both through one multi-host URL. "Killed" is SIGKILL of every process of the primary, as a crash
+or a power cut; "promoted" is `pg_ctl promote` of the standby.
+
+- Synchronous standby, HTTP load, a job running when the primary dies: every 202 ends processed,
+  no 500, never two runs at once (run ledger); the job that finished while no primary answered
+  is recorded once the new one does (fenced by its lease, after its lease ran out), not run
+  again; the intake acknowledges and the consumer claims again within bounds measured here; idle
+  dispatch goes through LISTEN on the new primary; the old primary, started again only as a
+  standby (the fencing recipe of docs/architecture.md), takes no writes and is never used.
+- Every spelling of a multi-host URL, the standby named first: `pq migrate`, the intake and the
+  consumer (with its LISTEN) all reach the primary.
+- An intake and a consumer pointed at a standby: not available (/healthz 503 naming it), both
+  wait without exiting, log once and then every 10 s, and work once it is promoted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pqueue import PersistentQ, Status
+from tests.conftest import require_postgres
+from tests.faults.conftest import LEASE_SECONDS, StartProgram
+from tests.faults.ha import ReplicatedPair
+from tests.faults.intake import start_producer
+from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
+from tests.faults.load import HANG_SECONDS, HttpLoad, first_answer
+from tests.faults.stored import wait_finished
+from tests.pg_cluster import PrivateCluster
+from tests.support import BIN, free_port, wait_until
+
+pytestmark = [pytest.mark.process, pytest.mark.postgres, pytest.mark.timeout(240)]
+
+SCHEMA = "faults"
+# Bounds this file asserts (seconds, from the promotion): the figures it prints are far below them.
+ACCEPT_BOUND = 10.0
+CLAIM_BOUND = 10.0
+
+
+@pytest.fixture
+def sync_pair() -> Iterator[ReplicatedPair]:
+    require_postgres()  # the suite's PostgreSQL tests run together: skipped locally, required in CI
+    pair = ReplicatedPair(synchronous=True)
+    yield pair
+    pair.destroy()
+
+
+@pytest.fixture
+def db_env(sync_pair: ReplicatedPair, tmp_path: Path) -> dict[str, str]:
+    """The programs' database: a schema reached through both hosts (libpq's multi-host URL)."""
+    url = sync_pair.url(sync_pair.primary, sync_pair.standby)
+    return {"PQ_HOME": str(tmp_path), "PQ_DATABASE_URL": url, "PQ_DB_SCHEMA": SCHEMA}
+
+
+def test_synchronous_standby__primary_killed_under_load__nothing_lost_and_every_program_follows(
+    sync_pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    pair = sync_pair
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    port = free_port()
+    start_producer(start_program, port)
+    start_program("pq-consumer")
+    intake = f"http://127.0.0.1:{port}"
+    wait_until(lambda: listeners(pair, pair.primary), timeout=60, what="the idle consumer to LISTEN")
+    assert q.replication().mode == "synchronous"
+    assert 'mode="synchronous"' in httpx.get(f"{intake}/metrics").text
+
+    with HttpLoad(intake, lambda n: {"ledger": str(ledger), "tag": f"http-{n}"}, clients=2, pause=0.05) as load:
+        wait_until(lambda: len(load.acknowledged()) > 20 and read_runs(ledger), timeout=60, what="jobs taken and run")
+        # The job running at the failover: it ends while no primary answers, after its lease.
+        across = q.put_item({"ledger": str(ledger), "tag": "across", "seconds": 1.0}, priority=-1)
+        wait_until(lambda: runs_of(read_runs(ledger), "across"), timeout=60, what="the job across to start")
+        down_at = time.monotonic()
+        pair.kill_primary()
+        refused = wait_until(lambda: first_answer(load, 503, down_at), timeout=30, what="the intake to answer 503")
+        wait_until(lambda: runs_of(read_runs(ledger), "across")[0].ended, timeout=30, what="the job across to end")
+        # Held down past the lease the job last renewed: before this change its outcome was lost.
+        time.sleep(max(0.0, down_at + LEASE_SECONDS + 1 - time.monotonic()))
+        pair.promote()
+        up_at = time.monotonic()
+        accepted = wait_until(lambda: first_answer(load, 202, up_at), timeout=ACCEPT_BOUND + 20, what="a 202")
+        claimed = wait_until(
+            lambda: [r for r in read_runs(ledger) if r.start > up_at], timeout=CLAIM_BOUND + 20, what="a new run"
+        )[0]
+        load.wait_acknowledged(20, since=up_at)
+    answers = load.answers
+
+    acknowledged = load.acknowledged()
+    jobs = wait_finished(q, [*acknowledged, across], timeout=120)
+    runs = read_runs(ledger)
+    lost = sorted(i for i in acknowledged if jobs[i].status != Status.PROCESSED)
+    during = [a for a in answers if down_at <= a.sent <= up_at]
+    dispatch = idle_dispatch(q, ledger, count=5)
+    consumer_log = (tmp_path / "pq-consumer-1.log").read_text(errors="replace")
+    print(
+        f"figures: synchronous standby, primary killed, standby promoted {up_at - down_at:.2f}s later; intake "
+        f"answered 503 {refused.answered - down_at:.2f}s after the kill, 202 again {accepted.answered - up_at:.2f}s "
+        f"after the promotion; the consumer claimed {claimed.start - up_at:.2f}s after it; {len(answers)} requests, "
+        f"{len(acknowledged)} acknowledged, lost {len(lost)}; during the outage "
+        f"{sorted({a.status for a in during}, key=str)}, slowest answer {max(a.seconds for a in during):.2f}s; "
+        f"most runs at once {peak_concurrency(runs)}; idle dispatch after it p50 "
+        f"{statistics.median(dispatch) * 1000:.0f} ms, max {max(dispatch) * 1000:.0f} ms"
+    )
+    assert not lost, f"acknowledged but not processed: {lost[:20]}"
+    assert {a.status for a in answers} <= {202, 503}, sorted({(a.status, a.error) for a in answers}, key=str)
+    assert max(a.seconds for a in during) < HANG_SECONDS
+    assert accepted.answered - up_at < ACCEPT_BOUND and claimed.start - up_at < CLAIM_BOUND
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    # The run across the failover: recorded late, by its own consumer, and never run again.
+    assert jobs[across].status == Status.PROCESSED and jobs[across].attempts == 1
+    assert len(runs_of(runs, "across")) == 1
+    assert f"job={across}" in consumer_log and "event=recorded_late" in consumer_log
+    # Idle dispatch on the new primary goes through LISTEN again (polling would take up to 1 s).
+    assert "LISTEN connection lost" in consumer_log and "LISTEN connection back" in consumer_log
+    assert listeners(pair, pair.standby) >= 1
+    assert pair.sql(pair.standby, "SELECT pg_is_in_recovery()") == [(False,)]
+
+    fence_old_primary(pair, q, intake)
+
+
+def fence_old_primary(pair: ReplicatedPair, q: PersistentQ, intake: str) -> None:
+    """docs/architecture.md's recipe: the old primary comes back only as a standby (standby.signal
+    before it starts), so it takes no writes, and the programs, whose URL names it first, never
+    write to it."""
+    (pair.primary.data / "standby.signal").touch()
+    (pair.primary.data / "postmaster.pid").unlink()  # left by the kill
+    pair.primary.start()
+    assert pair.sql(pair.primary, "SELECT pg_is_in_recovery()") == [(True,)]
+    answer = httpx.post(f"{intake}/jobs", json={"payload": {"tag": "after-fencing", "seconds": 0}})
+    assert answer.status_code == 202, answer.text
+    assert q.get_job(answer.json()["id"]).payload == {"tag": "after-fencing", "seconds": 0}
+    count = f'SELECT count(*) FROM "{SCHEMA}".pq_jobs WHERE payload @> \'{{"tag": "after-fencing"}}\''
+    assert pair.sql(pair.standby, count) == [(1,)]
+
+
+def idle_dispatch(q: PersistentQ, ledger: Path, count: int) -> list[float]:
+    """Seconds from a put into an idle queue to its run's first line, `count` times."""
+    samples = []
+    for n in range(count):
+        time.sleep(0.3)
+        tag = f"idle-{n}"
+        q.put_item({"ledger": str(ledger), "tag": tag, "seconds": 0})
+        committed = time.monotonic()
+        run = wait_until(partial(ran, ledger, tag), timeout=30, what=f"{tag} to run")[0]
+        samples.append(run.start - committed)
+    return samples
+
+
+def listeners(pair: ReplicatedPair, cluster: PrivateCluster) -> int:
+    """Sessions LISTENing on the cluster (the consumers' wake-up connections)."""
+    [(count,)] = pair.sql(cluster, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")
+    return int(count)
+
+
+def ran(ledger: Path, tag: str) -> list[Run]:
+    """The runs of the job tagged so, as far as the ledger says now."""
+    return runs_of(read_runs(ledger), tag)
+
+
+def processed(url: str) -> bool:
+    """Whether the intake says the job at this URL is processed."""
+    return bool(httpx.get(url).json()["status"] == "processed")
+
+
+def test_every_multi_host_url_spelling__pq_migrate_intake_and_consumer_reach_the_primary(
+    sync_pair: ReplicatedPair, start_program: StartProgram, tmp_path: Path
+) -> None:
+    pair = sync_pair
+    standby, primary = pair.standby.port, pair.primary.port
+    spellings = {
+        "libpq": f"postgresql+psycopg://postgres@127.0.0.1:{standby},127.0.0.1:{primary}/postgres",
+        "sqlalchemy": f"postgresql+psycopg://postgres@/postgres?host=127.0.0.1:{standby}&host=127.0.0.1:{primary}",
+        "lists": f"postgresql://postgres@/postgres?host=127.0.0.1,127.0.0.1&port={standby},{primary}",
+    }
+    started = []
+    for name, url in spellings.items():
+        env = {"PQ_DATABASE_URL": url, "PQ_DB_SCHEMA": f"url_{name}"}
+        migrated = subprocess.run(
+            [str(BIN / "pq"), "migrate"], env={"PQ_HOME": str(tmp_path), **env}, capture_output=True, text=True
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        port = free_port()
+        start_producer(start_program, port, **env)
+        start_program("pq-consumer", **env)
+        started.append((name, port))
+    for name, port in started:
+        payload = {"tag": name, "ledger": str(tmp_path / "ledger.jsonl")}
+        answer = httpx.post(f"http://127.0.0.1:{port}/jobs", json={"payload": payload})
+        assert answer.status_code == 202, (name, answer.text)
+        job_url = f"http://127.0.0.1:{port}/jobs/{answer.json()['id']}"
+        wait_until(partial(processed, job_url), timeout=60, what=name)
+    logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("pq-*.log"))
+    assert "LISTEN connection lost" not in logs and "not ready" not in logs, logs[-3000:]
+    # Every consumer LISTENs, on the primary.
+    wait_until(lambda: listeners(pair, pair.primary) == len(spellings), timeout=30, what="every consumer to LISTEN")
+    for name in spellings:
+        tables = f"SELECT count(*) FROM pg_tables WHERE schemaname = 'url_{name}' AND tablename = 'pq_jobs'"
+        assert pair.sql(pair.primary, tables) == [(1,)], name
+
+
+def test_pointed_at_a_standby__not_available_waiting_and_working_once_promoted(
+    sync_pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    pair = sync_pair
+    make_queue()  # the schema, created on the primary, streams to the standby
+    standby_only = {"PQ_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pair.standby.port}/postgres"}
+    port = free_port()
+    producer = start_program("pq-producer", "--port", str(port), **standby_only)
+    consumer = start_program("pq-consumer", **standby_only)
+    intake = f"http://127.0.0.1:{port}"
+    health = wait_until(lambda: answer_of(f"{intake}/healthz"), timeout=60, what="the intake to answer")
+    assert health.status_code == 503 and "standby" in health.json()["detail"], health.text
+    post = httpx.post(f"{intake}/jobs", json={"payload": {"tag": "refused"}})
+    assert post.status_code == 503 and post.headers["Retry-After"], post.text
+    consumer_log = tmp_path / "pq-consumer-1.log"
+    said = wait_until(lambda: logged_at(consumer_log, "database not ready")[1:], timeout=40, what="a second line")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(logged_at(consumer_log, "database not ready"))]
+    assert producer.poll() is None and consumer.poll() is None
+    assert "it is a standby (in recovery)" in consumer_log.read_text()
+
+    pair.kill_primary()
+    pair.promote()
+    wait_until(lambda: httpx.get(f"{intake}/healthz").status_code == 200, timeout=30, what="/healthz 200")
+    job = httpx.post(f"{intake}/jobs", json={"payload": {"tag": "accepted", "ledger": str(tmp_path / "l.jsonl")}})
+    assert job.status_code == 202, job.text
+    job_url = f"{intake}/jobs/{job.json()['id']}"
+    wait_until(lambda: processed(job_url), timeout=60, what="the job to be processed")
+    print(f"figures: on a standby, the consumer said why {len(said) + 1} times, {min(gaps):.1f}s apart or more")
+    assert min(gaps) >= 9.9, gaps
+
+
+def logged_at(log: Path, needle: str) -> list[float]:
+    """When (seconds since the epoch, from each line's timestamp) the log said this."""
+    stamps = []
+    for line in log.read_text(errors="replace").splitlines():
+        if needle in line:
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            stamps.append(stamp.timestamp())
+    return stamps
+
+
+def answer_of(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
