@@ -1,7 +1,9 @@
 """`pq`: see and steer the pqueue job queue from a terminal.
 
 Expected failures (an unknown job, a refused transition, a missing database) end as one line
-on stderr and exit code 1; usage errors exit 2 (Typer). No traceback reaches the operator for them.
+on stderr and exit code 1; a bad or missing value (a duration that is not one, a weight that is not
+a number) is one line and exit code 2; other usage errors (an unknown option) are Typer's, exit 2.
+No traceback reaches the operator for them.
 """
 
 from __future__ import annotations
@@ -16,18 +18,23 @@ from typer.core import TyperGroup
 
 import pqueue
 from admin import output
-from admin.commands import actions, jobs, maintenance, queues, stats
+from admin.commands import actions, jobs, keys, maintenance, partners, queues, stats
 from admin.context import Admin
 from admin.errors import AdminError
 from pqueue import PQError
 
 
 class AdminGroup(TyperGroup):
-    """Runs a command and turns pqueue's expected errors into one line and exit code 1."""
+    """Runs a command and turns pqueue's expected errors into one line and exit code 1, and a bad
+    value of an option or argument into one line and exit code 2."""
 
     def invoke(self, ctx: Any) -> Any:  # Any: the Context of Typer's bundled click
         try:
             return super().invoke(ctx)
+        except typer.BadParameter as exc:  # raised while a subcommand's values are read, or by it
+            named = exc.param is not None or exc.param_hint is not None
+            output.error(exc.format_message() if named else exc.message)
+            raise typer.Exit(2) from None
         except (PQError, AdminError) as exc:
             output.error(str(exc))
             raise typer.Exit(1) from None
@@ -50,6 +57,8 @@ app = typer.Typer(
 )
 relay_app = typer.Typer(help="Steer the broker relay.", no_args_is_help=True)
 queue_app = typer.Typer(help="See and set a queue's policy, stored for every host.", no_args_is_help=True)
+partner_app = typer.Typer(help="The partners sharing the licence: weights, caps, rates, usage.", no_args_is_help=True)
+key_app = typer.Typer(help="Partners' API keys: create, list, revoke, rotate.", no_args_is_help=True)
 
 
 @app.callback()
@@ -101,6 +110,18 @@ app.add_typer(relay_app, name="relay")
 queue_app.command("show")(queues.show_queue)
 queue_app.command("set")(queues.set_queue)
 app.add_typer(queue_app, name="queue")
+partner_app.command("add")(partners.add)
+partner_app.command("list")(partners.list_partners)
+partner_app.command("show")(partners.show)
+partner_app.command("set")(partners.set_partner)
+partner_app.command("disable")(partners.disable)
+partner_app.command("enable")(partners.enable)
+app.add_typer(partner_app, name="partner")
+key_app.command("create")(keys.create)
+key_app.command("list")(keys.list_keys)
+key_app.command("revoke")(keys.revoke)
+key_app.command("rotate")(keys.rotate)
+app.add_typer(key_app, name="key")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """What every `pq` command shares: the settings, built once, and the store, opened on first use.
 
-A command takes the store as the role it calls (`insights`, `operations`, `work_queue`), or
-`store` when it calls more than one, so mypy shows what each command may do."""
+A command takes the store as the role it calls (`insights`, `operations`, `work_queue`,
+`partners`), or `store` when it calls more than one, so mypy shows what each command may do."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ import typer
 import pqueue
 from admin import output
 from admin.errors import AdminError
-from pqueue import DatabaseMissing, Insights, Operations, PersistentQ, PersistentQInterface, Settings, WorkQueue
+from pqueue import (
+    DatabaseMissing,
+    Insights,
+    Operations,
+    Partners,
+    PersistentQ,
+    PersistentQInterface,
+    Settings,
+    WorkQueue,
+)
 from pqueue.here import RunningSystem, running_here
 
 
@@ -78,4 +87,9 @@ def operations(ctx: typer.Context) -> Operations:
 
 def work_queue(ctx: typer.Context) -> WorkQueue:
     """The store, for a command that does a worker's or the intake's part (put, rescue, purge)."""
+    return admin(ctx).store()
+
+
+def partners(ctx: typer.Context) -> Partners:
+    """The store, for a command that sees or changes partners and their keys."""
     return admin(ctx).store()

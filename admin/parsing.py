@@ -1,4 +1,4 @@
-"""Turning command-line text into values: durations, JSON payloads, callback URLs.
+"""Turning command-line text into values: durations, rates, JSON payloads, files, callback URLs.
 
 Each raises typer.BadParameter, so a bad value is a usage error (exit 2) before anything is read
 or written.
@@ -7,6 +7,7 @@ or written.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import typer
 import pqueue
 from pqueue import InvalidInput, Settings
 from pqueue.validation import duration_text
+
+_RATE = re.compile(r"^(\d+)/min$")
 
 
 def parse_duration(text: str) -> float:
@@ -34,12 +37,20 @@ def parse_seconds(text: str) -> float:
         return parse_duration(text)
 
 
+def parse_rate(text: str) -> int:
+    """'60/min' as submissions per minute, a partner's rate limit (the library refuses 0)."""
+    match = _RATE.match(text.strip().lower())
+    if match is None:
+        raise typer.BadParameter(f"{text!r} is not a rate; use a whole number per minute: 60/min")
+    return int(match.group(1))
+
+
 def read_payload(source: str) -> Any:
     """The payload argument: JSON text, @FILE holding JSON, or - for standard input."""
     if source == "-":
         text, where = sys.stdin.read(), "standard input"
     elif source.startswith("@"):
-        text, where = _read_file(source[1:]), source[1:]
+        text, where = read_text_file(source[1:], "'PAYLOAD'"), source[1:]
     else:
         text, where = source, "the payload"
     try:
@@ -48,13 +59,14 @@ def read_payload(source: str) -> Any:
         raise typer.BadParameter(f"{where} is not JSON: {exc}", param_hint="'PAYLOAD'") from None
 
 
-def _read_file(name: str) -> str:
+def read_text_file(name: str, param_hint: str) -> str:
+    """A UTF-8 file's text; a file that cannot be read is a bad value of `param_hint`."""
     path = Path(name).expanduser()
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise typer.BadParameter(f"cannot read {path.resolve()}: {reason}", param_hint="'PAYLOAD'") from None
+        raise typer.BadParameter(f"cannot read {path.resolve()}: {reason}", param_hint=param_hint) from None
 
 
 def check_callback_url(url: str, settings: Settings) -> str:

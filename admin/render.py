@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pqueue import Delivery, Event, Job, QueueInfo, RunningJob, Status, Worker
+from pqueue import ApiKey, Delivery, Event, Job, Partner, PartnerEvent, QueueInfo, RunningJob, Status, Worker
 
 Obj = dict[str, Any]  # a JSON object pq writes
 
@@ -52,6 +52,7 @@ def job_json(job: Job) -> Obj:
         "idempotency_key": job.idempotency_key,
         "stop_request": job.stop_request.value if job.stop_request else None,
         "stop_reason": job.stop_reason,
+        "partner": job.partner,
     }
 
 
@@ -143,6 +144,52 @@ def running_json(running: RunningJob, timeout_seconds: float) -> Obj:
         "lease_remaining_seconds": round(running.lease_remaining_seconds, 3),
         "attempts": running.attempts,
     }
+
+
+def partner_json(partner: Partner) -> Obj:
+    """A partner's settings and its use of the seats, as `pq partner list --json` writes it."""
+    return {
+        "name": partner.name,
+        "weight": partner.weight,
+        "max_running": partner.max_running,
+        "rate_per_minute": partner.rate_per_minute,
+        "disabled_at": iso(partner.disabled_at),
+        "created_at": iso(partner.created_at),
+        "has_callback_secret": partner.has_callback_secret,
+        "waiting": partner.waiting,
+        "running": partner.running,
+        "seat_seconds_hour": round(partner.seat_seconds_hour, 3),
+        "seat_seconds_day": round(partner.seat_seconds_day, 3),
+        "share_day": round(partner.share_day, 4),
+    }
+
+
+def partner_line(partner: Partner) -> str:
+    """'acme: weight 2, at most 1 running, 60/min, enabled' for people."""
+    cap = f"at most {partner.max_running} running" if partner.max_running else "no cap on running jobs"
+    rate = f"{partner.rate_per_minute}/min" if partner.rate_per_minute else "no rate limit"
+    state = f"disabled since {human_time(partner.disabled_at)}" if partner.disabled_at else "enabled"
+    return f"{partner.name}: weight {partner.weight:g}, {cap}, {rate}, {state}"
+
+
+def key_json(key: ApiKey) -> Obj:
+    """A key as listings show it: never its secret."""
+    return {
+        "id": key.id,
+        "partner": key.partner,
+        "prefix": key.prefix,
+        "scopes": list(key.scopes),
+        "name": key.name,
+        "created_at": iso(key.created_at),
+        "expires_at": iso(key.expires_at),
+        "last_used_at": iso(key.last_used_at),
+        "revoked_at": iso(key.revoked_at),
+    }
+
+
+def partner_event_json(event: PartnerEvent) -> Obj:
+    """One change to a partner or its keys."""
+    return {"at": iso(event.at), "actor": event.actor, "message": event.message}
 
 
 def duration(seconds: float | None) -> str:

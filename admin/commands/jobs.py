@@ -9,7 +9,7 @@ import typer
 from rich.text import Text
 
 from admin import output, render
-from admin.context import admin, insights, store, work_queue
+from admin.context import admin, store, work_queue
 from admin.parsing import check_callback_url, parse_duration, read_payload
 from pqueue import Event, Insights, Job, NewJob, Status
 
@@ -20,6 +20,7 @@ StatusOption = Annotated[
     typer.Option("--status", "-s", metavar="STATUS", help=f"Only jobs in this status (repeatable): {STATUSES}."),
 ]
 QueueOption = Annotated[str | None, typer.Option("--queue", "-q", help="Only jobs of this queue.")]
+PartnerOption = Annotated[str | None, typer.Option("--partner", "-p", metavar="NAME", help="Only this partner's jobs.")]
 PAGE = 1000  # the largest page pqueue hands out
 
 
@@ -41,6 +42,7 @@ def list_jobs(
     ctx: typer.Context,
     status: StatusOption = None,
     queue: QueueOption = None,
+    partner: PartnerOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")] = 50,
     since: Annotated[
         float | None,
@@ -51,21 +53,24 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first.
 
-    Columns: id, queue, status, priority, attempts, age, last error, start of the payload.
+    Columns: id, queue, partner, status, priority, attempts, age, last error, start of the payload.
     """
-    queue_store = insights(ctx)
-    filters: dict[str, Any] = {"status": status or None, "queue": queue, "since_seconds": since}
+    queue_store = store(ctx)
+    filters: dict[str, Any] = {"status": status or None, "queue": queue, "since_seconds": since, "partner": partner}
     jobs = fetch_jobs(queue_store, limit, oldest_first=oldest_first, **filters)
+    if not jobs and partner is not None:
+        queue_store.partner(partner)  # an unknown partner is an error, not an empty list
     if as_json:
         output.emit_json([render.job_json(job) for job in jobs])
         return
     now = queue_store.now()
-    columns = ("id", "queue", "status", "pri", "attempts", "age", "last error", "payload")
+    columns = ("id", "queue", "partner", "status", "pri", "attempts", "age", "last error", "payload")
     table = output.table(*columns, squeeze=("last error", "payload"))
     for job in jobs:
         table.add_row(
             str(job.id),
             output.plain(job.queue),
+            output.plain(job.partner),
             output.status_text(job.status),
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
@@ -110,6 +115,7 @@ def _show_fields(job: Job, timeout: float) -> None:
     rows: list[tuple[str, Text | str]] = [
         ("status", output.status_text(job.status)),
         ("queue", output.plain(job.queue)),
+        ("partner", output.plain(job.partner)),
         ("priority", str(job.priority)),
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
         ("created", render.human_time(job.created_at)),

@@ -40,6 +40,7 @@ CSV_FIELDS = [
     "error",
     "payload",
     "result",
+    "partner",
 ]
 
 

@@ -34,7 +34,8 @@ def test_command_list__is_what_the_issue_asks_for() -> None:
     assert {" ".join(path) for path in command_paths()} == {
         "list", "show", "enqueue", "requeue", "resubmit", "fail", "mark-failed", "cancel", "redeliver", "pause",
         "resume", "workers", "stats", "purge", "rescue", "migrate", "export", "backup", "relay go", "queue show",
-        "queue set",
+        "queue set", "partner add", "partner list", "partner show", "partner set", "partner disable", "partner enable",
+        "key create", "key list", "key revoke", "key rotate",
     }  # fmt: skip
 
 

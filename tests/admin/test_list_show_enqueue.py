@@ -32,6 +32,7 @@ JOB_FIELDS = [
     "idempotency_key",
     "stop_request",
     "stop_reason",
+    "partner",
 ]
 
 
@@ -49,7 +50,8 @@ def test_list__table_shows_each_job_with_status_attempts_error_and_payload(pq: P
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["id", "queue", "status", "pri", "attempts", "age", "last", "error", "payload"]
+    columns = ["id", "queue", "partner", "status", "pri", "attempts", "age", "last", "error", "payload"]
+    assert lines[0].split() == columns
     rows = {line.split()[0]: line for line in lines[1:]}
     assert list(rows) == [str(waiting), str(manual)], "newest first"
     assert "manual_intervention" in rows[str(manual)] and "1/1" in rows[str(manual)]

@@ -133,7 +133,7 @@ def test_export__csv_file_with_status_filter(pq: Pq, jobs: Jobs, tmp_path: Path)
     row = rows[0]
     assert (row["id"], row["status"], row["queue"], row["attempts"]) == (str(processed), "processed", "default", "1")
     assert json.loads(row["payload"]) == {"vendor": "acme"} and json.loads(row["result"]) == {"outliers": [3]}
-    assert row["error"] == "" and row["finished_at"].endswith("Z")
+    assert row["error"] == "" and row["finished_at"].endswith("Z") and row["partner"] == "default"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.csv")] == [], "no temporary file left"
 
 

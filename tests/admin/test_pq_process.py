@@ -43,9 +43,9 @@ def test_pq_list_and_show__table_and_json(run: Run, jobs: Jobs) -> None:
     assert listed.returncode == 0, listed.stderr
     assert listed.stderr == ""
     rows = [line.split() for line in listed.stdout.splitlines()]
-    assert [row[:3] for row in rows[1:]] == [
-        [str(waiting), "default", "unprocessed"],
-        [str(manual), "default", "manual_intervention"],
+    assert [row[:4] for row in rows[1:]] == [
+        [str(waiting), "default", "default", "unprocessed"],
+        [str(manual), "default", "default", "manual_intervention"],
     ]
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
