@@ -49,6 +49,7 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
 def _fields(job: Job) -> None:
     rows = {
         "queue": job.queue,
+        "partner": job.partner,
         "priority": str(job.priority),
         "attempts": f"{job.attempts} of {job.max_attempts}",
         "worker": job.worker_id or "—",

@@ -14,6 +14,7 @@ from ops_dashboard.connection import depth_history, open_store
 from ops_dashboard.detail import render_detail
 from ops_dashboard.header import render_header, render_queues, render_workers
 from ops_dashboard.overview import load_overview
+from ops_dashboard.partners import render_partners
 from ops_dashboard.table import render_filters, render_job_picker, render_table
 from pqueue import Insights, PersistentQInterface, PQError, Settings, SettingsError, load_settings
 
@@ -94,6 +95,7 @@ def _body(store: PersistentQInterface, settings: Settings, controls: Controls) -
 
 def _sections(store: PersistentQInterface, settings: Settings, controls: Controls) -> None:
     overview = load_overview(store, controls.window_seconds)
+    partners = store.partners()
     now = datetime.now(UTC)
     history = depth_history(settings)
     history.record(now, overview.waiting)
@@ -101,8 +103,9 @@ def _sections(store: PersistentQInterface, settings: Settings, controls: Control
     render_charts(overview, history, controls.window_seconds, now)
     render_workers(overview.workers)
     render_queues(overview.stats.queues)
+    render_partners(partners)
     st.subheader("jobs")
-    filters = render_filters(overview.stats)
+    filters = render_filters(overview.stats, [partner.name for partner in partners])
     render_table(store, filters, controls.page_size, settings.dashboard_readonly)
     job_id = render_job_picker()
     if job_id is not None:

@@ -15,6 +15,7 @@ from pqueue import Job, Page, PersistentQInterface, Stats, Status
 
 ORIGIN = "table"
 ALL_QUEUES = "all queues"
+ALL_PARTNERS = "all partners"
 SINCE = {"any time": None, "last hour": 3600.0, "last 24 hours": 86400.0, "last 7 days": 604800.0}
 ORDER = ("newest first", "oldest first")
 CURSORS = "page_cursors"  # the cursor of every page walked through, so "previous" needs no query
@@ -29,6 +30,7 @@ class Filters:
 
     statuses: tuple[Status, ...]
     queue: str | None
+    partner: str | None
     search: str | None
     since_seconds: float | None
     oldest_first: bool
@@ -38,6 +40,7 @@ class Filters:
         return {
             "status": list(self.statuses) or None,
             "queue": self.queue,
+            "partner": self.partner,
             "search": self.search,
             "since_seconds": self.since_seconds,
         }
@@ -72,15 +75,17 @@ def _close_detail() -> None:
     st.session_state[SELECTED] = None
 
 
-def render_filters(stats: Stats) -> Filters:
-    """Status, queue, text or id search, time window and order; any change goes back to page 1."""
+def render_filters(stats: Stats, partners: list[str]) -> Filters:
+    """Status, queue, partner, text or id search, time window and order; any change goes back to
+    page 1."""
     queues = sorted(set(stats.counts) | {q.name for q in stats.queues})
     current = st.session_state.get("f_queue")
     if current and current != ALL_QUEUES and current not in queues:
         queues.append(current)  # keep the operator's choice even if that queue emptied
-    status, queue, search, since, order = st.columns([3, 2, 3, 2, 2])
+    status, queue, partner, search, since, order = st.columns([3, 2, 2, 3, 2, 2])
     chosen = status.multiselect("status", [s.value for s in Status], key="f_status", on_change=_first_page)
     picked = queue.selectbox("queue", [ALL_QUEUES, *queues], key="f_queue", on_change=_first_page)
+    whose = partner.selectbox("partner", [ALL_PARTNERS, *partners], key="f_partner", on_change=_first_page)
     text = search.text_input(
         "search", key="f_search", on_change=_first_page, placeholder="job id or text in the payload"
     )
@@ -89,6 +94,7 @@ def render_filters(stats: Stats) -> Filters:
     return Filters(
         statuses=tuple(Status(s) for s in chosen),
         queue=None if picked == ALL_QUEUES else picked,
+        partner=None if whose == ALL_PARTNERS else whose,
         search=(text or "").strip() or None,
         since_seconds=SINCE[window],
         oldest_first=direction == ORDER[1],
@@ -145,6 +151,7 @@ def _rows(items: list[Job]) -> pd.DataFrame:
                 "id": job.id,
                 "status": job.status.value,
                 "queue": job.queue,
+                "partner": job.partner,
                 "attempts": f"{job.attempts}/{job.max_attempts}",
                 "priority": job.priority,
                 "created": moment(job.created_at),

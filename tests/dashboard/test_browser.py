@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from pqueue import PersistentQ
 from tests.conftest import IN_CI
 from tests.dashboard.seed import Seeded
 from tests.support import BIN, free_port, start, stop, wait_until
@@ -108,5 +109,33 @@ def test_browser__shows_counts_and_opens_a_job(
             screenshot = tmp_path / "dashboard.png"
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000
+        finally:
+            browser.close()
+
+
+def test_browser__partners_panel_and_a_jobs_partner(
+    chromium: Path, dashboard_url: str, store: PersistentQ, seeded: Seeded
+) -> None:
+    store.add_partner("acme", weight=2)
+    acme_job = store.put_item({"vendor": "acme"}, partner="acme")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.goto(dashboard_url)
+            page.get_by_text("partners (2)").wait_for(timeout=60_000)
+            panel = page.get_by_test_id("stExpander").filter(has_text="partners (2)").get_by_test_id("stDataFrame")
+            panel.locator("tr").nth(2).wait_for(state="attached")
+            rows = [
+                [cell.strip() for cell in row.locator("th, td").all_inner_texts()] for row in panel.locator("tr").all()
+            ]
+            header = [cell for cell in rows[0] if cell]  # the grid may add an unnamed first column
+            assert header[:5] == ["partner", "weight", "waiting", "running", "seat time (1 hour)"], rows
+            acme, default = ([cell for cell in row if cell][:4] for row in rows[1:3])
+            assert acme == ["acme", "2", "1", "0"], rows
+            assert default == ["default", "1", "4", "1"], rows  # 3 unprocessed, 1 crashed awaiting its retry
+
+            _click_job_row(page, acme_job)
+            page.get_by_text(f"Job {acme_job} · unprocessed").wait_for(timeout=30_000)
         finally:
             browser.close()
