@@ -110,8 +110,9 @@ class PartnerBook:
         with self._tx.read() as conn:
             rows = conn.execute(sql.all()).all()
             counts = conn.execute(sql.jobs_by_state()).all()
-            hour = {row[0]: row[1] for row in conn.execute(sql.seat_seconds(HOUR))}
-            day = {row[0]: row[1] for row in conn.execute(sql.seat_seconds(DAY))}
+            used = conn.execute(sql.seat_seconds(HOUR, DAY)).all()
+        hour = {partner: seconds for partner, seconds, _ in used}
+        day = {partner: seconds for partner, _, seconds in used}
         waiting: dict[str, int] = {}
         running: dict[str, int] = {}
         for partner, status, jobs in counts:

@@ -14,6 +14,7 @@ from pqueue.sql.context import Context
 from pqueue.states import CLAIMABLE, Status
 
 WAITING = [status.value for status in CLAIMABLE]
+ENDED = [status.value for status in Status if status not in (Status.UNPROCESSED, Status.UNDER_PROCESS)]
 
 # A key's last use is written at most this often, so authenticating is not a write per request.
 LAST_USED_EVERY_SECONDS = 300.0
@@ -60,19 +61,26 @@ class PartnerStatements:
             .group_by(jobs.c.partner, jobs.c.status)
         )
 
-    def seat_seconds(self, window_seconds: float) -> Any:
-        """(partner, seconds) the partner's runs held a seat within the last `window_seconds`: runs
-        that ended in the window (each job's last run) and runs still going, cut at the window's start."""
-        now, start = self.ctx.now, self.ctx.in_(-window_seconds)
-        dialect = self.ctx.dialect
-        until = func.coalesce(jobs.c.finished_at, now)
-        held = dialect.seconds_between(until, dialect.larger(jobs.c.started_at, start))
-        in_window = or_(jobs.c.finished_at >= start, jobs.c.status == Status.UNDER_PROCESS.value)
-        return (
-            select(jobs.c.partner, func.sum(held).label("seconds"))
-            .where(jobs.c.started_at.is_not(None), in_window)
-            .group_by(jobs.c.partner)
+    def seat_seconds(self, short: float, long: float) -> Any:
+        """(partner, short, long): the seconds the partner's runs held a seat within the last `short`
+        and `long` seconds: runs that ended in the window (each job's last run) and runs still going,
+        cut at the window's start. One pass: ended runs through the finished index, running ones
+        through the running index."""
+        dialect, now = self.ctx.dialect, self.ctx.now
+        ended = select(jobs.c.partner, jobs.c.started_at, jobs.c.finished_at.label("until")).where(
+            jobs.c.status.in_(ENDED), jobs.c.finished_at >= self.ctx.in_(-long), jobs.c.started_at.is_not(None)
         )
+        running = select(jobs.c.partner, jobs.c.started_at, now.label("until")).where(
+            jobs.c.status == Status.UNDER_PROCESS.value
+        )
+        runs = ended.union_all(running).subquery("runs")
+
+        def within(seconds: float) -> Any:
+            start = self.ctx.in_(-seconds)
+            held = dialect.seconds_between(runs.c.until, dialect.larger(runs.c.started_at, start))
+            return func.sum(case((runs.c.until >= start, held), else_=0.0))
+
+        return select(runs.c.partner, within(short), within(long)).group_by(runs.c.partner)
 
     # -- the partner's event log -----------------------------------------------------------------------
 
