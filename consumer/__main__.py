@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import pqueue
 from consumer.delivery import DeliveryLoop
+from consumer.helper_link import HelperLink
 from consumer.loading import AlgorithmUnavailable, parse_spec
 from consumer.logs import event
-from consumer.pool import AlgorithmProcesses
+from consumer.spares import Spares
 from consumer.stopping import Shutdown, Waker
 from consumer.worker import Consumer
 from pqueue import PersistentQInterface, PQError, QueueInfo, Settings
@@ -58,10 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     waker = Waker()
     shutdown = Shutdown(waker)
     shutdown.install()
-    processes = AlgorithmProcesses(settings)
+    link = HelperLink(settings)
+    spares = Spares(link)
     try:
-        processes.start()  # imports the algorithm while the database opens
-        return _serve(settings, processes, waker, shutdown, args)
+        link.start()  # imports the algorithm while the database opens
+        return _serve(settings, spares, waker, shutdown, args)
     except AlgorithmUnavailable as exc:
         event(log, "algorithm_unavailable", level=logging.ERROR, error=str(exc))
         sys.stderr.write(f"pq-consumer: {exc}\n")
@@ -70,18 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         event(log, "failed", level=logging.ERROR, error=str(exc))
         return 1
     finally:
-        processes.close()
+        spares.close()
 
 
-def _serve(
-    settings: Settings, processes: AlgorithmProcesses, waker: Waker, shutdown: Shutdown, args: argparse.Namespace
-) -> int:
+def _serve(settings: Settings, spares: Spares, waker: Waker, shutdown: Shutdown, args: argparse.Namespace) -> int:
     store = pqueue.open_with_retry(settings, migrate=True, program="consumer", should_stop=lambda: shutdown.requested)
     if store is None:
         return 0
     try:
-        processes.wait_ready()
-        return _work(store, settings, processes, waker, shutdown, args)
+        spares.link.wait_ready()
+        return _work(store, settings, spares, waker, shutdown, args)
     finally:
         store.close()
 
@@ -89,7 +89,7 @@ def _serve(
 def _work(
     store: PersistentQInterface,
     settings: Settings,
-    processes: AlgorithmProcesses,
+    spares: Spares,
     waker: Waker,
     shutdown: Shutdown,
     args: argparse.Namespace,
@@ -124,7 +124,7 @@ def _work(
     delivery = DeliveryLoop(store, settings, worker_id)
     delivery.start()
     consumer = Consumer(
-        store, settings, worker_id, processes, queue=queue, waker=waker, shutdown=shutdown, on_final=delivery.wake
+        store, settings, worker_id, spares, queue=queue, waker=waker, shutdown=shutdown, on_final=delivery.wake
     )
     try:
         consumer.run(drain=args.drain, once=args.once)

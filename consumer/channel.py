@@ -1,11 +1,11 @@
-"""Messages between the helper, its job processes and the consumer, without multiprocessing.
+"""The wire between the consumer, the helper and the job processes, without multiprocessing.
 
-The consumer reads and writes with `multiprocessing.connection.Connection`; the helper and the
-job processes it forks use this `Channel`, which speaks the same wire (a 4-byte big-endian
-length, or -1 and an 8-byte one, then a pickle) and passes a file descriptor the way
-`multiprocessing.reduction.send_handle` does. The helper imports no multiprocessing because that
-imports threading, whose at-fork hook every forked job process would then run: a third of a
-millisecond of CPU per job, on a 2-core machine a cost the next job waits for.
+One `Channel` class at every end: a Unix stream socket carrying pickled messages
+(consumer/messages.py), each framed as multiprocessing's connections frame theirs (a 4-byte
+big-endian length, or -1 and an 8-byte one, then the pickle), and a file descriptor passed as
+one byte with SCM_RIGHTS. The helper imports no multiprocessing because that imports threading,
+whose at-fork hook every forked job process would then run: a third of a millisecond of CPU per
+job, on a 2-core machine a cost the next job waits for.
 """
 
 from __future__ import annotations
@@ -50,8 +50,15 @@ class Channel:
         return pickle.loads(self._read(size))
 
     def send_fd(self, fd: int) -> None:
-        """Pass a descriptor to the other end (read there with multiprocessing.reduction.recv_handle)."""
+        """Pass a descriptor to the other end (read there with recv_fd)."""
         socket.send_fds(self.sock, [bytes([1])], [fd])
+
+    def recv_fd(self) -> int:
+        """Receive a descriptor passed with send_fd; EOFError when the other end closed."""
+        data, fds, _flags, _address = socket.recv_fds(self.sock, 1, 1)
+        if not data or not fds:
+            raise EOFError("the other end closed the channel")
+        return fds[0]
 
     def close(self) -> None:
         """Close this end."""

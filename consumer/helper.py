@@ -25,10 +25,9 @@ system call or busy: the helper sits in a session of its own, so a stop of the c
 process group does not reach it, and when the whole tree was stopped and resumed it reads every
 command that waited and kills an overdue job before anything else.
 
-Messages: from the consumer, ("start", algorithm, settings as JSON) once, then "fork" requests
-and ("deadline", pid, monotonic seconds). To the consumer: ("ready",) or ("broken", why) once;
-then ("forked", pid) followed by the job process's socket (SCM_RIGHTS), ("overdue", pid,
-seconds late) when a deadline kill happens, and ("exited", pid, wait status) when one is reaped.
+The messages both ways are declared in consumer/messages.py: Start once, then Fork and Deadline
+from the consumer; Ready or Broken once, then Forked (with the job process's socket),
+ForkFailed, Overdue and Exited from the helper.
 """
 
 from __future__ import annotations
@@ -44,8 +43,9 @@ import traceback
 from typing import Any
 
 from consumer.channel import Channel
-from consumer.child import run_child
+from consumer.job_process import run_job_process
 from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
+from consumer.messages import Broken, Deadline, Exited, Fork, Forked, ForkFailed, Overdue, Ready, Start, ToHelper
 from consumer.processes import die_with_parent, kill_group, kill_process, readable, wait_readable
 
 
@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     commands = Channel.from_fd(args.commands)
     try:
-        _kind, spec, settings_json = commands.recv()
+        start: Start = commands.recv()
         try:
-            function = load_algorithm(spec)
-            settings = _settings_for(function, settings_json)
+            function = load_algorithm(start.algorithm)
+            settings = _settings_for(function, start.settings_json)
         except AlgorithmUnavailable as exc:
-            commands.send(("broken", str(exc)))
+            commands.send(Broken(str(exc)))
             return 1
-        commands.send(("ready",))
+        commands.send(Ready())
     except (EOFError, OSError):
         return 0
     Helper(commands, args.lifeline, function, settings, args.consumer_pid).loop()
@@ -135,13 +135,13 @@ class Helper:
                 self._handle(self.commands.recv())
             self._kill_overdue()
 
-    def _handle(self, request: Any) -> None:
-        if request == "fork":
-            self._fork()
-        elif request[0] == "deadline":
-            _kind, pid, when = request
-            if pid in self.jobs:  # a job process already reaped needs no deadline
-                self.deadlines[pid] = max(when, self.deadlines.get(pid, when))
+    def _handle(self, request: ToHelper) -> None:
+        match request:
+            case Fork():
+                self._fork()
+            case Deadline(pid, when):
+                if pid in self.jobs:  # a job process already reaped needs no deadline
+                    self.deadlines[pid] = max(when, self.deadlines.get(pid, when))
 
     def _until_next_deadline(self) -> float | None:
         if not self.deadlines:
@@ -157,7 +157,7 @@ class Helper:
                 kill_group(pid)
                 kill_process(pid)
                 with contextlib.suppress(OSError):  # a stopped consumer reads it when it resumes
-                    self.commands.send(("overdue", pid, now - when))
+                    self.commands.send(Overdue(pid, now - when))
 
     def _reap(self) -> None:
         while True:
@@ -170,7 +170,7 @@ class Helper:
             self.jobs.discard(pid)
             self.deadlines.pop(pid, None)
             kill_group(pid)  # whatever the job started dies with it (the consumer kills it too)
-            self.commands.send(("exited", pid, status))
+            self.commands.send(Exited(pid, status))
 
     def _kill_jobs(self) -> None:
         """SIGKILL the group of every job process not yet reaped (its pid cannot have been reused)."""
@@ -188,17 +188,17 @@ class Helper:
         except OSError as exc:
             ours.close()
             theirs.close()
-            self.commands.send(("fork_failed", f"{type(exc).__name__}: {exc}"))
+            self.commands.send(ForkFailed(f"{type(exc).__name__}: {exc}"))
             return
         if pid == 0:
-            self._become_child(ours, theirs)
+            self._become_job_process(ours, theirs)
         self.jobs.add(pid)
         theirs.close()
-        self.commands.send(("forked", pid))
+        self.commands.send(Forked(pid))
         self.commands.send_fd(ours.fileno())
         ours.close()
 
-    def _become_child(self, ours: socket.socket, theirs: socket.socket) -> None:
+    def _become_job_process(self, ours: socket.socket, theirs: socket.socket) -> None:
         """In the forked process: drop the helper's plumbing and run the job; never return."""
         code = 70
         try:
@@ -209,7 +209,7 @@ class Helper:
             os.close(self.wake_w)
             os.close(self.lifeline)
             self.commands.close()
-            run_child(theirs, self.function, self.settings, self.pid)
+            run_job_process(theirs, self.function, self.settings, self.pid)
             code = 0
         except BaseException:  # noqa: BLE001 - whatever happens, never return into the helper's loop
             traceback.print_exc()

@@ -7,6 +7,11 @@ after that moment, so the local deadline is never later than the real one).
 The thread starts when the first renewal is due (`start_when_due`), not when the job starts: a
 job shorter than lease/3 costs no thread, and starting one (which waits for it to be scheduled)
 never delays the handoff between jobs.
+
+The keeper is also the one owner of the job's kill deadline (`arm`): the lease's end less its
+margin, or the job timeout's hard kill, whichever comes first. It tells the helper before the
+payload goes out and again after every renewal, so the helper can kill the job even while this
+process is stopped, hung or starved of the CPU.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ class LeaseKeeper(threading.Thread):
         self.problem: StopRequested | LeaseLost | None = None
         self._wake = wake
         self._touch = touch
-        self.on_renewed: Callable[[float], None] = lambda _valid_until: None  # told the new valid_until
+        self._tell_deadline: Callable[[float], object] = lambda _when: None  # see arm
+        self._hard_stop = math.inf
         self._stopped = threading.Event()
         self._failing_since: float | None = None
         self._first_renewal = time.monotonic() + self._pause()  # as if the thread started now
@@ -53,6 +59,17 @@ class LeaseKeeper(threading.Thread):
     def valid_until(self) -> float:
         """Monotonic moment after which the algorithm must no longer run: lease minus margin."""
         return self.renewed_at + self.lease_seconds - lease_margin(self.lease_seconds)
+
+    def arm(self, tell_deadline: Callable[[float], object], hard_stop: float) -> None:
+        """Own the kill deadline from now on: tell it now, and again after every renewal.
+
+        `hard_stop` is the monotonic moment the job timeout kills the job at the latest (its
+        start, plus the timeout, plus the grace of its SIGTERM)."""
+        self._tell_deadline, self._hard_stop = tell_deadline, hard_stop
+        self._push_deadline()
+
+    def _push_deadline(self) -> None:
+        self._tell_deadline(min(self.valid_until, self._hard_stop))
 
     def start_when_due(self, now: float) -> float:
         """Start renewing if the first renewal is due; when to ask again (inf once started)."""
@@ -106,7 +123,7 @@ class LeaseKeeper(threading.Thread):
             event(log, "lease_renewed_again", self.job.id, after=round(sent - self._failing_since, 3))
             self._failing_since = None
         self.renewed_at = max(self.renewed_at, sent)
-        self.on_renewed(self.valid_until)
+        self._push_deadline()
         self._touch()
         return True
 

@@ -4,9 +4,10 @@ While it runs, one loop waits on everything that can end it: the process's answe
 a lost lease or an operator's stop (from the lease thread), the timeout, the lease deadline,
 and a shutdown signal. The outcome is returned; recording it is the consumer's business.
 
-The kill deadline is enforced twice: by this loop, and by the helper, which is told the
-deadline before the payload goes out and after every renewal, so a consumer that is stopped,
-hung or starved of the CPU cannot let its algorithm run on past its lease.
+The kill deadline is enforced twice: by this loop, and by the helper, which the lease keeper
+(its one owner, consumer/lease.py) tells the deadline before the payload goes out and after
+every renewal, so a consumer that is stopped, hung or starved of the CPU cannot let its
+algorithm run on past its lease.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from consumer.lease import LeaseKeeper
 from consumer.logs import event
-from consumer.pool import AlgorithmProcesses, JobProcess
-from consumer.processes import describe_exit, readable, wait_readable
+from consumer.messages import Answer, Payload
+from consumer.processes import HasFileno, describe_exit, readable, wait_readable
+from consumer.spares import JobProcess, Spares
 from consumer.stopping import Shutdown, Waker
-from pqueue import Job, LeaseLost, Settings, Status, StopRequested, WorkQueue
+from pqueue import Job, LeaseLost, Settings, Status, StopRequested
 
 log = logging.getLogger("consumer")
 
@@ -59,36 +61,36 @@ class Outcome:
     lease_valid_until: float = math.inf  # monotonic; recording must be done before it
 
 
-class JobRun:
-    """One job in one job process, supervised until it ends."""
+@dataclass(frozen=True)
+class RunContext:
+    """What every run of one consumer shares."""
 
-    def __init__(
-        self,
-        job: Job,
-        process: JobProcess,
-        processes: AlgorithmProcesses,
-        store: WorkQueue,
-        settings: Settings,
-        shutdown: Shutdown,
-        waker: Waker,
-        lease: LeaseKeeper,
-        on_started: Callable[[], None] = lambda: None,
-        *,
-        timeout: float | None = None,
-    ) -> None:
-        self.job = job
-        self.timeout = timeout if timeout is not None else settings.job_timeout  # the queue's, else PQ_JOB_TIMEOUT
-        self.process = process
-        self.processes = processes
-        self.store = store
-        self.settings = settings
-        self.shutdown = shutdown
-        self.waker = waker
-        self.lease = lease
-        self.on_started = on_started  # told once the job process has the payload
-        self.started = time.monotonic()
-        self.grace_until: float | None = None
-        self.answered = False  # the job process sent its result or error
+    settings: Settings
+    shutdown: Shutdown
+    waker: Waker
+    spares: Spares
+
+
+@dataclass
+class JobRun:
+    """One job in one job process, supervised until it ends.
+
+    `timeout` is the queue's job timeout (else PQ_JOB_TIMEOUT); `on_started` is told once the
+    job process has the payload."""
+
+    job: Job
+    process: JobProcess
+    lease: LeaseKeeper
+    context: RunContext
+    timeout: float
+    on_started: Callable[[], None] = lambda: None
+    started: float = field(default_factory=time.monotonic)
+    grace_until: float | None = None
+    answered: bool = False  # the job process sent its result or error
+
+    @property
+    def spares(self) -> Spares:
+        return self.context.spares
 
     def supervise(self) -> Outcome:
         """Run the job to its end and return the outcome; the job process group is killed after.
@@ -99,11 +101,10 @@ class JobRun:
         try:
             if time.monotonic() >= self.lease.valid_until:  # the claim's lease went by before the start
                 return self._not_started()
-            self.lease.on_renewed = self._push_kill_deadline
-            self._push_kill_deadline(self.lease.valid_until)
+            self.lease.arm(self._tell_deadline, hard_stop=self.started + self.timeout + TERM_GRACE)
             sent = self._send_payload()
             if sent:
-                self.processes.fork_next()
+                self.spares.fork_ahead()
                 self.on_started()
                 attempt = f"{self.job.attempts}/{self.job.max_attempts}"
                 event(log, "running", self.job.id, pid=self.process.pid, attempt=attempt)
@@ -111,10 +112,9 @@ class JobRun:
             outcome = self._watch() if sent else self._died()
         finally:
             self.lease.stop()
-            if self.answered:
-                self.processes.retire(self.process)  # it answered: killed now, reaped before the next job
-            else:
-                self.processes.discard(self.process)
+            self.spares.kill(self.process)  # it answered, or it is stuck: its group dies now
+            if not self.answered:
+                self.spares.reap(self.process)  # else reaped before the next job is handed out
         return Outcome(outcome.ending, outcome.result, outcome.error, outcome.target, self.lease.valid_until)
 
     def _not_started(self) -> Outcome:
@@ -124,16 +124,13 @@ class JobRun:
         reason = "its lease ran out before the algorithm could start"
         return Outcome(Ending.RELEASED, error=reason, lease_valid_until=self.lease.valid_until)
 
-    def _push_kill_deadline(self, lease_valid_until: float) -> None:
-        """Have the helper kill the job at the lease's end (less the margin) or the timeout's hard
-        kill, whichever comes first, even if this process can no longer do it."""
-        hard_timeout = self.started + self.timeout + TERM_GRACE
-        self.processes.set_deadline(self.process, min(lease_valid_until, hard_timeout))
+    def _tell_deadline(self, when: float) -> bool:
+        return self.spares.set_deadline(self.process, when)
 
     def _send_payload(self) -> bool:
         """False when the job process died between saying it was ready and now."""
         try:
-            self.process.conn.send((self.job.id, self.job.payload))
+            self.process.channel.send(Payload(self.job.id, self.job.payload))
         except OSError:
             return False
         return True
@@ -141,15 +138,16 @@ class JobRun:
     def _watch(self) -> Outcome:
         timeout_at = self.started + self.timeout
         while True:
-            self.waker.drain()  # before looking at the flags, so a wake-up after the look is kept
+            self.context.waker.drain()  # before looking at the flags, so a wake-up after the look is kept
             ending = self._check(timeout_at)
             if ending is not None:
                 return ending
             renew_at = self.lease.start_when_due(time.monotonic())
             deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf, renew_at]
             remaining = max(0.0, min(deadlines) - time.monotonic())
-            wait_readable([self.process.conn, self.waker.fileno(), *self.processes.handles()], remaining)
-            self.processes.pump()
+            watched: list[HasFileno] = [self.process.channel, self.context.waker, *self.spares.handles()]
+            wait_readable(watched, remaining)
+            self.spares.pump()
 
     def _check(self, timeout_at: float) -> Outcome | None:
         """Whatever ended the run, in order of precedence; None while it goes on."""
@@ -166,20 +164,20 @@ class JobRun:
         now = time.monotonic()
         if now >= self.lease.valid_until:
             return self._renewal_failed(now)
-        if self.shutdown.immediate:
+        if self.context.shutdown.immediate:
             event(log, "stopping_now", self.job.id, level=logging.WARNING, note="job killed and given back")
             return Outcome(Ending.RELEASED, error="stopped at once by a second stop signal; attempt not spent")
-        if self.shutdown.requested and self.grace_until is None:
-            self.grace_until = now + self.settings.shutdown_grace
+        if self.context.shutdown.requested and self.grace_until is None:
+            self.grace_until = now + self.context.settings.shutdown_grace
             event(
                 log,
                 "shutdown_requested",
                 self.job.id,
-                signal=self.shutdown.signal_name,
-                grace=self.settings.shutdown_grace,
+                signal=self.context.shutdown.signal_name,
+                grace=self.context.settings.shutdown_grace,
             )
         if self.grace_until is not None and now >= self.grace_until:
-            event(log, "grace_over", self.job.id, level=logging.WARNING, grace=self.settings.shutdown_grace)
+            event(log, "grace_over", self.job.id, level=logging.WARNING, grace=self.context.settings.shutdown_grace)
             return Outcome(Ending.RELEASED)
         if now >= timeout_at:
             return self._timed_out()
@@ -188,15 +186,15 @@ class JobRun:
     def _answer(self) -> Outcome | None:
         """The job process's result or error, or its death; None while it runs."""
         try:
-            if readable(self.process.conn):
-                _job_id, kind, text = self.process.conn.recv()
+            if readable(self.process.channel):
+                answer: Answer = self.process.channel.recv()
                 self.answered = True
-                if kind == "ok":
-                    return Outcome(Ending.SUCCEEDED, result=json.loads(text))
-                return Outcome(Ending.REFUSED if kind == "permanent" else Ending.FAILED, error=text)
+                if answer.kind == "ok":
+                    return Outcome(Ending.SUCCEEDED, result=json.loads(answer.text))
+                return Outcome(Ending.REFUSED if answer.kind == "permanent" else Ending.FAILED, error=answer.text)
         except (EOFError, OSError):
             return self._died()
-        if self.process.exited or not self.processes.helper_alive:
+        if self.process.exited or not self.spares.helper_alive:
             return self._died()
         return None
 
@@ -204,14 +202,14 @@ class JobRun:
         """The job process ended without an answer: say how (exit code or signal)."""
         self.lease.start_now()  # the wait below may outlast the first renewal
         deadline = time.monotonic() + EXIT_REPORT_TIMEOUT
-        while not self.process.exited and self.processes.helper_alive and time.monotonic() < deadline:
-            wait_readable(self.processes.handles(), deadline - time.monotonic())
-            self.processes.pump()
+        while not self.process.exited and self.spares.helper_alive and time.monotonic() < deadline:
+            wait_readable(self.spares.handles(), deadline - time.monotonic())
+            self.spares.pump()
         if self.process.overdue is not None:
             return self._killed_at_deadline(self.process.overdue)
         if self.process.wait_status is not None:
             how = describe_exit(self.process.wait_status)
-        elif not self.processes.helper_alive:
+        elif not self.spares.helper_alive:
             how = "was lost (the helper process that forked it died)"
         else:
             how = "closed its connection without an answer"
@@ -230,11 +228,11 @@ class JobRun:
             note=f"`pq queue set {self.job.queue} --timeout SECONDS` changes the queue's job timeout",
         )
         self.lease.start_now()  # the wait below may outlast the first renewal
-        self.processes.terminate(self.process)
+        self.spares.kill(self.process, politely=True)
         deadline = time.monotonic() + TERM_GRACE
         while not self.process.exited and time.monotonic() < min(deadline, self.lease.valid_until):
-            wait_readable(self.processes.handles(), max(0.0, min(deadline, self.lease.valid_until) - time.monotonic()))
-            self.processes.pump()
+            wait_readable(self.spares.handles(), max(0.0, min(deadline, self.lease.valid_until) - time.monotonic()))
+            self.spares.pump()
         return self._timeout_outcome()
 
     def _timeout_outcome(self) -> Outcome:

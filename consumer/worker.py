@@ -2,6 +2,11 @@
 
 `run_once()` is one claim-run-record step (testable without threads or signals); `run()` is the
 loop around it that waits for work, rescues expired leases, purges old jobs and stops on request.
+
+With a backlog, the transaction that records an outcome also claims the next job (`Chained`):
+one commit per job. The chained job is one value that goes around the loop: `run_once` takes it
+in and either runs it or gives it back, and returns the next one; `Chained.release` is the only
+other way out (a stop, the loop's end).
 """
 
 from __future__ import annotations
@@ -10,15 +15,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 
 from consumer.lease import LeaseKeeper
 from consumer.logs import event
-from consumer.pool import AlgorithmProcesses
 from consumer.processes import wait_readable
 from consumer.recording import Recorder
-from consumer.running import Ending, JobRun, Outcome
+from consumer.running import Ending, JobRun, Outcome, RunContext
+from consumer.spares import Spares
 from consumer.stopping import Shutdown, Waker
 from pqueue import DatabaseError, Job, PQError, Settings, SilenceWatch, Status, WorkQueue
 
@@ -48,6 +54,29 @@ class Step(StrEnum):
     STOPPING = "stopping"  # a stop was requested; nothing claimed
 
 
+@dataclass
+class Chained:
+    """A job claimed by the transaction that recorded the last outcome, to run next.
+
+    `notes` are that outcome's log line and delivery wake-up: told once this job has its payload
+    (the payload goes first), or when it is given back."""
+
+    job: Job
+    claimed_at: float  # monotonic, when its claim was sent: its lease counts from then
+    notes: list[Callable[[], None]] = field(default_factory=list)
+
+    def tell(self) -> None:
+        """Tell the notes (once)."""
+        notes, self.notes = self.notes, []
+        for note in notes:
+            note()
+
+    def release(self, recorder: Recorder) -> None:
+        """Give the job back unrun, its attempt not spent (a stop, or no job process for it)."""
+        self.tell()
+        recorder.release(self.job)
+
+
 class Consumer:
     """Runs the queue's jobs one at a time in job processes forked by the warm helper."""
 
@@ -56,7 +85,7 @@ class Consumer:
         store: WorkQueue,
         settings: Settings,
         worker_id: str,
-        processes: AlgorithmProcesses,
+        spares: Spares,
         *,
         queue: str | None = None,
         waker: Waker | None = None,
@@ -66,10 +95,11 @@ class Consumer:
         self.store = store
         self.settings = settings
         self.worker_id = worker_id
-        self.processes = processes
+        self.spares = spares
         self.queue = queue or settings.queue
         self.waker = waker or Waker()
         self.shutdown = shutdown or Shutdown(self.waker)
+        self.context = RunContext(settings, self.shutdown, self.waker, spares)
         self.on_final = on_final  # told when an outcome queued a callback (delivery wakes up)
         self.recorder = Recorder(
             store,
@@ -89,91 +119,57 @@ class Consumer:
         self._database_retry = DATABASE_RETRY_MIN
         self._unavailable_since = 0.0  # monotonic, while not database_ok
         self._unavailable_logged = 0.0
-        self._held: tuple[Job, float] | None = None  # claimed with the last outcome, and when
-        # Log lines and the delivery wake-up of that outcome: told once the held job has its payload.
-        self._notes: list[Callable[[], None]] = []
 
     # -- one step ------------------------------------------------------------------------------
 
-    def run_once(self, *, claim_next: bool = False) -> Step:
-        """Claim one job and run it to its recorded end; or say why nothing ran.
+    def run_once(self, chained: Chained | None = None, *, claim_next: bool = False) -> tuple[Step, Chained | None]:
+        """Run `chained` (claimed with the last outcome), else claim one job and run it, to its
+        recorded end; or say why nothing ran. Returns the step and the next chained job.
 
         With claim_next, the transaction that records the outcome also claims the next job when
         a job process is ready for it; the next run_once runs that job without claiming again.
         """
+        if chained is not None:
+            if not self.shutdown.requested and self.spares.ready(SPARE_CHAIN_WAIT):
+                return Step.RAN, self._run(chained.job, chained.claimed_at, claim_next, chained.tell)
+            chained.release(self.recorder)  # a stop, or its job process died meanwhile
         if self.shutdown.requested:
-            self._release_held()
-            return Step.STOPPING
-        if self._held is not None:
-            if self.processes.spare_ready(SPARE_CHAIN_WAIT):
-                return self._run_held(claim_next)
-            self._release_held()  # its job process died meanwhile: claim again once another is ready
+            return Step.STOPPING, None
         if not self.database_ok and not self._database_answers():
-            return Step.UNAVAILABLE
+            return Step.UNAVAILABLE, None
         self._rescue_if_due()
         self._read_policy_if_due()
-        if not self.processes.ensure_spare(SPARE_WAIT):
+        if not self.spares.ensure(SPARE_WAIT):
             event(log, "no_job_process", level=logging.WARNING, note="claiming paused until one is ready")
-            return Step.UNAVAILABLE
-        claim_started = time.monotonic()
+            return Step.UNAVAILABLE, None
+        claimed_at = time.monotonic()
         try:
             job = self.store.get_item(self.worker_id, queue=self.queue, lease_seconds=self.settings.lease_seconds)
         except DatabaseError as exc:
             self._database_lost(exc)
-            return Step.UNAVAILABLE
+            return Step.UNAVAILABLE, None
         self._database_retry = DATABASE_RETRY_MIN  # a claim went through: the database is really back
         if job is None:
-            return Step.IDLE
+            return Step.IDLE, None
         if self.shutdown.requested:  # the signal came while claiming: give the job straight back
             self.recorder.release(job)
-            return Step.STOPPING
+            return Step.STOPPING, None
         self._log_claimed(job)
-        self._run(job, claim_started, claim_next)
-        return Step.RAN
+        return Step.RAN, self._run(job, claimed_at, claim_next)
 
-    def _run_held(self, claim_next: bool) -> Step:
-        """Run the job claimed with the last outcome, on the job process that was ready for it."""
-        assert self._held is not None
-        job, claim_started = self._held
-        self._held = None
-        self._run(job, claim_started, claim_next)
-        return Step.RAN
-
-    def _run(self, job: Job, claim_started: float, claim_next: bool) -> None:
-        process = self.processes.take_spare()
+    def _run(
+        self, job: Job, claimed_at: float, claim_next: bool, on_started: Callable[[], None] = lambda: None
+    ) -> Chained | None:
+        """Run the job on the oldest ready spare and record its outcome; the job claimed with it, if any."""
         # The lease the claim was given (the queue's stored lease, else ours): the keeper's validity,
         # the helper's kill deadline and the rescuers' wait all count this one length.
         lease_seconds = job.lease_seconds or self.settings.lease_seconds
-        lease = LeaseKeeper(self.store, job, lease_seconds, claim_started, self.waker.wake, self._touch_quietly)
-        run = JobRun(
-            job,
-            process,
-            self.processes,
-            self.store,
-            self.settings,
-            self.shutdown,
-            self.waker,
-            lease,
-            self._tell_notes,
-            timeout=self._timeout,
-        )
+        lease = LeaseKeeper(self.store, job, lease_seconds, claimed_at, self.waker.wake, self._touch_quietly)
+        run = JobRun(job, self.spares.take(), lease, self.context, self._timeout, on_started)
         outcome = run.supervise()
-        self._tell_notes()  # (already told, unless the job process died before it had the payload)
+        on_started()  # (already told, unless the job process died before it had the payload)
         self.jobs_run += 1
-        self._record(job, outcome, time.monotonic() - run.started, claim_next)
-
-    def _release_held(self) -> None:
-        """Give back a job claimed with the last outcome that will not run (a stop, no job process)."""
-        self._tell_notes()
-        if self._held is not None:
-            job, _ = self._held
-            self._held = None
-            self.recorder.release(job)
-
-    def _tell_notes(self) -> None:
-        notes, self._notes = self._notes, []
-        for note in notes:
-            note()
+        return self._record(job, outcome, time.monotonic() - run.started, claim_next)
 
     @staticmethod
     def _log_claimed(job: Job) -> None:
@@ -181,44 +177,50 @@ class Consumer:
 
     # -- recording -----------------------------------------------------------------------------
 
-    def _record(self, job: Job, outcome: Outcome, seconds: float, claim_next: bool = False) -> None:
-        if not (claim_next and self._record_and_claim(job, outcome, seconds)):
-            self.recorder.record(job, outcome, seconds)
+    def _record(self, job: Job, outcome: Outcome, seconds: float, claim_next: bool) -> Chained | None:
+        """Write the outcome: with the next claim in one transaction when the next job can start
+        at once (the job claimed is returned), else alone."""
+        if claim_next and self._may_chain():
+            claimed_at = time.monotonic()
+            written = self.recorder.record_and_claim(
+                job, outcome, queue=self.queue, lease_seconds=self.settings.lease_seconds
+            )
+            if written is not None:  # (else nothing was written: the outcome goes alone, below)
+                self._database_retry = DATABASE_RETRY_MIN
+                return self._chained(*written, seconds, claimed_at)
+        self.recorder.record(job, outcome, seconds)
         if outcome.ending == Ending.RENEWAL_FAILED:
             self.database_ok = False  # claiming waits until the database answers again
+        return None
 
-    def _record_and_claim(self, job: Job, outcome: Outcome, seconds: float) -> bool:
-        """Record the outcome and claim the next job in one transaction, when the next can start
-        at once; False when it was not tried or failed (then nothing was recorded or claimed)."""
+    def _may_chain(self) -> bool:
+        """Whether the next claim may go with the outcome: not stopping, no rescue due (run_once
+        does it before its own claim), and a job process ready for the next job."""
         if self.shutdown.requested or not self.database_ok or time.monotonic() >= self._next_rescue:
-            return False  # (rescue is due: run_once does it before its own claim)
-        if not self.processes.spare_ready(SPARE_CHAIN_WAIT):
             return False
-        claim_started = time.monotonic()
-        chained = self.recorder.record_and_claim(
-            job, outcome, queue=self.queue, lease_seconds=self.settings.lease_seconds
-        )
-        if chained is None:
-            return False
-        done, claimed = chained
-        self._database_retry = DATABASE_RETRY_MIN
+        return self.spares.ready(SPARE_CHAIN_WAIT)
+
+    def _chained(self, done: Job, claimed: Job | None, seconds: float, claimed_at: float) -> Chained | None:
         if claimed is None:
             self.recorder.finished(done, seconds)
-            return True
-        self._held = (claimed, claim_started)
-        self.processes.spares_wanted = 2  # jobs come back to back: fork ahead of them
+            return None
+        self.spares.expect_back_to_back(True)  # jobs come back to back: fork ahead of them
         # The seat is taken again: the next job's payload goes first; the log lines and the wake-up
         # of the delivery thread (which would compete for the interpreter lock) come after it.
-        self._notes = [partial(self.recorder.finished, done, seconds), partial(self._log_claimed, claimed)]
-        return True
+        notes: list[Callable[[], None]] = [
+            partial(self.recorder.finished, done, seconds),
+            partial(self._log_claimed, claimed),
+        ]
+        return Chained(claimed, claimed_at, notes)
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, *, drain: bool = False, once: bool = False) -> None:
         """Work until asked to stop; with drain, until nothing is claimable; with once, one job."""
+        chained: Chained | None = None
         try:
             while not self.shutdown.requested:
-                step = self.run_once(claim_next=not once)
+                step, chained = self.run_once(chained, claim_next=not once)
                 if step == Step.RAN:
                     if once:
                         return
@@ -231,12 +233,12 @@ class Consumer:
                 elif step == Step.UNAVAILABLE:
                     self._pause(self._database_retry)
         finally:
-            self._release_held()  # a stop came after the last outcome's transaction claimed it
+            if chained is not None:  # a stop came after the last outcome's transaction claimed it
+                chained.release(self.recorder)
 
     def _idle(self) -> None:
         """Between jobs: purge if due, say we are alive, and wait for work (not a fixed tick)."""
-        self.processes.spares_wanted = 1
-        self.processes.trim_spares()
+        self.spares.expect_back_to_back(False)
         self._purge_if_due()
         self._touch_quietly()
         now = time.monotonic()

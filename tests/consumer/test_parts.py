@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -25,6 +24,7 @@ from consumer.loading import (
     wants_settings,
 )
 from consumer.logs import format_event
+from consumer.messages import Forked, Payload
 from consumer.processes import HasFileno, describe_exit, readable, wait_readable
 
 
@@ -121,24 +121,28 @@ def test_wait_readable__returns_what_has_data_or_hung_up_and_nothing_after_the_t
         os.close(write_end)
 
 
-def test_channel__speaks_the_wire_of_multiprocessing_connections_both_ways() -> None:
+def test_channel__carries_messages_of_any_size_and_a_descriptor() -> None:
     ours, theirs = socket.socketpair()
-    channel, connection = Channel(ours), Connection(theirs.detach())
+    channel, other = Channel(ours), Channel(theirs)
     big = {"readings": list(range(20_000))}  # sent in more than one piece
     read_end, write_end = os.pipe()
     try:
-        channel.send(("forked", 42))
+        channel.send(Forked(42))
         channel.send_fd(write_end)
         channel.send(big)
-        assert connection.recv() == ("forked", 42)
-        passed = reduction.recv_handle(connection)
-        assert connection.recv() == big
+        assert other.recv() == Forked(42)
+        passed = other.recv_fd()
+        assert other.recv() == big
         os.write(passed, b"through the passed descriptor")
         os.close(passed)
         assert os.read(read_end, 100) == b"through the passed descriptor"
-        connection.send((7, big))
-        assert channel.recv() == (7, big)
-        connection.close()
+        other.send(Payload(7, big))
+        match channel.recv():
+            case Payload(job_id, payload):
+                assert (job_id, payload) == (7, big)
+            case unexpected:
+                pytest.fail(f"not a Payload: {unexpected!r}")
+        other.close()
         with pytest.raises(EOFError):
             channel.recv()
     finally:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.pool import AlgorithmProcesses
+from consumer.helper_link import HelperLink
+from consumer.spares import Spares
 from consumer.worker import Consumer, Step
 from pqueue import PersistentQ, Settings, Status
 from tests.faults.conftest import LEASE_SECONDS, StartProgram
@@ -36,13 +37,13 @@ def jumped_consumer(
     settings = make_settings(**overrides)
     store = make_queue(**overrides)
     store.clock_offset = JUMP
-    processes = AlgorithmProcesses(settings)
-    processes.start()
-    processes.wait_ready()
+    spares = Spares(HelperLink(settings))
+    spares.link.start()
+    spares.link.wait_ready()
     try:
-        yield Consumer(store, settings, "jumped-clock", processes)
+        yield Consumer(store, settings, "jumped-clock", spares)
     finally:
-        processes.close()
+        spares.close()
 
 
 def test_database_clock_jumps_forward__running_job_stays_with_its_owner(
@@ -60,7 +61,7 @@ def test_database_clock_jumps_forward__running_job_stays_with_its_owner(
 
     watched_until = time.monotonic() + 3 * LEASE_SECONDS  # well past lease + margin of silence
     while time.monotonic() < watched_until:
-        assert jumped_consumer.run_once() == Step.IDLE  # the seat is the owner's: nothing rescued
+        assert jumped_consumer.run_once() == (Step.IDLE, None)  # the seat is the owner's: nothing rescued
         time.sleep(0.2)
 
     job = q.get_job(job_id)

@@ -15,10 +15,11 @@ from typing import Any
 
 from consumer.channel import Channel
 from consumer.loading import Algorithm, call_algorithm
+from consumer.messages import Answer, Payload, Waiting
 from consumer.processes import die_with_parent
 
 
-def run_child(sock: socket.socket, function: Algorithm, settings: Any, helper_pid: int) -> None:
+def run_job_process(sock: socket.socket, function: Algorithm, settings: Any, helper_pid: int) -> None:
     """Become a job process: own group, parent-death signal; then run one payload."""
     os.setsid()
     die_with_parent(signal.SIGKILL)
@@ -27,13 +28,13 @@ def run_child(sock: socket.socket, function: Algorithm, settings: Any, helper_pi
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     conn = Channel(sock)
-    conn.send(("ready", os.getpid()))
+    conn.send(Waiting(os.getpid()))
     try:
-        job_id, payload = conn.recv()
+        job: Payload = conn.recv()
     except (EOFError, OSError):  # the consumer no longer wants this spare
         os.killpg(0, signal.SIGKILL)
         return
-    outcome = call_algorithm(function, payload, settings)
+    kind, text = call_algorithm(function, job.payload, settings)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    conn.send((job_id, *outcome))
+    conn.send(Answer(job.job_id, kind, text))
