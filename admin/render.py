@@ -117,17 +117,21 @@ def queue_json(info: QueueInfo) -> Obj:
         "job_timeout": info.job_timeout,
         "lease_seconds": info.lease_seconds,
         "retry_backoff_seconds": info.retry_backoff_seconds,
+        "timeout_retries": info.timeout_retries,
     }
 
 
 def queue_policy_line(queue: Obj) -> str:
-    """'2 seats, claiming, 3 attempts, 1h timeout, 30s lease, 10s backoff' from a queue_json."""
+    """'2 seats, claiming, 3 attempts, 1h timeout, 30s lease, 10s backoff' from a queue_json
+    (and ', 1 timeout retry' when a timed-out job may run again)."""
     seats = f"{queue['seats']} seat" + ("s" if queue["seats"] != 1 else "")
     attempts = f"{queue['max_attempts']} attempt" + ("s" if queue["max_attempts"] != 1 else "")
+    retries = queue.get("timeout_retries") or 0
     return (
         f"{seats}, {'paused' if queue['paused'] else 'claiming'}, {attempts}, "
         f"{duration(queue['job_timeout'])} timeout, {duration(queue['lease_seconds'])} lease, "
         f"{duration(queue['retry_backoff_seconds'])} backoff"
+        + (f", {retries} timeout retr{'y' if retries == 1 else 'ies'}" if retries else "")
     )
 
 

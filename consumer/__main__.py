@@ -117,6 +117,7 @@ def _work(
         lease=stored.lease_seconds,
         timeout=stored.job_timeout,
         backoff=stored.retry_backoff_seconds,
+        timeout_retries=stored.timeout_retries,
         grace=settings.shutdown_grace,
     )
     for line in overruled(settings, stored):

@@ -24,11 +24,12 @@ def duration(seconds: float) -> str:
 
 
 def policy_line(values: dict[str, float]) -> str:
-    seats, attempts = int(values["seats"]), int(values["max_attempts"])
+    seats, attempts, retries = int(values["seats"]), int(values["max_attempts"]), int(values["timeout_retries"])
     return (
         f"{seats} seat{'s' if seats != 1 else ''}, {attempts} attempt{'s' if attempts != 1 else ''}, "
-        f"{duration(values['job_timeout'])} job timeout, {duration(values['lease_seconds'])} lease, "
-        f"{duration(values['retry_backoff_seconds'])} retry backoff"
+        f"{duration(values['job_timeout'])} job timeout ("
+        + (f"{retries} timeout retr{'y' if retries == 1 else 'ies'}" if retries else "a timed-out job is not retried")
+        + f"), {duration(values['lease_seconds'])} lease, {duration(values['retry_backoff_seconds'])} retry backoff"
     )
 
 

@@ -122,8 +122,11 @@ def render_queues(queues: list[QueueInfo]) -> None:
                 "job timeout": duration(q.job_timeout),
                 "lease": duration(q.lease_seconds),
                 "retry backoff": duration(q.retry_backoff_seconds),
+                "timeout retries": q.timeout_retries,
             }
             for q in queues
         ]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        st.caption("change with `pq queue set NAME --seats --max-attempts --timeout --lease --backoff`")
+        st.caption(
+            "change with `pq queue set NAME --seats --max-attempts --timeout --lease --backoff --timeout-retries`"
+        )

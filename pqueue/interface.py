@@ -132,8 +132,8 @@ class WorkQueue(abc.ABC):
         `manual_intervention` when no attempts are left, else claimable after an exponential
         backoff with jitter; `cancelled` / `manual_intervention` answer a stop request.
         A `crashed` attempt that ran into the job timeout (`timed_out`) goes to
-        `manual_intervention` without another run: a runaway input must not hold the seat for
-        another timeout.
+        `manual_intervention` without another run (a runaway input must not hold the seat for
+        another timeout), unless the queue's timeout_retries allow more timeouts of this job.
         A final state with a callback_url queues its delivery in the same transaction.
         """
 
@@ -313,6 +313,7 @@ class Operations(abc.ABC):
         job_timeout: float | None = None,
         lease_seconds: float | None = None,
         retry_backoff_seconds: float | None = None,
+        timeout_retries: int | None = None,
         actor: str = "admin",
     ) -> QueueInfo:
         """Store the queue's policy (each value given; None keeps what is stored), so every host

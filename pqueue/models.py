@@ -111,6 +111,7 @@ class QueueInfo:
     job_timeout: float  # seconds before a running algorithm is killed
     lease_seconds: float
     retry_backoff_seconds: float
+    timeout_retries: int = 0  # times a job that ran into the job timeout is run again
     # Waiting jobs the change that answered moved to manual_intervention (a lowered max_attempts).
     ended: tuple[int, ...] = ()
 

@@ -59,18 +59,41 @@ def worker_failed(
     stop_reason: str | None,
     backoff: float,
     timed_out: bool = False,
+    timeouts: int = 0,
+    timeout_retries: int = 0,
 ) -> Move:
     """The move for a worker's outcome other than processed: crashed follows attempt_failed,
-    unless the run hit the job timeout (then manual_intervention: another run would most likely
-    hold the seat for another whole timeout); cancelled or manual_intervention (a stop request
-    answered, or an input the algorithm refused for good) are taken as they are. Without an
-    error of its own the job keeps the operator's reason."""
+    unless the run hit the job timeout once more than its queue's timeout retries allow (then
+    manual_intervention: another run would most likely hold the seat for another whole timeout);
+    cancelled or manual_intervention (a stop request answered, or an input the algorithm refused
+    for good) are taken as they are. Without an error of its own the job keeps the operator's reason."""
     error = error or stop_reason
     if target == Status.CRASHED and timed_out:
-        return ended(Status.MANUAL_INTERVENTION, error, f"{timeline_line(error)} (timed-out jobs are not retried)")
+        return timed_out_move(attempts, max_attempts, error, backoff, timeouts, timeout_retries)
     if target == Status.CRASHED:
         return attempt_failed(attempts, max_attempts, error, timeline_line(error), backoff)
     return ended(target, error, timeline_line(error))
+
+
+def timed_out_move(
+    attempts: int, max_attempts: int, error: str | None, backoff: float, timeouts: int, timeout_retries: int
+) -> Move:
+    """A run killed at the job timeout: retried (as any failed attempt) while the queue's timeout
+    retries are not spent, else manual_intervention at once. The job counts its timeouts."""
+    counted = {"timeouts": timeouts + 1}
+    line = timeline_line(error)
+    if timeouts >= timeout_retries:
+        spent = (
+            "timed-out jobs are not retried"
+            if timeout_retries == 0
+            else f"its {timeout_retries} timeout retries are spent"
+        )
+        move = ended(Status.MANUAL_INTERVENTION, error, f"{line} ({spent})")
+    else:
+        move = attempt_failed(
+            attempts, max_attempts, error, f"{line} (timeout retry {timeouts + 1} of {timeout_retries})", backoff
+        )
+    return Move(move.target, {**move.values, **counted}, move.message)
 
 
 def lease_expired(
@@ -113,6 +136,7 @@ POLICY_BOUNDS = {
     "job_timeout": (0, False),
     "lease_seconds": (0, False),
     "retry_backoff_seconds": (0, True),
+    "timeout_retries": (0, True),
 }
 
 
@@ -123,6 +147,7 @@ POLICY_SETTINGS = {
     "job_timeout": ("job_timeout", "--timeout"),
     "lease_seconds": ("lease_seconds", "--lease"),
     "retry_backoff_seconds": ("retry_backoff_seconds", "--backoff"),
+    "timeout_retries": ("timeout_retries", "--timeout-retries"),
 }
 
 

@@ -121,6 +121,13 @@ def backoff_of(row: Any, defaults: Settings) -> float:
     return defaults.retry_backoff_seconds if stored is None else float(stored)
 
 
+def timeout_retries_of(row: Any, defaults: Settings) -> int:
+    """The timeout retries a job's queue allows: stored (read with the row as
+    queue_timeout_retries), else this program's PQ_TIMEOUT_RETRIES."""
+    stored = row.queue_timeout_retries
+    return defaults.timeout_retries if stored is None else int(stored)
+
+
 def attempt_limit_of(row: Any) -> int:
     """The attempts a job may take, judged when an attempt fails: its submitter's own limit, else
     its queue's stored one as it is now (read with the row as queue_max_attempts), so a limit an
@@ -146,6 +153,7 @@ def queue_info_from(name: str, row: Any, defaults: Settings) -> QueueInfo:
         job_timeout=float(stored("job_timeout", defaults.job_timeout)),
         lease_seconds=float(stored("lease_seconds", defaults.lease_seconds)),
         retry_backoff_seconds=float(stored("retry_backoff_seconds", defaults.retry_backoff_seconds)),
+        timeout_retries=int(stored("timeout_retries", defaults.timeout_retries)),
     )
 
 

@@ -79,6 +79,9 @@ jobs = Table(
     Column("lease_expires_at", Timestamp, nullable=True),
     # The latest claim's lease length in milliseconds, which its heartbeats keep (NULL before 0005).
     Column("lease_ms", BigInteger, nullable=True),
+    # How many of its runs ended at the job timeout (since its last requeue): its queue's
+    # timeout_retries says how many of those it may run again after (0008).
+    Column("timeouts", Integer, nullable=False, server_default="0"),
     Column("stop_request", String(32), nullable=True),
     Column("stop_reason", Text, nullable=True),
     Column("result", Json, nullable=True),
@@ -149,6 +152,7 @@ queues = Table(
     Column("job_timeout", Float, nullable=True),
     Column("lease_seconds", Float, nullable=True),
     Column("retry_backoff_seconds", Float, nullable=True),
+    Column("timeout_retries", Integer, nullable=True),
     # The queue's virtual time for the fair share: the tag of the partner last given a seat. A
     # partner that comes back after an idle spell starts here, so idle time is never banked.
     Column("vtime", Float, nullable=False, server_default="0"),

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = Field(
         10, ge=0, description="base of the exponential backoff before a crashed job is retried"
     )
+    timeout_retries: int = Field(
+        0, ge=0, description="times a job that ran into the job timeout is run again (0: never)"
+    )
     shutdown_grace: float = Field(30, ge=0, description="seconds a stopping consumer lets its job finish")
     algorithm: str = Field("consumer.algorithms.iqr:run", description="module:function the consumer runs")
     inbox_dir: Path | None = Field(

@@ -146,7 +146,7 @@ def released(reason: str) -> Move:
 def requeued(message: str | None) -> Move:
     """Waiting again with fresh attempts, the last run's traces cleared (the event log keeps them)."""
     cleared = ("started_at", "finished_at", "lease_expires_at", "stop_request", "stop_reason", "result", "error")
-    values: dict[str, Any] = {"attempts": 0, "run_after": NOW, **dict.fromkeys(cleared)}
+    values: dict[str, Any] = {"attempts": 0, "timeouts": 0, "run_after": NOW, **dict.fromkeys(cleared)}
     return Move(Status.UNPROCESSED, values, message or "requeued with fresh attempts")
 
 

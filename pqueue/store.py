@@ -292,6 +292,8 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             stop_reason=current.stop_reason,
             backoff=rows.backoff_of(current, self.settings),
             timed_out=timed_out,
+            timeouts=current.timeouts,
+            timeout_retries=rows.timeout_retries_of(current, self.settings),
         )
         return self._after_move(tx, self._apply(tx, current, move, current.worker_id or "worker", lease_id))
 
@@ -461,6 +463,7 @@ class PersistentQ(PartnerBook, PersistentQInterface):
         job_timeout: float | None = None,
         lease_seconds: float | None = None,
         retry_backoff_seconds: float | None = None,
+        timeout_retries: int | None = None,
         actor: str = "admin",
     ) -> QueueInfo:
         check_call("set_queue_policy", locals())

@@ -67,6 +67,10 @@ def set_queue(
     backoff: Annotated[
         float | None, typer.Option(**SecondsOption, help="Base of the backoff before a crashed job is retried.")
     ] = None,
+    timeout_retries: Annotated[
+        int | None,
+        typer.Option(help="Times a job that ran into the timeout is run again (0: it waits in manual_intervention)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Store a queue's policy in the database, for every host.
@@ -74,8 +78,10 @@ def set_queue(
     Only the options given change; each holds from the next claim. A bad value is refused and
     nothing is stored.
     """
-    if all(value is None for value in (seats, max_attempts, timeout, lease, backoff)):
-        raise typer.BadParameter("give at least one of --seats, --max-attempts, --timeout, --lease, --backoff")
+    if all(value is None for value in (seats, max_attempts, timeout, lease, backoff, timeout_retries)):
+        raise typer.BadParameter(
+            "give at least one of --seats, --max-attempts, --timeout, --lease, --backoff, --timeout-retries"
+        )
     info = operations(ctx).set_queue_policy(
         name,
         seats=seats,
@@ -83,6 +89,7 @@ def set_queue(
         job_timeout=timeout,
         lease_seconds=lease,
         retry_backoff_seconds=backoff,
+        timeout_retries=timeout_retries,
     )
     _show_policy(info, as_json)
 

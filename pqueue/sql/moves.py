@@ -53,7 +53,7 @@ def queue_attempt_limit() -> Any:
 
 def policy_columns() -> tuple[Any, ...]:
     """What deciding a failed attempt reads beside the job: its queue's stored policy."""
-    return queue_backoff(), queue_attempt_limit()
+    return queue_backoff(), queue_attempt_limit(), stored_policy("timeout_retries").label("queue_timeout_retries")
 
 
 class Moves:

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from pqueue import PersistentQ, Status
 from tests.admin.cli_support import Jobs, Pq, as_json, sqlite_only
 
-DEFAULT_POLICY = {"max_attempts": 3, "job_timeout": 3600.0, "lease_seconds": 30.0, "retry_backoff_seconds": 10.0}
+DEFAULT_POLICY = {
+    "max_attempts": 3, "job_timeout": 3600.0, "lease_seconds": 30.0, "retry_backoff_seconds": 10.0,
+    "timeout_retries": 0,
+}  # fmt: skip
 
 
 def test_pause_and_resume__consumers_stop_and_start_claiming(pq: Pq, jobs: Jobs, q: PersistentQ) -> None:
@@ -61,7 +64,7 @@ def test_queue_set_and_show__stored_for_every_host_and_reported_by_stats(pq: Pq,
 
     assert as_json(result) == {
         "name": "default", "seats": 1, "paused": False, "max_attempts": 2, "job_timeout": 4.0,
-        "lease_seconds": 60.0, "retry_backoff_seconds": 10.0,
+        "lease_seconds": 60.0, "retry_backoff_seconds": 10.0, "timeout_retries": 0,
     }  # fmt: skip
     info = q.queue_settings("default")
     assert info is not None and (info.max_attempts, info.job_timeout, info.lease_seconds) == (2, 4.0, 60.0)

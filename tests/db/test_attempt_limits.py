@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from pqueue import PersistentQ, Status
+from pqueue import InvalidInput, PersistentQ, Status
 
 
 def crash_round(q: PersistentQ) -> list[int]:
@@ -114,3 +114,42 @@ def test_crashed_attempt_that_did_not_time_out__is_still_retried(make_queue: Cal
     job = q.get_item("w")
     assert job is not None
     assert q.update_status(job_id, "crashed", lease_id=job.lease_id, error="boom").status == Status.CRASHED
+
+
+def test_timeout_retries__a_queue_may_run_a_timed_out_job_again_that_many_times(
+    make_queue: Callable[..., PersistentQ],
+) -> None:
+    q = make_queue(max_attempts=5, retry_backoff_seconds=0)
+    assert q.set_queue_policy("default", timeout_retries=1).timeout_retries == 1
+    job_id = q.put_item({"runaway": True})
+    error = "JobTimeout: the job ran longer than its time limit of 5s and was stopped"
+
+    first = q.get_item("w")
+    assert first is not None
+    retried = q.update_status(job_id, "crashed", lease_id=first.lease_id, error=error, timed_out=True)
+    assert retried.status == Status.CRASHED
+    assert q.events(job_id)[-1].message == f"{error} (timeout retry 1 of 1)"
+    second = q.get_item("w")
+    assert second is not None and second.id == job_id
+    ended = q.update_status(job_id, "crashed", lease_id=second.lease_id, error=error, timed_out=True)
+    assert (ended.status, ended.attempts) == (Status.MANUAL_INTERVENTION, 2), "attempts were left: timeouts decide"
+    assert q.events(job_id)[-1].message == f"{error} (its 1 timeout retries are spent)"
+
+    q.requeue(job_id)  # fresh attempts, and fresh timeout retries
+    third = q.get_item("w")
+    assert third is not None
+    assert q.update_status(job_id, "crashed", lease_id=third.lease_id, error=error, timed_out=True).status == (
+        Status.CRASHED
+    )
+
+
+def test_timeout_retries__stored_for_every_host_and_a_bad_value_is_refused(
+    make_queue: Callable[..., PersistentQ],
+) -> None:
+    first = make_queue(timeout_retries=2)
+    assert first.adopt_queue().timeout_retries == 2, "the first consumer stores its PQ_TIMEOUT_RETRIES"
+    other_host = make_queue(timeout_retries=0)
+    assert other_host.adopt_queue().timeout_retries == 2
+    with pytest.raises(InvalidInput, match="timeout_retries: must be at least 0"):
+        other_host.set_queue_policy("default", timeout_retries=-1)
+    assert other_host.queue_settings("default").timeout_retries == 2  # type: ignore[union-attr]

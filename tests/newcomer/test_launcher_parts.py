@@ -56,12 +56,13 @@ def test_banner__https_when_the_intake_serves_tls(tmp_path: Path) -> None:
 def test_policy_lines__a_new_queue_and_a_stored_one_with_a_setting_it_overrules(tmp_path: Path) -> None:
     settings = pqueue.load_settings(home=tmp_path, job_timeout=5)
     assert policy_lines(settings, None) == [
-        "queue default: 1 seat, 3 attempts, 5s job timeout, 30s lease, 10s retry backoff "
+        "queue default: 1 seat, 3 attempts, 5s job timeout (a timed-out job is not retried), 30s lease, "
+        "10s retry backoff "
         "(new: the consumer stores these at its first start)"
     ]
-    stored = QueueInfo("default", 1, True, 3, 3600.0, 30.0, 10.0)
+    stored = QueueInfo("default", 1, True, 3, 3600.0, 30.0, 10.0, timeout_retries=1)
     assert policy_lines(settings, stored) == [
-        "queue default: 1 seat, 3 attempts, 1h job timeout, 30s lease, 10s retry backoff "
+        "queue default: 1 seat, 3 attempts, 1h job timeout (1 timeout retry), 30s lease, 10s retry backoff "
         "(stored in the database; `pq queue set default` changes it)",
         "queue default is paused: nothing runs until `pq resume --queue default`",
         "not applied: PQ_JOB_TIMEOUT=5 is overruled by queue 'default''s stored job_timeout 3600 "

@@ -79,7 +79,7 @@ def test_changed_job_timeout__the_terminal_says_it_is_not_applied_and_the_comman
 
     screen = newcomer.terminal("make run", PQ_JOB_TIMEOUT="5")
 
-    screen.expect(r"queue default: 1 seat, 3 attempts, 1h job timeout, 30s lease, 10s retry backoff \(stored")
+    screen.expect(r"queue default: 1 seat, 3 attempts, 1h job timeout \(a timed-out job is not retried\), 30s lease")
     screen.expect(
         r"not applied: PQ_JOB_TIMEOUT=5 is overruled by queue 'default''s stored job_timeout 3600 "
         r"\(`pq queue set default --timeout 5` changes it for every host\)"
