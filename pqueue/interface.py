@@ -386,8 +386,9 @@ class Insights(abc.ABC):
     # -- the whole queue --------------------------------------------------------------------
 
     @abc.abstractmethod
-    def stats(self) -> Stats:
-        """Counts by queue and status, oldest waiting age, running jobs, delivery counts."""
+    def stats(self, *, partner: str | None = None) -> Stats:
+        """Counts by queue and status, oldest waiting age, running jobs, delivery counts (with
+        `partner`: of its jobs only; `queues` lists every queue either way)."""
 
     @abc.abstractmethod
     def throughput(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[ThroughputPoint]:
@@ -475,6 +476,11 @@ class Partners(abc.ABC):
     @abc.abstractmethod
     def partner_events(self, name: str) -> list[PartnerEvent]:
         """The partner's log: every change to it and its keys, oldest first."""
+
+    @abc.abstractmethod
+    def partner_settings(self, name: str) -> Partner:
+        """The partner's stored settings without its usage (one primary-key read, cheap enough for
+        the intake's per-request checks); PartnerNotFound."""
 
     @abc.abstractmethod
     def callback_secrets(self, name: str) -> list[str]:

@@ -138,6 +138,14 @@ class PartnerBook:
                 return partner
         raise PartnerNotFound("partner", name)
 
+    def partner_settings(self, name: str) -> Partner:
+        check_call("partner_settings", locals())
+        with self._tx.read() as conn:
+            row = conn.execute(self._sql.partners.one(name)).first()
+        if row is None:
+            raise PartnerNotFound("partner", name)
+        return _partner(row)
+
     def partner_events(self, name: str) -> list[PartnerEvent]:
         check_call("partner_events", locals())
         with self._tx.read() as conn:

@@ -656,15 +656,16 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             found = conn.execute(self._sql.reads.events(job_id)).all()
         return [rows.event_from(row) for row in found]
 
-    def stats(self) -> Stats:
+    def stats(self, *, partner: str | None = None) -> Stats:
+        check_call("stats", locals())
         reads = self._sql.reads
         with self._tx.read() as conn:
             counts: dict[str, dict[str, int]] = {}
-            for row in conn.execute(reads.counts()):
+            for row in conn.execute(reads.counts(partner)):
                 counts.setdefault(row[0], {})[row[1]] = int(row[2])
-            oldest = conn.execute(reads.oldest_waiting()).scalar()
-            running = conn.execute(reads.running()).all()
-            delivery_counts = {row[0]: int(row[1]) for row in conn.execute(reads.delivery_counts())}
+            oldest = conn.execute(reads.oldest_waiting(partner)).scalar()
+            running = conn.execute(reads.running(partner)).all()
+            delivery_counts = {row[0]: int(row[1]) for row in conn.execute(reads.delivery_counts(partner))}
             replication = rows.replication_from(conn.execute(reads.replication()).one())
         return Stats(
             counts=counts,

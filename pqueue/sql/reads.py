@@ -85,15 +85,17 @@ class Reads:
         return select(events).where(events.c.job_id == job_id).order_by(events.c.id)
 
     @staticmethod
-    def counts() -> Any:
-        """(queue, status, jobs) for every pair that has jobs."""
-        return select(jobs.c.queue, jobs.c.status, func.count()).group_by(jobs.c.queue, jobs.c.status)
+    def counts(partner: str | None = None) -> Any:
+        """(queue, status, jobs) for every pair that has jobs (of the partner)."""
+        chosen = select(jobs.c.queue, jobs.c.status, func.count()).group_by(jobs.c.queue, jobs.c.status)
+        return chosen if partner is None else chosen.where(jobs.c.partner == partner)
 
-    def oldest_waiting(self) -> Any:
-        """Seconds since the oldest waiting job was created."""
-        return select(self.ctx.dialect.seconds_between(self.ctx.now, func.min(jobs.c.created_at))).where(claimable())
+    def oldest_waiting(self, partner: str | None = None) -> Any:
+        """Seconds since the oldest waiting job (of the partner) was created."""
+        oldest = select(self.ctx.dialect.seconds_between(self.ctx.now, func.min(jobs.c.created_at))).where(claimable())
+        return oldest if partner is None else oldest.where(jobs.c.partner == partner)
 
-    def running(self) -> Any:
+    def running(self, partner: str | None = None) -> Any:
         """Jobs under_process with their elapsed and remaining seconds (rows.running_from)."""
         now, seconds_between = self.ctx.now, self.ctx.dialect.seconds_between
         columns = [
@@ -106,12 +108,16 @@ class Reads:
             seconds_between(now, jobs.c.started_at).label("elapsed"),
             seconds_between(jobs.c.lease_expires_at, now).label("remaining"),
         ]
-        return select(*columns).where(jobs.c.status == Status.UNDER_PROCESS.value).order_by(jobs.c.id)
+        running = select(*columns).where(jobs.c.status == Status.UNDER_PROCESS.value).order_by(jobs.c.id)
+        return running if partner is None else running.where(jobs.c.partner == partner)
 
     @staticmethod
-    def delivery_counts() -> Any:
-        """(delivery status, deliveries)."""
-        return select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+    def delivery_counts(partner: str | None = None) -> Any:
+        """(delivery status, deliveries) (of the partner's jobs)."""
+        counted = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+        if partner is None:
+            return counted
+        return counted.join(jobs, jobs.c.id == deliveries.c.job_id).where(jobs.c.partner == partner)
 
     def throughput(self, window_seconds: float, bucket_seconds: int) -> Any:
         """(bucket start, status, jobs) of moves to an outcome within the window; an event that
