@@ -41,13 +41,13 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def startup_problem(settings: Settings, host: str) -> str | None:
+def startup_problem(settings: Settings, host: str, keys_exist: bool = False) -> str | None:
     """Why the intake must not start with these settings, or None."""
-    if not is_loopback(host) and not settings.api_token and not settings.allow_insecure:
-        return (
-            f"refusing to listen on {host} without PQ_API_TOKEN: anyone who can reach it could submit jobs. "
-            "Set PQ_API_TOKEN, listen on 127.0.0.1, or set PQ_ALLOW_INSECURE=1 if the network is trusted"
-        )
+    return settings_problem(settings) or exposure_problem(settings, host, keys_exist)
+
+
+def settings_problem(settings: Settings) -> str | None:
+    """A TLS setting that cannot work (checked before the database is opened)."""
     if bool(settings.tls_certfile) != bool(settings.tls_keyfile):
         return "set both PQ_TLS_CERTFILE and PQ_TLS_KEYFILE to serve HTTPS (only one is set)"
     for name, path in (("PQ_TLS_CERTFILE", settings.tls_certfile), ("PQ_TLS_KEYFILE", settings.tls_keyfile)):
@@ -63,6 +63,17 @@ def exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def exposure_problem(settings: Settings, host: str, keys_exist: bool) -> str | None:
+    """An open intake (no key and no PQ_API_TOKEN) on an address others can reach."""
+    if not is_loopback(host) and not settings.api_token and not keys_exist and not settings.allow_insecure:
+        return (
+            f"refusing to listen on {host} without PQ_API_TOKEN or a partner key: anyone who can reach it "
+            "could submit jobs. Set PQ_API_TOKEN or create a key (`pq key create`), listen on 127.0.0.1, "
+            "or set PQ_ALLOW_INSECURE=1 if the network is trusted"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Check the settings, open the database (patiently), and serve until SIGTERM."""
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -73,13 +84,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"pq-producer: {exc}")
     args = parse_args(settings, argv)
     setup_logging(settings)
-    problem = startup_problem(settings, args.host)
+    problem = settings_problem(settings)
     if problem:
         sys.exit(f"pq-producer: {problem}")
     try:
         app = create_app(settings)
+        keys_exist = app.state.intake.store.keys_required()
     except PQError as exc:
         sys.exit(f"pq-producer: {exc}")
+    problem = exposure_problem(settings, args.host, keys_exist)
+    if problem:
+        app.state.intake.close()
+        sys.exit(f"pq-producer: {problem}")
     tls = {}
     if settings.tls_certfile and settings.tls_keyfile:
         tls = {
@@ -88,11 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         }
     scheme = "https" if tls else "http"
     log.info(
-        "intake listening on %s://%s:%d (token %s)",
+        "intake listening on %s://%s:%d (%s)",
         scheme,
         args.host,
         args.port,
-        "required" if settings.api_token else "off",
+        "keys required" if settings.api_token or keys_exist else "open: no key exists and PQ_API_TOKEN is not set",
     )
     uvicorn.run(
         app,

@@ -2,20 +2,25 @@
 
 pqueue's errors map to 4xx (or 503 when the database is busy or down, 507 when its disk is
 full, both with Retry-After); a request that does not match the schema is a 422 naming each
-field. Nothing answers with a stack trace.
+field; a key that lets nobody in is a 401, a key without the route's scope a 403, a partner over
+its rate a 429 with Retry-After and the RateLimit headers. Nothing answers with a stack trace.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from pqueue import (
     AmbiguousQueue,
@@ -25,11 +30,14 @@ from pqueue import (
     InvalidInput,
     InvalidTransition,
     JobNotFound,
+    KeyRejected,
     PQError,
     QueueNotFound,
 )
 from producer.backpressure import RETRY_AFTER_FULL_SECONDS, QueueFull
-from producer.schemas import PRINTABLE, ErrorOut, FieldError
+from producer.callers import Forbidden, Unauthorized
+from producer.rate_limits import RateLimited
+from producer.schemas import PARTNER_NAME, PRINTABLE, ErrorOut, FieldError
 
 log = logging.getLogger("producer")
 RETRY_AFTER_BUSY_SECONDS = 2
@@ -53,7 +61,15 @@ def field_error(exc: InvalidInput, index: int | None = None) -> FieldError:
 
 
 # What each error is called in the pq_intake_rejected counter.
-REASONS = {404: "not_found", 405: "method_not_allowed", 409: "conflict", 422: "invalid", 401: "unauthorized"}
+REASONS = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    422: "invalid",
+    429: "rate_limited",
+}
 
 
 def install(app: FastAPI) -> None:
@@ -86,6 +102,9 @@ async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
     message = str(exc)
     if isinstance(exc, RequestRejected):
         return _answer(request, exc.status, message, exc.errors)
+    refused = _refused_caller(request, exc)
+    if refused is not None:
+        return refused
     if isinstance(exc, QueueFull):
         return _answer(request, 503, message, reason="queue_full", retry_after=RETRY_AFTER_FULL_SECONDS)
     if isinstance(exc, DatabaseFull):
@@ -113,6 +132,48 @@ async def _pqueue_error(request: Request, exc: PQError) -> JSONResponse:
     if isinstance(exc, InvalidInput):
         return _answer(request, 422, message, [field_error(exc)])
     return _answer(request, 400, message)
+
+
+def _refused_caller(request: Request, exc: PQError) -> JSONResponse | None:
+    """401, 403 or 429 when the caller's key, scope or rate refused the request, else None."""
+    message = str(exc)
+    if isinstance(exc, Unauthorized | KeyRejected):
+        return _answer(request, 401, message, headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, Forbidden):
+        challenge = f'Bearer error="insufficient_scope", scope="{exc.scope}"'
+        return _answer(request, 403, message, headers={"WWW-Authenticate": challenge})
+    if isinstance(exc, RateLimited):
+        return _answer(request, 429, message, retry_after=exc.retry_after, headers=exc.quota.headers())
+    return None
+
+
+Handler = Callable[..., Any]  # (request, exc) -> Response, or an awaitable of one
+
+
+async def handled(request: Request, exc: Exception) -> Response | None:
+    """The app's answer to `exc`, for code that runs outside FastAPI's ExceptionMiddleware (the
+    key guard, POST /jobs's shortcut); None when only ServerErrorMiddleware handles it (re-raise)."""
+    handler = _handler_for(request.scope["app"], exc)
+    if handler is None:
+        return None
+    if inspect.iscoroutinefunction(handler):
+        response = await handler(request, exc)
+    else:
+        response = await run_in_threadpool(handler, request, exc)
+    assert isinstance(response, Response)
+    return response
+
+
+def _handler_for(app: Starlette, exc: Exception) -> Handler | None:
+    """The app's handler for the exception's nearest class, as ExceptionMiddleware looks it up
+    (the handler for Exception itself belongs to ServerErrorMiddleware)."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        handler: Handler | None = app.exception_handlers.get(cls)
+        if handler is not None:
+            return handler
+    return None
 
 
 def _field_error(field: str, message: str) -> FieldError:
@@ -149,13 +210,18 @@ def _line(error: FieldError) -> str:
 
 def _message(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
+    if kind == "extra_forbidden" and tuple(error.get("loc", ()))[-1:] == ("partner",):
+        return "a job's partner is the one its key belongs to, never one named in the body; leave it out"
     if kind == "extra_forbidden":
         return "unknown field; a job has payload, callback_url, idempotency_key, priority and queue"
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
-        if error.get("ctx", {}).get("pattern") == PRINTABLE:
+        pattern = error.get("ctx", {}).get("pattern")
+        if pattern == PRINTABLE:
             return "must not contain control characters"
+        if pattern == PARTNER_NAME:
+            return "is not a partner name (1 to 64 of a-z, 0-9 and '-')"
         return "is not a cursor this API returned (next_cursor)"
     message = str(error.get("msg", "is not valid"))
     return message[:1].lower() + message[1:]

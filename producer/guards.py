@@ -1,5 +1,5 @@
-"""ASGI middleware that turns requests away before any route runs: a missing or wrong token,
-a body that is too large, not JSON, or nested too deep.
+"""ASGI middleware that turns requests away before any route runs: a caller without a key that
+lets it in, a body that is too large, not JSON, or nested too deep.
 
 Both are plain ASGI (not BaseHTTPMiddleware) so a rejected body is never read whole and a
 refused request costs no thread.
@@ -7,15 +7,18 @@ refused request costs no thread.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pqueue import PQError
+from producer import errors
+from producer.callers import Callers
 
 MAX_JSON_DEPTH = 32
 OPEN_PATHS = frozenset({"/healthz"})
@@ -24,39 +27,29 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 Reject = Callable[[str], None]  # counts a rejection by reason
 
 
-def _digest(value: bytes) -> bytes:
-    # Comparing digests keeps compare_digest's time independent of the token's length, too.
-    return hashlib.sha256(value).digest()
+class KeyGuard:
+    """Every path but /healthz: finds who calls (producer/callers.py) before the body is read,
+    and puts it on the request's state as `identity`; a key that lets nobody in is answered 401."""
 
-
-class TokenGuard:
-    """With PQ_API_TOKEN set, every path but /healthz needs `Authorization: Bearer <token>`."""
-
-    def __init__(self, app: ASGIApp, *, token: str | None, on_reject: Reject) -> None:
+    def __init__(self, app: ASGIApp, *, callers: Callers) -> None:
         self.app = app
-        self.expected = _digest(token.encode()) if token else None
-        self.on_reject = on_reject
+        self.callers = callers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        problem = self._problem(Headers(scope=scope).get("authorization"))
-        if problem is None:
-            await self.app(scope, receive, send)
+        try:
+            identity = await self.callers.resolve(Headers(scope=scope).get("authorization"))
+        except PQError as exc:  # 401, or 503 while the database does not answer
+            request = Request(scope, receive)
+            response = await errors.handled(request, exc)
+            if response is None:
+                raise
+            await response(scope, receive, send)
             return
-        self.on_reject("unauthorized")
-        response = JSONResponse({"detail": problem}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
-
-    def _problem(self, header: str | None) -> str | None:
-        if not header:
-            return "this intake needs an Authorization: Bearer <token> header (PQ_API_TOKEN)"
-        scheme, _, token = header.partition(" ")
-        assert self.expected is not None
-        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(token.strip().encode()), self.expected):
-            return "the bearer token is not the one this intake accepts"
-        return None
+        scope.setdefault("state", {})["identity"] = identity
+        await self.app(scope, receive, send)
 
 
 class BodyGuard:

@@ -1,4 +1,9 @@
-"""Prometheus metrics: the queue as the database sees it at scrape time, and the intake's own counters."""
+"""Prometheus metrics: the queue as the database sees it at scrape time, and the intake's own counters.
+
+An admin key (and an open intake) sees every job. A partner's key sees its own jobs, in the
+queues it has jobs in, and the other partners' jobs there only as one total per queue and status
+(`pq_other_partners_jobs`): never their ids, payloads or names.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +18,36 @@ from pqueue import CLAIMABLE, DeliveryStatus, Insights, Status
 
 
 class QueueCollector(Collector):
-    """Reads store.stats() on every scrape, so the numbers are the database's, not this process's."""
+    """Reads store.stats() on every scrape, so the numbers are the database's, not this process's;
+    with a partner, that partner's view (see the module's docstring)."""
 
-    def __init__(self, store: Insights) -> None:
+    def __init__(self, store: Insights, partner: str | None = None) -> None:
         self.store = store
+        self.partner = partner
 
     def describe(self) -> Iterator[Metric]:
         # Without describe(), registering would run a scrape (and a query) at once.
         yield from self._families()
         yield from self._policy_families()
         yield from self._replication_families()
+        if self.partner is not None:
+            yield self._others_family()
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.store.stats()
+        stats = self.store.stats(partner=self.partner)
         jobs, waiting, running, seats, paused, oldest, callbacks = self._families()
-        queue_names = sorted(set(stats.counts) | {info.name for info in stats.queues})
+        if self.partner is None:
+            queue_names = sorted(set(stats.counts) | {info.name for info in stats.queues})
+        else:
+            queue_names = sorted(stats.counts)
+        queues = [info for info in stats.queues if info.name in queue_names]
         for queue in queue_names:
             by_status = stats.counts.get(queue, {})
             for status in Status:
                 jobs.add_metric([queue, status.value], by_status.get(status.value, 0))
             waiting.add_metric([queue], sum(by_status.get(s.value, 0) for s in CLAIMABLE))
             running.add_metric([queue], by_status.get(Status.UNDER_PROCESS.value, 0))
-        for info in stats.queues:
+        for info in queues:
             seats.add_metric([info.name], info.seats)
             paused.add_metric([info.name], 1 if info.paused else 0)
         oldest.add_metric([], stats.oldest_waiting_seconds or 0.0)
@@ -42,7 +55,7 @@ class QueueCollector(Collector):
             callbacks.add_metric([delivery_status.value], stats.deliveries.get(delivery_status.value, 0))
         yield from (jobs, waiting, running, seats, paused, oldest, callbacks)
         policies = self._policy_families()
-        for info in stats.queues:
+        for info in queues:
             values = (info.max_attempts, info.job_timeout, info.lease_seconds, info.retry_backoff_seconds)
             for family, value in zip(policies, values, strict=True):
                 family.add_metric([info.name], value)
@@ -55,6 +68,26 @@ class QueueCollector(Collector):
         if replication.synchronous_standbys is not None:
             synchronous.add_metric([], replication.synchronous_standbys)
             yield synchronous
+        if self.partner is not None:
+            yield self._others(queue_names, stats.counts)
+
+    def _others(self, queue_names: list[str], own: dict[str, dict[str, int]]) -> GaugeMetricFamily:
+        """Every other partner's jobs together, per queue the partner uses and status."""
+        everyone = self.store.stats().counts
+        others = self._others_family()
+        for queue in queue_names:
+            for status in Status:
+                total = everyone.get(queue, {}).get(status.value, 0) - own.get(queue, {}).get(status.value, 0)
+                others.add_metric([queue, status.value], max(total, 0))
+        return others
+
+    @staticmethod
+    def _others_family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "pq_other_partners_jobs",
+            "Jobs of all other partners together, by queue and status (a partner key's view only)",
+            labels=["queue", "status"],
+        )
 
     @staticmethod
     def _replication_families() -> tuple[GaugeMetricFamily, ...]:
@@ -117,8 +150,14 @@ class IntakeMetrics:
         self.rejected = Counter(
             "pq_intake_rejected", "Requests answered with an error, by reason", ["reason"], registry=self.registry
         )
+        self.store = store
         self.registry.register(QueueCollector(store))
 
-    def exposition(self) -> bytes:
-        """The Prometheus text format of everything registered."""
-        return generate_latest(self.registry)
+    def exposition(self, partner: str | None = None) -> bytes:
+        """The Prometheus text format of everything registered; with a partner, its view of the queue."""
+        if partner is None:
+            return generate_latest(self.registry)
+        view = CollectorRegistry()
+        for collector in (self.accepted, self.rejected, QueueCollector(self.store, partner)):
+            view.register(collector)
+        return generate_latest(view)

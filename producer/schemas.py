@@ -22,6 +22,8 @@ QueueName = Annotated[str, StringConstraints(min_length=1, max_length=200, patte
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
 CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=PRINTABLE)]
 Cursor = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")]
+PARTNER_NAME = r"^[a-z0-9-]{1,64}$"
+PartnerName = Annotated[str, StringConstraints(pattern=PARTNER_NAME)]
 
 SUBMIT_EXAMPLE: dict[str, Any] = {
     "payload": {"readings": [{"vendor": "acme", "value": 12.5}, {"vendor": "acme", "value": 13.1}]},
@@ -105,10 +107,15 @@ class JobSummary(BaseModel):
     run_after: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    partner: str | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="the partner the job belongs to; only in answers to an admin key (others see only their own)",
+    )
 
     @classmethod
-    def of(cls, job: Job) -> JobSummary:
-        return cls(**_summary_fields(job))
+    def of(cls, job: Job, *, show_partner: bool = False) -> JobSummary:
+        return cls(**_summary_fields(job, show_partner))
 
 
 class JobOut(JobSummary):
@@ -124,10 +131,10 @@ class JobOut(JobSummary):
     delivery: DeliveryOut | None = Field(None, description="the outcome's callback, once there is one")
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
+    def of(cls, job: Job, *, show_partner: bool = False) -> JobOut:
         processed = job.status == Status.PROCESSED
         return cls(
-            **_summary_fields(job),
+            **_summary_fields(job, show_partner),
             payload=job.payload,
             result=job.result if processed else None,
             error=None if processed else partner_error(job.error),
@@ -137,8 +144,9 @@ class JobOut(JobSummary):
         )
 
 
-def _summary_fields(job: Job) -> dict[str, Any]:
+def _summary_fields(job: Job, show_partner: bool) -> dict[str, Any]:
     return {
+        **({"partner": job.partner} if show_partner else {}),
         "id": job.id,
         "queue": job.queue,
         "status": job.status,

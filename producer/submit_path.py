@@ -6,20 +6,21 @@ every request) costs more CPU than the submission itself: reading, validating, s
 answering it. So this one route is written out by hand, for throughput, with the same answers:
 
 1. `SubmitShortcut` takes `POST /jobs` past the router to `submit_job`. It sits inside
-   TokenGuard and BodyGuard (`producer/guards.py`), so the token, the body limit and the JSON
-   checks have already run.
+   KeyGuard and BodyGuard (`producer/guards.py`), so the caller is known (`request.state`), and
+   the body limit and the JSON checks have already run. The caller needs the `submit` scope.
 2. `read_submission` reads the JSON body and the `Idempotency-Key` header, validates them with
    the same pydantic types FastAPI would, and raises the same `RequestValidationError`.
-3. The two keys are merged and `Intake.new_job` builds the library's `NewJob` (checking its
-   callback URL); the backpressure gauge refuses it if the queue is full.
+3. The two keys are merged and `Intake.new_job` builds the library's `NewJob` of the caller's
+   partner (checking its callback URL); the backpressure gauge refuses it if the queue is full,
+   and the partner's rate (`producer/rate_limits.py`) if it is over its rate.
 4. The group committer's writer thread (`producer/group_commit.py`) stores it together with the
    submissions that arrived alongside it, in one transaction; the request awaits that commit on
    the event loop, with no threadpool hop.
-5. The answer: 202 once committed, or 200 with the first job for a repeated key.
+5. The answer: 202 once committed, or 200 with the partner's first job for a repeated key.
 
 A step that refuses raises, and the shortcut hands the error to the app's handler for its class
-(`producer/errors.py`: 409, 422, 503, 507 …), as FastAPI's ExceptionMiddleware would; an
-unexpected error goes on to ServerErrorMiddleware, which answers the usual one-line 500.
+(`producer/errors.py`: 403, 409, 422, 429, 503, 507 …), as FastAPI's ExceptionMiddleware would;
+an unexpected error goes on to ServerErrorMiddleware, which answers the usual one-line 500.
 
 The route stays declared in `producer/routes/jobs.py`: it is what /docs and /openapi.json
 describe (`OPENAPI`, at the end, documents the body and header FastAPI would have derived), and
@@ -28,29 +29,26 @@ the router still serves what the shortcut leaves to it (`/jobs/`, an app mounted
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Callable
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pqueue import InvalidInput, PutResult, Status
-from producer.deps import Intake, intake_of
+from producer import errors
+from producer.callers import require
+from producer.deps import Intake, identity_of, intake_of
 from producer.schemas import IdempotencyKey, JobIn, Submitted
 
 KEY_HEADER = "Idempotency-Key"
 KEY_HEADER_MEANING = "the same as the body's idempotency_key (either, or both equal)"
 _KEY = TypeAdapter(IdempotencyKey)
-
-Handler = Callable[..., Any]  # (request, exc) -> Response, or an awaitable of one
 
 
 # 1. Arrival: past the router.
@@ -71,10 +69,10 @@ class SubmitShortcut:
         try:
             response = await submit_job(request)
         except Exception as exc:
-            handle = _handler_for(scope["app"], exc)
-            if handle is None:
+            handled = await errors.handled(request, exc)
+            if handled is None:
                 raise  # ServerErrorMiddleware answers 500 through the app's Exception handler
-            response = await _call(handle, request, exc)
+            response = handled
         await response(scope, receive, send)
 
 
@@ -84,22 +82,22 @@ class SubmitShortcut:
 async def submit_job(request: Request) -> Response:
     """Store one job; 202 only once it is committed (200 with the first job for a repeated key)."""
     intake = intake_of(request)
+    identity = identity_of(request)
+    partner = require(identity.caller, "submit").partner
     job, header_key = await read_submission(request)
     key = _merged_key(job.idempotency_key, header_key)
-    new_job = intake.new_job(job, "", key)
+    new_job = intake.new_job(job, partner, "", key)
     if intake.depth.needs_read():
         await run_in_threadpool(intake.depth.read)
     intake.depth.check_room_cached(1)
+    quota = intake.rates.take(partner, identity.rate_per_minute, 1)
     put = await intake.committer.submit(new_job)  # shares a commit with concurrent submissions
     if put.created:
         answer = created(intake, put, new_job.queue, key)
     else:
         answer = await run_in_threadpool(repeated, intake, put)
-    return JSONResponse(
-        answer.model_dump(mode="json"),
-        status_code=202 if put.created else 200,
-        headers={"Location": f"/jobs/{put.id}"},
-    )
+    headers = {"Location": f"/jobs/{put.id}"} | (quota.headers() if quota else {})
+    return JSONResponse(answer.model_dump(mode="json"), status_code=202 if put.created else 200, headers=headers)
 
 
 # 2. Read and validate the body and the key, as FastAPI's body and header parameters would.
@@ -171,31 +169,6 @@ def repeated(intake: Intake, put: PutResult) -> Submitted:
     intake.metrics.accepted.labels("duplicate").inc()
     first = intake.store.get_job(put.id)
     return Submitted(id=first.id, status=first.status, queue=first.queue, idempotency_key=first.idempotency_key)
-
-
-# A step that refuses: the app's handler answers, as it would behind the router.
-
-
-def _handler_for(app: Starlette, exc: Exception) -> Handler | None:
-    """The app's handler for the exception's nearest class, as ExceptionMiddleware looks it up
-    (the handler for Exception itself belongs to ServerErrorMiddleware)."""
-    for cls in type(exc).__mro__:
-        if cls is Exception:
-            return None
-        handler: Handler | None = app.exception_handlers.get(cls)
-        if handler is not None:
-            return handler
-    return None
-
-
-async def _call(handler: Handler, request: Request, exc: Exception) -> Response:
-    """Run a handler as ExceptionMiddleware does: awaited if async, else in the threadpool."""
-    if inspect.iscoroutinefunction(handler):
-        response = await handler(request, exc)
-    else:
-        response = await run_in_threadpool(handler, request, exc)
-    assert isinstance(response, Response)
-    return response
 
 
 # What /openapi.json says about the body and header read by hand above.

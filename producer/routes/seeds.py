@@ -6,8 +6,9 @@
   never takes the licensed algorithm's seat. The identifier is the job's id.
 - `GET /go/`: the order-status document's go, the same call as `POST /relay/go`.
 
-A calculation is submitted through the intake's own steps (validation, backpressure, group
-commit), and an answer is read as `GET /jobs/{id}` reads a job: same dependency, same rules.
+A calculation is submitted through the intake's own steps (validation, backpressure, the
+partner's rate, group commit), and an answer is read as `GET /jobs/{id}` reads a job: same
+dependency, same rules (the submit and read scopes; another partner's job does not exist).
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request, Security
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from pqueue import InvalidInput, JobNotFound, Status
 from pqueue.partner import partner_error
 from producer import submit_path
-from producer.deps import IntakeDep
+from producer.deps import IntakeDep, Reader, Submitter, identity_of, partner_key
 from producer.routes import errors
+from producer.routes.jobs import visible_job
 from producer.routes.queues import relay_go
 from producer.schemas import MAX_JOB_ID, JobIn
 
@@ -63,21 +65,25 @@ class Answer(BaseModel):
     error: str | None = None
 
 
-@router.get("/", response_model=Index)
+@router.get("/", response_model=Index, dependencies=[Security(partner_key)])
 def index() -> Index:
     """A successful message: the intake is up (the consumers listen for new tasks on their own)."""
     return Index(message="pqueue is running: POST /jobs, or GET /calculate/{number1}/{number2} to add two numbers")
 
 
 @router.get("/calculate/{number1}/{number2}", responses=errors(422, 503, 507))
-async def calculate(number1: Number, number2: Number, intake: IntakeDep) -> Calculation:
+async def calculate(
+    number1: Number, number2: Number, intake: IntakeDep, caller: Submitter, request: Request
+) -> Calculation:
     """Store `number1 + number2` for the adder; answers its identifier once stored."""
     numbers = {"number1": _plain(number1), "number2": _plain(number2)}
     for name, value in numbers.items():
         if not math.isfinite(value):
             raise InvalidInput(name, f"must be a finite number, got {value}")
-    new_job = intake.new_job(JobIn.model_validate({"payload": numbers, "queue": CALCULATE_QUEUE}), "")
+    job = JobIn.model_validate({"payload": numbers, "queue": CALCULATE_QUEUE})
+    new_job = intake.new_job(job, caller.partner, "")
     intake.depth.check_room(1)
+    intake.rates.take(caller.partner, identity_of(request).rate_per_minute, 1)
     put = await intake.committer.submit(new_job)
     submit_path.created(intake, put, CALCULATE_QUEUE, None)
     return Calculation(
@@ -86,10 +92,11 @@ async def calculate(number1: Number, number2: Number, intake: IntakeDep) -> Calc
 
 
 @router.get("/get_answer/{identifier}", responses=errors(404, 422, 503))
-def get_answer(identifier: Annotated[int, Path(ge=1, le=MAX_JOB_ID)], intake: IntakeDep) -> Answer:
-    """404 for an identifier that does not exist; 200 with `please wait`, or with the answer."""
+def get_answer(identifier: Annotated[int, Path(ge=1, le=MAX_JOB_ID)], intake: IntakeDep, caller: Reader) -> Answer:
+    """404 for an identifier that does not exist (or is another partner's); 200 with `please
+    wait`, or with the answer."""
     try:
-        job = intake.store.get_job(identifier)
+        job = visible_job(intake, caller, identifier)
     except JobNotFound:
         raise HTTPException(404, NOT_THERE) from None
     payload = job.payload if isinstance(job.payload, dict) else {}

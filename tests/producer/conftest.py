@@ -1,9 +1,13 @@
-"""Fixtures for the intake: the real app on a real database, reached through httpx's ASGI transport."""
+"""Fixtures for the intake: the real app on a real database, reached through httpx's ASGI transport,
+and the real `pq-producer` program on a free port."""
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,8 +17,10 @@ from fastapi import FastAPI
 
 from pqueue import Settings
 from producer import create_app
+from tests.support import BIN, free_port, start, stop, wait_until
 
 AppFactory = Callable[..., FastAPI]
+Launch = Callable[..., tuple[subprocess.Popen[bytes], str]]
 
 
 @pytest.fixture
@@ -60,3 +66,38 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
         await anyio.sleep(0.02)
+
+
+@pytest.fixture
+def launch(db_env: dict[str, str], tmp_path: Path) -> Iterator[Launch]:
+    """Start pq-producer on a free port with the test database (plus extra PQ_* variables) and
+    wait until /healthz answers; every process started is stopped afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def run(
+        extra_env: dict[str, str] | None = None, scheme: str = "http", verify: ssl.SSLContext | bool = False
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        env = {**db_env, **(extra_env or {})}
+        process = start([str(BIN / "pq-producer"), "--port", str(port)], env, tmp_path / f"producer-{port}.log")
+        started.append(process)
+        url = f"{scheme}://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                log = (tmp_path / f"producer-{port}.log").read_text()
+                raise AssertionError(f"pq-producer exited with {process.returncode}:\n{log}")
+            try:
+                return httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            wait_until(healthy, timeout=90, interval=0.1, what="pq-producer to answer /healthz")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log:\n{(tmp_path / f'producer-{port}.log').read_text()}") from None
+        return process, url
+
+    yield run
+    for process in started:
+        stop(process)

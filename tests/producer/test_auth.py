@@ -50,8 +50,9 @@ async def test_auth__right_token_is_served(make_app: AppFactory) -> None:
         schema = (await client.get("/openapi.json")).json()
 
     assert (submitted.status_code, read.status_code) == (202, 200)
-    assert schema["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
-    assert schema["paths"]["/jobs"]["post"]["security"] == [{"bearer": []}]
+    assert schema["components"]["securitySchemes"]["bearer"]["type"] == "http"
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/jobs"]["post"]["security"] == [{"bearer": ["submit"]}]
     assert schema["paths"]["/healthz"]["get"]["security"] == []
 
 

@@ -18,45 +18,10 @@ import pytest
 import trustme
 
 import pqueue
+from tests.producer.conftest import Launch
 from tests.support import BIN, free_port, start, stop, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
-Launch = Callable[..., tuple[subprocess.Popen[bytes], str]]
-
-
-@pytest.fixture
-def launch(db_env: dict[str, str], tmp_path: Path) -> Iterator[Launch]:
-    """Start pq-producer on a free port with the test database (plus extra PQ_* variables) and
-    wait until /healthz answers; every process started is stopped afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def run(
-        extra_env: dict[str, str] | None = None, scheme: str = "http", verify: ssl.SSLContext | bool = False
-    ) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        env = {**db_env, **(extra_env or {})}
-        process = start([str(BIN / "pq-producer"), "--port", str(port)], env, tmp_path / f"producer-{port}.log")
-        started.append(process)
-        url = f"{scheme}://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                log = (tmp_path / f"producer-{port}.log").read_text()
-                raise AssertionError(f"pq-producer exited with {process.returncode}:\n{log}")
-            try:
-                return httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        try:
-            wait_until(healthy, timeout=90, interval=0.1, what="pq-producer to answer /healthz")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; its log:\n{(tmp_path / f'producer-{port}.log').read_text()}") from None
-        return process, url
-
-    yield run
-    for process in started:
-        stop(process)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
