@@ -27,7 +27,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from consumer.logs import event
-from pqueue import Delivery, DeliveryLockLost, PQError, Settings, SettingsError, WorkQueue, callbacks
+from pqueue import Delivery, DeliveryLockLost, PersistentQInterface, PQError, Settings, SettingsError, callbacks
 
 log = logging.getLogger("consumer.delivery")
 
@@ -111,8 +111,9 @@ def make_client(settings: Settings, concurrency: int) -> httpx.Client:
     )
 
 
-def post(client: httpx.Client, delivery: Delivery, secret: str | None, allowed_hosts: frozenset[str]) -> Attempt:
-    """Send the delivery once; never raises for anything the network or the partner does."""
+def post(client: httpx.Client, delivery: Delivery, secrets: list[str], allowed_hosts: frozenset[str]) -> Attempt:
+    """Send the delivery once, signed with each secret (none: unsigned); never raises for
+    anything the network or the partner does."""
     try:
         check_target(delivery.url, allowed_hosts)
     except TargetRefused as exc:
@@ -120,7 +121,7 @@ def post(client: httpx.Client, delivery: Delivery, secret: str | None, allowed_h
     except (OSError, UnicodeError) as exc:
         return Attempt(delivered=False, retryable=True, error=f"cannot resolve the callback host: {exc}")
     body = delivery.body.encode()
-    headers = callbacks.headers(secret, body, delivery.idempotency_key)
+    headers = callbacks.headers(secrets, body, delivery.idempotency_key)
     try:
         # stream(): the answer's status is all we need; its body is never read.
         with client.stream("POST", delivery.url, content=body, headers=headers) as response:
@@ -177,7 +178,7 @@ class DeliveryLoop:
 
     def __init__(
         self,
-        store: WorkQueue,
+        store: PersistentQInterface,
         settings: Settings,
         worker_id: str,
         *,
@@ -201,7 +202,8 @@ class DeliveryLoop:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         if not settings.callback_secret:
-            event(log, "callbacks_unsigned", level=logging.WARNING, reason="PQ_CALLBACK_SECRET is not set")
+            reason = "PQ_CALLBACK_SECRET is not set: only partners with a secret of their own get signed callbacks"
+            event(log, "callbacks_unsigned", level=logging.WARNING, reason=reason)
 
     # -- one step (tests, and the body of the background thread) --
 
@@ -221,8 +223,13 @@ class DeliveryLoop:
         """Send one claimed delivery and record what happened. None if it could not be recorded:
         its lock then runs out and it is sent again, at least once; or another consumer took it
         over after the lock ran out, and that consumer's outcome is the one kept."""
+        try:
+            secrets = self.signing_secrets(delivery)
+        except PQError as exc:  # never sent unsigned or under a wrong secret: its lock runs out, then again
+            event(log, "delivery_postponed", delivery.job_id, level=logging.WARNING, secrets_unread=exc)
+            return None
         started = time.monotonic()
-        outcome = post(self._client, delivery, self.settings.callback_secret, self.settings.callback_allowed_hosts)
+        outcome = post(self._client, delivery, secrets, self.settings.callback_allowed_hosts)
         if time.monotonic() - started > self.lock_seconds:
             event(log, "delivery_outlasted_lock", delivery.job_id, level=logging.WARNING, delivery=delivery.id)
         try:
@@ -233,6 +240,14 @@ class DeliveryLoop:
         except PQError as exc:
             event(log, "delivery_not_recorded", delivery.job_id, level=logging.ERROR, delivery=delivery.id, error=exc)
             return None
+
+    def signing_secrets(self, delivery: Delivery) -> list[str]:
+        """The secrets of the job's partner, newest first (two during a rotation's grace), read
+        at each attempt so a rotation applies at once; else PQ_CALLBACK_SECRET; else none."""
+        partner = self.store.get_job(delivery.job_id).partner
+        secrets = self.store.callback_secrets(partner)
+        fallback = self.settings.callback_secret
+        return secrets or ([fallback] if fallback else [])
 
     def _record(self, delivery: Delivery, outcome: Attempt) -> Delivery:
         attempts = delivery.attempts + 1

@@ -7,8 +7,11 @@ The consumer signs every callback it POSTs; a partner checks it in one call:
     ok = verify(secret, request.headers["X-PQ-Timestamp"], raw_body, request.headers["X-PQ-Signature"])
 
 The signature is `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` under the shared secret
-(PQ_CALLBACK_SECRET), over the exact bytes of the body. The timestamp (unix seconds) is part of
-what is signed, so an old request cannot be replayed once it is older than the tolerance.
+(the partner's own, else PQ_CALLBACK_SECRET), over the exact bytes of the body. The timestamp
+(unix seconds) is part of what is signed, so an old request cannot be replayed once it is older
+than the tolerance. While a partner's secret is being rotated the header lists one signature per
+secret, newest first (`sha256=<new>,sha256=<old>`), and verify() accepts the request when any of
+them is right: a partner switches to its new secret whenever it likes within the grace period.
 
 This module uses only the standard library and never touches the database: partners import it.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 TIMESTAMP_HEADER = "X-PQ-Timestamp"
 SIGNATURE_HEADER = "X-PQ-Signature"
@@ -48,18 +52,24 @@ def sign(secret: str | bytes, timestamp: int | str, body: str | bytes) -> str:
     return SIGNATURE_PREFIX + digest
 
 
+Secrets = str | bytes | Sequence[str | bytes] | None
+
+
 def headers(
-    secret: str | bytes | None, body: str | bytes, idempotency_key: str, *, timestamp: int | None = None
+    secret: Secrets, body: str | bytes, idempotency_key: str, *, timestamp: int | None = None
 ) -> dict[str, str]:
-    """Every header a callback carries; without a secret there is no X-PQ-Signature."""
+    """Every header a callback carries. Several secrets (newest first) sign it once each, in one
+    X-PQ-Signature separated by commas; without a secret there is no X-PQ-Signature."""
     moment = int(time.time()) if timestamp is None else int(timestamp)
     result = {
         "Content-Type": "application/json",
         TIMESTAMP_HEADER: str(moment),
         IDEMPOTENCY_HEADER: idempotency_key,
     }
-    if secret:
-        result[SIGNATURE_HEADER] = sign(secret, moment, body)
+    secrets = [secret] if isinstance(secret, str | bytes) else list(secret or ())
+    signatures = [sign(each, moment, body) for each in secrets if each]
+    if signatures:
+        result[SIGNATURE_HEADER] = ",".join(signatures)
     return result
 
 
@@ -74,6 +84,8 @@ def verify(
 ) -> bool:
     """True when signature is this body's, signed with secret, at a timestamp at most
     `tolerance` seconds away from now (either way). A missing or malformed header is False.
+    A header listing several signatures (`sha256=<a>,sha256=<b>`, during a rotation of the
+    secret) is True when any one of them is right.
 
     Pass the raw request body (bytes as received), not re-serialised JSON: any change to the
     bytes, even whitespace, fails the check.
@@ -86,5 +98,7 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - int(sent_at)) > tolerance:
         return False
-    expected = sign(secret, sent_at, body)
-    return hmac.compare_digest(expected.encode(), signature.strip().encode())
+    expected = sign(secret, sent_at, body).encode()
+    # Every listed signature is compared, so the time taken does not say which one matched.
+    matches = [hmac.compare_digest(expected, given.strip().encode()) for given in signature.split(",")]
+    return any(matches)

@@ -70,3 +70,24 @@ def test_headers__sign_only_with_a_secret() -> None:
 def test_verify__real_clock_accepts_fresh_headers() -> None:
     sent = callbacks.headers(SECRET, BODY, "7-3")
     assert callbacks.verify(SECRET, sent["X-PQ-Timestamp"], BODY, sent["X-PQ-Signature"])
+
+
+def test_headers__several_secrets_sign_once_each_newest_first() -> None:
+    signed = callbacks.headers(["new", "old"], BODY, "7-3", timestamp=1700000000)
+
+    new, old = callbacks.sign("new", 1700000000, BODY), callbacks.sign("old", 1700000000, BODY)
+    assert signed["X-PQ-Signature"] == f"{new},{old}"
+    assert callbacks.headers(["only"], BODY, "7-3", timestamp=1) == callbacks.headers("only", BODY, "7-3", timestamp=1)
+    assert "X-PQ-Signature" not in callbacks.headers([], BODY, "7-3")
+
+
+def test_verify__a_header_listing_several_signatures_passes_with_any_listed_secret() -> None:
+    both = callbacks.headers(["new", "old"], BODY, "7-3", timestamp=1700000000)["X-PQ-Signature"]
+
+    assert callbacks.verify("new", "1700000000", BODY, both, now=1700000000)
+    assert callbacks.verify("old", "1700000000", BODY, both, now=1700000000)
+    assert callbacks.verify("old", "1700000000", BODY, both.replace(",", " , "), now=1700000000)
+    assert not callbacks.verify("other", "1700000000", BODY, both, now=1700000000)
+    assert not callbacks.verify("old", "1700000000", BODY + b" ", both, now=1700000000)
+    assert not callbacks.verify("old", "1700000000", BODY, both, now=1700000000 + 301)
+    assert not callbacks.verify("old", "1700000000", BODY, ",,sha256=zz,", now=1700000000)
