@@ -272,11 +272,8 @@ class PartnerBook:
     def _refuse_unusable_partners(self, tx: Tx, names: list[str]) -> None:
         """InvalidInput unless every named partner exists and is enabled: a job of any other would
         never be claimed (the claim takes jobs partner by partner)."""
-        if not names:
-            return
-        usable = set(tx.conn.execute(self._sql.partners.usable(names)).scalars())
         for name in names:
-            if name not in usable:
+            if self._sql.partners.usable.first(tx.conn, {"w_name": name}) is None:
                 raise InvalidInput("partner", f"{name!r} is not a partner here, or is disabled; see `pq partner list`")
 
     def _log(self, tx: Tx, partner: str, actor: str, message: str) -> None:

@@ -45,11 +45,13 @@ class PartnerStatements:
     def all() -> Any:
         return select(partners).order_by(partners.c.name)
 
-    @staticmethod
-    def usable(names: list[str]) -> Any:
-        """Of these names, those of partners that exist and are not disabled (a put for any other
-        is refused: its job would never be claimed)."""
-        return select(partners.c.name).where(partners.c.name.in_(names), partners.c.disabled_at.is_(None))
+    @cached_property
+    def usable(self) -> DirectStatement:
+        """The partner named :w_name when it exists and is not disabled (a put for any other is
+        refused: its job would never be claimed). Direct: every put of a named partner runs it."""
+        return self.ctx.direct(
+            select(partners.c.name).where(partners.c.name == bindparam("w_name"), partners.c.disabled_at.is_(None))
+        )
 
     @staticmethod
     def jobs_by_state() -> Any:
