@@ -1,5 +1,6 @@
 """HTTP/1.1 load generator for `POST /jobs`, run as its own process so it does not share the
-intake's interpreter: `python -m bench.loadgen --port P --requests N --concurrency C [--callback URL]`.
+intake's interpreter: `python -m bench.loadgen --port P --requests N --concurrency C [--callback URL]
+[--token KEY]` (sent as `Authorization: Bearer KEY`: PQ_API_TOKEN or a partner's key).
 
 Keeps C keep-alive connections busy (each sends its next request when the answer arrives) and
 prints one JSON line: requests, seconds, requests/s, status counts, latency percentiles. The
@@ -21,15 +22,16 @@ from bench.measure import percentile
 from bench.payloads import payload
 
 
-def request_bytes(port: int, n: int, callback: str | None, queue: str | None) -> bytes:
+def request_bytes(port: int, n: int, callback: str | None, queue: str | None, token: str | None = None) -> bytes:
     job: dict[str, object] = {"payload": payload(n)}
     if callback:
         job["callback_url"] = callback
     if queue:
         job["queue"] = queue
     body = json.dumps(job).encode()
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     head = (
-        f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{auth}"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -56,10 +58,16 @@ async def client(port: int, requests: list[bytes], statuses: Counter[int], laten
 
 
 async def run(
-    port: int, total: int, concurrency: int, callback: str | None, queue: str | None, first: int
+    port: int,
+    total: int,
+    concurrency: int,
+    callback: str | None,
+    queue: str | None,
+    first: int,
+    token: str | None = None,
 ) -> dict[str, object]:
     # Popped from the end: job `first` goes first.
-    requests = [request_bytes(port, n, callback, queue) for n in range(first + total - 1, first - 1, -1)]
+    requests = [request_bytes(port, n, callback, queue, token) for n in range(first + total - 1, first - 1, -1)]
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     started = time.perf_counter()
@@ -87,8 +95,11 @@ def main() -> None:
     parser.add_argument("--callback")
     parser.add_argument("--queue", help="queue the jobs go to (default: the producer's)")
     parser.add_argument("--first", type=int, default=0, help="number of the first job (payloads differ)")
+    parser.add_argument("--token", help="sent as Authorization: Bearer (PQ_API_TOKEN or a partner key)")
     args = parser.parse_args()
-    result = uvloop.run(run(args.port, args.requests, args.concurrency, args.callback, args.queue, args.first))
+    result = uvloop.run(
+        run(args.port, args.requests, args.concurrency, args.callback, args.queue, args.first, args.token)
+    )
     print(json.dumps(result))
 
 
