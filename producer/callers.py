@@ -14,15 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any
 
 from pqueue import DEFAULT_PARTNER, SCOPES, Caller, KeyRejected, Partners, PQError
-from pqueue.partners import KEY_PREFIX
+from pqueue.partners import DEFAULT_SCOPES, KEY_PREFIX
 from producer.recent import Recent
 
 ADMIN = "admin"
 OPEN = Caller(partner=DEFAULT_PARTNER, scopes=SCOPES, key_id=None)
-TOKEN = Caller(partner=DEFAULT_PARTNER, scopes=("submit", "read", "cancel"), key_id=None)
+TOKEN = Caller(partner=DEFAULT_PARTNER, scopes=DEFAULT_SCOPES, key_id=None)
 KEEP_SECONDS = 1.0
 
 
@@ -116,9 +115,3 @@ def _digest(value: str) -> bytes:
     # Kept answers are found by the key's digest, so the key itself is not kept in memory; comparing
     # digests also keeps compare_digest's time independent of the token's length.
     return hashlib.sha256(value.encode()).digest()
-
-
-def caller_of(state: Any) -> Caller:
-    """The Caller KeyGuard put on the request's state."""
-    identity: Identity = state.identity
-    return identity.caller

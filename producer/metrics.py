@@ -40,7 +40,7 @@ class QueueCollector(Collector):
             queue_names = sorted(set(stats.counts) | {info.name for info in stats.queues})
         else:
             queue_names = sorted(stats.counts)
-        queues = [info for info in stats.queues if info.name in queue_names]
+        queues = [info for info in stats.queues if info.name in set(queue_names)]
         for queue in queue_names:
             by_status = stats.counts.get(queue, {})
             for status in Status:
