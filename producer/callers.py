@@ -69,25 +69,38 @@ class Callers:
 
     async def resolve(self, authorization: str | None) -> Identity:
         presented = _bearer(authorization)
-        if self.token is not None:
-            if presented is not None and hmac.compare_digest(_digest(presented), self.token):
-                return await self._identities.get("token", lambda: self._default_partner(TOKEN))
-            if authorization is None:
-                raise Unauthorized("this intake needs an Authorization: Bearer <token> header (PQ_API_TOKEN or a key)")
-            if presented is None or not presented.startswith(KEY_PREFIX):
-                raise Unauthorized("the bearer token is not the one this intake accepts (PQ_API_TOKEN), nor a key")
-        elif not await self._needs_keys():
-            return await self._identities.get("open", lambda: self._default_partner(OPEN))
-        elif authorization is None:
-            raise Unauthorized("this intake needs an Authorization: Bearer <key> header with your partner key")
-        elif presented is None:
-            raise Unauthorized("send your key as `Authorization: Bearer <key>`")
-        return await self._identities.get(_digest(presented), lambda: self._authenticate(presented))
+        if presented is not None and self.token is not None and hmac.compare_digest(_digest(presented), self.token):
+            return await self._identities.get("token", lambda: self._default_partner(TOKEN))
+        if presented is not None and (presented.startswith(KEY_PREFIX) or self.token is None):
+            try:
+                identity = await self._identities.get(_digest(presented), lambda: self._authenticate(presented))
+            except KeyRejected:
+                if self.token is None and not await self._needs_keys():
+                    return await self._open()  # as before keys existed: a bearer value is not looked at
+                raise
+            self._keys_exist = True  # a key just made works at once, and from now on one is needed
+            return identity
+        if self.token is None and not await self._needs_keys():
+            return await self._open()
+        raise Unauthorized(self._missing(authorization))
 
     @property
     def is_open(self) -> bool:
         """Whether, as far as this process has seen, any request gets in without a key."""
         return self.token is None and not self._keys_exist
+
+    def _missing(self, authorization: str | None) -> str:
+        """Why a request without a key, or with one that is neither a key nor the token, is refused."""
+        if self.token is not None:
+            if authorization is None:
+                return "this intake needs an Authorization: Bearer <token> header (PQ_API_TOKEN or a key)"
+            return "the bearer token is not the one this intake accepts (PQ_API_TOKEN), nor a key"
+        if authorization is None:
+            return "this intake needs an Authorization: Bearer <key> header with your partner key"
+        return "send your key as `Authorization: Bearer <key>`"
+
+    async def _open(self) -> Identity:
+        return await self._identities.get("open", lambda: self._default_partner(OPEN))
 
     async def _needs_keys(self) -> bool:
         if not self._keys_exist:

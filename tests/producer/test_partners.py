@@ -75,7 +75,9 @@ def test_isolation__another_partner_never_reads_lists_cancels_or_learns_a_job(q:
     # Reads, lists, the line: beta sees its own jobs only, and acme's queue name nowhere.
     read = beta.get(f"/jobs/{job}")
     cancel = beta.post(f"/jobs/{job}/cancel")
-    assert (read.status_code, cancel.status_code) == (404, 404)
+    calculated = beta.get(f"/get_answer/{job}")  # the calculate service's read (docs/seeds.md)
+    assert (read.status_code, cancel.status_code, calculated.status_code) == (404, 404, 404)
+    assert beta.get("/go/").status_code == 403 and beta.post("/relay/go").status_code == 403
     assert ids(beta.get("/jobs")) == beta_jobs
     assert ids(beta.get("/jobs", params={"queue": "shared", "status": "unprocessed"})) == beta_jobs
     assert ids(beta.get("/jobs", params={"queue": "acme-private-queue"})) == set()
@@ -114,6 +116,11 @@ def test_isolation__another_partner_never_reads_lists_cancels_or_learns_a_job(q:
     assert q.purge(1, [Status.CANCELLED]) == 1
     assert without_date(beta.get(f"/jobs/{job}")) == without_date(read)
     assert without_date(beta.post(f"/jobs/{job}/cancel")) == without_date(cancel)
+    assert without_date(beta.get(f"/get_answer/{job}")) == without_date(calculated)
+
+    # The calculate service submits as the caller's partner too.
+    calculation = beta.get("/calculate/1/2").json()["unique_identifier"]
+    assert q.get_job(calculation).partner == "beta" and acme.get(f"/get_answer/{calculation}").status_code == 404
     assert without_date(acme.get(f"/jobs/{job}")) == without_date(read)
 
 
@@ -225,8 +232,9 @@ def test_scopes__a_key_without_the_routes_scope_gets_403_and_nothing_changes(q: 
 
     assert client(url, reader).get(f"/jobs/{job}").status_code == 200
     assert client(url, submitter).post("/jobs", json={"payload": 2}).status_code == 202
-    went = client(url, admin).post("/relay/go")
-    assert went.status_code == 200, went.text
+    q.pause("default")
+    went = client(url, admin).post("/relay/go", params={"queue": "default"})
+    assert went.status_code == 200 and went.json()["paused"] is False, went.text
 
 
 def test_rate__over_its_rate_a_partner_gets_429_with_the_ratelimit_headers_and_nothing_is_stored(
@@ -284,16 +292,18 @@ def test_open__an_open_intake_asks_for_keys_once_the_first_key_exists(q: Persist
     _, url = launch()
     open_answer = httpx.post(f"{url}/jobs", json={"payload": 1})
     assert open_answer.status_code == 202
+    assert client(url, "anything at all").post("/jobs", json={"payload": 1}).status_code == 202  # as before keys
     read: dict[str, Any] = httpx.get(f"{url}/jobs/{open_answer.json()['id']}").json()
     assert read["partner"] == "default"  # an open intake's caller is its operator (admin)
     schema = httpx.get(f"{url}/openapi.json").json()
     assert schema["paths"]["/jobs"]["get"]["security"] == [{"bearer": ["read"]}, {}]
 
-    key = q.create_key("default").key
-    wait_until(
-        lambda: httpx.post(f"{url}/jobs", json={"payload": 2}).status_code == 401, timeout=60, what="keys required"
-    )
-    assert client(url, key).post("/jobs", json={"payload": 3}).status_code == 202
+    q.add_partner("acme")
+    key = q.create_key("acme").key
+    at_once = client(url, key).post("/jobs", json={"payload": 2})  # a new key works at once, as its partner's
+    assert at_once.status_code == 202 and q.get_job(at_once.json()["id"]).partner == "acme"
+    assert httpx.post(f"{url}/jobs", json={"payload": 3}).status_code == 401  # and from then on, one is needed
+    assert ids(client(url, key).get("/jobs")) == {at_once.json()["id"]}
     schema = client(url, key).get("/openapi.json").json()
     assert schema["paths"]["/jobs"]["get"]["security"] == [{"bearer": ["read"]}]
     assert httpx.get(f"{url}/healthz").status_code == 200
