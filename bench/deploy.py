@@ -33,7 +33,10 @@ class Deployment:
         self.workdir = workdir
         self.store: PersistentQ = open_store(target)
         self.port = free_port()
+        # The intake runs as it does in production: every request carries PQ_API_TOKEN (or a key).
+        self.token = "bench-token"
         env = target.env(
+            PQ_API_TOKEN=self.token,
             PQ_ALGORITHM="bench.algos:mark",
             PQ_MAX_QUEUE_DEPTH="100000000",
             PQ_PRODUCER_PORT=str(self.port),
@@ -59,9 +62,15 @@ class Deployment:
             return False
 
     def load(
-        self, requests: int, concurrency: int, callback: str | None = None, queue: str | None = None
+        self,
+        requests: int,
+        concurrency: int,
+        callback: str | None = None,
+        queue: str | None = None,
+        token: str | None = None,
     ) -> dict[str, Any]:
-        """Run the load generator as a second process against the producer."""
+        """Run the load generator as a second process against the producer (with PQ_API_TOKEN
+        unless another key is given)."""
         command = [
             sys.executable,
             "-m",
@@ -70,6 +79,7 @@ class Deployment:
             f"--requests={requests}",
             f"--concurrency={concurrency}",
             f"--first={self.posted}",
+            f"--token={token or self.token}",
         ]
         if callback:
             command.append(f"--callback={callback}")

@@ -126,7 +126,9 @@ def table_size_rows(config: Config, databases: Databases, version: str) -> tuple
         cases = []
         opened = []
         largest = max(config.table_sizes)
-        shapes = [(size, 1) for size in config.table_sizes] + [(largest, 10), (largest, 100)]
+        shapes = [(size, 1) for size in config.table_sizes]
+        if tablesize.has_partners():
+            shapes += [(largest, 10), (largest, 100)]
         try:
             for size, partners in shapes:
                 target, store, seconds = tablesize.open_filled(databases, backend, size, partners)
@@ -149,7 +151,7 @@ def table_size_rows(config: Config, databases: Databases, version: str) -> tuple
                 rows += [claim, both]
                 cases.append(Case(both, tablesize.measure(store, config.claims_per_size, claim, both)))
             interleave(cases, config.runs)
-            plans[backend] = tablesize.query_plan(opened[-1][1])  # the largest, with 100 partners
+            plans[backend] = tablesize.query_plan(opened[-1][1])  # the largest, with the most partners
         finally:
             for target, store in opened:
                 store.close()

@@ -78,6 +78,7 @@ def _one_round(config: Config, databases: Databases, rows: BackendRows, receiver
         _dispatch(rows, deployment, config.dispatch_samples_per_run, pause=0.2, key="dispatch")
         _license(rows, deployment, config.license_backlog)
         _intake(rows, deployment, config.http_requests)
+        _intake_keyed(rows, deployment, config.http_requests)
         _drain(rows, deployment, config.n)
         _end_to_end(rows, deployment, receiver, config.e2e_jobs)
         soak = last and "soak" in config.parts
@@ -182,6 +183,25 @@ def _intake(rows: BackendRows, deployment: Deployment, requests: int) -> None:
         row.n = requests
         row.extra.setdefault("p50_ms", []).append(result["p50"] * 1000)
         row.extra.setdefault("p99_ms", []).append(result["p99"] * 1000)
+
+
+def _intake_keyed(rows: BackendRows, deployment: Deployment, requests: int) -> None:
+    """POST /jobs with PQ_API_TOKEN and with a partner's key, in turns, 8 clients: what a key check
+    costs. Skipped on a revision without partners (bench/compare against an older commit)."""
+    store = deployment.store
+    if not hasattr(store, "create_key"):
+        return
+    if not any(partner.name == "bench" for partner in store.partners()):
+        store.add_partner("bench")
+    key = store.create_key("bench").key
+    for label, token in (("token", None), ("key", key), ("key", key), ("token", None)):
+        result = deployment.load(requests, 8, queue=INTAKE_QUEUE, token=token)
+        what = "PQ_API_TOKEN" if label == "token" else "a partner's key (pq key create)"
+        test = f"8 concurrent clients, with {what}"
+        row = rows.row(f"intake_{label}_8", "HTTP intake (POST /jobs)", test, "requests/s")
+        row.runs.append(result["rate"])
+        row.n = requests
+        row.extra.setdefault("p50_ms", []).append(result["p50"] * 1000)
 
 
 def _drain(rows: BackendRows, deployment: Deployment, backlog: int) -> None:

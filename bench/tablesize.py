@@ -25,28 +25,42 @@ from pqueue import PersistentQ, Status
 SQLITE_FILL = """
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :size)
 INSERT INTO pq_jobs (queue, payload, payload_hash, status, priority, attempts, max_attempts, lease_id,
-                     worker_id, result, created_at, run_after, started_at, finished_at, partner)
+                     worker_id, result, created_at, run_after, started_at, finished_at/*partner_column*/)
 SELECT 'default', '{"n":' || i || '}', 'prefill',
        CASE WHEN i <= :half THEN 'processed' ELSE 'unprocessed' END, 0,
        CASE WHEN i <= :half THEN 1 ELSE 0 END, 3, CASE WHEN i <= :half THEN 1 ELSE 0 END,
        CASE WHEN i <= :half THEN 'bench' END, CASE WHEN i <= :half THEN '{"ok":true}' END,
        :now - :size + i, :now - :size + i,
-       CASE WHEN i <= :half THEN :now - :size + i END, CASE WHEN i <= :half THEN :now - :size + i END,
-       CASE WHEN :partners = 1 THEN 'default' ELSE 'p' || (i % :partners) END
+       CASE WHEN i <= :half THEN :now - :size + i END, CASE WHEN i <= :half THEN :now - :size + i END
+       /*partner_value*/
 FROM seq
 """
 PG_FILL = """
 INSERT INTO pq_jobs (queue, payload, payload_hash, status, priority, attempts, max_attempts, lease_id,
-                     worker_id, result, created_at, run_after, started_at, finished_at, partner)
+                     worker_id, result, created_at, run_after, started_at, finished_at/*partner_column*/)
 SELECT 'default', jsonb_build_object('n', i), 'prefill',
        CASE WHEN i <= %(half)s THEN 'processed' ELSE 'unprocessed' END, 0,
        CASE WHEN i <= %(half)s THEN 1 ELSE 0 END, 3, CASE WHEN i <= %(half)s THEN 1 ELSE 0 END,
        CASE WHEN i <= %(half)s THEN 'bench' END, CASE WHEN i <= %(half)s THEN '{"ok":true}'::jsonb END,
        now() - interval '1 hour', now() - interval '1 hour',
-       CASE WHEN i <= %(half)s THEN now() - interval '1 hour' END, CASE WHEN i <= %(half)s THEN now() END,
-       CASE WHEN %(partners)s = 1 THEN 'default' ELSE 'p' || (i %% %(partners)s) END
+       CASE WHEN i <= %(half)s THEN now() - interval '1 hour' END, CASE WHEN i <= %(half)s THEN now() END
+       /*partner_value*/
 FROM generate_series(1, %(size)s) AS i
 """
+
+
+def fill(template: str, partners: int, percent: str = "%") -> str:
+    """The fill statement for `partners` partners, dealt round-robin to p0, p1, … (one partner: the
+    column keeps its default, so the same fill runs on a revision before partners)."""
+    column, value = ("", "") if partners == 1 else (", partner", f", 'p' || (i {percent} {partners})")
+    return template.replace("/*partner_column*/", column).replace("/*partner_value*/", value)
+
+
+def has_partners() -> bool:
+    """Whether this revision of the library knows partners (bench/compare runs older ones too)."""
+    return hasattr(PersistentQ, "add_partner")
+
+
 EVENTS = [
     "INSERT INTO pq_events (job_id, from_status, to_status, at, actor) "
     "SELECT id, NULL, 'unprocessed', created_at, 'producer' FROM pq_jobs",
@@ -68,7 +82,7 @@ def prefill(target: Target, size: int, partners: int = 1) -> None:
         conn = sqlite3.connect(str(target.path), isolation_level=None)
         now = int(time.time() * 1000)
         conn.execute("BEGIN")
-        conn.execute(SQLITE_FILL, {"size": size, "half": size // 2, "now": now, "partners": partners})
+        conn.execute(fill(SQLITE_FILL, partners), {"size": size, "half": size // 2, "now": now})
         for statement in EVENTS:
             conn.execute(statement)
         conn.execute("COMMIT")
@@ -78,7 +92,7 @@ def prefill(target: Target, size: int, partners: int = 1) -> None:
     assert target.conninfo is not None
     with psycopg.connect(target.conninfo, autocommit=True) as pg:
         with pg.transaction():
-            pg.execute(PG_FILL, {"size": size, "half": size // 2, "partners": partners})
+            pg.execute(fill(PG_FILL, partners, percent="%%"), {"size": size, "half": size // 2})
             for statement in EVENTS:
                 pg.execute(statement)
         pg.execute("VACUUM ANALYZE")
