@@ -113,7 +113,7 @@ def test_consumer_paused__helper_kills_the_job_before_the_successor_starts_it(
     assert job.attempts == 2 and job.worker_id is not None
 
     os.kill(paused.pid, signal.SIGCONT)  # resumed: it records nothing over the successor's outcome
-    wait_until(lambda: "killed_at_deadline" in log_of(tmp_path, 0), timeout=20, what="the resumed consumer's log")
+    wait_until(lambda: "killed_at_deadline" in log_of(tmp_path, 0), timeout=60, what="the resumed consumer's log")
     assert q.get_job(long_id).status == Status.PROCESSED
     assert paused.poll() is None and successor.poll() is None
 
