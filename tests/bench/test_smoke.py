@@ -27,6 +27,8 @@ EXPECTED_KEYS = [
     "sqlite/license_tick",
     "sqlite/intake_8",
     "sqlite/intake_32",
+    "sqlite/intake_token_8",
+    "sqlite/intake_key_8",
     "sqlite/consumer_drain",
     "sqlite/e2e",
     *(f"sqlite/mem_{what}_{when}" for what in ("consumer", "tree", "producer") for when in ("rest", "after")),
