@@ -48,6 +48,7 @@ def job_json(job: Job) -> Obj:
         "payload": job.payload,
         "result": job.result,
         "error": job.error,
+        "operator_reason": job.operator_reason,
         "callback_url": job.callback_url,
         "idempotency_key": job.idempotency_key,
         "stop_request": job.stop_request.value if job.stop_request else None,

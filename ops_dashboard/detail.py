@@ -36,9 +36,12 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
             st.caption("none yet")
         else:
             st.json(job.result, expanded=2)
+    if job.operator_reason:
+        st.markdown("**failed by an operator**")
+        st.code(job.operator_reason, language=None, wrap_lines=True)
     if job.error:
-        st.markdown("**error**")
-        st.code(job.error, language=None)
+        st.markdown("**last error**")
+        st.code(job.error, language=None, wrap_lines=True)
     _delivery(job.delivery, job.callback_url)
     st.markdown("**timeline**")
     st.dataframe(_timeline(timeline), hide_index=True, width="stretch")

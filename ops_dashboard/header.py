@@ -30,7 +30,7 @@ def render_header(overview: Overview, settings: Settings) -> None:
             help="runs that ended crashed or manual_intervention in the last hour",
         )
     with columns[4]:
-        _manual_intervention(overview.manual_intervention)
+        _manual_intervention(overview.stats.waiting_for_person(), overview.stats.failed_by_operator())
     with columns[5]:
         st.metric(
             "oldest waiting",
@@ -71,18 +71,18 @@ def _running(overview: Overview, settings: Settings) -> None:
     st.progress(min(1.0, share))
 
 
-def _manual_intervention(count: int) -> None:
-    if count:
+def _manual_intervention(waiting: int, failed: int) -> None:
+    """manual_intervention jobs no one has decided on yet; those an operator failed are counted
+    under it, apart (they need nothing more)."""
+    meaning = "manual_intervention jobs out of attempts, refused or timed out: requeue, or fix and requeue"
+    if waiting:
         st.metric(
-            "manual_intervention",
-            count,
-            delta="needs a person",
-            delta_color="red",
-            delta_arrow="off",
-            help="jobs out of attempts or failed by an operator: requeue, or fix and requeue",
+            "needs a person", waiting, delta="requeue or fail", delta_color="red", delta_arrow="off", help=meaning
         )
     else:
-        st.metric("manual_intervention", 0, help="jobs out of attempts or failed by an operator")
+        st.metric("needs a person", 0, help=meaning)
+    if failed:
+        st.caption(f"{failed} failed by an operator", help="manual_intervention jobs an operator failed (pq fail)")
 
 
 def render_workers(workers: list[Worker]) -> None:

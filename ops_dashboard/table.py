@@ -158,12 +158,22 @@ def _rows(items: list[Job]) -> pd.DataFrame:
                 "started": moment(job.started_at),
                 "finished": moment(job.finished_at),
                 "worker": job.worker_id or "",
-                "error": first_line(job.error),
+                "error": _why(job),
                 "payload": compact_json(job.payload),
             }
             for job in items
         ]
     )
+
+
+def _why(job: Job) -> str:
+    """The error cell: an operator's reason first (the job was failed on purpose), then the last
+    error's line."""
+    error = first_line(job.error)
+    if job.operator_reason:
+        reason = f"failed by an operator: {first_line(job.operator_reason)}"
+        return f"{reason} · {error}" if error else reason
+    return error
 
 
 def _bulk_requeue(store: PersistentQInterface, items: list[Job]) -> None:

@@ -38,6 +38,8 @@ class Job:
     delivery: Delivery | None = field(default=None)
     lease_seconds: float | None = None  # the latest claim's lease length: its queue's stored lease, else the claimer's
     partner: str = "default"  # whose job it is: the partner whose key submitted it
+    # Why an operator failed it (`pq fail --reason`); `error` keeps the last error of its runs.
+    operator_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,20 @@ class Stats:
     deliveries: dict[str, int]  # delivery status -> count
     queues: list[QueueInfo]
     replication: Replication
+    # queue -> manual_intervention jobs an operator failed (`pq fail`): decided, not waiting for a person.
+    operator_failed: dict[str, int] = field(default_factory=dict)
 
     def total(self, status: Status) -> int:
         """Jobs in this status across every queue."""
         return sum(by_status.get(status.value, 0) for by_status in self.counts.values())
+
+    def failed_by_operator(self) -> int:
+        """manual_intervention jobs an operator failed, across every queue."""
+        return sum(self.operator_failed.values())
+
+    def waiting_for_person(self) -> int:
+        """manual_intervention jobs no one has decided on yet (out of attempts, refused, timed out)."""
+        return self.total(Status.MANUAL_INTERVENTION) - self.failed_by_operator()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 from pqueue.errors import InvalidInput
 from pqueue.models import JSON, QueueInfo
 from pqueue.settings import Settings
-from pqueue.states import NOW, FromNow, Move, Status, ended
+from pqueue.states import NOW, FromNow, Move, Status, ended, failed_by_operator
 
 MAX_BACKOFF_SECONDS = 3600.0
 
@@ -61,12 +61,17 @@ def worker_failed(
     timed_out: bool = False,
     timeouts: int = 0,
     timeout_retries: int = 0,
+    stop_request: str | None = None,
 ) -> Move:
     """The move for a worker's outcome other than processed: crashed follows attempt_failed,
     unless the run hit the job timeout once more than its queue's timeout retries allow (then
     manual_intervention: another run would most likely hold the seat for another whole timeout);
     cancelled or manual_intervention (a stop request answered, or an input the algorithm refused
-    for good) are taken as they are. Without an error of its own the job keeps the operator's reason."""
+    for good) are taken as they are. An operator's fail answered keeps the job's last error (the
+    run's own, else the one before it, still in the row) with the reason beside it; without an error
+    of its own a cancelled job keeps the operator's reason."""
+    if stop_request == Status.MANUAL_INTERVENTION and target == Status.MANUAL_INTERVENTION and stop_reason:
+        return failed_by_operator(stop_reason, error=error if error and error != stop_reason else None)
     error = error or stop_reason
     if target == Status.CRASHED and timed_out:
         return timed_out_move(attempts, max_attempts, error, backoff, timeouts, timeout_retries)
@@ -109,6 +114,8 @@ def lease_expired(
     """The move for a running job whose lease ran out: the status an operator asked for, or
     attempt_failed as if the worker had crashed."""
     message = f"lease {lease_id} of worker {worker_id} expired"
+    if stop_request == Status.MANUAL_INTERVENTION and stop_reason:
+        return Move(Status.MANUAL_INTERVENTION, failed_by_operator(stop_reason).values, message)
     if stop_request:
         return ended(Status(stop_request), stop_reason, message)
     error = f"lease expired on attempt {attempts} of {max_attempts}"

@@ -37,6 +37,7 @@ def job_from(row: Any, delivery: Delivery | None = None) -> Job:
         delivery=delivery,
         lease_seconds=row.lease_ms / 1000 if row.lease_ms is not None else None,
         partner=row.partner,
+        operator_reason=row.operator_reason,
     )
 
 
@@ -108,6 +109,8 @@ def callback_body(job: Any) -> str:
         outcome["result"] = job.result
     else:
         outcome["error"] = partner_error(job.error)
+        if job.operator_reason is not None:
+            outcome["operator_reason"] = job.operator_reason
     outcome["attempts"] = job.attempts
     finished = job.finished_at
     outcome["finished_at"] = finished.isoformat().replace("+00:00", "Z") if finished else None

@@ -85,7 +85,10 @@ jobs = Table(
     Column("stop_request", String(32), nullable=True),
     Column("stop_reason", Text, nullable=True),
     Column("result", Json, nullable=True),
+    # The last error a run (or a lease's end) recorded; an operator's fail keeps it (0009).
     Column("error", Text, nullable=True),
+    # Why an operator failed the job (`pq fail --reason`): set only by a fail, cleared by requeue (0009).
+    Column("operator_reason", Text, nullable=True),
     Column("callback_url", Text, nullable=True),
     Column("idempotency_key", String(200), nullable=True),
     Column("created_at", Timestamp, nullable=False),

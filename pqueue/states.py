@@ -145,14 +145,33 @@ def released(reason: str) -> Move:
 
 def requeued(message: str | None) -> Move:
     """Waiting again with fresh attempts, the last run's traces cleared (the event log keeps them)."""
-    cleared = ("started_at", "finished_at", "lease_expires_at", "stop_request", "stop_reason", "result", "error")
+    cleared = (
+        "started_at",
+        "finished_at",
+        "lease_expires_at",
+        "stop_request",
+        "stop_reason",
+        "result",
+        "error",
+        "operator_reason",
+    )
     values: dict[str, Any] = {"attempts": 0, "timeouts": 0, "run_after": NOW, **dict.fromkeys(cleared)}
     return Move(Status.UNPROCESSED, values, message or "requeued with fresh attempts")
 
 
 def stopped(target: Status, reason: str) -> Move:
-    """A waiting job cancelled or failed by an operator, at once."""
+    """A waiting job cancelled by an operator, at once."""
     return Move(target, {"error": reason, "finished_at": NOW, "lease_expires_at": None}, reason)
+
+
+def failed_by_operator(reason: str, *, error: str | None = None) -> Move:
+    """A job an operator failed: manual_intervention with the reason beside its last error, which
+    stays (the traceback that explained the failure is what the next person reads). `error`: a
+    run's own error to record first (a stopped run's), when it has one."""
+    values: dict[str, Any] = {"operator_reason": reason, "finished_at": NOW, "lease_expires_at": None}
+    if error is not None:
+        values["error"] = error
+    return Move(Status.MANUAL_INTERVENTION, values, reason)
 
 
 def stop_requested(running: Status, operation: str, target: Status, reason: str) -> Move:

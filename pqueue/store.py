@@ -66,6 +66,7 @@ from pqueue.states import (
     Move,
     Status,
     describe,
+    failed_by_operator,
     parse_statuses,
     released,
     requeued,
@@ -289,6 +290,7 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             attempts=current.attempts,
             max_attempts=rows.attempt_limit_of(current),
             error=error,
+            stop_request=current.stop_request,
             stop_reason=current.stop_reason,
             backoff=rows.backoff_of(current, self.settings),
             timed_out=timed_out,
@@ -392,7 +394,8 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             if status == Status.UNDER_PROCESS:
                 # The seat stays taken until the worker has really stopped the algorithm.
                 return rows.job_from(self._apply(tx, current, stop_requested(status, operation, target, reason), actor))
-            return self._after_move(tx, self._apply(tx, current, stopped(target, reason), actor))
+            move = failed_by_operator(reason) if operation == "fail" else stopped(target, reason)
+            return self._after_move(tx, self._apply(tx, current, move, actor))
 
         return self._tx.write(stop)
 
@@ -661,8 +664,11 @@ class PersistentQ(PartnerBook, PersistentQInterface):
         reads = self._sql.reads
         with self._tx.read() as conn:
             counts: dict[str, dict[str, int]] = {}
+            operator_failed: dict[str, int] = {}
             for row in conn.execute(reads.counts(partner)):
                 counts.setdefault(row[0], {})[row[1]] = int(row[2])
+                if row[3]:
+                    operator_failed[row[0]] = operator_failed.get(row[0], 0) + int(row[3])
             oldest = conn.execute(reads.oldest_waiting(partner)).scalar()
             running = conn.execute(reads.running(partner)).all()
             delivery_counts = {row[0]: int(row[1]) for row in conn.execute(reads.delivery_counts(partner))}
@@ -674,6 +680,7 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             deliveries=delivery_counts,
             queues=self.queues(),
             replication=replication,
+            operator_failed=operator_failed,
         )
 
     def throughput(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[ThroughputPoint]:

@@ -126,6 +126,9 @@ class JobOut(JobSummary):
     error: str | None = Field(
         None, description="why it did not succeed, once crashed, failed or cancelled (its last line, no traceback)"
     )
+    operator_reason: str | None = Field(
+        None, description="why an operator failed the job (`pq fail --reason`); `error` keeps its last error"
+    )
     callback_url: str | None
     stop_requested: Status | None = Field(None, description="an operator asked the running job to stop")
     delivery: DeliveryOut | None = Field(None, description="the outcome's callback, once there is one")
@@ -138,6 +141,7 @@ class JobOut(JobSummary):
             payload=job.payload,
             result=job.result if processed else None,
             error=None if processed else partner_error(job.error),
+            operator_reason=job.operator_reason,
             callback_url=job.callback_url,
             stop_requested=job.stop_request,
             delivery=DeliveryOut.of(job.delivery) if job.delivery else None,

@@ -106,8 +106,10 @@ def show_job(
     _show_block("payload", json.dumps(job.payload, indent=2, ensure_ascii=False))
     if job.result is not None:
         _show_block("result", json.dumps(job.result, indent=2, ensure_ascii=False))
+    if job.operator_reason:
+        _show_block("failed by an operator", job.operator_reason.rstrip())
     if job.error:
-        _show_block("error", job.error.rstrip())
+        _show_block("last error", job.error.rstrip())
     _show_timeline(events)
 
 

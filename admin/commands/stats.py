@@ -43,6 +43,15 @@ def snapshot(queue_store: Insights, settings: Settings) -> dict[str, Any]:
         "deliveries": {name: stats.deliveries.get(name, 0) for name in ("pending", "delivered", "undeliverable")},
         "queues": [render.queue_json(info) for info in stats.queues],
         "replication": {**asdict(stats.replication), "guarantee": stats.replication.describe()},
+        # manual_intervention split: jobs no one decided on yet, and jobs an operator failed (`pq fail`).
+        "manual_intervention": {
+            queue: {
+                "waiting_for_a_person": by_status[Status.MANUAL_INTERVENTION.value]
+                - stats.operator_failed.get(queue, 0),
+                "failed_by_an_operator": stats.operator_failed.get(queue, 0),
+            }
+            for queue, by_status in counts.items()
+        },
     }
 
 
@@ -77,7 +86,20 @@ def _counts_table(data: dict[str, Any]) -> Table:
     table = output.table("status", *queues, "total")
     for status in Status:
         cells = [str(data["counts"][queue][status.value]) for queue in queues]
-        table.add_row(output.status_text(status), *cells, str(data["totals"][status.value]))
+        table.add_row(
+            output.status_text(status),
+            *cells,
+            str(data["totals"][status.value]),
+            end_section=status == list(Status)[-1],
+        )
+    # manual_intervention apart: those still waiting for a person, and those an operator failed on purpose.
+    split = data["manual_intervention"]
+    for key, label in (
+        ("waiting_for_a_person", "manual: needs a person"),
+        ("failed_by_an_operator", "manual: failed by an operator"),
+    ):
+        cells = [str(split[queue][key]) for queue in queues]
+        table.add_row(label, *cells, str(sum(split[queue][key] for queue in queues)))
     return table
 
 

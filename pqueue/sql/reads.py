@@ -86,8 +86,10 @@ class Reads:
 
     @staticmethod
     def counts(partner: str | None = None) -> Any:
-        """(queue, status, jobs) for every pair that has jobs (of the partner)."""
-        chosen = select(jobs.c.queue, jobs.c.status, func.count()).group_by(jobs.c.queue, jobs.c.status)
+        """(queue, status, jobs, of those an operator failed) for every pair that has jobs (of the
+        partner); only a fail sets operator_reason, so the last is 0 outside manual_intervention."""
+        counted = (jobs.c.queue, jobs.c.status, func.count(), func.count(jobs.c.operator_reason))
+        chosen = select(*counted).group_by(jobs.c.queue, jobs.c.status)
         return chosen if partner is None else chosen.where(jobs.c.partner == partner)
 
     def oldest_waiting(self, partner: str | None = None) -> Any:

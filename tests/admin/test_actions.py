@@ -93,7 +93,7 @@ def test_fail__moves_to_manual_intervention_with_the_reason(pq: Pq, jobs: Jobs, 
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"job {job_id}: failed; manual_intervention"
     job = q.get_job(job_id)
-    assert (job.status, job.error) == (Status.MANUAL_INTERVENTION, "partner withdrew the request")
+    assert (job.status, job.operator_reason) == (Status.MANUAL_INTERVENTION, "partner withdrew the request")
     assert q.events(job_id)[-1].actor == "admin"
 
 
@@ -130,7 +130,7 @@ def test_mark_failed__is_fail_under_the_original_design_word(pq: Pq, jobs: Jobs,
 
     assert as_json(result)[0]["status"] == "manual_intervention"
     job = q.get_job(job_id)
-    assert (job.status, job.error) == (Status.MANUAL_INTERVENTION, "partner withdrew the request")
+    assert (job.status, job.operator_reason) == (Status.MANUAL_INTERVENTION, "partner withdrew the request")
     assert pq("mark-failed", str(job_id)).exit_code == 2, "--reason is required, as for fail"
 
 

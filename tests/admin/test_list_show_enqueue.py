@@ -28,6 +28,7 @@ JOB_FIELDS = [
     "payload",
     "result",
     "error",
+    "operator_reason",
     "callback_url",
     "idempotency_key",
     "stop_request",

@@ -149,6 +149,7 @@ def test_stats__json_counts_running_and_throughput(pq: Pq, jobs: Jobs, q: Persis
         "deliveries",
         "queues",
         "replication",
+        "manual_intervention",
     ]
     assert data["counts"]["default"] == {
         **dict.fromkeys(statuses, 0),

@@ -252,7 +252,8 @@ def test_deliver__cancelled_and_failed_jobs_send_their_error(
 
     bodies = {r.path: json.loads(r.body) for r in partner.requests()}
     assert bodies["/cancelled"]["status"] == "cancelled" and bodies["/cancelled"]["error"] == "not wanted"
-    assert bodies["/failed"]["status"] == "manual_intervention" and bodies["/failed"]["error"] == "bad input"
+    assert bodies["/failed"]["status"] == "manual_intervention" and bodies["/failed"]["operator_reason"] == "bad input"
+    assert bodies["/failed"]["error"] is None, "it never ran; the reason is beside the (absent) error"
     assert "result" not in bodies["/failed"]
 
 

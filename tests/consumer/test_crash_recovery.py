@@ -161,7 +161,7 @@ def test_cancel__running_job_is_stopped_and_ends_cancelled(
     q.fail(failed, "wrong input, see ticket 12")
     wait_status(q, failed, Status.MANUAL_INTERVENTION)
     wait_gone(int(str(second["pid"])))
-    assert q.get_job(failed).error == "wrong input, see ticket 12"
+    assert q.get_job(failed).operator_reason == "wrong input, see ticket 12"
 
 
 def test_two_consumers_one_seat__algorithm_runs_never_overlap(

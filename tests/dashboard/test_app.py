@@ -22,11 +22,12 @@ def test_header__counts_every_state(make_app: MakeApp, seeded: Seeded) -> None:
     assert shown["running"] == "1"
     assert shown["processed (1h)"] == "3"
     assert shown["failed (1h)"] == "2"  # one crash, one out of attempts
-    assert shown["manual_intervention"] == "1"
+    assert shown["needs a person"] == "1"
     assert shown["consumers"] == "1 alive"
     assert colors(app)["consumers"] == "green"
-    assert colors(app)["manual_intervention"] == "red"
-    assert deltas(app)["manual_intervention"] == "needs a person"
+    assert colors(app)["needs a person"] == "red"
+    assert deltas(app)["needs a person"] == "requeue or fail"
+    assert not [c.value for c in app.caption if "failed by an operator" in c.value]
     assert deltas(app)["running"].startswith(f"job {seeded.running}: ")
     assert deltas(app)["running"].endswith("of 1h 0m")
 
@@ -176,9 +177,25 @@ def test_fail__moves_to_manual_intervention_with_reason(make_app: MakeApp, store
     act(app, "fail", reason="bad input file")
     assert texts(no_exception(app), "success") == [f"marked failed job {seeded.waiting[0]}"]
     job = store.get_job(seeded.waiting[0])
-    assert (job.status, job.error) == (Status.MANUAL_INTERVENTION, "bad input file")
+    assert (job.status, job.operator_reason, job.error) == (Status.MANUAL_INTERVENTION, "bad input file", None)
     last = store.events(job.id)[-1]
     assert (last.to_status, last.actor, last.message) == (Status.MANUAL_INTERVENTION, "dashboard", "bad input file")
+
+
+def test_fail__keeps_the_traceback_and_is_counted_apart(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
+    app = make_app()
+    app.number_input(key="job_id").set_value(seeded.manual).run()
+    act(app, "fail", reason="partner sent a bad field")
+    app.run()  # the page as drawn after the action
+    no_exception(app)
+    assert metrics(app)["needs a person"] == "0", "out of attempts, then decided on: nobody needs to look"
+    assert [c.value for c in app.caption if "failed by an operator" in c.value] == ["1 failed by an operator"]
+    blocks = [code.value for code in app.code]
+    assert "partner sent a bad field" in blocks
+    assert any("KeyError: 'readings'" in block and "Traceback" in block for block in blocks), "the last error stays"
+    [table] = [frame.value for frame in app.dataframe if frame.key == "jobs_table"]
+    row = table.set_index("id").loc[seeded.manual]
+    assert row["error"] == "failed by an operator: partner sent a bad field · KeyError: 'readings'"
 
 
 def test_cancel__cancels_waiting_job(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
@@ -243,7 +260,7 @@ def test_bulk_requeue__requeues_the_pages_failed_jobs(make_app: MakeApp, store: 
     for job_id in (seeded.crashed, seeded.manual, seeded.cancelled):
         assert store.get_job(job_id).status == Status.UNPROCESSED
         assert store.events(job_id)[-1].actor == "dashboard"
-    assert metrics(app)["manual_intervention"] == "0"
+    assert metrics(app)["needs a person"] == "0"
 
 
 def test_bulk_requeue__refuses_jobs_that_moved(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:

@@ -207,7 +207,8 @@ def test_cancel__running_job_of_dead_worker_is_cancelled_by_rescue(make_queue: C
 def test_fail__moves_to_manual_intervention_with_reason(q: PersistentQ) -> None:
     job_id = q.put_item("a")
     failed = q.fail(job_id, "partner asked to stop")
-    assert (failed.status, failed.error) == (Status.MANUAL_INTERVENTION, "partner asked to stop")
+    assert (failed.status, failed.operator_reason) == (Status.MANUAL_INTERVENTION, "partner asked to stop")
+    assert failed.error is None, "it never ran: no error of its own"
     assert q.events(job_id)[-1].message == "partner asked to stop"
 
 

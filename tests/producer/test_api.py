@@ -153,6 +153,23 @@ async def test_read__crashed_job_shows_its_error(app: FastAPI, client: httpx.Asy
     assert body["status"] == "crashed" and body["error"] == "ValueError: no readings" and body["result"] is None
 
 
+async def test_read__failed_job_shows_its_last_error_and_the_operators_reason(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await client.post("/jobs", json={"payload": 1})
+    store = store_of(app)
+    claimed = store.get_item("worker-1")
+    assert claimed is not None
+    traceback = "Traceback (most recent call last):\n  File \"iqr.py\", line 3, in run\nKeyError: 'vendor'"
+    store.update_status(claimed.id, Status.CRASHED, lease_id=claimed.lease_id, error=traceback)
+    store.fail(claimed.id, "partner sent a bad field")
+
+    body = (await client.get(f"/jobs/{claimed.id}")).json()
+
+    assert body["status"] == "manual_intervention"
+    assert (body["error"], body["operator_reason"]) == ("KeyError: 'vendor'", "partner sent a bad field")
+
+
 async def test_read__unknown_id_is_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/jobs/424242")
 
