@@ -24,16 +24,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
-from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from consumer.logs import event
-from pqueue import Delivery, DeliveryLockLost, PersistentQInterface, PQError, Settings, SettingsError, callbacks
+from pqueue import (
+    Delivery,
+    DeliveryLockLost,
+    PersistentQInterface,
+    PQError,
+    Settings,
+    SettingsError,
+    backoff,
+    callbacks,
+)
 
 log = logging.getLogger("consumer.delivery")
 
 DEFAULT_CONCURRENCY = 4
 POLL_SECONDS = 0.5
-MAX_BACKOFF_SECONDS = 3600.0
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
 USER_AGENT = "pqueue-callbacks/1"
 # While the database is away, a failed claim of deliveries is logged at most this often.
@@ -154,15 +161,6 @@ def retry_after_seconds(value: str | None) -> float | None:
     return None
 
 
-def backoff_seconds(base: float, attempts: int) -> float:
-    """How long to wait after the given number of failed attempts: base * 2**(attempts-1) plus up
-    to `base` of jitter, so deliveries failed by one outage do not all come back at once."""
-    wait = wait_exponential(multiplier=base, max=MAX_BACKOFF_SECONDS) + wait_random(0, base)
-    state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
-    state.attempt_number = attempts
-    return min(MAX_BACKOFF_SECONDS, float(wait(state)))
-
-
 def lock_seconds_for(timeout: float) -> float:
     """How long a claimed delivery stays locked: longer than one attempt can take (name lookup,
     then connect, write and read, each bounded by PQ_CALLBACK_TIMEOUT), so no other consumer
@@ -281,9 +279,9 @@ class DeliveryLoop:
             return None
         if attempts >= max_attempts:
             return None
-        delay = backoff_seconds(self.settings.callback_backoff_seconds, attempts)
+        delay = backoff.jittered(self.settings.callback_backoff_seconds, attempts)
         if outcome.retry_after is not None:
-            delay = max(delay, min(outcome.retry_after, MAX_BACKOFF_SECONDS))
+            delay = max(delay, min(outcome.retry_after, backoff.MAX_SECONDS))
         return delay
 
     # -- the background thread --

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from pqueue import callbacks
+from pqueue import backoff, callbacks
 from pqueue.errors import (
     AmbiguousQueue,
     DatabaseBusy,
@@ -63,6 +63,7 @@ from pqueue.store import PersistentQ
 from pqueue.submitting import check_callback_url
 
 __all__ = [
+    "backoff",
     "AmbiguousQueue",
     "QueueNotFound",
     "DEFAULT_PARTNER",

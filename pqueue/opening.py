@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from pqueue import backoff
 from pqueue.database import check_schema, describe_url, ensure_exists, make_engine, upgrade
 from pqueue.errors import (
     DatabaseError,
@@ -104,7 +105,7 @@ def patiently(
     logged at once, later ones once per LOG_EVERY seconds. What waiting cannot mend (a bad
     setting, a missing database, a schema from another version) is raised.
     """
-    delay, failures, logged_at = RETRY_FIRST_SECONDS, 0, -math.inf
+    failures, logged_at = 0, -math.inf
     while not should_stop():
         try:
             return call()
@@ -118,8 +119,7 @@ def patiently(
                 tries = f" ({failures} tries)" if failures > 1 else ""
                 log.warning("%s%s: %s; retrying every %.1fs at most", what, tries, reason, max_delay)
                 logged_at = now
-        time.sleep(delay)
-        delay = min(max_delay, delay * 2)
+        time.sleep(backoff.exponential(RETRY_FIRST_SECONDS, failures, max_delay))
     return None
 
 

@@ -13,27 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from typing import Any
 
+from pqueue.backoff import jittered
 from pqueue.errors import InvalidInput
 from pqueue.models import JSON, QueueInfo
 from pqueue.settings import Settings
 from pqueue.states import NOW, FromNow, Move, Status, ended, failed_by_operator
-
-MAX_BACKOFF_SECONDS = 3600.0
 
 
 def lease_margin(lease_seconds: float) -> float:
     """Safety margin around a lease: the worker stops this much before it ends, and rescue
     waits this much after, so a stalled worker and the next owner never overlap."""
     return min(5.0, lease_seconds / 4)
-
-
-def retry_backoff(base: float, attempts: int) -> float:
-    """Exponential backoff with jitter before a crashed job may be claimed again."""
-    delay = min(MAX_BACKOFF_SECONDS, base * 2.0 ** max(0, attempts - 1))
-    return float(delay * random.uniform(0.75, 1.25))
 
 
 def payload_hash(payload: JSON) -> str:
@@ -47,7 +39,7 @@ def attempt_failed(attempts: int, max_attempts: int, error: str | None, message:
     (from `backoff` seconds, doubling with each attempt) has passed."""
     if attempts >= max_attempts:
         return ended(Status.MANUAL_INTERVENTION, error, message)
-    return ended(Status.CRASHED, error, message, run_after=FromNow(retry_backoff(backoff, attempts)))
+    return ended(Status.CRASHED, error, message, run_after=FromNow(jittered(backoff, attempts)))
 
 
 def worker_failed(

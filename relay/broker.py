@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pika
 import pika.exceptions
 
+from pqueue import backoff
 from relay.messages import CONTENT_TYPE
 from relay.topology import EXCHANGE
 
@@ -126,20 +127,20 @@ def publish(
 
 
 class Backoff:
-    """Exponential pauses between reconnects: 0.5 s doubling up to a cap, reset after a success."""
+    """Pauses between reconnects by pqueue's one backoff rule: 0.5 s doubling up to a cap, from
+    the first again after a success."""
 
     def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
         self.first = first
         self.cap = cap
-        self.delay = first
+        self.failures = 0
 
     def next(self) -> float:
-        delay = self.delay
-        self.delay = min(self.cap, self.delay * 2)
-        return delay
+        self.failures += 1
+        return backoff.exponential(self.first, self.failures, self.cap)
 
     def reset(self) -> None:
-        self.delay = self.first
+        self.failures = 0
 
 
 def pause(seconds: float, should_stop: Callable[[], bool], step: float = 0.1) -> None:

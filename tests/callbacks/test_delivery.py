@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from consumer.delivery import MAX_BACKOFF_SECONDS, DeliveryLoop
-from pqueue import DeliveryStatus, PersistentQ, Status, callbacks
+from consumer.delivery import DeliveryLoop
+from pqueue import DeliveryStatus, PersistentQ, Status, backoff, callbacks
 from tests.callbacks.conftest import finish
 from tests.callbacks.partner import Partner, Reply
 from tests.support import BIN, free_port
@@ -25,7 +25,7 @@ SECRET = "partner-secret"
 
 def later(store: PersistentQ) -> None:
     """Move the store's clock past any delivery backoff."""
-    store.clock_offset += timedelta(seconds=MAX_BACKOFF_SECONDS * 2)
+    store.clock_offset += timedelta(seconds=backoff.MAX_SECONDS * 2)
 
 
 def test_deliver__posts_outcome_signed_so_verify_accepts_it(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from consumer.delivery import MAX_BACKOFF_SECONDS, DeliveryLoop, backoff_seconds, lock_seconds_for
+from consumer.delivery import DeliveryLoop, lock_seconds_for
 from pqueue import DeliveryStatus, PersistentQ, SettingsError
 from tests.callbacks.conftest import finish
 from tests.callbacks.partner import Partner, Reply
@@ -24,13 +24,6 @@ MakeLoop = Callable[..., DeliveryLoop]
 def all_delivered(store: PersistentQ, job_ids: list[int]) -> bool:
     deliveries = [store.delivery(job_id) for job_id in job_ids]
     return all(d is not None and d.status == DeliveryStatus.DELIVERED for d in deliveries)
-
-
-def test_backoff__doubles_with_at_most_base_of_jitter_and_is_capped() -> None:
-    for attempts, low in [(1, 10), (2, 20), (3, 40), (4, 80)]:
-        assert low <= backoff_seconds(10, attempts) <= low + 10
-    assert backoff_seconds(10, 40) == MAX_BACKOFF_SECONDS
-    assert backoff_seconds(0, 3) == 0
 
 
 def test_lock__outlasts_an_attempt() -> None:
