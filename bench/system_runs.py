@@ -4,8 +4,12 @@ licence utilisation, HTTP intake, the consumer's drain rate and end to end with 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -77,6 +81,8 @@ def _one_round(config: Config, databases: Databases, rows: BackendRows, receiver
         _memory(rows, deployment, "rest", jobs=0)
         _dispatch(rows, deployment, config.dispatch_samples_per_run, pause=0.2, key="dispatch")
         _license(rows, deployment, config.license_backlog)
+        with busy_neighbour(processes=2):
+            _license(rows, deployment, config.license_backlog, beside="a CPU-bound neighbour")
         _intake(rows, deployment, config.http_requests)
         _intake_keyed(rows, deployment, config.http_requests)
         _drain(rows, deployment, config.n)
@@ -132,8 +138,23 @@ def _is_processed(deployment: Deployment, job_id: int) -> bool:
     return deployment.store.get_job(job_id).status == Status.PROCESSED
 
 
-def _license(rows: BackendRows, deployment: Deployment, backlog: int) -> None:
-    """A backlog of 50 ms jobs, one seat: the gap between runs and the seat's busy share."""
+@contextmanager
+def busy_neighbour(processes: int) -> Iterator[None]:
+    """`processes` busy loops beside the system (on 2 cores: every core contended), stopped on
+    leaving; each also ends by itself after 10 minutes, whatever happens to the harness."""
+    spin = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(processes)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def _license(rows: BackendRows, deployment: Deployment, backlog: int, beside: str = "") -> None:
+    """A backlog of 50 ms jobs, one seat: the gap between runs and the seat's busy share (beside:
+    what else loads the machine meanwhile, for the rows measured under contention)."""
     store = deployment.store
     path = str(deployment.workdir / f"license-{uuid.uuid4().hex}.log")
     before = store.count_items(status=Status.PROCESSED)
@@ -147,13 +168,16 @@ def _license(rows: BackendRows, deployment: Deployment, backlog: int) -> None:
     durations = [m["end"] - m["start"] for m in marks]
     wall = marks[-1]["end"] - marks[0]["start"]
     section = "Licence utilisation (backlog of 50 ms jobs, PQ_MAX_RUNNING=1)"
-    busy = rows.row("license_busy", section, "seat busy share of the wall time", "% busy")
+    key, words = ("_neighbour", f", beside {beside}") if beside else ("", "")
+    busy = rows.row(f"license_busy{key}", section, f"seat busy share of the wall time{words}", "% busy")
     busy.runs.append(100 * sum(durations) / wall)
     busy.n = backlog
-    gap = rows.row("license_gap", section, "handoff gap: one run's end to the next one's start", "ms")
+    gap = rows.row(f"license_gap{key}", section, f"handoff gap: one run's end to the next one's start{words}", "ms")
     gap.samples.extend(gaps)
     gap.runs.append(percentile(gaps, 0.5) * 1000)
     gap.n = backlog
+    if beside:
+        return
     tick_gaps, tick_share = fixed_tick(durations, ORIGINAL_TICK)
     tick = rows.row("license_tick", section, "the same jobs under a fixed 2 s scheduler tick (computed)", "% busy")
     tick.runs.append(100 * tick_share)

@@ -117,6 +117,16 @@ def _license(backend: str) -> Check:
     return check
 
 
+def _license_beside_neighbour(backend: str) -> Check:
+    def check(rows: list[dict[str, Any]], _config: dict[str, Any]) -> tuple[str, bool | None]:
+        quiet, loaded = _median(rows, f"{backend}/license_busy"), _median(rows, f"{backend}/license_busy_neighbour")
+        if quiet is None or loaded is None:
+            return "not measured", None
+        return f"{loaded:.1f} % beside the neighbour, {quiet:.1f} % without", quiet - loaded <= 2
+
+    return check
+
+
 # Why a target can be missed, whenever it is (keyed by the target's first words).
 MISSED = {
     "SQLite: claim + complete": "Both loops wait for two durable commits per job. pqueue runs four statements "
@@ -184,6 +194,10 @@ TARGETS: list[tuple[str, Check]] = [
     ("HTTP intake ≥ 1,500 requests/s on SQLite", _intake),
     ("Licence utilisation ≥ 90 % with 50 ms jobs, handoff gap p50 < 5 ms (SQLite)", _license("sqlite")),
     ("Licence utilisation ≥ 90 % with 50 ms jobs, handoff gap p50 < 5 ms (PostgreSQL)", _license("postgresql")),
+    ("Licence utilisation beside two CPU-bound processes within 2 points of the quiet figure (SQLite)",
+     _license_beside_neighbour("sqlite")),
+    ("Licence utilisation beside two CPU-bound processes within 2 points of the quiet figure (PostgreSQL)",
+     _license_beside_neighbour("postgresql")),
 ]  # fmt: skip
 
 

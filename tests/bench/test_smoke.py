@@ -25,6 +25,8 @@ EXPECTED_KEYS = [
     "sqlite/license_busy",
     "sqlite/license_gap",
     "sqlite/license_tick",
+    "sqlite/license_busy_neighbour",
+    "sqlite/license_gap_neighbour",
     "sqlite/intake_8",
     "sqlite/intake_32",
     "sqlite/intake_token_8",
