@@ -4,7 +4,7 @@
     moves.py     the fenced UPDATE of every transition, events    outbox.py   callback deliveries
     reads.py     listings, timelines, stats, queues, workers      registry.py queue settings, workers
     purge.py     deleting finished jobs                           fair.py     the fair share of the seats
-    partners.py  partners, their keys and usage
+    partners.py  partners, their keys and usage                   ids.py      ids never given twice (DDL)
 
 Where SQLite and PostgreSQL need statements of different shapes (the claim, a put, the processed
 outcome), both shapes sit side by side in the concern's module, and `Statements` picks one per

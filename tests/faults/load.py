@@ -21,6 +21,7 @@ import httpx
 from tests.support import wait_until
 
 Payload = Callable[[int], Any]
+Fields = Callable[[int], dict[str, Any]]
 # An answer slower than this is a hang: the intake must refuse quickly when it cannot store.
 HANG_SECONDS = 15.0
 
@@ -45,10 +46,19 @@ class HttpLoad:
     """`clients` threads posting payload(n) for n = 0, 1, … to url until stopped or spent."""
 
     def __init__(
-        self, url: str, payload: Payload, clients: int = 3, pause: float = 0.01, limit: int = 5000, seconds: float = 120
+        self,
+        url: str,
+        payload: Payload,
+        clients: int = 3,
+        pause: float = 0.01,
+        limit: int = 5000,
+        seconds: float = 120,
+        fields: Fields | None = None,
     ) -> None:
+        """`fields(n)`: more of request n's body beside its payload (an idempotency_key, …)."""
         self.url = url
         self.payload = payload
+        self.fields = fields or (lambda _n: {})
         self.pause = pause
         self.limit = limit
         self.deadline = time.monotonic() + seconds
@@ -114,7 +124,7 @@ class HttpLoad:
     def _post(self, client: httpx.Client, n: int) -> Answer:
         sent = time.monotonic()
         try:
-            response = client.post("/jobs", json={"payload": self.payload(n)})
+            response = client.post("/jobs", json={"payload": self.payload(n), **self.fields(n)})
         except httpx.HTTPError as exc:
             return Answer(n, sent, time.monotonic(), None, None, f"{type(exc).__name__}: {exc}")
         body = response.json()

@@ -23,10 +23,13 @@ import itertools
 import statistics
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +40,7 @@ from tests.faults.conftest import LEASE_SECONDS, StartProgram
 from tests.faults.ha import ReplicatedPair
 from tests.faults.intake import start_producer
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
-from tests.faults.load import HANG_SECONDS, HttpLoad, first_answer
+from tests.faults.load import HANG_SECONDS, Answer, HttpLoad, first_answer
 from tests.faults.stored import wait_finished
 from tests.pg_cluster import PrivateCluster
 from tests.support import BIN, free_port, wait_until
@@ -48,27 +51,30 @@ SCHEMA = "faults"
 # Bounds this file asserts (seconds, from the promotion): the figures it prints are far below them.
 ACCEPT_BOUND = 10.0
 CLAIM_BOUND = 10.0
+# Requests acknowledged while the asynchronous standby is held behind (each then lost at the
+# failover): more than the 32 values a sequence logs ahead, so a rewound sequence would reissue ids.
+HELD_BEHIND = 60
 
 
 @pytest.fixture
-def sync_pair() -> Iterator[ReplicatedPair]:
+def pair(request: pytest.FixtureRequest) -> Iterator[ReplicatedPair]:
+    """A primary and its streaming standby: synchronous, unless a test parametrizes pair="asynchronous"."""
     require_postgres()  # the suite's PostgreSQL tests run together: skipped locally, required in CI
-    pair = ReplicatedPair(synchronous=True)
-    yield pair
-    pair.destroy()
+    built = ReplicatedPair(synchronous=getattr(request, "param", "synchronous") == "synchronous")
+    yield built
+    built.destroy()
 
 
 @pytest.fixture
-def db_env(sync_pair: ReplicatedPair, tmp_path: Path) -> dict[str, str]:
+def db_env(pair: ReplicatedPair, tmp_path: Path) -> dict[str, str]:
     """The programs' database: a schema reached through both hosts (libpq's multi-host URL)."""
-    url = sync_pair.url(sync_pair.primary, sync_pair.standby)
+    url = pair.url(pair.primary, pair.standby)
     return {"PQ_HOME": str(tmp_path), "PQ_DATABASE_URL": url, "PQ_DB_SCHEMA": SCHEMA}
 
 
 def test_synchronous_standby__primary_killed_under_load__nothing_lost_and_every_program_follows(
-    sync_pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+    pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
 ) -> None:
-    pair = sync_pair
     q = make_queue(lease_seconds=LEASE_SECONDS)
     ledger = tmp_path / "ledger.jsonl"
     port = free_port()
@@ -176,10 +182,99 @@ def processed(url: str) -> bool:
     return bool(httpx.get(url).json()["status"] == "processed")
 
 
-def test_every_multi_host_url_spelling__pq_migrate_intake_and_consumer_reach_the_primary(
-    sync_pair: ReplicatedPair, start_program: StartProgram, tmp_path: Path
+@pytest.mark.parametrize("pair", ["asynchronous"], indirect=True)
+def test_asynchronous_standby_held_behind__primary_killed__lost_jobs_counted_and_no_id_names_another_job(
+    pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
 ) -> None:
-    pair = sync_pair
+    make_queue()
+    ledger = tmp_path / "ledger.jsonl"
+    port = free_port()
+    start_producer(start_program, port)
+    start_program("pq-consumer")
+    intake = f"http://127.0.0.1:{port}"
+    assert 'mode="asynchronous"' in httpx.get(f"{intake}/metrics").text
+
+    def payload(n: int) -> dict[str, Any]:
+        return {"ledger": str(ledger), "tag": f"http-{n}", "seconds": 0}
+
+    def fields(n: int) -> dict[str, Any]:
+        """Every other request carries an idempotency key (the keyed insert is a statement of its own)."""
+        return {"idempotency_key": f"key-{n}"} if n % 2 else {}
+
+    with HttpLoad(intake, payload, clients=2, pause=0.02, fields=fields) as load:
+        load.wait_acknowledged(20, since=0)
+        pair.hold_standby_behind()
+        held_at = time.monotonic()
+        load.wait_acknowledged(HELD_BEHIND, since=held_at)
+        down_at = time.monotonic()
+        pair.kill_primary()
+        pair.promote()
+        up_at = time.monotonic()
+        load.wait_acknowledged(HELD_BEHIND, since=up_at)
+    answers = load.answers
+
+    acknowledged = [(a.job_id, a.n) for a in answers if a.status == 202 and a.job_id is not None]
+    with httpx.Client(base_url=intake, timeout=30) as client:
+        read = {n: client.get(f"/jobs/{job_id}") for job_id, n in acknowledged}
+        lost = sorted(n for n, answer in read.items() if not own(answer, n))
+        # Every keyed request whose job was lost, sent again as its partner would.
+        resent = {n: resend(client, n, payload(n), fields(n)) for _, n in acknowledged if fields(n) and n in lost}
+    # An id that answers at all must answer its own job: else the partner reads another's payload and result.
+    others = [
+        (job_id, f"http-{n}", read[n].json()["payload"]["tag"])
+        for job_id, n in acknowledged
+        if n in lost and read[n].status_code != 404
+    ]
+    given_twice = sorted(job_id for job_id, count in Counter(i for i, _ in acknowledged).items() if count > 1)
+    first_after = min(a.job_id for a in answers if a.status == 202 and a.sent > up_at and a.job_id is not None)
+    held = held_requests(answers, held_at, down_at)
+    print(
+        f"figures: asynchronous standby held behind for {down_at - held_at:.2f}s, primary killed, standby promoted; "
+        f"{len(answers)} requests, {len(acknowledged)} acknowledged, lost {len(lost)} "
+        f"({sum(n in lost for n in held)} of the {len(held)} acknowledged while the standby was held); "
+        f"ids answering another job {len(others)}, ids given twice {len(given_twice)}; {len(resent)} keyed "
+        f"resends of lost jobs, {sum(r.new for r in resent.values())} new jobs; first new id {first_after}"
+    )
+    assert {a.status for a in answers} <= {202, 503}, sorted({(a.status, a.error) for a in answers}, key=str)
+    assert lost, "the standby held behind lost nothing: the fault was not injected"
+    assert not others, f"(id, sent, answered): {others[:10]}"
+    assert not given_twice, f"ids acknowledged to two requests: {given_twice[:20]}"
+    taken = {job_id for job_id, _ in acknowledged}
+    for n, again in resent.items():
+        assert again.payload == payload(n), (n, again)
+        assert again.new and again.job_id not in taken, (n, again)
+
+
+@dataclass(frozen=True)
+class Resent:
+    """A keyed request sent again: the id it was answered and that job's payload."""
+
+    job_id: int
+    new: bool  # 202, a new job; 200, the key's job, found
+    payload: Any
+
+
+def resend(client: httpx.Client, n: int, payload: Any, fields: dict[str, Any]) -> Resent:
+    """POST request n again, as a partner retrying it after a failover would, and read the job back."""
+    answer = client.post("/jobs", json={"payload": payload, **fields})
+    assert answer.status_code in (200, 202), (n, answer.text)
+    job_id = answer.json()["id"]
+    return Resent(job_id, answer.status_code == 202, client.get(f"/jobs/{job_id}").json()["payload"])
+
+
+def own(answer: httpx.Response, n: int) -> bool:
+    """Whether GET /jobs/{id} answered the job request n posted (its tag is in the payload)."""
+    return answer.status_code == 200 and answer.json()["payload"]["tag"] == f"http-{n}"
+
+
+def held_requests(answers: list[Answer], held_at: float, down_at: float) -> list[int]:
+    """The requests sent and acknowledged while the standby was held behind and the primary alive."""
+    return [a.n for a in answers if a.status == 202 and held_at <= a.sent and a.answered < down_at]
+
+
+def test_every_multi_host_url_spelling__pq_migrate_intake_and_consumer_reach_the_primary(
+    pair: ReplicatedPair, start_program: StartProgram, tmp_path: Path
+) -> None:
     standby, primary = pair.standby.port, pair.primary.port
     spellings = {
         "libpq": f"postgresql+psycopg://postgres@127.0.0.1:{standby},127.0.0.1:{primary}/postgres",
@@ -213,9 +308,8 @@ def test_every_multi_host_url_spelling__pq_migrate_intake_and_consumer_reach_the
 
 
 def test_pointed_at_a_standby__not_available_waiting_and_working_once_promoted(
-    sync_pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+    pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
 ) -> None:
-    pair = sync_pair
     make_queue()  # the schema, created on the primary, streams to the standby
     standby_only = {"PQ_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{pair.standby.port}/postgres"}
     port = free_port()
