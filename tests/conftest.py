@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +82,40 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per test process. A test's first store copies it
+    instead of running every migration again (about 0.13 s a test); the migration tests migrate
+    from empty and from each revision themselves."""
+    home = tmp_path_factory.mktemp("migrated")
+    path = home / "pqueue.db"
+    pqueue.connect(settings=pqueue.load_settings(home=home, database_url=f"sqlite:///{path}"), migrate=True).close()
+    return path
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database, through SQLite's own backup (WAL pages included)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(target)) as writing:
+        reading.backup(writing)
+
+
 @pytest.fixture
-def make_queue(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., PersistentQ]]:
+def make_queue(
+    make_settings: Callable[..., Settings], db_env: dict[str, str], migrated_sqlite: Path
+) -> Iterator[Callable[..., PersistentQ]]:
     """Open (and migrate) the test database; every store opened is closed afterwards."""
     opened: list[PersistentQ] = []
+    sqlite_prefix = "sqlite:///"
 
     def open_queue(**overrides: Any) -> PersistentQ:
-        store = pqueue.connect(settings=make_settings(**overrides), migrate=True)
+        settings = make_settings(**overrides)
+        url = str(settings.database_url)
+        if url == db_env["PQ_DATABASE_URL"] and url.startswith(sqlite_prefix):
+            path = Path(url.removeprefix(sqlite_prefix))
+            if not path.exists():
+                copy_sqlite(migrated_sqlite, path)
+        store = pqueue.connect(settings=settings, migrate=True)
         opened.append(store)
         return store
 
