@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from ops_dashboard.history import DepthHistory
 from ops_dashboard.overview import Overview, bucket_for
 from pqueue import Status
 
 # Streamlit fits axes and legend into this height too.
 CHART_HEIGHT = 230
-LEGEND = alt.Legend(orient="top", title=None, labelFontSize=11, symbolSize=60)
+# Two columns and no label limit: a narrow chart (three side by side at 1366 px) keeps
+# "manual_intervention" whole instead of cutting it.
+LEGEND = alt.Legend(orient="top", title=None, labelFontSize=11, symbolSize=60, columns=2, labelLimit=0)
 OUTCOME_COLORS = {
     Status.PROCESSED.value: "#2e7d32",
     Status.CRASHED.value: "#ef6c00",
@@ -22,12 +23,12 @@ OUTCOME_COLORS = {
 }
 
 
-def render_charts(overview: Overview, history: DepthHistory, window_seconds: int, now: datetime) -> None:
+def render_charts(overview: Overview, window_seconds: int, now: datetime) -> None:
     """Three charts side by side; each says so when it has nothing to show yet."""
     depth, throughput, durations = st.columns(3)
     with depth:
         st.markdown("**waiting depth** (UTC)")
-        _depth_chart(history.since(now - timedelta(seconds=window_seconds)))
+        _depth_chart(overview.waiting_depth(window_seconds, now))
     with throughput:
         st.markdown("**throughput** (jobs per minute, UTC)")
         _throughput_chart(overview, window_seconds)
@@ -41,16 +42,17 @@ def _time_axis(label_format: str) -> alt.X:
     return alt.X("time:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format=label_format))
 
 
-def _depth_chart(samples: list[tuple[datetime, int]]) -> None:
-    if len(samples) < 2:
-        st.caption("sampled on every refresh: the line appears after the next one")
-        return
-    frame = pd.DataFrame(samples, columns=["time", "waiting"])
-    chart = (
-        alt.Chart(frame)
-        .mark_line(interpolate="step-after")
-        .encode(x=_time_axis("%H:%M:%S"), y=alt.Y("waiting:Q", title="jobs waiting"))
+def _depth_chart(points: list[tuple[datetime, int]]) -> None:
+    frame = pd.DataFrame(points, columns=["time", "waiting"])
+    top = max(1, int(frame["waiting"].max()))
+    # Whole jobs on the axis, from 0: an empty queue is a flat line at 0, not ticks of 0.000000.
+    counts = alt.Y(
+        "waiting:Q",
+        title="jobs waiting",
+        scale=alt.Scale(domain=[0, top], nice=True),
+        axis=alt.Axis(format="d", tickMinStep=1),
     )
+    chart = alt.Chart(frame).mark_line(interpolate="step-after").encode(x=_time_axis("%H:%M"), y=counts)
     st.altair_chart(chart.properties(height=CHART_HEIGHT), width="stretch")
 
 

@@ -12,7 +12,6 @@ import logging
 import streamlit as st
 
 import pqueue
-from ops_dashboard.history import DepthHistory
 from pqueue import PersistentQ, Settings
 
 log = logging.getLogger("ops_dashboard")
@@ -36,16 +35,6 @@ def _open_store(key: str, _settings: Settings) -> PersistentQ:
     return store
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _depth_history(key: str) -> DepthHistory:
-    return DepthHistory()
-
-
 def open_store(settings: Settings) -> PersistentQ:
     """The server's store for these settings (opened on first use)."""
     return _open_store(settings_key(settings), settings)
-
-
-def depth_history(settings: Settings) -> DepthHistory:
-    """The waiting-depth samples this server process has taken for this database."""
-    return _depth_history(settings_key(settings))

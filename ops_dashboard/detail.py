@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
 from ops_dashboard import confirm
 from ops_dashboard.actions import LABELS, Operation, Outcome, PendingAction, available
-from ops_dashboard.format import duration, moment
-from pqueue import Delivery, Event, Job, JobNotFound, PersistentQInterface
+from ops_dashboard.format import duration, moment, plain
+from pqueue import FINAL, Delivery, Event, Job, JobNotFound, PersistentQInterface, Status
 
 ORIGIN = "detail"
 REASON = "action_reason"
@@ -23,19 +26,19 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
         st.warning(str(exc))
         return
     st.subheader(f"Job {job.id} · {job.status.value}")
-    _fields(job)
+    _fields(job, timeline)
     if job.stop_request:
         st.info(f"{job.stop_request} requested ({job.stop_reason or '-'}); waiting for the consumer to stop it")
     payload, result = st.columns(2)
     with payload:
         st.markdown("**payload**")
-        st.json(job.payload, expanded=2)
+        st.json(job.payload, expanded=_expansion(job.payload))
     with result:
         st.markdown("**result**")
-        if job.result is None:
-            st.caption("none yet")
+        if job.result is not None:
+            st.json(job.result, expanded=_expansion(job.result))
         else:
-            st.json(job.result, expanded=2)
+            st.caption(_no_result(job))
     if job.operator_reason:
         st.markdown("**failed by an operator**")
         st.code(job.operator_reason, language=None, wrap_lines=True)
@@ -49,7 +52,40 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
         _actions(store, job)
 
 
-def _fields(job: Job) -> None:
+# A payload or result up to this much JSON text opens whole; a bigger one opens two levels deep.
+EXPAND_WHOLE_CHARS = 5000
+
+
+def _expansion(value: object) -> bool | int:
+    """Open a value whole (a reading, not `0: {...}`) unless it is too big to read at a glance."""
+    return True if len(json.dumps(value, default=str)) <= EXPAND_WHOLE_CHARS else 2
+
+
+def _no_result(job: Job) -> str:
+    """Why there is no result: still to come, or none will come (a final state other than processed)."""
+    if job.status in FINAL:
+        return f"none: the job ended {job.status.value} without one"
+    if job.status == Status.UNDER_PROCESS:
+        return "none yet: the job is running"
+    return "none yet: the job has not run to the end"
+
+
+def last_run(job: Job, timeline: list[Event]) -> tuple[datetime, datetime | None] | None:
+    """When the job's last run started and ended (None for the end while it runs), from its
+    timeline: an operator's later fail or cancel moves finished_at, not the run."""
+    starts = [n for n, e in enumerate(timeline) if e.to_status == Status.UNDER_PROCESS and e.from_status != e.to_status]
+    if not starts:
+        return None
+    began = timeline[starts[-1]]
+    ends = [
+        e for e in timeline[starts[-1] + 1 :] if e.from_status == Status.UNDER_PROCESS and e.to_status != e.from_status
+    ]
+    if ends:
+        return began.at, ends[0].at
+    return (began.at, None) if job.status == Status.UNDER_PROCESS else None
+
+
+def _fields(job: Job, timeline: list[Event]) -> None:
     rows = {
         "queue": job.queue,
         "partner": job.partner,
@@ -61,11 +97,16 @@ def _fields(job: Job) -> None:
         "started": moment(job.started_at) or "—",
         "finished": moment(job.finished_at) or "—",
     }
-    if job.started_at and job.finished_at:
-        rows["ran for"] = duration((job.finished_at - job.started_at).total_seconds())
+    run = last_run(job, timeline)
+    if run is not None and run[1] is not None:
+        rows["last run took"] = duration((run[1] - run[0]).total_seconds())
+    elif run is not None:
+        rows["running for"] = duration((datetime.now(UTC) - run[0]).total_seconds())
     if job.lease_expires_at and not job.finished_at:
         rows["lease expires"] = moment(job.lease_expires_at)
-    st.dataframe(pd.DataFrame([rows]), hide_index=True, width="stretch")
+    # One line of text that wraps, so no field is off the right edge of a narrow window.
+    with st.container(key="job_fields"):
+        st.markdown(" · ".join(f"**{name}** {plain(value)}" for name, value in rows.items()))
 
 
 def _delivery(delivery: Delivery | None, callback_url: str | None) -> None:

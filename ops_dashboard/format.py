@@ -44,3 +44,8 @@ def first_line(text: str | None, limit: int = 80) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     line = lines[-1].strip() if lines else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def plain(text: str) -> str:
+    """Text shown as it is inside markdown (no emphasis, links or colour tags from its characters)."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]<>()#+-.!|:~$" else ch for ch in text)

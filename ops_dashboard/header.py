@@ -7,16 +7,20 @@ from typing import Literal
 import pandas as pd
 import streamlit as st
 
-from ops_dashboard.format import duration, moment
-from ops_dashboard.liveness import liveness
+from ops_dashboard.format import duration, moment, plain
+from ops_dashboard.liveness import alive_ids, alive_within, liveness
 from ops_dashboard.overview import Overview
-from pqueue import QueueInfo, Settings, Worker
+from pqueue import QueueInfo, RunningJob, Settings, Worker
+
+Color = Literal["red", "orange", "green", "gray"]
 
 
 def render_header(overview: Overview, settings: Settings) -> None:
-    """Waiting, running, last hour's outcomes, jobs needing a person, oldest wait, liveness."""
-    # Wider columns where the value or its note runs longer.
-    columns = st.columns([1, 1.3, 1.1, 1, 1.4, 1.3, 1.3])
+    """Waiting, running, last hour's outcomes, jobs needing a person, oldest wait, liveness.
+
+    A metric's own delta is one line cut to its column's width; the notes under these metrics
+    are text that wraps, so "job 5: lease ends in 3s" is read whole in a narrow column."""
+    columns = st.columns(7)
     with columns[0]:
         st.metric("waiting", overview.waiting, help="unprocessed, plus crashed jobs waiting for their retry")
     with columns[1]:
@@ -25,9 +29,10 @@ def render_header(overview: Overview, settings: Settings) -> None:
         st.metric("processed (1h)", overview.processed_last_hour, help="jobs that reached processed in the last hour")
     with columns[3]:
         st.metric(
-            "failed (1h)",
+            "failed runs (1h)",
             overview.failed_last_hour,
-            help="runs that ended crashed or manual_intervention in the last hour",
+            help="runs (not jobs) that ended crashed or manual_intervention in the last hour, and jobs an operator "
+            "failed: a job retried three times counts three times",
         )
     with columns[4]:
         _manual_intervention(overview.stats.waiting_for_person(), overview.stats.failed_by_operator())
@@ -42,12 +47,19 @@ def render_header(overview: Overview, settings: Settings) -> None:
         st.metric(
             "consumers",
             verdict.value,
-            delta=verdict.detail,
-            delta_color="green" if verdict.healthy else "red",
-            delta_arrow="off",
             help="from the worker registry: alive when seen within twice PQ_LEASE_SECONDS or holding a "
             "running job whose lease is renewed; red when a running job's lease is about to end",
         )
+        note(verdict.detail, "green" if verdict.healthy else "red", key="note_consumers")
+        gone = len(overview.workers) - len(alive_ids(overview.workers, overview.stats.running, settings.lease_seconds))
+        if gone:
+            note(f"{gone} of {len(overview.workers)} registered are gone (workers, below)", "gray", key="note_gone")
+
+
+def note(text: str, color: Color, *, key: str | None = None) -> None:
+    """A metric's note: coloured text under it that wraps instead of being cut."""
+    with st.container(key=key):
+        st.markdown(f":{color}[{plain(text)}]")
 
 
 def _running(overview: Overview, settings: Settings) -> None:
@@ -59,15 +71,13 @@ def _running(overview: Overview, settings: Settings) -> None:
     timeouts = {info.name: info.job_timeout for info in overview.stats.queues}  # each queue's stored timeout
     timeout = timeouts.get(longest.queue, settings.job_timeout)
     share = longest.elapsed_seconds / timeout
-    color: Literal["red", "orange", "gray"] = "red" if share >= 1 else "orange" if share >= 0.8 else "gray"
+    color: Color = "red" if share >= 1 else "orange" if share >= 0.8 else "gray"
     st.metric(
         "running",
         overview.running,
-        delta=f"job {longest.id}: {duration(longest.elapsed_seconds)} of {duration(timeout)}",
-        delta_color=color,
-        delta_arrow="off",
         help="elapsed time of the longest-running job against its queue's job timeout",
     )
+    note(f"job {longest.id}: {duration(longest.elapsed_seconds)} of {duration(timeout)}", color, key="note_running")
     st.progress(min(1.0, share))
 
 
@@ -75,25 +85,28 @@ def _manual_intervention(waiting: int, failed: int) -> None:
     """manual_intervention jobs no one has decided on yet; those an operator failed are counted
     under it, apart (they need nothing more)."""
     meaning = "manual_intervention jobs out of attempts, refused or timed out: requeue, or fix and requeue"
+    st.metric("needs a person", waiting, help=meaning)
     if waiting:
-        st.metric(
-            "needs a person", waiting, delta="requeue or fail", delta_color="red", delta_arrow="off", help=meaning
-        )
-    else:
-        st.metric("needs a person", 0, help=meaning)
+        note("requeue or fail", "red", key="note_person")
     if failed:
-        st.caption(f"{failed} failed by an operator", help="manual_intervention jobs an operator failed (pq fail)")
+        note(f"{failed} failed by an operator", "gray", key="note_operator_failed")
 
 
-def render_workers(workers: list[Worker]) -> None:
-    """The worker registry, folded away: who is registered, where, and what each is doing."""
-    with st.expander(f"workers ({len(workers)})"):
+def render_workers(workers: list[Worker], running: list[RunningJob], lease_seconds: float) -> None:
+    """The worker registry, folded away: who is registered, where, what each is doing, and which
+    are gone (not seen for longer than the header's liveness allows), alive ones first."""
+    alive = set(alive_ids(workers, running, lease_seconds))
+    gone = len(workers) - len(alive)
+    title = f"workers ({len(alive)} alive, {gone} gone)" if gone else f"workers ({len(workers)} alive)"
+    with st.expander(title if workers else "workers (none registered)"):
         if not workers:
             st.caption("no consumer or relay has registered")
             return
+        ordered = sorted(workers, key=lambda w: (w.id not in alive, w.seen_seconds_ago))
         rows = [
             {
                 "worker": w.id,
+                "state": "alive" if w.id in alive else f"gone: not seen for {duration(w.seen_seconds_ago)}",
                 "kind": w.kind,
                 "queue": w.queue,
                 "host": w.host,
@@ -102,9 +115,18 @@ def render_workers(workers: list[Worker]) -> None:
                 "seen": f"{duration(w.seen_seconds_ago)} ago",
                 "running job": w.current_job_id,
             }
-            for w in workers
+            for w in ordered
         ]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        frame = pd.DataFrame(rows)
+        styled = frame.style.apply(
+            lambda row: ["color: #9e9e9e" if row["state"] != "alive" else "" for _ in row], axis=1
+        )
+        st.dataframe(styled, hide_index=True, width="stretch", key="workers_table")
+        if gone:
+            st.caption(
+                f"{gone} gone: registered, but not seen within {duration(alive_within(lease_seconds))}; "
+                "pqueue forgets such rows after a day"
+            )
 
 
 def render_queues(queues: list[QueueInfo]) -> None:

@@ -27,6 +27,12 @@ def _holds_healthy_lease(worker: Worker, running: list[RunningJob], margin: floa
     return any(job.worker_id == worker.id and job.lease_remaining_seconds > margin for job in running)
 
 
+def alive_ids(workers: list[Worker], running: list[RunningJob], lease_seconds: float) -> list[str]:
+    """The workers that count as alive: seen within alive_within, or holding a lease being renewed."""
+    margin, recent = lease_margin(lease_seconds), alive_within(lease_seconds)
+    return [w.id for w in workers if w.seen_seconds_ago <= recent or _holds_healthy_lease(w, running, margin)]
+
+
 def liveness(workers: list[Worker], running: list[RunningJob], lease_seconds: float) -> Liveness:
     """Red when no worker was seen recently or a running job's lease is about to run out."""
     margin = lease_margin(lease_seconds)
@@ -38,8 +44,8 @@ def liveness(workers: list[Worker], running: list[RunningJob], lease_seconds: fl
         else:
             detail = f"job {job.id}: lease ends in {duration(job.lease_remaining_seconds)}"
         return Liveness(False, "at risk", detail)
-    recent = alive_within(lease_seconds)
-    alive = [w for w in workers if w.seen_seconds_ago <= recent or _holds_healthy_lease(w, running, margin)]
+    living = set(alive_ids(workers, running, lease_seconds))
+    alive = [w for w in workers if w.id in living]
     if alive:
         freshest = min(alive, key=lambda w: w.seen_seconds_ago)
         return Liveness(True, f"{len(alive)} alive", f"seen {duration(freshest.seen_seconds_ago)} ago")

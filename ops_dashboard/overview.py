@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pqueue import CLAIMABLE, Insights, Stats, Status, ThroughputPoint, Worker
 
 HOUR = 3600
 # The histogram needs a sample, not every run: the newest this many runs in the window.
 DURATION_SAMPLE = 2000
-# Statuses that count as a failed run in the header: an attempt that crashed, or a job that
-# ended in manual_intervention (out of attempts, or failed by an operator).
+# Statuses that count as a failed run in the header: an attempt that crashed, or a run that
+# ended in manual_intervention (out of attempts, refused, timed out), and an operator's fail.
 FAILED = (Status.CRASHED, Status.MANUAL_INTERVENTION)
 
 
@@ -23,6 +24,7 @@ class Overview:
     last_hour: list[ThroughputPoint]
     throughput: list[ThroughputPoint]
     durations: list[float]
+    waiting_changes: list[tuple[datetime, int]]  # (bucket start, net change), from the event log
 
     @property
     def waiting(self) -> int:
@@ -35,6 +37,20 @@ class Overview:
     @property
     def manual_intervention(self) -> int:
         return self.stats.total(Status.MANUAL_INTERVENTION)
+
+    def waiting_depth(self, window_seconds: int, now: datetime) -> list[tuple[datetime, int]]:
+        """The waiting count over the window: walked back from the count now through each
+        bucket's net change, so it is there on the first look and the same for every viewer.
+        Each bucket's change is drawn at its end (within the bucket the moves' order is not kept)."""
+        bucket = timedelta(seconds=bucket_for(window_seconds))
+        start = now - timedelta(seconds=window_seconds)
+        depth = self.waiting - sum(change for _at, change in self.waiting_changes)
+        points = [(start, depth)]
+        for at, change in self.waiting_changes:
+            depth += change
+            points.append((min(max(at + bucket, start), now), depth))
+        points.append((now, self.waiting))
+        return points
 
     @property
     def processed_last_hour(self) -> int:
@@ -58,4 +74,5 @@ def load_overview(store: Insights, window_seconds: int) -> Overview:
         last_hour=store.throughput(window_seconds=HOUR, bucket_seconds=HOUR),
         throughput=store.throughput(window_seconds=window_seconds, bucket_seconds=bucket_for(window_seconds)),
         durations=store.run_durations(window_seconds=window_seconds, limit=DURATION_SAMPLE),
+        waiting_changes=store.waiting_changes(window_seconds=window_seconds, bucket_seconds=bucket_for(window_seconds)),
     )

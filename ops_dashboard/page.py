@@ -10,7 +10,7 @@ import streamlit as st
 
 from ops_dashboard import access
 from ops_dashboard.charts import render_charts
-from ops_dashboard.connection import depth_history, open_store
+from ops_dashboard.connection import open_store
 from ops_dashboard.detail import render_detail
 from ops_dashboard.header import render_header, render_queues, render_workers
 from ops_dashboard.overview import load_overview
@@ -97,11 +97,9 @@ def _sections(store: PersistentQInterface, settings: Settings, controls: Control
     overview = load_overview(store, controls.window_seconds)
     partners = store.partners()
     now = datetime.now(UTC)
-    history = depth_history(settings)
-    history.record(now, overview.waiting)
     render_header(overview, settings)
-    render_charts(overview, history, controls.window_seconds, now)
-    render_workers(overview.workers)
+    render_charts(overview, controls.window_seconds, now)
+    render_workers(overview.workers, overview.stats.running, settings.lease_seconds)
     render_queues(overview.stats.queues)
     render_partners(partners)
     st.subheader("jobs")

@@ -116,6 +116,7 @@ def render_table(store: PersistentQInterface, filters: Filters, page_size: int, 
     if page.items:
         st.dataframe(
             _rows(page.items),
+            column_config=COLUMNS,
             key="jobs_table",
             on_select=_select_row,
             selection_mode="single-row",
@@ -144,21 +145,33 @@ def _pager(page: Page, total: int, page_size: int, depth: int) -> None:
     )
 
 
+# What an operator reads first comes first: the error sits beside the status, inside the page at
+# 1366 px, and the columns that only add detail follow it, out to the right edge and beyond.
+COLUMNS = {
+    "id": st.column_config.NumberColumn("id", width=70, format="%d"),
+    "status": st.column_config.TextColumn("status", width=150),
+    "error": st.column_config.TextColumn("error", width=360, help="the operator's reason, then the last error's line"),
+    "attempts": st.column_config.TextColumn("attempts", width=70),
+    "queue": st.column_config.TextColumn("queue", width=90),
+    "partner": st.column_config.TextColumn("partner", width=90),
+}
+
+
 def _rows(items: list[Job]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
                 "id": job.id,
                 "status": job.status.value,
+                "error": _why(job),
+                "attempts": f"{job.attempts}/{job.max_attempts}",
                 "queue": job.queue,
                 "partner": job.partner,
-                "attempts": f"{job.attempts}/{job.max_attempts}",
                 "priority": job.priority,
                 "created": moment(job.created_at),
                 "started": moment(job.started_at),
                 "finished": moment(job.finished_at),
                 "worker": job.worker_id or "",
-                "error": _why(job),
                 "payload": compact_json(job.payload),
             }
             for job in items

@@ -395,6 +395,11 @@ class Insights(abc.ABC):
         """Jobs reaching processed / crashed / manual_intervention per time bucket."""
 
     @abc.abstractmethod
+    def waiting_changes(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[tuple[datetime, int]]:
+        """(bucket start, net change of the waiting count) per time bucket with a change, oldest
+        first, from the event log: with the waiting count now, the waiting depth over the window."""
+
+    @abc.abstractmethod
     def run_durations(self, *, window_seconds: float = 3600, limit: int = 5000) -> list[float]:
         """Seconds from start to finish of jobs processed within the window, newest first."""
 

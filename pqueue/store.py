@@ -691,6 +691,14 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             found = conn.execute(self._sql.reads.throughput(window_seconds, bucket_seconds)).all()
         return [ThroughputPoint(bucket_start=r[0], status=Status(r[1]), count=int(r[2])) for r in found]
 
+    def waiting_changes(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[tuple[datetime, int]]:
+        check_call("waiting_changes", locals())
+        if bucket_seconds < 1:
+            raise InvalidInput("bucket_seconds", "must be at least 1")
+        with self._tx.read() as conn:
+            found = conn.execute(self._sql.reads.waiting_changes(window_seconds, bucket_seconds)).all()
+        return [(row[0], int(row[1])) for row in found if row[1]]
+
     def run_durations(self, *, window_seconds: float = 3600, limit: int = 5000) -> list[float]:
         check_call("run_durations", locals())
         with self._tx.read() as conn:

@@ -12,7 +12,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from pqueue.schema import deliveries, events, jobs, queues, workers
 from pqueue.sql.claim import claimable
 from pqueue.sql.context import Context
-from pqueue.states import Status
+from pqueue.states import CLAIMABLE, Status
 
 # The statuses throughput counts: the outcomes of attempts.
 OUTCOMES = (Status.PROCESSED.value, Status.CRASHED.value, Status.MANUAL_INTERVENTION.value)
@@ -130,6 +130,23 @@ class Reads:
             .where(events.c.to_status.in_(OUTCOMES), events.c.at >= self.ctx.in_(-window_seconds))
             .where(or_(events.c.from_status.is_(None), events.c.from_status != events.c.to_status))
             .group_by(bucket, events.c.to_status)
+            .order_by(bucket)
+        )
+
+    def waiting_changes(self, window_seconds: float, bucket_seconds: int) -> Any:
+        """(bucket start, net change of the waiting count) of moves within the window: +1 for a
+        move into a claimable status, -1 for one out of it. Only processed is never reached from
+        a claimable status, so the other statuses' part of ix_pq_events_to_at is all it reads."""
+        bucket = self.ctx.dialect.bucket(events.c.at, bucket_seconds).label("bucket")
+        waiting = [s.value for s in CLAIMABLE]
+        change = case((events.c.to_status.in_(waiting), 1), else_=0) - case(
+            (events.c.from_status.in_(waiting), 1), else_=0
+        )
+        touched = [s.value for s in Status if s != Status.PROCESSED]
+        return (
+            select(bucket, func.sum(change))
+            .where(events.c.to_status.in_(touched), events.c.at >= self.ctx.in_(-window_seconds))
+            .group_by(bucket)
             .order_by(bucket)
         )
 

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from streamlit.proto.Metric_pb2 import Metric
+import re
+
 from streamlit.testing.v1 import AppTest
+
+_NOTE = re.compile(r"^:(red|orange|green|gray)\[(.*)\]$", re.DOTALL)
 
 
 def metrics(app: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in app.metric}
 
 
-def deltas(app: AppTest) -> dict[str, str]:
-    return {metric.label: metric.proto.delta for metric in app.metric}
+def notes(app: AppTest) -> list[tuple[str, str]]:
+    """The metrics' notes (coloured text under them that wraps), in page order, as (colour, text)."""
+    found = []
+    for element in app.markdown:
+        match = _NOTE.match(str(element.value))
+        if match:
+            found.append((match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))))
+    return found
 
 
-def colors(app: AppTest) -> dict[str, str]:
-    """Each metric's delta colour, by label: 'red', 'green', 'gray', ..."""
-    named = Metric.MetricColor.Name
-    return {metric.label: named(metric.proto.color).lower() for metric in app.metric if metric.proto.delta}
+def note(app: AppTest, start: str) -> tuple[str, str]:
+    """The one note whose text starts with `start`, as (colour, text)."""
+    [found] = [(color, text) for color, text in notes(app) if text.startswith(start)]
+    return found
 
 
 def table_ids(app: AppTest) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pqueue import PersistentQ, Status
-from tests.dashboard.page import colors, deltas, metrics, no_exception, table_ids, texts
+from tests.dashboard.page import metrics, no_exception, note, notes, table_ids, texts
 from tests.dashboard.seed import Seeded
 
 MakeApp = Callable[..., AppTest]
@@ -21,21 +22,39 @@ def test_header__counts_every_state(make_app: MakeApp, seeded: Seeded) -> None:
     assert shown["waiting"] == "4"  # 2 + 1 in reports + the crashed job awaiting its retry
     assert shown["running"] == "1"
     assert shown["processed (1h)"] == "3"
-    assert shown["failed (1h)"] == "2"  # one crash, one out of attempts
+    assert shown["failed runs (1h)"] == "2"  # one crash, one out of attempts
     assert shown["needs a person"] == "1"
     assert shown["consumers"] == "1 alive"
-    assert colors(app)["consumers"] == "green"
-    assert colors(app)["needs a person"] == "red"
-    assert deltas(app)["needs a person"] == "requeue or fail"
-    assert not [c.value for c in app.caption if "failed by an operator" in c.value]
-    assert deltas(app)["running"].startswith(f"job {seeded.running}: ")
-    assert deltas(app)["running"].endswith("of 1h 0m")
+    assert note(app, "seen ")[0] == "green"
+    assert note(app, "requeue or fail") == ("red", "requeue or fail")
+    assert not [text for _color, text in notes(app) if "failed by an operator" in text]
+    color, running = note(app, f"job {seeded.running}: ")
+    assert color == "gray" and running.endswith("of 1h 0m")
+
+
+def test_charts__waiting_depth_drawn_on_the_first_look_from_the_event_log(make_app: MakeApp, seeded: Seeded) -> None:
+    app = no_exception(make_app())
+    assert not [c.value for c in app.caption if "appears after" in c.value]
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 3, "waiting depth, throughput and run durations, on a fresh session"
+    depth = json.loads(charts[0].proto.spec)
+    assert depth["encoding"]["y"]["axis"]["format"] == "d", "whole jobs, not 0.000000"
+
+
+def test_detail__a_final_job_without_result_says_none_will_come(make_app: MakeApp, seeded: Seeded) -> None:
+    app = make_app()
+    app.number_input(key="job_id").set_value(seeded.manual).run()
+    captions = [c.value for c in no_exception(app).caption]
+    assert "none: the job ended manual_intervention without one" in captions
+    assert "none yet" not in " ".join(captions)
+    app.number_input(key="job_id").set_value(seeded.waiting[0]).run()
+    assert "none yet: the job has not run to the end" in [c.value for c in no_exception(app).caption]
 
 
 def test_queues__show_each_queues_stored_policy(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
     store.set_queue_policy("default", max_attempts=2, job_timeout=120, lease_seconds=45)
     app = no_exception(make_app())
-    assert deltas(app)["running"].endswith("of 2m 0s"), "the running job against its queue's stored timeout"
+    assert note(app, "job ")[1].endswith("of 2m 0s"), "the running job against its queue's stored timeout"
     [queues] = [frame.value for frame in app.dataframe if "max attempts" in frame.value.columns]
     default = queues.set_index("queue").loc["default"]
     assert (default["max attempts"], default["job timeout"], default["lease"]) == (2, "2m 0s", "45s")
@@ -45,8 +64,7 @@ def test_queues__show_each_queues_stored_policy(make_app: MakeApp, store: Persis
 def test_header__no_consumer_registered_is_red(make_app: MakeApp, store: PersistentQ) -> None:
     store.put_item({"vendor": "acme"})
     app = no_exception(make_app())
-    assert (metrics(app)["consumers"], deltas(app)["consumers"]) == ("none", "never registered")
-    assert colors(app)["consumers"] == "red"
+    assert (metrics(app)["consumers"], note(app, "never")) == ("none", ("red", "never registered"))
 
 
 def test_table__lists_newest_first(make_app: MakeApp, seeded: Seeded) -> None:
@@ -189,7 +207,7 @@ def test_fail__keeps_the_traceback_and_is_counted_apart(make_app: MakeApp, store
     app.run()  # the page as drawn after the action
     no_exception(app)
     assert metrics(app)["needs a person"] == "0", "out of attempts, then decided on: nobody needs to look"
-    assert [c.value for c in app.caption if "failed by an operator" in c.value] == ["1 failed by an operator"]
+    assert note(app, "1 failed by an operator") == ("gray", "1 failed by an operator")
     blocks = [code.value for code in app.code]
     assert "partner sent a bad field" in blocks
     assert any("KeyError: 'readings'" in block and "Traceback" in block for block in blocks), "the last error stays"
@@ -348,7 +366,8 @@ def test_postgresql__header_filters_detail_and_action(make_app: MakeApp, store: 
     """The same page on PostgreSQL (the other tests use SQLite)."""
     app = no_exception(make_app())
     shown = metrics(app)
-    assert (shown["waiting"], shown["running"], shown["processed (1h)"], shown["failed (1h)"]) == ("4", "1", "3", "2")
+    counted = (shown["waiting"], shown["running"], shown["processed (1h)"], shown["failed runs (1h)"])
+    assert counted == ("4", "1", "3", "2")
     app.text_input(key="f_search").input("globex").run()
     assert table_ids(no_exception(app)) == [seeded.crashed]
     app.number_input(key="job_id").set_value(seeded.crashed).run()

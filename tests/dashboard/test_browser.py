@@ -99,7 +99,7 @@ def test_browser__shows_counts_and_opens_a_job(
             wait_until(lambda: len(_metrics(page)) == 7, timeout=30, what="seven metrics")
             shown = _metrics(page)
             assert (shown["waiting"], shown["running"], shown["processed (1h)"]) == ("4", "1", "3")
-            assert (shown["failed (1h)"], shown["needs a person"]) == ("2", "1")
+            assert (shown["failed runs (1h)"], shown["needs a person"]) == ("2", "1")
 
             _click_job_row(page, seeded.crashed)
             page.get_by_text(f"Job {seeded.crashed} · crashed").wait_for(timeout=30_000)
