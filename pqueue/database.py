@@ -279,6 +279,10 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
             try:
                 if driver is not None:
                     driver.execute(f"PRAGMA busy_timeout = {SQLITE_MIGRATION_BUSY_TIMEOUT_MS}")
+                    # A table rebuild (Alembic's batch mode) drops the old table, and with foreign
+                    # keys on SQLite's implicit DELETE cascades to every event and delivery. Off
+                    # for the migration (it cannot change inside a transaction), checked at its end.
+                    driver.execute("PRAGMA foreign_keys = OFF")
                 with conn.begin():
                     if engine.dialect.name == "postgresql":
                         _allow_migration_time(engine, conn)
@@ -294,15 +298,25 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
                     before = current_revision(conn)
                     command.upgrade(_alembic_config(conn), revision)
                     after = current_revision(conn)
+                    if driver is not None:
+                        _check_foreign_keys(conn)
             finally:
-                if driver is not None:  # the connection goes back to the pool with its usual timeout
+                if driver is not None:  # the connection goes back to the pool as it was
                     driver.execute(f"PRAGMA busy_timeout = {usual_timeout}")
+                    driver.execute("PRAGMA foreign_keys = ON")
     except SQLAlchemyError as exc:
         problem = translate(exc)
         if isinstance(problem, DatabaseBusy):  # down, or a standby: worth waiting for
             raise problem from exc
         raise DatabaseError(f"migration failed: {driver_message(exc)}") from exc
     return before, after or ""
+
+
+def _check_foreign_keys(conn: Connection) -> None:
+    """Refuse (roll back) a SQLite migration that left a row pointing at a missing job."""
+    dangling = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if dangling:
+        raise DatabaseError(f"migration left {len(dangling)} rows whose job is missing, first {tuple(dangling[0])}")
 
 
 def _allow_migration_time(engine: Engine, conn: Connection) -> None:

@@ -98,6 +98,9 @@ jobs = Table(
     # Whose job it is: the partner whose key submitted it (`default` without keys).
     Column("partner", String(64), nullable=False, server_default="default"),
     UniqueConstraint("partner", "queue", "idempotency_key", name="uq_pq_jobs_partner_idempotency_key"),
+    # SQLite: a purged job's id is never given again (without it, the largest id plus one). On
+    # PostgreSQL the id's default also puts the server's timeline in its high bits (pqueue/sql/ids.py).
+    sqlite_autoincrement=True,
 )
 # The claim takes each partner's next job with one step down this partial index (in run order
 # within the partner); finished jobs are not in it, so its cost stays flat however many pile up.

@@ -18,7 +18,7 @@ import pqueue
 from pqueue import SchemaOutOfDate, Settings, Status
 from pqueue.database import VERSION_TABLE, head_revision, make_engine, upgrade
 from pqueue.models import JSON
-from pqueue.schema import jobs, metadata
+from pqueue.schema import deliveries, events, jobs, metadata
 from pqueue.store import PersistentQ
 from tests.db import workers
 from tests.db.test_multiprocess import drain, overrides_of
@@ -95,6 +95,31 @@ def test_upgrade_from_0003__seats_and_pause_kept_policy_unset(settings: Settings
         info = store.queue_settings("remote")
         assert info is not None and (info.seats, info.paused) == (3, True)
         assert (info.max_attempts, info.lease_seconds) == (settings.max_attempts, settings.lease_seconds)
+    finally:
+        store.close()
+
+
+def test_upgrade_from_0006__table_rebuilds_keep_every_event_and_delivery(settings: Settings) -> None:
+    """SQLite rebuilds pq_jobs (0007, 0011): with foreign keys on, dropping the old table cascaded."""
+    engine = make_engine(settings.resolved_database_url, settings)
+    try:
+        assert upgrade(engine, settings.db_schema, "0006") == (None, "0006")
+        job_id = put_as_first_revision(engine, "kept")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(events.insert().values(job_id=job_id, to_status="unprocessed", at=now, actor="test"))
+            delivery = {"url": "http://partner.example/cb", "body": "{}", "status": "pending"}
+            conn.execute(
+                deliveries.insert().values(job_id=job_id, lease_id=1, created_at=now, next_attempt_at=now, **delivery)
+            )
+        assert upgrade(engine, settings.db_schema) == ("0006", head_revision())
+    finally:
+        engine.dispose()
+    store = pqueue.connect(settings=settings)
+    try:
+        assert [e.to_status for e in store.events(job_id)] == [Status.UNPROCESSED]
+        delivery_kept = store.delivery(job_id)
+        assert delivery_kept is not None and delivery_kept.url == "http://partner.example/cb"
     finally:
         store.close()
 
