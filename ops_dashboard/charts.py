@@ -13,6 +13,9 @@ from pqueue import Status
 
 # Streamlit fits axes and legend into this height too.
 CHART_HEIGHT = 230
+# Room past the plot's right edge for the last tick's label (stretched to its column, a chart
+# would otherwise cut it by a few pixels), and on the left for the rotated axis title.
+PADDING = {"left": 8, "right": 16, "top": 5, "bottom": 5}
 # Two columns and no label limit: a narrow chart (three side by side at 1366 px) keeps
 # "manual_intervention" whole instead of cutting it.
 LEGEND = alt.Legend(orient="top", title=None, labelFontSize=11, symbolSize=60, columns=2, labelLimit=0)
@@ -39,7 +42,9 @@ def render_charts(overview: Overview, window_seconds: int, now: datetime) -> Non
 
 def _time_axis(label_format: str) -> alt.X:
     # UTC, like every time in the tables, whatever the browser's time zone.
-    return alt.X("time:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format=label_format))
+    # labelFlush: the last tick's label ends at the plot's right edge instead of past the chart's.
+    axis = alt.Axis(format=label_format, labelFlush=True)
+    return alt.X("time:T", title=None, scale=alt.Scale(type="utc"), axis=axis)
 
 
 def _depth_chart(points: list[tuple[datetime, int]]) -> None:
@@ -53,7 +58,7 @@ def _depth_chart(points: list[tuple[datetime, int]]) -> None:
         axis=alt.Axis(format="d", tickMinStep=1),
     )
     chart = alt.Chart(frame).mark_line(interpolate="step-after").encode(x=_time_axis("%H:%M"), y=counts)
-    st.altair_chart(chart.properties(height=CHART_HEIGHT), width="stretch")
+    st.altair_chart(chart.properties(height=CHART_HEIGHT, padding=PADDING), width="stretch")
 
 
 def _throughput_chart(overview: Overview, window_seconds: int) -> None:
@@ -80,7 +85,7 @@ def _throughput_chart(overview: Overview, window_seconds: int) -> None:
             ],
         )
     )
-    st.altair_chart(chart.properties(height=CHART_HEIGHT), width="stretch")
+    st.altair_chart(chart.properties(height=CHART_HEIGHT, padding=PADDING), width="stretch")
 
 
 def _durations_chart(durations: list[float]) -> None:
@@ -92,8 +97,8 @@ def _durations_chart(durations: list[float]) -> None:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("seconds:Q", bin=alt.Bin(maxbins=30), title="seconds"),
+            x=alt.X("seconds:Q", bin=alt.Bin(maxbins=30), title="seconds", axis=alt.Axis(labelFlush=True)),
             y=alt.Y("count():Q", title="jobs"),
         )
     )
-    st.altair_chart(chart.properties(height=CHART_HEIGHT), width="stretch")
+    st.altair_chart(chart.properties(height=CHART_HEIGHT, padding=PADDING), width="stretch")

@@ -24,6 +24,11 @@ def duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+def rough_duration(seconds: float | None) -> str:
+    """Only the largest unit of duration(): '15m', '2h', '3d', '45s', to fit a header metric."""
+    return duration(seconds).split(" ")[0]
+
+
 def moment(at: datetime | None) -> str:
     """A UTC time to the second, as the database stored it."""
     if at is None:

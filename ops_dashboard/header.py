@@ -7,7 +7,7 @@ from typing import Literal
 import pandas as pd
 import streamlit as st
 
-from ops_dashboard.format import duration, moment, plain
+from ops_dashboard.format import duration, moment, plain, rough_duration
 from ops_dashboard.liveness import alive_ids, alive_within, liveness
 from ops_dashboard.overview import Overview
 from pqueue import QueueInfo, RunningJob, Settings, Worker
@@ -37,11 +37,11 @@ def render_header(overview: Overview, settings: Settings) -> None:
     with columns[4]:
         _manual_intervention(overview.stats.waiting_for_person(), overview.stats.failed_by_operator())
     with columns[5]:
-        st.metric(
-            "oldest waiting",
-            duration(overview.stats.oldest_waiting_seconds),
-            help="age of the oldest unprocessed or crashed job",
-        )
+        oldest = overview.stats.oldest_waiting_seconds
+        # The metric's large digits hold one unit in a narrow column; the note has the rest.
+        st.metric("oldest waiting", rough_duration(oldest), help="age of the oldest unprocessed or crashed job")
+        if duration(oldest) != rough_duration(oldest):
+            note(duration(oldest), "gray", key="note_oldest")
     with columns[6]:
         verdict = liveness(overview.workers, overview.stats.running, settings.lease_seconds)
         st.metric(

@@ -23,6 +23,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 CUT = """root => [root, ...root.querySelectorAll('*')]
   .filter(el => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
   .map(el => `${el.tagName}: ${(el.innerText || el.textContent || '').slice(0, 80)}`)"""
+# Every text of a chart (tick labels, axis titles, legend) that reaches past the chart's own box.
+OUTSIDE = """root => { const box = root.getBoundingClientRect();
+  return [...root.querySelectorAll('svg text')].filter(t => { const r = t.getBoundingClientRect();
+    return r.width > 0 && (r.right > box.right + 1 || r.left < box.left - 1); }).map(t => t.textContent); }"""
 # The width of the row-selection checkbox column the job table draws before its first column.
 SELECT_COLUMN = 40
 
@@ -94,7 +98,7 @@ def _header(page: Page, night: ThreeAm) -> None:
     """Every label, value and note whole; runs counted as runs; the red note read to its end."""
     shown = _metrics(page)
     assert (shown["failed runs (1h)"], shown["needs a person"]) == ("3", "2"), shown
-    assert shown["consumers"] == "at risk"
+    assert (shown["consumers"], shown["oldest waiting"]) == ("at risk", "15m")
     for metric in page.get_by_test_id("stMetric").all():
         assert cut(metric) == [], metric.inner_text()
     notes = {
@@ -102,6 +106,7 @@ def _header(page: Page, night: ThreeAm) -> None:
         "note_gone": "3 of 4 registered are gone",
         "note_person": "requeue or fail",
         "note_operator_failed": "1 failed by an operator",
+        "note_oldest": "15m ",
     }
     for key, beginning in notes.items():
         box = page.locator(f".st-key-{key}")
@@ -112,7 +117,8 @@ def _header(page: Page, night: ThreeAm) -> None:
 
 
 def _charts(page: Page) -> None:
-    """The waiting depth is drawn on the first look, with whole jobs on its axis; no legend label is cut."""
+    """The waiting depth is drawn on the first look, with whole jobs on its axis; no tick label,
+    axis title or legend label is cut at a chart's edge."""
     assert page.get_by_text("the line appears after").count() == 0
     charts = page.get_by_test_id("stVegaLiteChart")
     wait_until(lambda: charts.count() == 3, timeout=30, what="three charts")
@@ -120,6 +126,8 @@ def _charts(page: Page) -> None:
     assert "jobs waiting" in depth
     ticks = [text for text in depth if text.replace(".", "").isdigit()]
     assert ticks and all(text.isdigit() for text in ticks), f"whole jobs on the y-axis: {depth}"
+    for n in range(3):
+        assert charts.nth(n).evaluate(OUTSIDE) == [], f"chart {n}: text cut at its edge"
     legend = [text.strip() for text in charts.nth(1).locator("svg text").all_text_contents()]
     assert "manual_intervention" in legend, legend
     assert not [text for text in legend if text.endswith("…")], legend
