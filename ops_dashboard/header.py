@@ -113,7 +113,8 @@ def render_workers(workers: list[Worker], running: list[RunningJob], lease_secon
                 "pid": w.pid,
                 "started": moment(w.started_at),
                 "seen": f"{duration(w.seen_seconds_ago)} ago",
-                "running job": w.current_job_id,
+                # Text: a column of ids and blanks would be floats, shown as 5.000000 and None once styled.
+                "running job": str(w.current_job_id) if w.current_job_id is not None else "",
             }
             for w in ordered
         ]

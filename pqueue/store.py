@@ -667,7 +667,7 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             operator_failed: dict[str, int] = {}
             for row in conn.execute(reads.counts(partner)):
                 counts.setdefault(row[0], {})[row[1]] = int(row[2])
-                if row[3]:
+                if row[3] and row[1] == Status.MANUAL_INTERVENTION.value:
                     operator_failed[row[0]] = operator_failed.get(row[0], 0) + int(row[3])
             oldest = conn.execute(reads.oldest_waiting(partner)).scalar()
             running = conn.execute(reads.running(partner)).all()

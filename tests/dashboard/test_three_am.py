@@ -142,6 +142,7 @@ def _workers(page: Page) -> None:
     table.locator("tr").nth(4).wait_for(state="attached")
     rows = table.locator("tr").all_inner_texts()[1:]
     assert "alive" in rows[0] and all("gone: not seen for" in row for row in rows[1:]), rows
+    assert not [row for row in rows if "None" in row or ".000000" in row], rows
     panel.evaluate("e => e.scrollIntoView({block: 'start'})")
 
 
