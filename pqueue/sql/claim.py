@@ -24,6 +24,7 @@ from pqueue.direct import DirectStatement
 from pqueue.schema import events, jobs, queues
 from pqueue.sql.context import Context, stored_policy
 from pqueue.sql.fair import FairShare
+from pqueue.sql.ids import next_lease_id
 from pqueue.sql.moves import with_event
 from pqueue.states import CLAIMABLE, Status
 from pqueue.transactions import Tx
@@ -106,7 +107,7 @@ class Claim:
             "status": Status.UNDER_PROCESS.value,
             "attempts": jobs.c.attempts + 1,
             "max_attempts": attempt_limit(),
-            "lease_id": jobs.c.lease_id + 1,
+            "lease_id": next_lease_id(self.ctx.dialect.name, jobs.c.lease_id),
             "worker_id": bindparam("w_worker"),
             "lease_ms": lease_ms,
             "lease_expires_at": self.ctx.dialect.add_seconds(now, lease),

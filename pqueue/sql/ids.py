@@ -17,12 +17,20 @@ and 8191 timelines before an id passes 2**53, the largest integer JSON readers k
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import func, literal_column
+from sqlalchemy.sql.elements import ColumnElement
+
 # Each timeline's ids start at (timeline - 1) * 2**TIMELINE_SHIFT.
 TIMELINE_SHIFT = 40
 SEQUENCE_MAX = 2**TIMELINE_SHIFT - 1
 
 # The timeline the server writes WAL on now (an error on a standby, which takes no INSERT anyway).
 CURRENT_TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint"
+
+# The first id (and lease id) of the current timeline, less one.
+TIMELINE_BASE = f"(({CURRENT_TIMELINE} - 1) << {TIMELINE_SHIFT})"
 
 SERIAL_SEQUENCE = "SELECT pg_get_serial_sequence('pq_jobs', 'id')"
 
@@ -33,7 +41,7 @@ def _literal(name: str) -> str:
 
 def timeline_ids(sequence: str) -> list[str]:
     """DDL: pq_jobs.id takes the timeline into its high bits; the sequence stops below the next one's."""
-    default = f"(({CURRENT_TIMELINE} - 1) << {TIMELINE_SHIFT}) + nextval({_literal(sequence)}::regclass)"
+    default = f"{TIMELINE_BASE} + nextval({_literal(sequence)}::regclass)"
     return [
         f"ALTER SEQUENCE {sequence} MAXVALUE {SEQUENCE_MAX}",
         f"ALTER TABLE pq_jobs ALTER COLUMN id SET DEFAULT {default}",
@@ -46,3 +54,14 @@ def sequence_ids(sequence: str) -> list[str]:
         f"ALTER TABLE pq_jobs ALTER COLUMN id SET DEFAULT nextval({_literal(sequence)}::regclass)",
         f"ALTER SEQUENCE {sequence} NO MAXVALUE",
     ]
+
+
+def next_lease_id(backend: str, current: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A claim's lease id, the fencing token: one more than the job's last. On PostgreSQL also
+    above every lease id of an earlier timeline: a claim lost at a failover had taken the job's
+    next number, and a claim on the promoted server taking it again would let the lost claim's
+    worker, still running, renew and record as if it held the new one."""
+    following = current + 1
+    if backend != "postgresql":
+        return following
+    return func.greatest(following, literal_column(TIMELINE_BASE) + 1)

@@ -11,6 +11,12 @@ or a power cut; "promoted" is `pg_ctl promote` of the standby.
   again; the intake acknowledges and the consumer claims again within bounds measured here; idle
   dispatch goes through LISTEN on the new primary; the old primary, started again only as a
   standby (the fencing recipe of docs/architecture.md), takes no writes and is never used.
+- Asynchronous standby held behind (its walsender stopped), HTTP load through a real intake,
+  primary killed and standby promoted: the acknowledged jobs lost are counted, and every id
+  acknowledged answers its own payload or 404, never another job (before, the promoted server's
+  rewound sequence gave them to new jobs); a keyed resend of a lost job makes a new job with a new
+  id; a job whose claim was lost and that is claimed again while its first run goes on records
+  only the new claim's outcome (its lease id is not given twice).
 - Every spelling of a multi-host URL, the standby named first: `pq migrate`, the intake and the
   consumer (with its LISTEN) all reach the primary.
 - An intake and a consumer pointed at a standby: not available (/healthz 503 naming it), both
@@ -54,6 +60,9 @@ CLAIM_BOUND = 10.0
 # Requests acknowledged while the asynchronous standby is held behind (each then lost at the
 # failover): more than the 32 values a sequence logs ahead, so a rewound sequence would reissue ids.
 HELD_BEHIND = 60
+# Seconds after its put that the job across becomes due: long enough for its row to reach the
+# standby before the standby is held behind, so that its claim is what the failover loses.
+ACROSS_DUE = 3.0
 
 
 @pytest.fixture
@@ -186,11 +195,15 @@ def processed(url: str) -> bool:
 def test_asynchronous_standby_held_behind__primary_killed__lost_jobs_counted_and_no_id_names_another_job(
     pair: ReplicatedPair, make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
 ) -> None:
-    make_queue()
+    q = make_queue()
     ledger = tmp_path / "ledger.jsonl"
     port = free_port()
     start_producer(start_program, port)
     start_program("pq-consumer")
+    # Queue "across": a long job whose claim the failover loses, and two consumers for it (a 30 s
+    # lease, so neither renews nor gives up before the run ends).
+    for _ in range(2):
+        start_program("pq-consumer", PQ_QUEUE="across", PQ_LEASE_SECONDS="30")
     intake = f"http://127.0.0.1:{port}"
     assert 'mode="asynchronous"' in httpx.get(f"{intake}/metrics").text
 
@@ -203,15 +216,25 @@ def test_asynchronous_standby_held_behind__primary_killed__lost_jobs_counted_and
 
     with HttpLoad(intake, payload, clients=2, pause=0.02, fields=fields) as load:
         load.wait_acknowledged(20, since=0)
+        # Its row reaches the standby; its claim, due a few seconds later, will not.
+        across_job = {"ledger": str(ledger), "tag": "across", "seconds": 10, "rerun_seconds": 15}
+        across = q.put_item(across_job, queue="across", run_after_seconds=ACROSS_DUE)
+        stored = f'SELECT count(*) FROM "{SCHEMA}".pq_jobs WHERE id = {across}'
+        wait_until(lambda: pair.sql(pair.standby, stored) == [(1,)], timeout=30, what="the job across on the standby")
         pair.hold_standby_behind()
         held_at = time.monotonic()
         load.wait_acknowledged(HELD_BEHIND, since=held_at)
+        first_run = wait_until(partial(ran, ledger, "across"), timeout=60, what="the job across to start")[0]
         down_at = time.monotonic()
         pair.kill_primary()
         pair.promote()
         up_at = time.monotonic()
         load.wait_acknowledged(HELD_BEHIND, since=up_at)
     answers = load.answers
+    # Claimed again on the promoted server while its first run goes on, by the other consumer.
+    second_run = wait_until(lambda: ran(ledger, "across")[1:], timeout=60, what="the job across claimed again")[0]
+    across_done = wait_finished(q, [across], timeout=120)[across]
+    first_run = ran(ledger, "across")[0]  # read again: how long it went on
 
     acknowledged = [(a.job_id, a.n) for a in answers if a.status == 202 and a.job_id is not None]
     with httpx.Client(base_url=intake, timeout=30) as client:
@@ -235,8 +258,16 @@ def test_asynchronous_standby_held_behind__primary_killed__lost_jobs_counted_and
         f"ids answering another job {len(others)}, ids given twice {len(given_twice)}; {len(resent)} keyed "
         f"resends of lost jobs, {sum(r.new for r in resent.values())} new jobs; first new id {first_after}"
     )
+    print(
+        f"figures: the run whose claim the failover lost ended {first_run.last - up_at:.2f}s after the promotion, "
+        f"the job claimed again {second_run.start - up_at:.2f}s after it; recorded: "
+        f"{'the new claim' if across_done.result == {'tag': 'across', 'pid': second_run.pid} else across_done.result}"
+    )
     assert {a.status for a in answers} <= {202, 503}, sorted({(a.status, a.error) for a in answers}, key=str)
     assert lost, "the standby held behind lost nothing: the fault was not injected"
+    assert held_at < first_run.start < down_at < second_run.start, "the job across was not claimed while held"
+    # The lost claim's lease id was not given to the new claim: only the new claim's run records.
+    assert across_done.status == Status.PROCESSED and across_done.result == {"tag": "across", "pid": second_run.pid}
     assert not others, f"(id, sent, answered): {others[:10]}"
     assert not given_twice, f"ids acknowledged to two requests: {given_twice[:20]}"
     taken = {job_id for job_id, _ in acknowledged}
