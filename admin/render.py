@@ -10,7 +10,20 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pqueue import ApiKey, Delivery, Event, Job, Partner, PartnerEvent, QueueInfo, RunningJob, Status, Worker
+from pqueue import (
+    ApiKey,
+    Delivery,
+    Estimate,
+    Event,
+    Job,
+    Partner,
+    PartnerEvent,
+    QueueInfo,
+    RunningJob,
+    Status,
+    Wait,
+    Worker,
+)
 
 Obj = dict[str, Any]  # a JSON object pq writes
 
@@ -88,9 +101,38 @@ def event_json(event: Event) -> Obj:
     }
 
 
-def job_detail_json(job: Job, events: list[Event]) -> Obj:
-    """`pq show --json`: the job, its delivery and its timeline."""
-    return {**job_json(job), "delivery": delivery_json(job.delivery), "events": [event_json(e) for e in events]}
+def job_detail_json(job: Job, events: list[Event], wait: Wait | None = None) -> Obj:
+    """`pq show --json`: the job, its delivery and its timeline; while it waits or runs, its wait."""
+    detail = {**job_json(job), "delivery": delivery_json(job.delivery), "events": [event_json(e) for e in events]}
+    return detail if wait is None else {**detail, "wait": wait_json(wait)}
+
+
+def wait_json(wait: Wait) -> Obj:
+    """A job's wait in the fields `GET /jobs/{id}` answers (docs/producer.md)."""
+    position = wait.position
+    return {
+        "position": None
+        if position is None
+        else {"own": position.own, "others": position.others, "total": position.total, "exact": position.exact},
+        "eta_start": estimate_json(wait.eta_start) if wait.eta_start else None,
+        "eta_finish": estimate_json(wait.eta_finish),
+        "confidence": wait.confidence,
+        "reasons": [
+            {
+                "code": reason.code,
+                "message": reason.message,
+                "until": iso(reason.until),
+                **{key: iso(value) if isinstance(value, datetime) else value for key, value in reason.details.items()},
+            }
+            for reason in wait.reasons
+        ],
+        "computed_at": iso(wait.computed_at),
+    }
+
+
+def estimate_json(estimate: Estimate) -> Obj:
+    fields = {"p50": iso(estimate.p50), "p90": iso(estimate.p90), "latest": iso(estimate.latest)}
+    return fields if estimate.why is None else {**fields, "why": estimate.why}
 
 
 def worker_json(worker: Worker) -> Obj:

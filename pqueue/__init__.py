@@ -61,6 +61,7 @@ from pqueue.silence import SilenceWatch
 from pqueue.states import CLAIMABLE, FINAL, DeliveryStatus, Status
 from pqueue.store import PersistentQ
 from pqueue.submitting import check_callback_url
+from pqueue.waitline import Estimate, Position, Reason, Wait
 
 __all__ = [
     "backoff",
@@ -116,6 +117,10 @@ __all__ = [
     "ThroughputPoint",
     "Worker",
     "WorkQueue",
+    "Wait",
+    "Estimate",
+    "Position",
+    "Reason",
     "callbacks",
     "check_callback_url",
     "connect",

@@ -55,6 +55,7 @@ from pqueue.models import (
 from pqueue.settings import Settings
 from pqueue.silence import SilenceWatch
 from pqueue.states import Status
+from pqueue.waitline import Wait
 
 
 class WorkQueue(abc.ABC):
@@ -374,6 +375,17 @@ class Insights(abc.ABC):
     def next_items(self, *, queue: str | None = None, limit: int = 10, partner: str | None = None) -> list[Job]:
         """The waiting jobs first in line, in the order they will be claimed (with `partner`: its
         own, in the order the claim takes them among its jobs)."""
+
+    @abc.abstractmethod
+    def wait(self, job_id: int) -> Wait | None:
+        """The submitter's view of the job (pqueue/waitline.py): for a waiting one, its position,
+        start and finish estimates and every reason it waits; for a running one, its finish
+        estimate; None once it is finished. JobNotFound for an unknown id. Another partner is
+        never named in it, so it can be shown to the job's own partner as it is."""
+
+    @abc.abstractmethod
+    def waits(self, *, partner: str | None = None, queue: str | None = None, limit: int = 10) -> list[tuple[Job, Wait]]:
+        """The waiting jobs (of the partner) first in line with their waits, in predicted order."""
 
     @abc.abstractmethod
     def events(self, job_id: int) -> list[Event]:

@@ -152,6 +152,9 @@ queues = Table(
     Column("name", String(200), primary_key=True),
     Column("seats", Integer, nullable=True),
     Column("paused", Boolean, nullable=False, server_default=text("false")),
+    # Since when and by whom (admin, dashboard, relay) it is paused, for a waiting job's reasons (0012).
+    Column("paused_at", Timestamp, nullable=True),
+    Column("paused_by", String(200), nullable=True),
     # The queue's policy, stored from the PQ_ defaults of the first consumer or relay that serves it
     # (adopt_queue); NULL only where nothing has served it yet: then the reading program's PQ_ default.
     Column("max_attempts", Integer, nullable=True),

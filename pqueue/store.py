@@ -76,6 +76,7 @@ from pqueue.states import (
 )
 from pqueue.transactions import Transactions, Tx
 from pqueue.validation import check_call, check_page_limit, jobs_to_put
+from pqueue.wait_book import WaitBook
 from pqueue.waiting import Waiter, make_waiter
 
 log = logging.getLogger("pqueue")
@@ -84,8 +85,11 @@ log = logging.getLogger("pqueue")
 # (SIGKILL, a lost host); the next rescue forgets it, so `pq workers` does not grow forever.
 FORGET_WORKERS_AFTER_SECONDS = 86400.0
 
+# A resume, or a relay's go, forgets since when and by whom the queue was paused.
+RESUMED: dict[str, Any] = {"paused": False, "paused_at": None, "paused_by": None}
 
-class PersistentQ(PartnerBook, PersistentQInterface):
+
+class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
     """A job queue in a SQLite file or a PostgreSQL database."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
@@ -423,11 +427,12 @@ class PersistentQ(PartnerBook, PersistentQInterface):
 
     def pause(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
         check_call("pause", locals())
-        return self._set_queue(queue or self.settings.queue, {"paused": True})
+        paused = {"paused": True, "paused_at": self._sql.ctx.now, "paused_by": actor}
+        return self._set_queue(queue or self.settings.queue, paused)
 
     def resume(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
         check_call("resume", locals())
-        return self._set_queue(queue or self.settings.queue, {"paused": False})
+        return self._set_queue(queue or self.settings.queue, RESUMED)
 
     def relay_go(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
         check_call("relay_go", locals())
@@ -436,7 +441,7 @@ class PersistentQ(PartnerBook, PersistentQInterface):
             name = queue if queue is not None else self._waiting_relay_queue(tx)
             if tx.conn.execute(self._sql.reads.queue_setting(name)).first() is None:
                 raise QueueNotFound(name, f"queue {name!r} does not exist; a go resumes a queue, it never creates one")
-            tx.conn.execute(self._sql.registry.set_queue(name, {"paused": False}))
+            tx.conn.execute(self._sql.registry.set_queue(name, RESUMED))
             tx.wake(name)
             return rows.queue_info_from(name, tx.conn.execute(self._sql.reads.queue_setting(name)).one(), self.settings)
 

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pqueue import Delivery, DeliveryStatus, Job, QueueInfo, Status
+from pqueue import Delivery, DeliveryStatus, Job, QueueInfo, Status, Wait
 from pqueue.partner import partner_error
+from producer.wait_schemas import WaitOut
 
 MAX_PRIORITY = 2**31 - 1
 MAX_JOB_ID = 2**63 - 1
@@ -112,10 +113,15 @@ class JobSummary(BaseModel):
         exclude_if=lambda value: value is None,
         description="the partner the job belongs to; only in answers to an admin key (others see only their own)",
     )
+    wait: WaitOut | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="while it waits or runs: its position, start and finish estimates and why it waits",
+    )
 
     @classmethod
-    def of(cls, job: Job, *, show_partner: bool = False) -> JobSummary:
-        return cls(**_summary_fields(job, show_partner))
+    def of(cls, job: Job, *, show_partner: bool = False, wait: Wait | None = None) -> JobSummary:
+        return cls(**_summary_fields(job, show_partner), wait=WaitOut.of(wait) if wait else None)
 
 
 class JobOut(JobSummary):
@@ -134,10 +140,11 @@ class JobOut(JobSummary):
     delivery: DeliveryOut | None = Field(None, description="the outcome's callback, once there is one")
 
     @classmethod
-    def of(cls, job: Job, *, show_partner: bool = False) -> JobOut:
+    def of(cls, job: Job, *, show_partner: bool = False, wait: Wait | None = None) -> JobOut:
         processed = job.status == Status.PROCESSED
         return cls(
             **_summary_fields(job, show_partner),
+            wait=WaitOut.of(wait) if wait else None,
             payload=job.payload,
             result=job.result if processed else None,
             error=None if processed else partner_error(job.error),
@@ -173,7 +180,7 @@ class JobPage(BaseModel):
 
 
 class NextJobs(BaseModel):
-    """Waiting jobs in the order consumers will take them."""
+    """The caller's waiting jobs in the order they are predicted to start, each with its wait."""
 
     jobs: list[JobSummary]
 

@@ -11,7 +11,10 @@ from rich.text import Text
 from admin import output, render
 from admin.context import admin, store, work_queue
 from admin.parsing import check_callback_url, parse_duration, read_payload
-from pqueue import Event, Insights, Job, NewJob, Status
+from pqueue import CLAIMABLE, Event, Insights, Job, NewJob, Status, Wait
+
+# A job with a wait to show: waiting, or running (its finish only).
+WAITING_OR_RUNNING = {*CLAIMABLE, Status.UNDER_PROCESS}
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Write JSON for scripts instead of a table.")]
 STATUSES = ", ".join(s.value for s in Status)
@@ -98,8 +101,9 @@ def show_job(
     queue_store = store(ctx)
     job = queue_store.get_job(job_id)
     events = queue_store.events(job_id)
+    wait = queue_store.wait(job_id) if job.status in WAITING_OR_RUNNING else None
     if as_json:
-        output.emit_json(render.job_detail_json(job, events))
+        output.emit_json(render.job_detail_json(job, events, wait))
         return
     policy = queue_store.queue_settings(job.queue)  # the queue's stored timeout, else PQ_JOB_TIMEOUT
     _show_fields(job, policy.job_timeout if policy is not None else admin(ctx).settings.job_timeout)
@@ -110,7 +114,31 @@ def show_job(
         _show_block("failed by an operator", job.operator_reason.rstrip())
     if job.error:
         _show_block("last error", job.error.rstrip())
+    if wait is not None:
+        _show_block("wait", _wait_lines(wait))
     _show_timeline(events)
+
+
+def _wait_lines(wait: Wait) -> str:
+    """Where the job is in line, when it starts and finishes, and why it waits, for people."""
+    lines = []
+    if wait.position is not None:
+        approximate = "" if wait.position.exact else " (extrapolated)"
+        lines.append(
+            f"position   {wait.position.total} ahead: {wait.position.own} of its partner's,"
+            f" {wait.position.others} of others{approximate}"
+        )
+    for name, estimate in (("start", wait.eta_start), ("finish", wait.eta_finish)):
+        if estimate is not None:
+            spread = f"p50 {render.human_time(estimate.p50)}  p90 {render.human_time(estimate.p90)}"
+            lines.append(f"{name:<10} {spread}  latest {render.human_time(estimate.latest)}")
+            if estimate.why:
+                lines.append(f"{'':<10} ({estimate.why})")
+    lines.append(f"confidence {wait.confidence}   computed {render.human_time(wait.computed_at)}")
+    for reason in wait.reasons:
+        until = f" (until {render.human_time(reason.until)})" if reason.until else ""
+        lines.append(f"why        {reason.code}: {reason.message}{until}")
+    return "\n".join(lines)
 
 
 def _show_fields(job: Job, timeout: float) -> None:

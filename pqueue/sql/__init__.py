@@ -5,6 +5,7 @@
     reads.py     listings, timelines, stats, queues, workers      registry.py queue settings, workers
     purge.py     deleting finished jobs                           fair.py     the fair share of the seats
     partners.py  partners, their keys and usage                   ids.py      ids never given twice (DDL)
+    waitline.py  what a job's wait is computed from
 
 Where SQLite and PostgreSQL need statements of different shapes (the claim, a put, the processed
 outcome), both shapes sit side by side in the concern's module, and `Statements` picks one per
@@ -26,6 +27,7 @@ from pqueue.sql.partners import PartnerStatements
 from pqueue.sql.purge import Purge
 from pqueue.sql.reads import Reads
 from pqueue.sql.registry import Registry
+from pqueue.sql.waitline import WaitlineReads
 from pqueue.transactions import Locks
 
 __all__ = ["Context", "Statements", "locks"]
@@ -46,6 +48,7 @@ class Statements:
         self.registry = Registry(ctx)
         self.purge = Purge(ctx)
         self.partners = PartnerStatements(ctx)
+        self.waitline = WaitlineReads(ctx)
 
 
 def locks(ctx: Context, schema: str | None, channel: str) -> Locks:

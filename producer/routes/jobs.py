@@ -17,7 +17,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, Security
 
-from pqueue import Caller, IdempotencyConflict, InvalidInput, Job, JobNotFound, NewJob, PutResult, Status
+from pqueue import (
+    CLAIMABLE,
+    Caller,
+    IdempotencyConflict,
+    InvalidInput,
+    Job,
+    JobNotFound,
+    NewJob,
+    PutResult,
+    Status,
+    Wait,
+)
 from producer import submit_path
 from producer.callers import ADMIN, Forbidden, may
 from producer.deps import Canceller, Intake, IntakeDep, Reader, Submitter, identity_of, partner_key
@@ -41,6 +52,8 @@ from producer.schemas import (
 )
 
 router = APIRouter(tags=["jobs"])
+
+WAITING_OR_RUNNING = {*CLAIMABLE, Status.UNDER_PROCESS}
 
 KeyHeader = Annotated[
     IdempotencyKey | None,
@@ -122,8 +135,15 @@ PartnerFilter = Annotated[
 
 @router.get("/jobs/{job_id}", responses=errors(404, 422, 503))
 def read_job(job_id: JobId, intake: IntakeDep, caller: Reader) -> JobOut:
-    """The job's status, attempts, timestamps, result or error, and callback delivery."""
-    return JobOut.of(visible_job(intake, caller, job_id), show_partner=may(caller, ADMIN))
+    """The job's status, attempts, timestamps, result or error, and callback delivery; while it
+    waits or runs, `wait`: its position, start and finish estimates and why it waits."""
+    job = visible_job(intake, caller, job_id)
+    return JobOut.of(job, show_partner=may(caller, ADMIN), wait=wait_of(intake, job))
+
+
+def wait_of(intake: Intake, job: Job) -> Wait | None:
+    """The job's wait while it waits or runs (computed only then: a finished job costs nothing more)."""
+    return intake.store.wait(job.id) if job.status in WAITING_OR_RUNNING else None
 
 
 @router.post("/jobs/{job_id}/cancel", responses=errors(404, 409, 422, 503))

@@ -23,10 +23,10 @@ def next_jobs(
     queue: Annotated[QueueName | None, Query(description="one queue (default: every queue)")] = None,
     partner: PartnerFilter = None,
 ) -> NextJobs:
-    """The caller's waiting jobs first in line, in the order consumers will take them among its
-    own (priority, then age); an admin key sees every partner's line."""
-    line = intake.store.next_items(queue=queue, limit=limit, partner=partner_filter(caller, partner))
-    return NextJobs(jobs=[JobSummary.of(job, show_partner=may(caller, ADMIN)) for job in line])
+    """The caller's waiting jobs first in line, in the order they are predicted to start, each with
+    its `wait` (as `GET /jobs/{id}` gives it); an admin key sees every partner's line."""
+    line = intake.store.waits(queue=queue, limit=limit, partner=partner_filter(caller, partner))
+    return NextJobs(jobs=[JobSummary.of(job, show_partner=may(caller, ADMIN), wait=wait) for job, wait in line])
 
 
 @router.post("/relay/go", tags=["relay"], responses=errors(404, 409, 422, 503))

@@ -25,9 +25,10 @@ from pqueue.partner import partner_error
 from producer import submit_path
 from producer.deps import IntakeDep, Reader, Submitter, identity_of, partner_key
 from producer.routes import errors
-from producer.routes.jobs import visible_job
+from producer.routes.jobs import visible_job, wait_of
 from producer.routes.queues import relay_go
 from producer.schemas import MAX_JOB_ID, JobIn
+from producer.wait_schemas import WaitOut
 
 CALCULATE_QUEUE = "calculate"  # the adder's own queue (supervisord.conf's `adder` runs it)
 NOT_THERE = "identifier does not exist"
@@ -63,6 +64,11 @@ class Answer(BaseModel):
     number2: float | int
     answer: float | int | None = None
     error: str | None = None
+    wait: WaitOut | None = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        description="while it waits or runs: its position, start and finish estimates and why it waits",
+    )
 
 
 @router.get("/", response_model=Index, dependencies=[Security(partner_key)])
@@ -108,13 +114,15 @@ def get_answer(identifier: Annotated[int, Path(ge=1, le=MAX_JOB_ID)], intake: In
         message=PLEASE_WAIT,
         number1=payload["number1"],
         number2=payload["number2"],
+        wait=None,
     )
     if job.status == Status.PROCESSED:
         return answer.model_copy(update={"message": "answer computed", "answer": (job.result or {}).get("sum")})
     if job.status in (Status.MANUAL_INTERVENTION, Status.CANCELLED):
         update = {"message": f"no answer: the calculation is {job.status}", "error": partner_error(job.error)}
         return answer.model_copy(update=update)
-    return answer
+    wait = wait_of(intake, job)
+    return answer.model_copy(update={"wait": WaitOut.of(wait) if wait else None})
 
 
 # The same endpoint as POST /relay/go, whatever it takes and answers.

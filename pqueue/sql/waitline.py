@@ -1,0 +1,130 @@
+"""What the submitter's view (pqueue/waitline.py) reads of one queue, in one read transaction: the
+queue's settings and virtual time, every partner's weight, cap and tag, the running jobs, each
+partner's first waiting jobs in claim order, the live consumers, and the recent run times.
+
+Each partner's waiting jobs are read as the claim takes them (priority, then id), one step down
+the claim index per partner and at most `window` rows each, so the read stays small however many
+jobs wait; a partner with more gets its count past the window instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy.sql.elements import ColumnElement
+
+from pqueue.schema import fair, jobs, partners, queues, workers
+from pqueue.sql.claim import attempt_limit, claimable
+from pqueue.sql.context import Context
+from pqueue.states import Status
+
+
+class WaitlineReads:
+    """The read-only statements of the submitter's view, for one context."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def clock(self) -> Any:
+        """The database's clock now: the snapshot's one moment, which every time read below is
+        measured from (in Python, so two statements' clocks never disagree by milliseconds)."""
+        return select(self.ctx.now)
+
+    def queue(self, queue: str) -> Any:
+        """The queue's stored row (none before anything served or set it)."""
+        return select(queues).where(queues.c.name == queue)
+
+    @staticmethod
+    def partners(queue: str) -> Any:
+        """(name, weight, max_running, tag) of every partner, its tag in the queue (NULL: none yet)."""
+        on_queue = and_(fair.c.queue == queue, fair.c.partner == partners.c.name)
+        joined = partners.outerjoin(fair, on_queue)
+        return (
+            select(partners.c.name, partners.c.weight, partners.c.max_running, fair.c.tag)
+            .select_from(joined)
+            .order_by(partners.c.name)
+        )
+
+    def running(self, queue: str) -> Any:
+        """(id, partner, started_at, lease_expires_at) of the queue's running jobs."""
+        return (
+            select(jobs.c.id, jobs.c.partner, jobs.c.started_at, jobs.c.lease_expires_at)
+            .where(jobs.c.queue == queue, jobs.c.status == Status.UNDER_PROCESS.value)
+            .order_by(jobs.c.id)
+        )
+
+    def waiting(self, queue: str, names: list[str], window: int) -> Any:
+        """The first `window` waiting jobs of each partner named, in claim order (priority, then
+        id): id, partner, priority, status, attempts, attempt limit, run_after. One
+        statement of one index range per partner (UNION ALL), portable where LATERAL is not."""
+        parts = [
+            select(*self._waiting_columns())
+            .where(jobs.c.queue == queue, jobs.c.partner == name, claimable())
+            .order_by(jobs.c.priority, jobs.c.id)
+            .limit(window)
+            .subquery()
+            for name in names
+        ]
+        return union_all(*(select(*part.c) for part in parts))
+
+    def job(self, job_id: int) -> Any:
+        """The one waiting job, in the same columns as `waiting`."""
+        return select(*self._waiting_columns()).where(jobs.c.id == job_id, claimable())
+
+    @staticmethod
+    def _waiting_columns() -> list[ColumnElement[Any]]:
+        return [
+            jobs.c.id,
+            jobs.c.partner,
+            jobs.c.priority,
+            jobs.c.status,
+            jobs.c.attempts,
+            attempt_limit().label("max_attempts"),
+            jobs.c.run_after,
+        ]
+
+    @staticmethod
+    def waiting_count(queue: str, partner: str) -> Any:
+        """How many jobs of the partner wait in the queue (one range of the claim index)."""
+        return (
+            select(func.count()).select_from(jobs).where(jobs.c.queue == queue, jobs.c.partner == partner, claimable())
+        )
+
+    @staticmethod
+    def ahead_of(queue: str, partner: str, priority: int, job_id: int) -> Any:
+        """How many of the partner's waiting jobs come before (priority, id) in claim order."""
+        before = or_(jobs.c.priority < priority, and_(jobs.c.priority == priority, jobs.c.id < job_id))
+        return (
+            select(func.count())
+            .select_from(jobs)
+            .where(jobs.c.queue == queue, jobs.c.partner == partner, claimable(), before)
+        )
+
+    def live_servers(self, queue: str, seen_within: float) -> Any:
+        """How many consumers or relays serving the queue were seen within `seen_within` seconds."""
+        return (
+            select(func.count())
+            .select_from(workers)
+            .where(
+                workers.c.queue == queue,
+                workers.c.kind.in_(["consumer", "relay"]),
+                workers.c.last_seen >= self.ctx.in_(-seen_within),
+            )
+        )
+
+    def run_times(self, queue: str, limit: int) -> Any:
+        """(partner, seconds) of the queue's latest `limit` successful runs, newest first: the
+        seat time each held, from its last claim to its outcome."""
+        held = self.ctx.dialect.seconds_between(jobs.c.finished_at, jobs.c.started_at)
+        return (
+            select(jobs.c.partner, held.label("seconds"))
+            .where(
+                jobs.c.status == Status.PROCESSED.value,
+                jobs.c.finished_at.is_not(None),
+                jobs.c.queue == queue,
+                jobs.c.started_at.is_not(None),
+            )
+            .order_by(jobs.c.finished_at.desc())
+            .limit(limit)
+        )
