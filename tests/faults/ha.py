@@ -76,6 +76,15 @@ class ReplicatedPair:
         """Make the standby the primary (pg_ctl promote, waiting until it takes writes)."""
         self.standby.promote()
 
+    def restore_standby_as_a_backup(self) -> None:
+        """Start the (stopped) standby's data directory as a backup being restored: archive
+        recovery (recovery.signal) to the end of the WAL it holds, then a new timeline."""
+        (self.standby.data / "standby.signal").unlink()
+        (self.standby.data / "recovery.signal").touch()
+        with (self.standby.data / "postgresql.auto.conf").open("a") as conf:
+            conf.write("restore_command = 'false'\n")  # no archive: recovery ends with the WAL in pg_wal
+        self.standby.start()
+
     def destroy(self) -> None:
         for pid in self._stopped:
             with contextlib.suppress(ProcessLookupError):

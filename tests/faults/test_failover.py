@@ -17,6 +17,8 @@ or a power cut; "promoted" is `pg_ctl promote` of the standby.
   rewound sequence gave them to new jobs); a keyed resend of a lost job makes a new job with a new
   id; a job whose claim was lost and that is claimed again while its first run goes on records
   only the new claim's outcome (its lease id is not given twice).
+- Restored from a copy taken before the last jobs (archive recovery, then a new timeline): the
+  ids of the jobs stored after the copy are never given again.
 - Every spelling of a multi-host URL, the standby named first: `pq migrate`, the intake and the
   consumer (with its LISTEN) all reach the primary.
 - An intake and a consumer pointed at a standby: not available (/healthz 503 naming it), both
@@ -38,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
-from pqueue import PersistentQ, Status
+from pqueue import JobNotFound, PersistentQ, Status
 from tests.conftest import require_postgres
 from tests.faults.conftest import LEASE_SECONDS, StartProgram
 from tests.faults.ha import ReplicatedPair
@@ -301,6 +304,36 @@ def own(answer: httpx.Response, n: int) -> bool:
 def held_requests(answers: list[Answer], held_at: float, down_at: float) -> list[int]:
     """The requests sent and acknowledged while the standby was held behind and the primary alive."""
     return [a.n for a in answers if a.status == 202 and held_at <= a.sent and a.answered < down_at]
+
+
+@pytest.mark.parametrize("pair", ["asynchronous"], indirect=True)
+def test_restored_from_a_copy_taken_before_the_last_jobs__their_ids_are_never_given_again(
+    pair: ReplicatedPair, make_queue: Callable[..., PersistentQ]
+) -> None:
+    """A restore from a backup (here the standby's data directory, stopped as a copy would be and
+    then recovered with recovery.signal) ends on a new timeline, as a point-in-time restore does."""
+    q = make_queue()
+    kept = [q.put_item({"n": n}) for n in range(5)]
+    wait_until(lambda: standby_holds(pair, len(kept)), timeout=30, what="the standby to hold the jobs")
+    pair.standby.stop()  # the backup, taken here
+    after_copy = [q.put_item({"n": n}) for n in range(5, 55)]  # acknowledged, then lost with the primary
+    pair.kill_primary()
+    pair.restore_standby_as_a_backup()
+    again = [q.put_item({"n": n}) for n in range(55, 65)]
+    print(f"figures: restored from a copy: {len(after_copy)} jobs lost, the next ids {again[0]} to {again[-1]}")
+    assert not set(again) & set(after_copy), sorted(set(again) & set(after_copy))
+    assert [q.get_job(i).payload for i in kept] == [{"n": n} for n in range(5)]
+    for lost in after_copy:
+        with pytest.raises(JobNotFound):
+            q.get_job(lost)
+
+
+def standby_holds(pair: ReplicatedPair, count: int) -> bool:
+    """Whether the standby has replayed this many jobs (and the tables, made a moment ago)."""
+    try:
+        return pair.sql(pair.standby, f'SELECT count(*) FROM "{SCHEMA}".pq_jobs') == [(count,)]
+    except psycopg.errors.UndefinedTable:
+        return False
 
 
 def test_every_multi_host_url_spelling__pq_migrate_intake_and_consumer_reach_the_primary(
