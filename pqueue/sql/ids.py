@@ -12,7 +12,7 @@ The timeline is the one the server writes WAL on now, read from the name of the 
 pg_current_wal_lsn() falls in (its first 8 hex digits); a primary is the only server that takes
 an INSERT, and the only one where pg_current_wal_lsn() answers. The sequence stops at 2**40 - 1
 (MAXVALUE), so it can never run into the next timeline's ids: that is a trillion jobs per timeline,
-and 8191 timelines before an id passes 2**53, the largest integer JSON readers keep exactly.
+and 8192 timelines before an id reaches 2**53, the largest integer JSON readers keep exactly.
 """
 
 from __future__ import annotations
