@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from pqueue import Status
+from pqueue import Job, Status
 
 STATUS_STYLES = {
     Status.UNPROCESSED: "cyan",
@@ -69,6 +69,15 @@ def status_text(status: Status | str | None) -> Text:
         return Text("-")
     value = Status(status)
     return Text(value.value, style=STATUS_STYLES[value])
+
+
+def job_status_text(job: Job) -> Text:
+    """A job's status word, with the agents' word beside it for a job a relay sent them:
+    `under_process (queued)`, `under_process (processing)`."""
+    text = status_text(job.status)
+    if job.agent_status is not None:
+        text.append(f" ({job.agent_status.value})")
+    return text
 
 
 def plain(value: object) -> Text:

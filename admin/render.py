@@ -67,6 +67,7 @@ def job_json(job: Job) -> Obj:
         "stop_request": job.stop_request.value if job.stop_request else None,
         "stop_reason": job.stop_reason,
         "partner": job.partner,
+        "agent_status": job.agent_status.value if job.agent_status else None,
     }
 
 

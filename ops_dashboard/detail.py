@@ -25,7 +25,7 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
     except JobNotFound as exc:
         st.warning(str(exc))
         return
-    st.subheader(f"Job {job.id} · {job.status.value}")
+    st.subheader(f"Job {job.id} · {job.status_words}")
     _fields(job, timeline)
     if job.stop_request:
         st.info(f"{job.stop_request} requested ({job.stop_reason or '-'}); waiting for the consumer to stop it")

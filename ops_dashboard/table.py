@@ -162,7 +162,7 @@ def _rows(items: list[Job]) -> pd.DataFrame:
         [
             {
                 "id": job.id,
-                "status": job.status.value,
+                "status": job.status_words,
                 "error": _why(job),
                 "attempts": f"{job.attempts}/{job.max_attempts}",
                 "queue": job.queue,

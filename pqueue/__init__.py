@@ -58,7 +58,7 @@ from pqueue.partners import DEFAULT_PARTNER, SCOPES
 from pqueue.policy import lease_margin
 from pqueue.settings import Settings, load_settings
 from pqueue.silence import SilenceWatch
-from pqueue.states import CLAIMABLE, FINAL, DeliveryStatus, Status
+from pqueue.states import CLAIMABLE, FINAL, AgentStatus, DeliveryStatus, Status
 from pqueue.store import PersistentQ
 from pqueue.submitting import check_callback_url
 from pqueue.waitline import Estimate, Position, Reason, Wait
@@ -87,6 +87,7 @@ __all__ = [
     "DatabaseUrlError",
     "Delivery",
     "DeliveryLockLost",
+    "AgentStatus",
     "DeliveryStatus",
     "Event",
     "IdempotencyConflict",

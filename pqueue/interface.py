@@ -54,7 +54,7 @@ from pqueue.models import (
 )
 from pqueue.settings import Settings
 from pqueue.silence import SilenceWatch
-from pqueue.states import Status
+from pqueue.states import AgentStatus, Status
 from pqueue.waitline import Wait
 
 
@@ -104,8 +104,19 @@ class WorkQueue(abc.ABC):
         """
 
     @abc.abstractmethod
-    def heartbeat(self, job_id: int, lease_id: int, *, lease_seconds: float | None = None) -> datetime:
+    def heartbeat(
+        self,
+        job_id: int,
+        lease_id: int,
+        *,
+        lease_seconds: float | None = None,
+        agent_status: AgentStatus | None = None,
+    ) -> datetime:
         """Extend the lease and return its new expiry (database clock).
+
+        With agent_status, a relay also records what the agents' side said of this claim
+        (`queued`: the broker confirmed its message; `processing`: an agent reported it), which
+        readers show beside under_process.
 
         Raises LeaseLost when this lease is no longer the job's (rescued, re-claimed) and
         StopRequested when an operator cancelled or failed the running job: the worker must stop

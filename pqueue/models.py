@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pqueue.states import DeliveryStatus, Status
+from pqueue.states import AgentStatus, DeliveryStatus, Status
 
 JSON = Any  # any JSON-serialisable value
 
@@ -40,6 +40,14 @@ class Job:
     partner: str = "default"  # whose job it is: the partner whose key submitted it
     # Why an operator failed it (`pq fail --reason`); `error` keeps the last error of its runs.
     operator_reason: str | None = None
+    # A job a relay sent to agents, while under_process: queued (on the broker) or processing (an
+    # agent reported it); None for any other job.
+    agent_status: AgentStatus | None = None
+
+    @property
+    def status_words(self) -> str:
+        """The status as people read it: `under_process (queued)` while it waits on the broker."""
+        return self.status.value if self.agent_status is None else f"{self.status.value} ({self.agent_status.value})"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from pqueue.models import Delivery, Event, Job, QueueInfo, Replication, RunningJob, Worker
 from pqueue.partner import partner_error
 from pqueue.settings import Settings
-from pqueue.states import DeliveryStatus, Status
+from pqueue.states import AgentStatus, DeliveryStatus, Status
 
 
 def job_from(row: Any, delivery: Delivery | None = None) -> Job:
@@ -38,7 +38,14 @@ def job_from(row: Any, delivery: Delivery | None = None) -> Job:
         lease_seconds=row.lease_ms / 1000 if row.lease_ms is not None else None,
         partner=row.partner,
         operator_reason=row.operator_reason,
+        agent_status=_agent_status(row),
     )
+
+
+def _agent_status(row: Any) -> AgentStatus | None:
+    """The agents' word for the job, only while the claim it was said of runs."""
+    word = row.agent_status
+    return AgentStatus(word) if word and row.status == Status.UNDER_PROCESS.value else None
 
 
 def delivery_from(row: Any) -> Delivery:

@@ -83,6 +83,9 @@ jobs = Table(
     # timeout_retries says how many of those it may run again after (0008).
     Column("timeouts", Integer, nullable=False, server_default="0"),
     Column("stop_request", String(32), nullable=True),
+    # What the agents' side last said of the current claim when a relay sent it (AgentStatus:
+    # queued, processing); every claim clears it, and it means nothing once the job left under_process (0013).
+    Column("agent_status", String(16), nullable=True),
     Column("stop_reason", Text, nullable=True),
     Column("result", Json, nullable=True),
     # The last error a run (or a lease's end) recorded; an operator's fail keeps it (0009).

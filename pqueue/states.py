@@ -21,6 +21,14 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
 
 
+class AgentStatus(StrEnum):
+    """What the agents' side says of a job a relay sent them (pq-relay), kept beside its status,
+    which stays under_process throughout: the document's words for the two halves of running."""
+
+    QUEUED = "queued"  # on the broker (publish confirmed); no agent has taken it yet
+    PROCESSING = "processing"  # an agent reported it is working on it
+
+
 class DeliveryStatus(StrEnum):
     """Where a job's callback delivery is."""
 

@@ -63,6 +63,7 @@ from pqueue.sql import Context, Statements, locks
 from pqueue.states import (
     ALLOWED_FROM,
     FINAL,
+    AgentStatus,
     Move,
     Status,
     describe,
@@ -209,9 +210,17 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         """The claim's SELECT for one queue with its value inlined, for EXPLAIN in tests."""
         return self._sql.claim.candidate().params(w_queue=queue)
 
-    def heartbeat(self, job_id: int, lease_id: int, *, lease_seconds: float | None = None) -> datetime:
+    def heartbeat(
+        self,
+        job_id: int,
+        lease_id: int,
+        *,
+        lease_seconds: float | None = None,
+        agent_status: AgentStatus | None = None,
+    ) -> datetime:
         check_call("heartbeat", locals())
-        renewal = self._sql.moves.renewal(job_id, lease_id, lease_seconds or None, self.settings.lease_seconds)
+        word = AgentStatus(agent_status) if agent_status is not None else None
+        renewal = self._sql.moves.renewal(job_id, lease_id, lease_seconds or None, self.settings.lease_seconds, word)
 
         def renew(tx: Tx) -> datetime:
             row = tx.conn.execute(renewal).first()

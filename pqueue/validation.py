@@ -22,7 +22,7 @@ from typing import Any
 from pqueue.errors import InvalidInput
 from pqueue.interface import PersistentQInterface
 from pqueue.models import NewJob
-from pqueue.states import Status
+from pqueue.states import AgentStatus, Status
 
 Check = Callable[[str, Any], None]
 # A number of seconds or a count past this is a mistake, and past what the databases' date
@@ -185,6 +185,11 @@ def _status(name: str, value: Any) -> None:
         raise InvalidInput(name, f"must be a job status ({', '.join(Status)}), got {_shown(value)}")
 
 
+def _agent_status(name: str, value: Any) -> None:
+    if not isinstance(value, str) or value not in AgentStatus._value2member_map_:
+        raise InvalidInput(name, f"must be an agent status ({', '.join(AgentStatus)}), got {_shown(value)}")
+
+
 def _callable(name: str, value: Any) -> None:
     if not callable(value):
         raise InvalidInput(name, f"must be a function, got {_shown(value)}")
@@ -244,9 +249,9 @@ def _words(hint: Any) -> str:
         return " or ".join(_words(arg) for arg in args)
     if origin in (Sequence, list, tuple):
         return f"a list of ({_words(args[0])})" if args else "a list"
-    return {type(None): "None", int: "an integer", float: "a number", str: "a string", bool: "True or False"}.get(
-        hint, getattr(hint, "__name__", str(hint))
-    )
+    said = {type(None): "None", int: "an integer", float: "a number", str: "a string", bool: "True or False"}
+    said[AgentStatus] = f"an agent status ({', '.join(AgentStatus)})"
+    return said.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _shown(value: Any) -> str:
@@ -274,6 +279,7 @@ _SIMPLE: dict[Any, Check] = {
     bool: _flag,
     type(None): _none,
     Status: _status,
+    AgentStatus: _agent_status,
 }
 _NEW_JOB_CHECKS = [
     (name, _check_for(hint))

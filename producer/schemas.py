@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pqueue import Delivery, DeliveryStatus, Job, QueueInfo, Status, Wait
+from pqueue import AgentStatus, Delivery, DeliveryStatus, Job, QueueInfo, Status, Wait
 from pqueue.partner import partner_error
 from producer.wait_schemas import WaitOut
 
@@ -108,6 +108,11 @@ class JobSummary(BaseModel):
     run_after: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    agent_status: AgentStatus | None = Field(
+        None,
+        description="a job sent to agents through the relay, while under_process: queued (on the broker, no "
+        "agent has taken it) or processing (an agent reported it)",
+    )
     partner: str | None = Field(
         None,
         exclude_if=lambda value: value is None,
@@ -169,6 +174,7 @@ def _summary_fields(job: Job, show_partner: bool) -> dict[str, Any]:
         "run_after": job.run_after,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        "agent_status": job.agent_status,
     }
 
 

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from types import FrameType
 
 import pqueue
-from pqueue import PQError
+from pqueue import NewJob, PQError
 from relay import broker
 from relay.broker import BrokerUrlError
 from relay.service import Relay
 from relay.topology import Routing
 
 log = logging.getLogger("relay")
+
+MAX_BACKLOG = 100_000  # a demo's backlog; more is a mistake, not a demo
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -33,7 +35,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="on the queue's first start, hold it paused until `pq relay go` or POST /relay/go resumes it",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        metavar="N",
+        help='first put N work units ({"unit": 1} … {"unit": N}) into the queue, as a demo\'s initial '
+        "backlog; each has the idempotency key backlog-<n>, so a restart adds none",
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.backlog <= MAX_BACKLOG:
+        parser.error(f"--backlog: must be between 0 and {MAX_BACKLOG}, got {args.backlog}")
+    return args
+
+
+def put_backlog(store: pqueue.PersistentQ, queue: str, units: int) -> int:
+    """The demo's initial backlog: work units 1 to `units` in `queue`; how many were new."""
+    jobs = [NewJob({"unit": n}, queue=queue, idempotency_key=f"backlog-{n}") for n in range(1, units + 1)]
+    return sum(put.created for put in store.put_items(jobs, actor="relay"))
 
 
 def configuration_problem(settings: pqueue.Settings) -> str | None:
@@ -86,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         relay = Relay(store, settings, worker_id=f"relay-{host}-{pid}", should_stop=lambda: stopping)
         relay.prepare(wait_for_go=args.wait_for_go, host=host, pid=pid)
+        if args.backlog:
+            added = put_backlog(store, settings.relay_queue, args.backlog)
+            log.info(
+                "backlog: %d work units put into %r (%d were there already)",
+                added,
+                settings.relay_queue,
+                args.backlog - added,
+            )
         relay.run()
         relay.finish()
     finally:

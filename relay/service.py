@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pqueue import (
+    AgentStatus,
     DatabaseBusy,
     DatabaseError,
     InvalidInput,
@@ -68,6 +69,16 @@ class Counters:
     publish_failures: int = 0
 
 
+@dataclass
+class Sent:
+    """A claim this relay sent: its lease, when the relay last set that lease (monotonic), and
+    whether `processing` is already stored for it."""
+
+    lease_id: int
+    at: float
+    processing: bool = False
+
+
 class Relay:
     """Feeds one pqueue queue to agents through RabbitMQ and tracks the status they send back."""
 
@@ -91,10 +102,10 @@ class Relay:
         self.counters = Counters()
         self.backoff = broker.Backoff()
         self._next_housekeeping = 0.0
-        # The claims this relay sent: job id -> (lease id, monotonic time it last set the lease).
-        # A status for one of them needs no check of the job's queue, and a `processing` right
-        # after the claim needs no lease renewal. Entries older than a lease are dropped.
-        self._sent: dict[int, tuple[int, float]] = {}
+        # The claims this relay sent, by job id. A status for one of them needs no check of the
+        # job's queue, and a repeated `processing` soon after the last write needs no lease
+        # renewal. Entries older than a lease are dropped.
+        self._sent: dict[int, Sent] = {}
         self._next_report = time.monotonic() + REPORT_SECONDS
         self._connected = False
         self._seat_freed = True
@@ -248,8 +259,24 @@ class Relay:
             )
             raise
         self.counters.sent += 1
-        self._sent[job.id] = (job.lease_id, time.monotonic())
+        self._sent[job.id] = Sent(job.lease_id, time.monotonic())
+        self._mark_queued(job)
         log.debug("sent job %d (lease %d, attempt %d)", job.id, job.lease_id, job.attempts)
+
+    def _mark_queued(self, job: Job) -> None:
+        """Record `queued` for the job the broker confirmed: on the broker, no agent has it yet.
+
+        The write also starts the lease from the publish. An operator's stop request made in the
+        meantime is recorded at once (the seat frees); a lease already gone needs nothing."""
+        try:
+            self.store.heartbeat(
+                job.id, job.lease_id, lease_seconds=self.lease_seconds, agent_status=AgentStatus.QUEUED
+            )
+        except LeaseLost as exc:
+            log.info("job %d: not marked queued: %s", job.id, exc)
+        except StopRequested as exc:
+            self._sent.pop(job.id, None)
+            self._stop(job.id, job.lease_id, exc)
 
     def _give_back(self, job: Job, exc: BaseException) -> None:
         reason = f"relay could not publish it: {_reason(exc)}"
@@ -281,7 +308,7 @@ class Relay:
 
     def _apply(self, message: StatusMessage) -> None:
         known = self._sent.get(message.job_id)
-        if known is None or known[0] != message.lease_id or message.status in ("processing", "released"):
+        if known is None or known.lease_id != message.lease_id or message.status in ("processing", "released"):
             # Not a claim this relay sent (or a `processing` or `released`, which must notice stop
             # requests): check the job exists and is this relay's queue's before touching it.
             try:
@@ -296,7 +323,9 @@ class Relay:
             if message.status == "released" and job.stop_request is not None and job.lease_id == message.lease_id:
                 # Given back while an operator asked to stop it: record the stop, not a retry.
                 self._sent.pop(message.job_id, None)
-                self._stop(message, StopRequested(job.id, job.stop_request.value, job.stop_reason))
+                self._stop(
+                    message.job_id, message.lease_id, StopRequested(job.id, job.stop_request.value, job.stop_reason)
+                )
                 return
         if message.status != "processing":
             self._sent.pop(message.job_id, None)
@@ -307,28 +336,31 @@ class Relay:
             self.counters.stale += 1
             log.info("ignored %s for job %d: %s", message.status, message.job_id, exc)
         except StopRequested as exc:
-            self._stop(message, exc)
+            self._stop(message.job_id, message.lease_id, exc)
         except InvalidInput as exc:
             raise Refused(str(exc)) from None
 
     def _renewal_needless(self, job: Job, message: StatusMessage) -> bool:
-        """True when this relay set the lease less than a quarter lease ago and nothing is asked of
-        the job: renewing it would buy nothing, and skipping the write halves the database work
-        per job (agents say `processing` right after they take a job)."""
+        """True when `processing` is already stored for this claim, this relay set the lease less
+        than a quarter lease ago and nothing is asked of the job: renewing it would buy nothing
+        (agents repeat `processing` every third of the lease)."""
         known = self._sent.get(job.id)
         return (
             known is not None
-            and known[0] == message.lease_id == job.lease_id
+            and known.processing
+            and known.lease_id == message.lease_id == job.lease_id
             and job.status == Status.UNDER_PROCESS
             and job.stop_request is None
-            and time.monotonic() - known[1] < self.lease_seconds / 4
+            and time.monotonic() - known.at < self.lease_seconds / 4
         )
 
     def _record(self, message: StatusMessage) -> None:
         job_id, lease_id = message.job_id, message.lease_id
         if message.status == "processing":
-            self.store.heartbeat(job_id, lease_id, lease_seconds=self.lease_seconds)
-            self._sent[job_id] = (lease_id, time.monotonic())
+            self.store.heartbeat(
+                job_id, lease_id, lease_seconds=self.lease_seconds, agent_status=AgentStatus.PROCESSING
+            )
+            self._sent[job_id] = Sent(lease_id, time.monotonic(), processing=True)
             self.counters.processing += 1
         elif message.status == "released":
             # The agent stopped before finishing: unprocessed again, attempt not spent, sent anew.
@@ -347,14 +379,14 @@ class Relay:
             self._seat_freed = True
             log.info("job %d: agent %s reported an error; now %s", job_id, message.agent or "?", job.status)
 
-    def _stop(self, message: StatusMessage, request: StopRequested) -> None:
+    def _stop(self, job_id: int, lease_id: int, request: StopRequested) -> None:
         """An operator cancelled or failed a job an agent is working on: record it, free the seat."""
         try:
-            self.store.update_status(message.job_id, request.target, lease_id=message.lease_id, error=request.reason)
-            log.info("job %d: %s on an operator's request", message.job_id, request.target)
+            self.store.update_status(job_id, request.target, lease_id=lease_id, error=request.reason)
+            log.info("job %d: %s on an operator's request", job_id, request.target)
             self._seat_freed = True
         except LeaseLost as exc:
-            log.info("job %d: stop request already settled (%s)", message.job_id, exc)
+            log.info("job %d: stop request already settled (%s)", job_id, exc)
 
     def _dead_letter(self, channel: Any, method: Any, properties: Any, body: bytes, reason: str) -> None:
         """Keep a refused message on the dead queue with the reason, then ack it."""
@@ -383,7 +415,7 @@ class Relay:
                 log.warning("job %d: lease expired with no word from an agent; now %s", job_id, status)
                 self._seat_freed = True
             self.store.touch_worker(self.worker_id)
-            stale = [job_id for job_id, (_, at) in self._sent.items() if now - at > self.lease_seconds]
+            stale = [job_id for job_id, sent in self._sent.items() if now - sent.at > self.lease_seconds]
             for job_id in stale:
                 del self._sent[job_id]
         if now >= self._next_report:

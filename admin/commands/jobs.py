@@ -74,7 +74,7 @@ def list_jobs(
             str(job.id),
             output.plain(job.queue),
             output.plain(job.partner),
-            output.status_text(job.status),
+            output.job_status_text(job),
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
             render.duration((now - job.created_at).total_seconds()),
@@ -143,7 +143,7 @@ def _wait_lines(wait: Wait) -> str:
 
 def _show_fields(job: Job, timeout: float) -> None:
     rows: list[tuple[str, Text | str]] = [
-        ("status", output.status_text(job.status)),
+        ("status", output.job_status_text(job)),
         ("queue", output.plain(job.queue)),
         ("partner", output.plain(job.partner)),
         ("priority", str(job.priority)),

@@ -115,6 +115,7 @@ class Claim:
             "finished_at": None,
             "stop_request": None,
             "stop_reason": None,
+            "agent_status": None,
         }
 
     @cached_property

@@ -143,16 +143,21 @@ class Moves:
             )
         )
 
-    def renewal(self, job_id: int, lease_id: int, lease_seconds: float | None, default: float) -> Any:
+    def renewal(
+        self, job_id: int, lease_id: int, lease_seconds: float | None, default: float, agent_status: str | None = None
+    ) -> Any:
         """The lease's new end, fenced by the lease; returns it with any stop request.
 
         Without lease_seconds the lease is renewed for the length its claim was given (else
-        `default`); with it, that length is also recorded, so a rescuer waits out the same one."""
+        `default`); with it, that length is also recorded, so a rescuer waits out the same one.
+        With agent_status, the agents' word for the claim is recorded too."""
         fenced = (
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.lease_id == lease_id, jobs.c.status == Status.UNDER_PROCESS.value)
             .returning(jobs.c.lease_expires_at, jobs.c.stop_request, jobs.c.stop_reason)
         )
+        if agent_status is not None:
+            fenced = fenced.values(agent_status=agent_status)
         if lease_seconds is not None:
             return fenced.values(lease_expires_at=self.ctx.in_(lease_seconds), lease_ms=int(lease_seconds * 1000))
         claimed = func.coalesce(cast(jobs.c.lease_ms, Float()) / 1000.0, default)

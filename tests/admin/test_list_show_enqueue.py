@@ -34,6 +34,7 @@ JOB_FIELDS = [
     "stop_request",
     "stop_reason",
     "partner",
+    "agent_status",
 ]
 
 

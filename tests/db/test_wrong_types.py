@@ -18,7 +18,7 @@ import sqlalchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pqueue import InvalidInput, NewJob, PersistentQ, PersistentQInterface, PQError, Status
+from pqueue import AgentStatus, InvalidInput, NewJob, PersistentQ, PersistentQInterface, PQError, Status
 from pqueue.schema import metadata
 
 PUBLIC = sorted(
@@ -56,6 +56,8 @@ def fits(hint: Any, value: Any) -> bool:
         return isinstance(value, str) and "\x00" not in value and "\ud800" not in value
     if hint is Status:
         return isinstance(value, str) and value in set(Status)
+    if hint is AgentStatus:
+        return isinstance(value, str) and value in set(AgentStatus)
     return isinstance(value, hint)
 
 
@@ -86,7 +88,7 @@ def right_arguments(q: PersistentQ, tmp_path: Path) -> dict[str, Any]:
         "partner": None, "name": "acme",
         "weight": 1.0, "max_running": None, "rate_per_minute": None, "no_max_running": False, "no_rate": False,
         "callback_secret": None, "secret_grace_seconds": 60.0, "enable": False, "scopes": ["read"],
-        "expires_in_seconds": None, "key_id": "nokey", "grace_seconds": 60.0, "key": "pq_x",
+        "expires_in_seconds": None, "key_id": "nokey", "grace_seconds": 60.0, "key": "pq_x", "agent_status": None,
     }  # fmt: skip
 
 

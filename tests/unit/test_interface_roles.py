@@ -71,4 +71,4 @@ def test_check_call_still_reads_the_hints_through_the_union() -> None:
             assert typing.get_type_hints(getattr(PersistentQInterface, name)) == typing.get_type_hints(
                 getattr(role, name)
             )
-    check_call("heartbeat", {"self": None, "job_id": 1, "lease_id": 1, "lease_seconds": None})
+    check_call("heartbeat", {"self": None, "job_id": 1, "lease_id": 1, "lease_seconds": None, "agent_status": None})
