@@ -4,6 +4,7 @@ database, started as processes and stopped (with their process groups) when the 
 from __future__ import annotations
 
 import contextlib
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,13 +29,18 @@ class LocalSystem:
 
 
 @contextlib.contextmanager
-def local_system(env: dict[str, str], logs: Path, consumer: bool = True) -> Iterator[LocalSystem]:
-    """Start the intake (and a consumer) with these PQ_* variables; wait until /healthz answers."""
+def local_system(
+    env: dict[str, str], logs: Path, consumer: bool = True, verify: ssl.SSLContext | None = None
+) -> Iterator[LocalSystem]:
+    """Start the intake (and a consumer) with these PQ_* variables; wait until /healthz answers.
+
+    With `verify` (a context that trusts PQ_TLS_CERTFILE's issuer) the intake serves HTTPS."""
     port = free_port()
     full = {**env, "PQ_PRODUCER_PORT": str(port)}
     logs.mkdir(parents=True, exist_ok=True)
     started: list[subprocess.Popen[bytes]] = []
-    system = LocalSystem(f"http://127.0.0.1:{port}", port, full, logs)
+    scheme = "http" if verify is None else "https"
+    system = LocalSystem(f"{scheme}://127.0.0.1:{port}", port, full, logs)
     try:
         producer = start([str(BIN / "pq-producer")], full, logs / "producer.log")
         started.append(producer)
@@ -45,7 +51,7 @@ def local_system(env: dict[str, str], logs: Path, consumer: bool = True) -> Iter
             if producer.poll() is not None:
                 raise AssertionError(f"pq-producer exited with {producer.returncode}:\n{system.log('producer')}")
             try:
-                return httpx.get(f"{system.url}/healthz", timeout=2).status_code == 200
+                return httpx.get(f"{system.url}/healthz", timeout=2, verify=verify or True).status_code == 200
             except httpx.HTTPError:
                 return False
 

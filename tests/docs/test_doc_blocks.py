@@ -49,6 +49,9 @@ NOT_RUN = {
     ("producer.md", "pq-demo-feeder                          # or: python -m producer.demo"),
     ("producer.md", "PQ_HOME=/tmp/bench .venv/bin/pq migrate"),
     ("relay.md", 'pq-relay                        # feeds PQ_RELAY_QUEUE ("remote") to RabbitMQ at PQ_AMQP_URL'),
+    ("seeds.md", "PQ_TLS_CERTFILE=intake.pem PQ_TLS_KEYFILE=intake.key PQ_CALLBACK_SECRET=s3cret make run"),
+    ("seeds.md", "PQ_DEMO_KIND=files PQ_ALGORITHM=consumer.algorithms.stamp:run make run"),
+    ("seeds.md", 'pq-relay --backlog 100 --wait-for-go &         # "a backlog of 100 work-units were created"'),
 }
 # The system the console blocks run against: quick retries so a failing job reaches
 # manual_intervention in a moment, and the callback secret the README's receiver checks.
