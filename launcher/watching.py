@@ -13,16 +13,22 @@ from pqueue import Settings
 
 # supervisord's word that a program ended when nobody asked it to, or gave up restarting it.
 TROUBLE = re.compile(r"\b(?:exited: (?P<exited>\S+) \(.*not expected\)|gave up: (?P<gave_up>\S+) entered FATAL)")
+# How supervisord says a program was ended by a signal rather than by exiting.
+KILLED = re.compile(r"\(terminated by (?P<signal>SIG[A-Z0-9]+)")
 FATAL_WORDS = re.compile(r" (?:ERROR|CRITICAL) |^pq-[a-z-]+: |Error: |error: ")
 TAIL_BYTES = 16384
 
 
 class Troubles:
-    """Each program's fatal line, said once (a crash loop repeats it ten times in its log)."""
+    """Each program's fatal line, said once (a crash loop repeats it ten times in its log).
+
+    Only what a log gained since this start counts: the logs outlive every start, and a line an
+    earlier start wrote is no cause of this one's trouble."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.said: dict[str, str] = {}
+        self.since = {log.name: log.stat().st_size for log in logs.glob("*.log")} if logs.is_dir() else {}
 
     def on_line(self, line: str) -> list[str]:
         """What to add on the terminal after this supervisord line."""
@@ -32,19 +38,25 @@ class Troubles:
         program = found.group("exited") or found.group("gave_up")
         if found.group("gave_up"):
             return [f"  {program} gave up after repeated failed starts: see var/log/{program}.log"]
-        cause = fatal_line(self.logs / f"{program}.log")
+        killed = KILLED.search(line)
+        if killed:
+            # A signal from outside (kill -9, the OOM killer): the program's log cannot say why.
+            return [f"  {program} was killed by {killed.group('signal')}; Supervisor starts it again"]
+        cause = fatal_line(self.logs / f"{program}.log", self.since.get(f"{program}.log", 0))
         if cause is None or self.said.get(program) == cause:
             return []
         self.said[program] = cause
         return [f"  {program}: {cause}"]
 
 
-def fatal_line(log: Path) -> str | None:
-    """The last line of the program's log that says why it failed, else its last line."""
+def fatal_line(log: Path, since: int = 0) -> str | None:
+    """The last line the program's log gained after byte `since` that says why it failed, else
+    the last line it gained; None when it gained none."""
     try:
         with open(log, "rb") as handle:
             handle.seek(0, 2)
-            handle.seek(max(0, handle.tell() - TAIL_BYTES))
+            end = handle.tell()
+            handle.seek(max(since if since <= end else 0, end - TAIL_BYTES))
             lines = [line.strip() for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
     except OSError:
         return None
