@@ -153,9 +153,9 @@ class PartnerBook:
         return [PartnerEvent(row.id, row.partner, row.at, row.actor, row.message) for row in rows]
 
     def callback_secrets(self, name: str) -> list[str]:
-        check_call("callback_secrets", locals())
         """The secrets that sign this partner's callbacks now, newest first (two during a rotation's
         grace); empty when it has none of its own (then PQ_CALLBACK_SECRET signs)."""
+        check_call("callback_secrets", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.partners.one(name)).first()
             now = conn.execute(self._sql.reads.now()).scalar_one() if row is not None else None
