@@ -224,7 +224,8 @@ class PartnerBook:
                 raise InvalidInput("key", f"{key_id} is revoked; create a new key instead")
             scopes = tuple(old.scopes.split(","))
             new = self._new_key(tx, old.partner, scopes, None, old.name, actor)
-            tx.conn.execute(self._sql.partners.expire(key_id, grace_seconds))
+            # Read to its end: SQLite refuses to commit while a write (here its RETURNING) is in progress.
+            tx.conn.execute(self._sql.partners.expire(key_id, grace_seconds)).one()
             self._log(
                 tx, old.partner, actor, f"key {key_id} rotated to {new.info.id}; it works {grace_seconds:g} s more"
             )
