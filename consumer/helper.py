@@ -25,15 +25,23 @@ system call or busy: the helper sits in a session of its own, so a stop of the c
 process group does not reach it, and when the whole tree was stopped and resumed it reads every
 command that waited and kills an overdue job before anything else.
 
-The messages both ways are declared in consumer/messages.py: Start once, then Fork and Deadline
-from the consumer; Ready or Broken once, then Forked (with the job process's socket),
-ForkFailed, Overdue and Exited from the helper.
+It opens the seat for a held job (the seat's hand-off, docs/architecture.md): every job process
+is forked with a start gate, a pipe only the helper writes to. A job process given a held payload
+waits on it; StartAfter(next, after) tells the helper to open next's gate once `after` is reaped
+and its group killed, the moment it learns so (SIGCHLD), so the next job starts without a word
+from the consumer, and never beside the one before it. A gate is opened only before its job's
+kill deadline; past it, the gate is closed unopened and the held job never runs.
+
+The messages both ways are declared in consumer/messages.py: Start once, then Fork, Deadline and
+StartAfter from the consumer; Ready or Broken once, then Forked (with the job process's socket),
+ForkFailed, Overdue, Started and Exited from the helper.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -43,9 +51,22 @@ import traceback
 from typing import Any
 
 from consumer.channel import Channel
-from consumer.job_process import run_job_process
+from consumer.job_process import GO, run_job_process
 from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
-from consumer.messages import Broken, Deadline, Exited, Fork, Forked, ForkFailed, Overdue, Ready, Start, ToHelper
+from consumer.messages import (
+    Broken,
+    Deadline,
+    Exited,
+    Fork,
+    Forked,
+    ForkFailed,
+    Overdue,
+    Ready,
+    Start,
+    StartAfter,
+    Started,
+    ToHelper,
+)
 from consumer.processes import die_with_parent, kill_group, kill_process, readable, wait_readable
 
 
@@ -97,6 +118,8 @@ class Helper:
         self.pid = os.getpid()
         self.jobs: set[int] = set()  # job processes forked and not reaped: their pids name their groups
         self.deadlines: dict[int, float] = {}  # job process pid -> monotonic moment it must be dead by
+        self.gates: dict[int, int] = {}  # job process pid -> the write end of its start gate, until opened
+        self.after: dict[int, int] = {}  # held job process pid -> the job process it starts after
         self.stopping = False
         # SIGCHLD and SIGTERM (the consumer's death, or a stop) wake the loop through this pipe.
         self.wake_r, self.wake_w = os.pipe()
@@ -142,6 +165,31 @@ class Helper:
             case Deadline(pid, when):
                 if pid in self.jobs:  # a job process already reaped needs no deadline
                     self.deadlines[pid] = max(when, self.deadlines.get(pid, when))
+            case StartAfter(pid, after):
+                if pid not in self.jobs:
+                    return
+                if after in self.jobs:
+                    self.after[pid] = after
+                else:  # the job before it is already reaped: the seat is free now
+                    self._open_gate(pid)
+
+    def _open_gate(self, pid: int) -> None:
+        """Let the held job of `pid` start, if its kill deadline is still ahead; else close its
+        gate unopened (it exits without running, and the consumer gives its job back)."""
+        self.after.pop(pid, None)
+        gate = self.gates.pop(pid, None)
+        if gate is None:
+            return
+        now = time.monotonic()
+        try:
+            if now >= self.deadlines.get(pid, -math.inf):
+                return
+            os.write(gate, GO)
+        except OSError:  # the held process is gone already: it never started
+            return
+        finally:
+            os.close(gate)
+        self.commands.send(Started(pid, now))
 
     def _until_next_deadline(self) -> float | None:
         if not self.deadlines:
@@ -169,7 +217,16 @@ class Helper:
                 return
             self.jobs.discard(pid)
             self.deadlines.pop(pid, None)
+            self.after.pop(pid, None)
+            gate = self.gates.pop(pid, None)
+            if gate is not None:
+                os.close(gate)
             kill_group(pid)  # whatever the job started dies with it (the consumer kills it too)
+            # The seat is free only now (the process reaped, its group killed): open the gate of
+            # the job held behind it before saying anything.
+            following = [held for held, before in self.after.items() if before == pid]
+            for held in following:
+                self._open_gate(held)
             self.commands.send(Exited(pid, status))
 
     def _kill_jobs(self) -> None:
@@ -183,22 +240,28 @@ class Helper:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # or the job process would print the helper's buffered output again
         ours, theirs = socket.socketpair()
+        gate_r, gate_w = os.pipe()
         try:
             pid = os.fork()
         except OSError as exc:
+            for fd in (gate_r, gate_w):
+                os.close(fd)
             ours.close()
             theirs.close()
             self.commands.send(ForkFailed(f"{type(exc).__name__}: {exc}"))
             return
         if pid == 0:
-            self._become_job_process(ours, theirs)
+            os.close(gate_w)
+            self._become_job_process(ours, theirs, gate_r)
         self.jobs.add(pid)
+        os.close(gate_r)
+        self.gates[pid] = gate_w
         theirs.close()
         self.commands.send(Forked(pid))
         self.commands.send_fd(ours.fileno())
         ours.close()
 
-    def _become_job_process(self, ours: socket.socket, theirs: socket.socket) -> None:
+    def _become_job_process(self, ours: socket.socket, theirs: socket.socket, gate: int) -> None:
         """In the forked process: drop the helper's plumbing and run the job; never return."""
         code = 70
         try:
@@ -208,8 +271,10 @@ class Helper:
             os.close(self.wake_r)
             os.close(self.wake_w)
             os.close(self.lifeline)
+            for other_gate in self.gates.values():  # only the helper may open a gate
+                os.close(other_gate)
             self.commands.close()
-            run_job_process(theirs, self.function, self.settings, self.pid)
+            run_job_process(theirs, self.function, self.settings, self.pid, gate)
             code = 0
         except BaseException:  # noqa: BLE001 - whatever happens, never return into the helper's loop
             traceback.print_exc()

@@ -18,9 +18,15 @@ from consumer.loading import Algorithm, call_algorithm
 from consumer.messages import Answer, Payload, Waiting
 from consumer.processes import die_with_parent
 
+GO = b"g"  # the one byte the helper writes on a held job's start gate
 
-def run_job_process(sock: socket.socket, function: Algorithm, settings: Any, helper_pid: int) -> None:
-    """Become a job process: own group, parent-death signal; then run one payload."""
+
+def run_job_process(sock: socket.socket, function: Algorithm, settings: Any, helper_pid: int, gate: int) -> None:
+    """Become a job process: own group, parent-death signal; then run one payload.
+
+    A held payload runs only once the helper writes one byte on `gate` (the job before it on the
+    seat is reaped); end of file there (the helper is gone, or it let the kill deadline pass)
+    means it never runs."""
     os.setsid()
     die_with_parent(signal.SIGKILL)
     if os.getppid() != helper_pid:  # the helper died before the line above took effect
@@ -34,6 +40,10 @@ def run_job_process(sock: socket.socket, function: Algorithm, settings: Any, hel
     except (EOFError, OSError):  # the consumer no longer wants this spare
         os.killpg(0, signal.SIGKILL)
         return
+    if job.held and os.read(gate, 1) != GO:
+        os.killpg(0, signal.SIGKILL)
+        return
+    os.close(gate)
     kind, text = call_algorithm(function, job.payload, settings)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()

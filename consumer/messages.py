@@ -5,11 +5,17 @@ fields), imported by both ends, so a message that one end sends and the other do
 type error, not a string that matches nothing. The helper and the job processes import this
 module too: it imports nothing beyond `typing` (never `threading`, see consumer/channel.py).
 
-    consumer ──Start, Fork, Deadline──────────▶ helper
+    consumer ──Start, Fork, Deadline, StartAfter──▶ helper
     consumer ◀─Ready | Broken, then Forked (+ the job process's socket), ForkFailed,
-               Exited, Overdue──────────────── helper
-    consumer ◀─Waiting, then Answer─────────── job process
-    consumer ──Payload──────────────────────▶ job process
+               Exited, Overdue, Started──────────── helper
+    consumer ◀─Waiting, then Answer─────────────── job process
+    consumer ──Payload──────────────────────────▶ job process
+    helper ───one byte on the start gate─────────▶ job process (a held payload's go)
+
+A held payload (Payload with held=True) waits in its job process until the helper opens its
+start gate: after it has reaped the job process named by StartAfter, and only before the held
+job's kill deadline. The seat's hand-off then needs no word from the consumer (see
+docs/architecture.md, "The seat's hand-off").
 """
 
 from __future__ import annotations
@@ -36,6 +42,15 @@ class Deadline(NamedTuple):
 
     pid: int
     when: float
+
+
+class StartAfter(NamedTuple):
+    """Open the start gate of the job process `pid` (which holds its payload) once the job process
+    `after` is reaped and its group killed; at once if it already is. Never past `pid`'s kill
+    deadline (a Deadline for `pid` goes first: without one, the gate stays shut)."""
+
+    pid: int
+    after: int
 
 
 # -- helper to consumer ------------------------------------------------------------------------
@@ -70,6 +85,14 @@ class Exited(NamedTuple):
     wait_status: int
 
 
+class Started(NamedTuple):
+    """The start gate of the job process `pid` was opened at the monotonic moment `at`: its held
+    payload runs from then on. Sent before that process's Exited."""
+
+    pid: int
+    at: float
+
+
 class Overdue(NamedTuple):
     """The job process `pid` was killed at its deadline, `late` seconds after it."""
 
@@ -87,10 +110,11 @@ class Waiting(NamedTuple):
 
 
 class Payload(NamedTuple):
-    """The job to run."""
+    """The job to run; held, it waits for the helper to open the process's start gate."""
 
     job_id: int
     payload: Any
+    held: bool = False
 
 
 class Answer(NamedTuple):
@@ -102,5 +126,5 @@ class Answer(NamedTuple):
     text: str
 
 
-ToHelper = Start | Fork | Deadline
-FromHelper = Ready | Broken | Forked | ForkFailed | Exited | Overdue
+ToHelper = Start | Fork | Deadline | StartAfter
+FromHelper = Ready | Broken | Forked | ForkFailed | Exited | Overdue | Started

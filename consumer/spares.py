@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from consumer.channel import Channel
 from consumer.helper_link import HelperLink
 from consumer.logs import event
-from consumer.messages import Deadline, Exited, Fork, Forked, ForkFailed, FromHelper, Overdue, Ready
+from consumer.messages import (
+    Deadline,
+    Exited,
+    Fork,
+    Forked,
+    ForkFailed,
+    FromHelper,
+    Overdue,
+    Ready,
+    StartAfter,
+    Started,
+)
 from consumer.processes import kill_group, kill_process, process_gone, readable, wait_readable
 
 log = logging.getLogger("consumer")
@@ -38,6 +49,7 @@ class JobProcess:
     ready: bool = False  # it said Waiting: its group and death signal are set up
     wait_status: int | None = None  # set once the helper reaped it
     overdue: float | None = None  # seconds past its kill deadline when the helper killed it
+    started_at: float | None = None  # monotonic; when the helper opened its start gate (a held payload)
 
     @property
     def exited(self) -> bool:
@@ -84,6 +96,10 @@ class Spares:
                 reaped = self._living.pop(pid, None)
                 if reaped is not None:
                     reaped.wait_status = wait_status
+            case Started(pid, at):
+                held = self._living.get(pid)
+                if held is not None:
+                    held.started_at = at
             case Overdue(pid, late):
                 killed = self._living.get(pid)
                 if killed is not None:
@@ -162,6 +178,11 @@ class Spares:
         """Have the helper kill the process's group at the monotonic moment `when`, even while
         this process is stopped; False when the helper is gone (the job process with it)."""
         return self.link.send(Deadline(process.pid, when))
+
+    def start_after(self, held: JobProcess, running: JobProcess) -> bool:
+        """Have the helper start `held` (given its payload held, and its kill deadline) as soon as
+        `running` is reaped, even while this process is stopped; False when the helper is gone."""
+        return self.link.send(StartAfter(held.pid, running.pid))
 
     def _ready_spare(self) -> JobProcess | None:
         """The oldest ready spare, after reading the helper's news and ending dead spares."""

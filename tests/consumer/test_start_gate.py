@@ -1,0 +1,177 @@
+"""The helper's start gate, with a real helper and real job processes: a held job starts only once
+the job before it on the seat is reaped, without a word from the consumer, and never past its
+own kill deadline; a stopped or killed helper never lets it start late.
+
+This test process plays the consumer: it reads nothing from the helper while the hand-off
+happens, as a consumer that is stopped or busy would not.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer.channel import Channel
+from consumer.helper_link import HelperLink
+from consumer.messages import Deadline, Exited, Fork, Forked, FromHelper, Overdue, Payload, StartAfter, Started, Waiting
+from pqueue import load_settings
+from tests.consumer.algos import read_log
+from tests.support import pid_alive, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+FAR = 60.0  # a kill deadline no test reaches
+
+
+class Seat:
+    """The consumer's end, by hand: fork job processes, send payloads and deadlines, keep what
+    the helper says in order."""
+
+    def __init__(self, link: HelperLink) -> None:
+        self.link = link
+        self.heard: list[FromHelper] = []
+        self.sockets: dict[int, Channel] = {}
+        link.on_message = self._heard
+
+    def _heard(self, message: FromHelper, passed: Channel | None) -> None:
+        self.heard.append(message)
+        if passed is not None:
+            assert isinstance(message, Forked)
+            self.sockets[message.pid] = passed
+
+    def fork(self) -> int:
+        """A ready job process's pid."""
+        assert self.link.send(Fork())
+        known = set(self.sockets)
+
+        def forked() -> int | None:
+            self.link.pump()
+            return next((pid for pid in self.sockets if pid not in known), None)
+
+        pid = wait_until(forked, what="a forked job process")
+        waiting = self.sockets[pid].recv()
+        assert waiting == Waiting(pid)
+        return pid
+
+    def give(self, pid: int, payload: dict[str, Any], *, held: bool = False, deadline_in: float = FAR) -> None:
+        """The deadline first, then the payload (what the lease keeper and the run do)."""
+        assert self.link.send(Deadline(pid, time.monotonic() + deadline_in))
+        self.sockets[pid].send(Payload(1, payload, held))
+
+    def heard_of(self, kind: type, pid: int) -> int | None:
+        """Where in the helper's messages the first `kind` about `pid` is (None if not said yet)."""
+        self.link.pump()
+        said = (i for i, m in enumerate(self.heard) if isinstance(m, kind) and getattr(m, "pid", None) == pid)
+        return next(said, None)
+
+
+@pytest.fixture
+def seat() -> Iterator[Seat]:
+    link = HelperLink(load_settings(algorithm="tests.consumer.algos:act"))
+    link.start()
+    link.wait_ready()
+    try:
+        yield Seat(link)
+    finally:
+        link.close()
+
+
+def sleeping(log: Path, seconds: float) -> dict[str, Any]:
+    return {"do": "sleep", "seconds": seconds, "log": str(log)}
+
+
+def starting(log: Path) -> dict[str, Any]:
+    return {"do": "ok", "log": str(log)}
+
+
+def test_held_job__starts_after_the_running_one_is_reaped_without_the_consumer(seat: Seat, tmp_path: Path) -> None:
+    running, held = seat.fork(), seat.fork()
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    seat.give(running, sleeping(first, 0.5))
+    seat.give(held, starting(second), held=True)
+    assert seat.link.send(StartAfter(held, running))
+
+    # Nothing is read from the helper meanwhile: the hand-off needs no word from the consumer.
+    wait_until(lambda: read_log(second), what="the held job's start")
+    ended = max(event["t"] for event in read_log(first))
+    assert read_log(second)[0]["t"] >= ended, "the held job started beside the one before it"
+
+    wait_until(lambda: seat.heard_of(Exited, running) is not None and seat.heard_of(Exited, held) is not None)
+    started, exited = seat.heard_of(Started, held), seat.heard_of(Exited, running)
+    assert started is not None and exited is not None
+    assert started < exited, "the gate opens before the helper says anything"
+    assert not pid_alive(running)
+
+
+def test_held_job__starts_at_once_when_the_one_before_is_already_reaped(seat: Seat, tmp_path: Path) -> None:
+    running, held = seat.fork(), seat.fork()
+    second = tmp_path / "second.jsonl"
+    seat.give(running, starting(tmp_path / "first.jsonl"))
+    wait_until(lambda: seat.heard_of(Exited, running) is not None)
+    seat.give(held, starting(second), held=True)
+    assert seat.link.send(StartAfter(held, running))
+    wait_until(lambda: read_log(second), what="the held job's start")
+    assert seat.heard_of(Started, held) is not None
+
+
+def test_held_job__never_starts_past_its_kill_deadline(seat: Seat, tmp_path: Path) -> None:
+    running, held = seat.fork(), seat.fork()
+    second = tmp_path / "second.jsonl"
+    seat.give(running, sleeping(tmp_path / "first.jsonl", 1.0))
+    seat.give(held, starting(second), held=True, deadline_in=0.3)
+    assert seat.link.send(StartAfter(held, running))
+    wait_until(lambda: seat.heard_of(Exited, running) is not None and seat.heard_of(Exited, held) is not None)
+    assert seat.heard_of(Overdue, held) is not None
+    assert seat.heard_of(Started, held) is None
+    assert read_log(second) == []
+
+
+def test_held_job__a_helper_stopped_past_its_deadline_never_starts_it_late(seat: Seat, tmp_path: Path) -> None:
+    """SIGSTOP the helper while the job before runs; it ends, the held job's deadline passes,
+    then the helper resumes: it reaps the first job and closes the held one's gate unopened."""
+    running, held = seat.fork(), seat.fork()
+    second = tmp_path / "second.jsonl"
+    helper = seat.link._process
+    assert helper is not None
+    seat.give(running, sleeping(tmp_path / "first.jsonl", 0.2))
+    seat.give(held, starting(second), held=True, deadline_in=0.8)
+    assert seat.link.send(StartAfter(held, running))
+    os.kill(helper.pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.2)
+    finally:
+        os.kill(helper.pid, signal.SIGCONT)
+    wait_until(lambda: seat.heard_of(Exited, held) is not None, what="the held job process's end")
+    assert seat.heard_of(Started, held) is None
+    assert read_log(second) == []
+
+
+def test_held_job__dies_unstarted_with_a_killed_helper(seat: Seat, tmp_path: Path) -> None:
+    running, held = seat.fork(), seat.fork()
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    helper = seat.link._process
+    assert helper is not None
+    seat.give(running, sleeping(first, 30))
+    seat.give(held, starting(second), held=True)
+    assert seat.link.send(StartAfter(held, running))
+    wait_until(lambda: read_log(first), what="the first job's start")
+    os.kill(helper.pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(running) and not pid_alive(held), what="both job processes gone")
+    assert read_log(second) == []
+
+
+def test_start_after__for_a_job_process_without_a_deadline_never_opens(seat: Seat, tmp_path: Path) -> None:
+    running, held = seat.fork(), seat.fork()
+    second = tmp_path / "second.jsonl"
+    seat.give(running, starting(tmp_path / "first.jsonl"))
+    seat.sockets[held].send(Payload(2, starting(second), True))  # no Deadline for it
+    assert seat.link.send(StartAfter(held, running))
+    wait_until(lambda: seat.heard_of(Exited, held) is not None, what="the held job process's end")
+    assert seat.heard_of(Started, held) is None
+    assert read_log(second) == []
