@@ -36,7 +36,7 @@ ALL = [block for page in PAGES for block in blocks(page)]
 # Every block that is not run, by page and first line, with the reason its mark gives: a block
 # marked not-run (or unmarked) elsewhere fails test_not_run_blocks__are_exactly_these.
 NOT_RUN = {
-    ("README.md", "make run     # start the whole system on SQLite: producer, consumer, dashboard under supervisord"),
+    ("README.md", "make run     # start the whole system on SQLite: producer, consumer, adder, dashboard"),
     ("README.md", "export PQ_DATABASE_URL=postgresql+psycopg://pqueue:secret@db.internal:5432/pqueue"),
     ("architecture.md", "export PQ_HOME=$(mktemp -d) PQ_LEASE_SECONDS=4 PQ_RETRY_BACKOFF_SECONDS=0 \\"),
     ("architecture.md", "scripts/test tests/faults -rA | grep figures"),
