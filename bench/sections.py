@@ -149,6 +149,20 @@ def table_size_rows(config: Config, databases: Databases, version: str) -> tuple
                     row.extra["partners"] = partners
                 both.extra["claims_per_run"] = config.claims_per_size
                 rows += [claim, both]
+                if tablesize.has_wait():  # the newest waiting job stays waiting: claims take the oldest
+                    wait = _pqueue_row(
+                        f"{backend}/size_wait/{key}",
+                        section,
+                        "wait of a waiting job (GET /jobs/{id}), ms",
+                        backend,
+                        version,
+                        size,
+                    )
+                    wait.unit = "ms"
+                    wait.system = f"pqueue ({backend}), {size // 2:,} jobs waiting{spread}"
+                    wait.extra.update(table_size=size, partners=partners)
+                    rows.append(wait)
+                    cases.append(Case(wait, tablesize.measure_wait(store, config.claims_per_size, wait)))
                 cases.append(Case(both, tablesize.measure(store, config.claims_per_size, claim, both)))
             interleave(cases, config.runs)
             plans[backend] = tablesize.query_plan(opened[-1][1])  # the largest, with the most partners

@@ -119,6 +119,29 @@ def measure(store: PersistentQ, claims: int, claim_row: Row, both_row: Row) -> C
     return run
 
 
+def has_wait() -> bool:
+    """Whether this revision of the library answers a waiting job's wait (bench/compare runs older ones too)."""
+    return hasattr(PersistentQ, "wait")
+
+
+def measure_wait(store: PersistentQ, calls: int, row: Row) -> Callable[[], float]:
+    """Per run: `calls` computations of the wait GET /jobs/{id} answers, for the newest waiting job
+    (the deepest in line); the row's value is the median in milliseconds, its extra the p99."""
+    newest = store.get_all_items(status=Status.UNPROCESSED, limit=1).items[0].id
+
+    def run() -> float:
+        took: list[float] = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            store.wait(newest)
+            took.append((time.perf_counter() - started) * 1000)
+        took.sort()
+        row.extra["p99_ms"] = max(row.extra.get("p99_ms", 0.0), took[min(len(took) - 1, int(0.99 * len(took)))])
+        return statistics.median(took)
+
+    return run
+
+
 def query_plan(store: PersistentQ) -> str:
     """The claim's candidate SELECT as it runs (values bound, as pqueue sends it), planned by the
     database; PostgreSQL executes it (EXPLAIN ANALYZE) and rolls back."""

@@ -11,9 +11,10 @@ import streamlit as st
 from ops_dashboard import confirm
 from ops_dashboard.actions import LABELS, Operation, Outcome, PendingAction, available
 from ops_dashboard.format import duration, moment, plain
-from pqueue import FINAL, Delivery, Event, Job, JobNotFound, PersistentQInterface, Status
+from pqueue import CLAIMABLE, FINAL, Delivery, Estimate, Event, Job, JobNotFound, PersistentQInterface, Status, Wait
 
 ORIGIN = "detail"
+WAITING_OR_RUNNING = {*CLAIMABLE, Status.UNDER_PROCESS}
 REASON = "action_reason"
 
 
@@ -27,6 +28,8 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
         return
     st.subheader(f"Job {job.id} · {job.status_words}")
     _fields(job, timeline)
+    if job.status in WAITING_OR_RUNNING:
+        _wait(store.wait(job.id))
     if job.stop_request:
         st.info(f"{job.stop_request} requested ({job.stop_reason or '-'}); waiting for the consumer to stop it")
     payload, result = st.columns(2)
@@ -83,6 +86,32 @@ def last_run(job: Job, timeline: list[Event]) -> tuple[datetime, datetime | None
     if ends:
         return began.at, ends[0].at
     return (began.at, None) if job.status == Status.UNDER_PROCESS else None
+
+
+def _wait(wait: Wait | None) -> None:
+    """Where the job is in line, when it starts and finishes, and why it waits (as its partner sees it)."""
+    if wait is None:
+        return
+    st.markdown("**in line**")
+    rows = {}
+    if wait.position is not None:
+        extrapolated = "" if wait.position.exact else " (extrapolated)"
+        rows["ahead"] = f"{wait.position.own} own, {wait.position.others} others{extrapolated}"
+    for name, estimate in (("start", wait.eta_start), ("finish", wait.eta_finish)):
+        if estimate is not None:
+            rows[name] = _estimate(estimate)
+    rows["confidence"] = wait.confidence
+    st.dataframe(pd.DataFrame([rows]), hide_index=True, width="stretch")
+    for reason in wait.reasons:
+        until = f" (until {moment(reason.until)})" if reason.until else ""
+        st.caption(f"{reason.code}: {reason.message}{until}")
+
+
+def _estimate(estimate: Estimate) -> str:
+    if estimate.p50 is None:
+        latest = f"latest {moment(estimate.latest)}; " if estimate.latest else ""
+        return f"{latest}{estimate.why or ''}"
+    return f"p50 {moment(estimate.p50)}, p90 {moment(estimate.p90)}, latest {moment(estimate.latest)}"
 
 
 def _fields(job: Job, timeline: list[Event]) -> None:

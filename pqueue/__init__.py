@@ -35,6 +35,7 @@ from pqueue.errors import (
 from pqueue.interface import Insights, Operations, Partners, PersistentQInterface, WorkQueue
 from pqueue.models import (
     ApiKey,
+    Calibration,
     Caller,
     Delivery,
     Event,
@@ -119,6 +120,7 @@ __all__ = [
     "Worker",
     "WorkQueue",
     "Wait",
+    "Calibration",
     "Estimate",
     "Position",
     "Reason",

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from pqueue.models import (
     JSON,
     ApiKey,
+    Calibration,
     Caller,
     Delivery,
     Event,
@@ -194,6 +195,12 @@ class WorkQueue(abc.ABC):
         (so the relay can tell its first start from a restart)."""
 
     # -- housekeeping every consumer runs ---------------------------------------------------
+
+    @abc.abstractmethod
+    def record_predictions(self, *, limit: int = 20) -> int:
+        """Record what the submitter's view predicts for the start of up to `limit` of the newest
+        jobs submitted in the last minute that have no prediction yet (the intake calls it every
+        few seconds, outside the submission path); returns how many were recorded."""
 
     @abc.abstractmethod
     def rescue_expired(self, *, actor: str = "rescue", watch: SilenceWatch | None = None) -> list[tuple[int, Status]]:
@@ -397,6 +404,11 @@ class Insights(abc.ABC):
     @abc.abstractmethod
     def waits(self, *, partner: str | None = None, queue: str | None = None, limit: int = 10) -> list[tuple[Job, Wait]]:
         """The waiting jobs (of the partner) first in line with their waits, in predicted order."""
+
+    @abc.abstractmethod
+    def calibration(self) -> list[Calibration]:
+        """Per queue, how the recorded predictions fared: the share of jobs that started by
+        their predicted p90 and by their latest (over the latest 1,000 predictions)."""
 
     @abc.abstractmethod
     def events(self, job_id: int) -> list[Event]:

@@ -108,6 +108,19 @@ class RunningJob:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How a queue's predictions fared: of the jobs whose start was predicted when they were
+    submitted, how many have started, and the share of those that started by their p90 (goal
+    about 0.9) and by their latest (goal 1.0)."""
+
+    queue: str
+    predicted: int
+    started: int
+    before_p90: float  # a share of `started` (0 when none started)
+    before_latest: float
+
+
+@dataclass(frozen=True)
 class QueueInfo:
     """A queue's seats, whether consumers may claim from it, and its policy.
 

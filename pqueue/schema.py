@@ -211,6 +211,21 @@ partner_events = Table(
 )
 Index("ix_pq_partner_events_partner", partner_events.c.partner, partner_events.c.id)
 
+# What the submitter's view predicted for a job shortly after it was submitted (a sample of the
+# jobs, recorded by the intake), so that the share of jobs that started before their p90 can be
+# told (0014). Gone with its job.
+predictions = Table(
+    "pq_predictions",
+    metadata,
+    Column("job_id", BigInteger, ForeignKey("pq_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("queue", String(200), nullable=False),
+    Column("predicted_at", Timestamp, nullable=False),
+    Column("start_p50", Timestamp, nullable=True),
+    Column("start_p90", Timestamp, nullable=True),
+    Column("start_latest", Timestamp, nullable=True),
+)
+Index("ix_pq_predictions_at", predictions.c.predicted_at)
+
 # Each partner's tag in each queue: the seat-seconds its runs held, divided by its weight (start-time
 # fair queuing). The claim gives the seat to the lowest tag; every run's outcome adds its seconds.
 fair = Table(

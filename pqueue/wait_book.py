@@ -1,8 +1,9 @@
 """The submitter's view of the store: a job's wait (pqueue/waitline.py) over one read of its queue
-(pqueue/sql/waitline.py). Nothing here writes."""
+(pqueue/sql/waitline.py), and the predictions recorded for calibration."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -11,11 +12,11 @@ from sqlalchemy import Connection
 
 from pqueue import rows, waitline
 from pqueue.errors import JobNotFound
-from pqueue.models import Job
+from pqueue.models import Calibration, Job
 from pqueue.partner_book import DAY, HOUR
 from pqueue.settings import Settings
 from pqueue.sql import Statements
-from pqueue.states import Status
+from pqueue.states import CLAIMABLE, Status
 from pqueue.transactions import Transactions
 from pqueue.validation import check_call, check_page_limit
 from pqueue.waitline import RunningRun, Snapshot, Wait, WaitingJob
@@ -24,6 +25,8 @@ from pqueue.waitline import RunningRun, Snapshot, Wait, WaitingJob
 # simulation runs past the window, and then only as "more of the same").
 LONG_LINE = 10**9
 RUN_TIMES_READ = 2_000  # the queue's latest successful runs each answer reads
+RECORD_WITHIN_SECONDS = 60.0  # a prediction is recorded only for a job submitted this recently
+CALIBRATION_WINDOW = 1_000  # the latest predictions calibration counts
 
 
 class WaitBook:
@@ -39,40 +42,87 @@ class WaitBook:
             row = conn.execute(self._sql.reads.job(job_id)).first()
             if row is None:
                 raise JobNotFound(job_id)
-            return self._wait_of(conn, rows.job_from(row))
+            job = rows.job_from(row)
+            snapshots: dict[str, Snapshot] = {}
+            if job.status == Status.UNDER_PROCESS:
+                return self._running_wait(conn, job, snapshots)
+            target = conn.execute(self._sql.waitline.job(job.id)).first()
+            if target is None:
+                return None  # finished: nothing to wait for
+            snapshot = self._snapshot_of(conn, job.queue, snapshots)
+            waiting = _waiting(target, snapshot.now)
+            own_ahead = None
+            if all(entry.id != waiting.id for entry in snapshot.lines.get(waiting.partner, [])):
+                ahead = self._sql.waitline.ahead_of(job.queue, waiting.partner, waiting.priority, waiting.id)
+                own_ahead = int(conn.execute(ahead).scalar_one())
+            return self._with_used_share(conn, waitline.forecast(snapshot, waiting, own_ahead), waiting.partner)
 
     def waits(self, *, partner: str | None = None, queue: str | None = None, limit: int = 10) -> list[tuple[Job, Wait]]:
         check_call("waits", locals())
         check_page_limit(limit)
         with self._tx.read() as conn:
-            line = conn.execute(self._sql.reads.next_waiting(queue, limit, partner)).all()
-            snapshots: dict[str, Snapshot] = {}
-            answers = [(job, self._wait_of(conn, job, snapshots)) for job in map(rows.job_from, line)]
-        placed = [(job, wait) for job, wait in answers if wait is not None]
-        return sorted(placed, key=lambda pair: _predicted_start(pair[1]))
+            line = [rows.job_from(row) for row in conn.execute(self._sql.reads.next_waiting(queue, limit, partner))]
+            found = self._waits_of(conn, line)
+        placed = [(job, found[job.id]) for job in line if job.id in found]
+        return sorted(placed, key=lambda pair: _predicted_order(pair[1]))
 
-    def _wait_of(self, conn: Connection, job: Job, snapshots: dict[str, Snapshot] | None = None) -> Wait | None:
-        """The job's wait; `snapshots` keeps each queue's read for the next job of the same call."""
+    def record_predictions(self, *, limit: int = 20) -> int:
+        check_call("record_predictions", locals())
         sql = self._sql.waitline
-        snapshots = {} if snapshots is None else snapshots
-        if job.queue not in snapshots:
-            snapshots[job.queue] = self._snapshot(conn, job.queue)
-        snapshot = snapshots[job.queue]
-        if job.status == Status.UNDER_PROCESS:
-            run = next((run for run in snapshot.running if run.id == job.id), None)
-            return None if run is None else waitline.forecast_running(snapshot, run, job.attempts, job.max_attempts)
-        target_row = conn.execute(sql.job(job.id)).first()
-        if target_row is None:
-            return None  # finished: nothing to wait for
-        target = _waiting(target_row, snapshot.now)
-        own_ahead = None
-        if all(entry.id != target.id for entry in snapshot.lines.get(target.partner, [])):
-            ahead = sql.ahead_of(job.queue, target.partner, target.priority, target.id)
-            own_ahead = int(conn.execute(ahead).scalar_one())
-        wait = waitline.forecast(snapshot, target, own_ahead)
-        if any(reason.code == "fair_share" for reason in wait.reasons):
-            wait = _with_used_share(wait, self._used_share(conn, target.partner))
-        return wait
+        with self._tx.read() as conn:  # the forecasts are computed outside any write transaction
+            found = [rows.job_from(row) for row in conn.execute(sql.unpredicted(limit, RECORD_WITHIN_SECONDS))]
+            predicted = self._waits_of(conn, found, used_share=False)
+        recorded = [value for job in found if (value := _prediction(job, predicted.get(job.id))) is not None]
+        if recorded:
+            self._tx.write(lambda tx: tx.conn.execute(sql.record(recorded)))
+        return len(recorded)
+
+    def calibration(self) -> list[Calibration]:
+        check_call("calibration", locals())
+        with self._tx.read() as conn:
+            found = conn.execute(self._sql.waitline.calibration(CALIBRATION_WINDOW)).all()
+        return [
+            Calibration(
+                queue,
+                int(predicted),
+                int(started),
+                float(by_p90 or 0) / started if started else 0.0,
+                float(by_latest or 0) / started if started else 0.0,
+            )
+            for queue, predicted, started, by_p90, by_latest in found
+        ]
+
+    # -- reading and simulating ---------------------------------------------------------------
+
+    def _waits_of(self, conn: Connection, jobs: list[Job], *, used_share: bool = True) -> dict[int, Wait]:
+        """The waits of jobs of any queues: one read and one simulation per queue."""
+        snapshots: dict[str, Snapshot] = {}
+        waits: dict[int, Wait] = {}
+        by_queue: dict[str, list[Job]] = defaultdict(list)
+        for job in jobs:
+            if job.status == Status.UNDER_PROCESS:
+                running = self._running_wait(conn, job, snapshots)
+                if running is not None:
+                    waits[job.id] = running
+            elif job.status in CLAIMABLE:
+                by_queue[job.queue].append(job)
+        for queue, waiting_jobs in by_queue.items():
+            snapshot = self._snapshot_of(conn, queue, snapshots)
+            targets = {job.id: _waiting_from_job(job, snapshot) for job in waiting_jobs}
+            for job_id, wait in waitline.forecast_many(snapshot, list(targets.values()), {}).items():
+                partner = targets[job_id].partner
+                waits[job_id] = self._with_used_share(conn, wait, partner) if used_share else wait
+        return waits
+
+    def _running_wait(self, conn: Connection, job: Job, snapshots: dict[str, Snapshot]) -> Wait | None:
+        snapshot = self._snapshot_of(conn, job.queue, snapshots)
+        run = next((run for run in snapshot.running if run.id == job.id), None)
+        return None if run is None else waitline.forecast_running(snapshot, run, job.attempts, job.max_attempts)
+
+    def _snapshot_of(self, conn: Connection, queue: str, snapshots: dict[str, Snapshot]) -> Snapshot:
+        if queue not in snapshots:
+            snapshots[queue] = self._snapshot(conn, queue)
+        return snapshots[queue]
 
     def _snapshot(self, conn: Connection, queue: str) -> Snapshot:
         sql = self._sql.waitline
@@ -123,11 +173,13 @@ class WaitBook:
             run_times=run_times,
         )
 
-    def _used_share(self, conn: Connection, partner: str) -> float:
-        """The partner's share of every partner's seat time in the last day."""
+    def _with_used_share(self, conn: Connection, wait: Wait, partner: str) -> Wait:
+        """A fair_share reason gets the partner's share of the last day's seat time (read only then)."""
+        if not any(reason.code == "fair_share" for reason in wait.reasons):
+            return wait
         used = {name: max(day or 0.0, 0.0) for name, _, day in conn.execute(self._sql.partners.seat_seconds(HOUR, DAY))}
         total = sum(used.values())
-        return used.get(partner, 0.0) / total if total else 0.0
+        return _with_used_share(wait, used.get(partner, 0.0) / total if total else 0.0)
 
 
 def _window(partners: int) -> int:
@@ -149,6 +201,18 @@ def _waiting(row: Any, now: datetime) -> WaitingJob:
     )
 
 
+def _waiting_from_job(job: Job, snapshot: Snapshot) -> WaitingJob:
+    """The job as its partner's line in the snapshot has it (with the attempt limit the claim
+    would apply), else from the job itself."""
+    for entry in snapshot.lines.get(job.partner, []):
+        if entry.id == job.id:
+            return entry
+    due_in = _seconds(job.run_after, snapshot.now)
+    return WaitingJob(
+        job.id, job.partner, job.priority, job.status, job.attempts, job.max_attempts, due_in, job.run_after
+    )
+
+
 def _seconds(later: datetime | None, earlier: datetime) -> float:
     return 0.0 if later is None else (later - earlier).total_seconds()
 
@@ -163,8 +227,23 @@ def _with_used_share(wait: Wait, share: float) -> Wait:
     return replace(wait, reasons=reasons)
 
 
-def _predicted_start(wait: Wait) -> tuple[int, float]:
+def _predicted_order(wait: Wait) -> tuple[int, float]:
     """Jobs sorted by predicted position (the simulation's order), then by start."""
     position = wait.position.total if wait.position else -1
     start = wait.eta_start.p50.timestamp() if wait.eta_start and wait.eta_start.p50 else 0.0
     return position, start
+
+
+def _prediction(job: Job, wait: Wait | None) -> dict[str, Any] | None:
+    """The row recording what was predicted for the job's start (None: nothing to record)."""
+    if wait is None or wait.eta_start is None:
+        return None
+    start = wait.eta_start
+    return {
+        "job_id": job.id,
+        "queue": job.queue,
+        "predicted_at": wait.computed_at,
+        "start_p50": start.p50,
+        "start_p90": start.p90,
+        "start_latest": start.latest,
+    }

@@ -26,16 +26,22 @@ from pqueue import backoff
 from pqueue.states import Status
 
 # The simulation's cost is bounded: at most this many partner looks (steps × partners with jobs).
-LOOK_BUDGET = 60_000
-MAX_STEPS = 5_000
+LOOK_BUDGET = 50_000
+MAX_STEPS = 2_000
 # p50/p90 by drawing run times along the predicted order for at most this many starts; past them,
 # a sum of means plus a normal spread.
-DRAWN_STARTS = 400
-DRAWS = 200
+DRAWN_STARTS = 200
+DRAWS = 100
 # A partner's own model needs this many runs, else the queue's is used (and confidence is low).
 OWN_MODEL_MIN = 5
 RUNS_PER_MODEL = 300
 Z90 = 1.2816  # the standard normal's 90th percentile
+# From a seat freeing (or a job coming due) to the next claim: a waiting consumer is woken by the
+# commit, typically within this (added to every drawn start) ...
+HANDOFF_SECONDS = 0.5
+# ... and at the latest within this: an idle consumer looks again every second (consumer IDLE_WAIT),
+# plus a claim on a loaded database (added to `latest` for every start up to the job's own).
+HANDOFF_BOUND_SECONDS = 5.0
 
 
 # -- what one read transaction filled ----------------------------------------------------------
@@ -361,6 +367,7 @@ class Wait:
 class _Placed:
     """Where the target landed in the simulation (or past it)."""
 
+    job_id: int
     index: int | None  # its index among the starts; None when past the budget
     own: int
     others: int
@@ -370,24 +377,52 @@ class _Placed:
 
 def forecast(snapshot: Snapshot, job: WaitingJob, own_ahead: int | None = None) -> Wait:
     """The wait of one waiting job. `own_ahead`: how many of its partner's jobs wait before it in
-    claim order, needed only when the job is past its partner's line in the snapshot."""
+    claim order, needed only when the job is past its partner's line in the snapshot (the
+    simulation then stops where it starts)."""
+    ahead = {job.id: own_ahead} if own_ahead is not None else {}
+    return forecast_many(snapshot, [job], ahead, until=job)[job.id]
+
+
+def forecast_many(
+    snapshot: Snapshot, jobs: list[WaitingJob], own_ahead: dict[int, int], *, until: WaitingJob | None = None
+) -> dict[int, Wait]:
+    """The waits of several waiting jobs of one queue from one simulation and one set of draws,
+    so each gets the answer it would get alone."""
     times = models(snapshot)
-    line = snapshot.lines.get(job.partner, [])
-    between = max(0, (own_ahead or 0) - len(line))
-    simulation = simulate(snapshot, times, until=job, between=between)
-    placed = _place(simulation, job, snapshot, own_ahead)
-    model = times.get(job.partner, RunTimes([], own=False))
-    start_p = _start_percentiles(snapshot, times, simulation, placed)
-    eta_start, eta_finish = _estimates(snapshot, job, model, placed, start_p)
-    reasons = _reasons(snapshot, job, simulation, placed)
-    return Wait(
-        position=Position(placed.own, placed.others, placed.exact),
-        eta_start=eta_start,
-        eta_finish=eta_finish,
-        confidence=_confidence(model, placed.exact),
-        reasons=reasons,
-        computed_at=snapshot.now,
-    )
+    between = 0
+    if until is not None:
+        between = max(0, own_ahead.get(until.id, 0) - len(snapshot.lines.get(until.partner, [])))
+    stop = until if until is not None else _last_of(snapshot, jobs)
+    simulation = simulate(snapshot, times, until=stop, between=between)
+    placements = {job.id: _place(simulation, job, snapshot, own_ahead.get(job.id)) for job in jobs}
+    drawn = _start_percentiles(snapshot, times, simulation, list(placements.values()))
+    waits = {}
+    for job in jobs:
+        placed = placements[job.id]
+        model = times.get(job.partner, RunTimes([], own=False))
+        eta_start, eta_finish = _estimates(snapshot, job, model, placed, drawn.get(job.id))
+        waits[job.id] = Wait(
+            position=Position(placed.own, placed.others, placed.exact),
+            eta_start=eta_start,
+            eta_finish=eta_finish,
+            confidence=_confidence(model, placed.exact),
+            reasons=_reasons(snapshot, job, simulation, placed),
+            computed_at=snapshot.now,
+        )
+    return waits
+
+
+def _last_of(snapshot: Snapshot, jobs: list[WaitingJob]) -> WaitingJob | None:
+    """The job asked about that comes last in its partner's line (the simulation may stop once
+    it started: every other one asked about started before it), when all are of one partner."""
+    partners = {job.partner for job in jobs}
+    if len(partners) != 1:
+        return None
+    line = snapshot.lines.get(partners.pop(), [])
+    positions = {entry.id: index for index, entry in enumerate(line)}
+    if not all(job.id in positions for job in jobs) or any(job.due_in > 0 for job in line):
+        return None
+    return max(jobs, key=lambda job: positions[job.id])
 
 
 def forecast_running(snapshot: Snapshot, run: RunningRun, attempts: int, max_attempts: int) -> Wait:
@@ -409,7 +444,7 @@ def _place(simulation: Simulation, job: WaitingJob, snapshot: Snapshot, own_ahea
         if placed_start.job_id == job.id:
             before = simulation.starts[:index]
             own = sum(1 for s in before if s.partner == job.partner)
-            return _Placed(index, own, index - own, placed_start.at, True)
+            return _Placed(job.id, index, own, index - own, placed_start.at, True)
     # Past the budget: extrapolate from the rate at which the partner's jobs started in it.
     starts = simulation.starts
     own_started = sum(1 for s in starts if s.partner == job.partner)
@@ -425,45 +460,59 @@ def _place(simulation: Simulation, job: WaitingJob, snapshot: Snapshot, own_ahea
         others = (len(starts) - own_started) + round(others_rate * (start - horizon))
     else:
         start, others = horizon, len(starts) - own_started
-    return _Placed(None, own_total, others, max(start, job.due_in), False)
+    return _Placed(job.id, None, own_total, others, max(start, job.due_in), False)
 
 
 def _start_percentiles(
-    snapshot: Snapshot, times: dict[str, RunTimes], simulation: Simulation, placed: _Placed
-) -> tuple[float, float] | None:
-    """p50 and p90 of the start, seconds from now: drawn along the predicted order (bootstrap);
-    past DRAWN_STARTS jobs, or past the budget, the point start plus a normal spread."""
+    snapshot: Snapshot, times: dict[str, RunTimes], simulation: Simulation, placements: list[_Placed]
+) -> dict[int, tuple[float, float]]:
+    """p50 and p90 of each placed job's start, seconds from now: drawn along the predicted order
+    (bootstrap, one set of draws for all); past DRAWN_STARTS jobs, or past the simulation's
+    budget, the point start plus a normal spread. Empty without any observed run time."""
     if not any(model.known for model in times.values()):
-        return None
-    if placed.index is not None and placed.index <= DRAWN_STARTS:
-        order = simulation.starts[: placed.index + 1]
-        rng = random.Random(order[-1].job_id)
-        draws = sorted(_drawn_start(snapshot, times, order, rng) for _ in range(DRAWS))
-        return _quantile(draws, 0.5), _quantile(draws, 0.9)
-    ahead = simulation.starts[: placed.index] if placed.index is not None else simulation.starts
-    variance = sum(times[s.partner].variance for s in ahead if s.partner in times)
-    spread = Z90 * math.sqrt(variance) / max(1, snapshot.seats)
-    return placed.start, placed.start + spread
+        return {}
+    drawn = [p for p in placements if p.index is not None and p.index <= DRAWN_STARTS]
+    samples = _drawn_starts(snapshot, times, simulation.starts, {p.index for p in drawn if p.index is not None})
+    percentiles: dict[int, tuple[float, float]] = {}
+    for placed in placements:
+        if placed.index is not None and placed.index in samples:
+            values = sorted(samples[placed.index])
+            percentiles[placed.job_id] = (_quantile(values, 0.5), _quantile(values, 0.9))
+            continue
+        ahead = simulation.starts[: placed.index] if placed.index is not None else simulation.starts
+        variance = sum(times[s.partner].variance for s in ahead if s.partner in times)
+        spread = Z90 * math.sqrt(variance) / max(1, snapshot.seats)
+        handoffs = HANDOFF_SECONDS * (placed.own + placed.others + 1)
+        percentiles[placed.job_id] = (placed.start + handoffs, placed.start + handoffs + spread)
+    return percentiles
 
 
-def _drawn_start(snapshot: Snapshot, times: dict[str, RunTimes], order: list[Start], rng: random.Random) -> float:
-    """One draw of the last job's start: every run before it draws its length, seats serve in order."""
-    seats = [
-        (times[run.partner] if run.partner in times else RunTimes([], own=False)).draw_remaining(
-            rng, run.elapsed, snapshot.job_timeout
-        )
-        for run in snapshot.running
-    ]
-    seats += [0.0] * max(0, snapshot.seats - len(seats))
-    heapq.heapify(seats)
-    start = 0.0
-    for index, entry in enumerate(order):
-        start = max(heapq.heappop(seats), entry.due_in)
-        if index == len(order) - 1:
-            break
-        model = times.get(entry.partner)
-        heapq.heappush(seats, start + (model.draw(rng) if model else entry.seconds))
-    return start
+def _drawn_starts(
+    snapshot: Snapshot, times: dict[str, RunTimes], order: list[Start], indices: set[int]
+) -> dict[int, list[float]]:
+    """DRAWS draws of the starts at `indices` of the order: every run draws its length (a running
+    one: what is left of the runs that lasted longer), the seats serve the order. Draw d uses its
+    own seed, so a job's draws do not depend on how many jobs after it were asked about."""
+    if not indices:
+        return {}
+    last = max(indices)
+    samples: dict[int, list[float]] = {index: [] for index in indices}
+    nobody = RunTimes([], own=False)
+    for draw in range(DRAWS):
+        rng = random.Random(draw)
+        seats = [
+            times.get(run.partner, nobody).draw_remaining(rng, run.elapsed, snapshot.job_timeout)
+            for run in snapshot.running
+        ]
+        seats += [0.0] * max(0, snapshot.seats - len(seats))
+        heapq.heapify(seats)
+        for index, entry in enumerate(order[: last + 1]):
+            start = max(heapq.heappop(seats), entry.due_in) + HANDOFF_SECONDS
+            if index in samples:
+                samples[index].append(start)
+            model = times.get(entry.partner)
+            heapq.heappush(seats, start + (model.draw(rng) if model and model.known else entry.seconds))
+    return samples
 
 
 def _estimates(
@@ -510,7 +559,8 @@ def _latest_start(snapshot: Snapshot, job: WaitingJob, placed: _Placed) -> float
         for name, share in snapshot.partners.items()
         if name != job.partner
     )
-    return max(0.0, job.due_in) + running + own_work + others
+    handoffs = HANDOFF_BOUND_SECONDS * (placed.own + placed.others + 1)
+    return max(0.0, job.due_in) + running + own_work + others + handoffs
 
 
 def _retry_bound(snapshot: Snapshot, partner: str, attempt: int) -> float:

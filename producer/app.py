@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from pqueue import PersistentQ, Settings, open_with_retry
 from producer import errors
 from producer.backpressure import WaitingDepth
+from producer.calibration import PredictionRecorder
 from producer.callers import Callers
 from producer.deps import Intake
 from producer.group_commit import GroupCommitter
@@ -56,7 +57,10 @@ def create_app(settings: Settings, store: PersistentQ | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        recorder = PredictionRecorder(store)
+        recorder.start()
         yield
+        recorder.close()
         intake.close()
 
     app = FastAPI(title="pqueue intake", version="1", description=DESCRIPTION, lifespan=lifespan)

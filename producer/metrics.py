@@ -30,6 +30,7 @@ class QueueCollector(Collector):
         yield from self._families()
         yield from self._policy_families()
         yield from self._replication_families()
+        yield from self._calibration_families()
         if self.partner is not None:
             yield self._others_family()
 
@@ -68,8 +69,39 @@ class QueueCollector(Collector):
         if replication.synchronous_standbys is not None:
             synchronous.add_metric([], replication.synchronous_standbys)
             yield synchronous
+        yield from self._calibration(set(queue_names))
         if self.partner is not None:
             yield self._others(queue_names, stats.counts)
+
+    def _calibration(self, queue_names: set[str]) -> Iterator[GaugeMetricFamily]:
+        """How the start predictions recorded at submission fared, per queue (shares, no names)."""
+        before_p90, before_latest, started = self._calibration_families()
+        for calibration in self.store.calibration():
+            if calibration.queue in queue_names and calibration.started:
+                before_p90.add_metric([calibration.queue], calibration.before_p90)
+                before_latest.add_metric([calibration.queue], calibration.before_latest)
+                started.add_metric([calibration.queue], calibration.started)
+        yield from (before_p90, before_latest, started)
+
+    @staticmethod
+    def _calibration_families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "pq_wait_started_before_p90_ratio",
+                "Share of jobs that started by the p90 predicted when they were submitted (goal about 0.9)",
+                labels=["queue"],
+            ),
+            GaugeMetricFamily(
+                "pq_wait_started_before_latest_ratio",
+                "Share of jobs that started by the latest start predicted when they were submitted (goal 1)",
+                labels=["queue"],
+            ),
+            GaugeMetricFamily(
+                "pq_wait_predictions_started",
+                "Jobs with a recorded start prediction that have started (of the latest 1,000 predictions)",
+                labels=["queue"],
+            ),
+        )
 
     def _others(self, queue_names: list[str], own: dict[str, dict[str, int]]) -> GaugeMetricFamily:
         """Every other partner's jobs together, per queue the partner uses and status."""

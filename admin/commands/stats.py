@@ -52,6 +52,14 @@ def snapshot(queue_store: Insights, settings: Settings) -> dict[str, Any]:
             }
             for queue, by_status in counts.items()
         },
+        "calibration": {
+            c.queue: {
+                "started": c.started,
+                "before_p90": round(c.before_p90, 3),
+                "before_latest": round(c.before_latest, 3),
+            }
+            for c in queue_store.calibration()
+        },
     }
 
 
@@ -118,6 +126,11 @@ def _summary_table(data: dict[str, Any]) -> Table:
     for queue in data["queues"]:
         table.add_row("queue", output.plain(f"{queue['name']}: {render.queue_policy_line(queue)}"))
     table.add_row("replication", output.plain(data["replication"]["guarantee"]))
+    for queue, calibration in data["calibration"].items():
+        if calibration["started"]:
+            shares = f"{calibration['before_p90']:.0%} by their p90, {calibration['before_latest']:.0%} by their latest"
+            line = f"{queue}: {shares} (of the last {calibration['started']} predicted at submission)"
+            table.add_row("started", output.plain(line))
     return table
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from pqueue.schema import fair, jobs, partners, queues, workers
+from pqueue.schema import events, fair, jobs, partners, predictions, queues, workers
 from pqueue.sql.claim import attempt_limit, claimable
 from pqueue.sql.context import Context
 from pqueue.states import Status
@@ -50,7 +50,7 @@ class WaitlineReads:
         """(id, partner, started_at, lease_expires_at) of the queue's running jobs."""
         return (
             select(jobs.c.id, jobs.c.partner, jobs.c.started_at, jobs.c.lease_expires_at)
-            .where(jobs.c.queue == queue, jobs.c.status == Status.UNDER_PROCESS.value)
+            .where(jobs.c.status == Status.UNDER_PROCESS.value, jobs.c.queue == queue)
             .order_by(jobs.c.id)
         )
 
@@ -127,4 +127,53 @@ class WaitlineReads:
             )
             .order_by(jobs.c.finished_at.desc())
             .limit(limit)
+        )
+
+    # -- calibration ------------------------------------------------------------------------------
+
+    def unpredicted(self, limit: int, within_seconds: float) -> Any:
+        """The newest unprocessed jobs submitted within the last seconds with no prediction yet
+        (down the (status, id) index, newest first: it stops at the first `limit`)."""
+        recorded = select(predictions.c.job_id).where(predictions.c.job_id == jobs.c.id).exists()
+        return (
+            select(jobs)
+            .where(
+                jobs.c.status == Status.UNPROCESSED.value,
+                jobs.c.created_at >= self.ctx.in_(-within_seconds),
+                ~recorded,
+            )
+            .order_by(jobs.c.id.desc())
+            .limit(limit)
+        )
+
+    def record(self, values: list[dict[str, Any]]) -> Any:
+        """Store predictions; a job that has one keeps its first."""
+        insert = self.ctx.dialect.insert(predictions).values(values)
+        return insert.on_conflict_do_nothing(index_elements=["job_id"])
+
+    @staticmethod
+    def calibration(limit: int) -> Any:
+        """(queue, predicted, started, started by p90, started by latest) over the latest `limit`
+        predictions with a p90; a job's start is its first claim (the event log), so a retry
+        does not count as a late start."""
+        first_start = (
+            select(func.min(events.c.at))
+            .where(events.c.job_id == predictions.c.job_id, events.c.to_status == Status.UNDER_PROCESS.value)
+            .scalar_subquery()
+        )
+        recent = (
+            select(
+                predictions.c.queue, predictions.c.start_p90, predictions.c.start_latest, first_start.label("started")
+            )
+            .where(predictions.c.start_p90.is_not(None))
+            .order_by(predictions.c.predicted_at.desc())
+            .limit(limit)
+            .subquery()
+        )
+        by_p90 = func.sum(case((recent.c.started <= recent.c.start_p90, 1), else_=0))
+        by_latest = func.sum(case((recent.c.started <= recent.c.start_latest, 1), else_=0))
+        return (
+            select(recent.c.queue, func.count(), func.count(recent.c.started), by_p90, by_latest)
+            .group_by(recent.c.queue)
+            .order_by(recent.c.queue)
         )

@@ -150,6 +150,7 @@ def test_stats__json_counts_running_and_throughput(pq: Pq, jobs: Jobs, q: Persis
         "queues",
         "replication",
         "manual_intervention",
+        "calibration",
     ]
     assert data["counts"]["default"] == {
         **dict.fromkeys(statuses, 0),

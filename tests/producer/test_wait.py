@@ -11,6 +11,7 @@ import pytest
 
 from pqueue import PersistentQ
 from tests.producer.conftest import Launch
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
 
@@ -64,3 +65,29 @@ def test_get_answer__please_wait_carries_the_wait(q: PersistentQ, launch: Launch
         run(q, 1, queue="calculate")
         answer = client.get(f"/get_answer/{identifier}").json()
         assert answer["answer"] == 3 and "wait" not in answer
+
+
+def test_calibration__the_intake_records_predictions_and_metrics_show_how_they_fared(
+    q: PersistentQ, launch: Launch
+) -> None:
+    for _ in range(5):  # a history of 20 s runs, so that the predictions have a p90
+        q.put_item({"seed": True})
+        run(q, 20)
+    q.clock_offset = timedelta(0)  # the intake's clock
+    q.register_worker("consumer-1", kind="consumer", queue="default", host="here", pid=1)
+    q.put_item({"long": True})
+    long_one = q.get_item("w")  # holds the seat, so the next job waits to be predicted
+    assert long_one is not None
+    _, url = launch()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        job = client.post("/jobs", json={"payload": {"n": 1}}).json()["id"]
+        wait_until(lambda: q.calibration(), timeout=120, what="the intake recorded the job's prediction")
+        assert [(c.queue, c.predicted, c.started) for c in q.calibration()] == [("default", 1, 0)]
+        q.clock_offset = timedelta(seconds=10)  # the long one ends well before its predicted p50
+        q.update_status(long_one.id, "processed", lease_id=long_one.lease_id, result={"sum": 3})
+        run(q, 1)
+        assert q.get_job(job).status == "processed"
+        metrics = client.get("/metrics").text
+    assert 'pq_wait_started_before_p90_ratio{queue="default"} 1.0' in metrics
+    assert 'pq_wait_started_before_latest_ratio{queue="default"} 1.0' in metrics
+    assert 'pq_wait_predictions_started{queue="default"} 1.0' in metrics

@@ -87,8 +87,12 @@ def prepare(q: PersistentQ, mix: Mix, queue: str) -> dict[str, float]:
         assert job is not None
         hold_exactly(q, job, seconds_of["a"])
         q.update_status(job.id, "crashed", lease_id=job.lease_id, error="RuntimeError: once")
-    for partner, priority, delay in mix.jobs:
-        q.put_item({"n": 1}, queue=queue, partner=names[partner], priority=priority, run_after_seconds=delay)
+    for index, (partner, priority, delay) in enumerate(mix.jobs):
+        # Delayed jobs come due seconds apart: two submitted milliseconds apart with the same delay
+        # come due within the test's own milliseconds of each other, and which of them a claim
+        # then sees as due is the test's timing, not the prediction's.
+        spread = delay + 1.25 * index if delay else 0.0
+        q.put_item({"n": 1}, queue=queue, partner=names[partner], priority=priority, run_after_seconds=spread)
     return seconds_of
 
 
