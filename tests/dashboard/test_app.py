@@ -140,6 +140,19 @@ def test_detail__shows_payload_error_timeline(make_app: MakeApp, seeded: Seeded)
     assert list(timeline["to"]) == ["unprocessed", "under_process", "crashed"]
 
 
+def test_detail__a_waiting_job_shows_where_it_is_in_line_and_why(make_app: MakeApp, seeded: Seeded) -> None:
+    app = make_app()
+    app.number_input(key="job_id").set_value(seeded.waiting[1]).run()
+    captions = [c.value for c in no_exception(app).caption]
+    assert "**in line**" in [m.value for m in app.markdown]
+    line = next(frame.value for frame in app.dataframe if "ahead" in frame.value.columns)
+    assert line["ahead"][0] == "1 own, 0 others" and "latest" in line["start"][0]
+    assert any(text.startswith("seat_busy: ") for text in captions)
+    assert any(text.startswith("behind_own_jobs: 1 of your jobs go first") for text in captions)
+    app.number_input(key="job_id").set_value(seeded.processed[0]).run()
+    assert "**in line**" not in [m.value for m in no_exception(app).markdown]
+
+
 def test_detail__shows_callback_delivery(make_app: MakeApp, seeded: Seeded) -> None:
     app = make_app()
     app.number_input(key="job_id").set_value(seeded.processed[0]).run()
