@@ -270,6 +270,16 @@ def shorten(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def why(job: Job) -> str:
+    """The last error cell of a list: what an operator decided and why first (`failed by an
+    operator: …`), then the last error's line."""
+    error = shorten(last_line(job.error), 60)
+    if not (job.operator_verdict and job.operator_reason):
+        return error
+    decided = f"{job.operator_verdict}: {shorten(job.operator_reason, 40)}"
+    return f"{decided} · {error}" if error else decided
+
+
 def last_line(error: str | None) -> str | None:
     """The line of an error worth a table cell: its last (the exception itself)."""
     if not error or not error.strip():

@@ -42,8 +42,8 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
             st.json(job.result, expanded=_expansion(job.result))
         else:
             st.caption(_no_result(job))
-    if job.operator_reason:
-        st.markdown("**failed by an operator**")
+    if job.operator_verdict and job.operator_reason:
+        st.markdown(f"**{job.operator_verdict}**")
         st.code(job.operator_reason, language=None, wrap_lines=True)
     if job.error:
         st.markdown("**last error**")

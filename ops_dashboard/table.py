@@ -183,8 +183,8 @@ def _why(job: Job) -> str:
     """The error cell: an operator's reason first (the job was failed on purpose), then the last
     error's line."""
     error = first_line(job.error)
-    if job.operator_reason:
-        reason = f"failed by an operator: {first_line(job.operator_reason)}"
+    if job.operator_verdict and job.operator_reason:
+        reason = f"{job.operator_verdict}: {first_line(job.operator_reason)}"
         return f"{reason} · {error}" if error else reason
     return error
 

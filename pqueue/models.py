@@ -38,11 +38,20 @@ class Job:
     delivery: Delivery | None = field(default=None)
     lease_seconds: float | None = None  # the latest claim's lease length: its queue's stored lease, else the claimer's
     partner: str = "default"  # whose job it is: the partner whose key submitted it
-    # Why an operator failed it (`pq fail --reason`); `error` keeps the last error of its runs.
+    # Why an operator failed or cancelled it (`pq fail --reason`, `pq cancel --reason`); `error`
+    # keeps the last error of its runs.
     operator_reason: str | None = None
     # A job a relay sent to agents, while under_process: queued (on the broker) or processing (an
     # agent reported it); None for any other job.
     agent_status: AgentStatus | None = None
+
+    @property
+    def operator_verdict(self) -> str | None:
+        """What an operator did to it, as the title over their reason: `failed by an operator`,
+        `cancelled by an operator`; None when no operator decided its end."""
+        if not self.operator_reason:
+            return None
+        return "cancelled by an operator" if self.status == Status.CANCELLED else "failed by an operator"
 
     @property
     def status_words(self) -> str:

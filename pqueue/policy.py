@@ -19,7 +19,7 @@ from pqueue.backoff import jittered
 from pqueue.errors import InvalidInput
 from pqueue.models import JSON, QueueInfo
 from pqueue.settings import Settings
-from pqueue.states import NOW, FromNow, Move, Status, ended, failed_by_operator
+from pqueue.states import NOW, FromNow, Move, Status, ended, stopped_by_operator
 
 
 def lease_margin(lease_seconds: float) -> float:
@@ -42,6 +42,10 @@ def attempt_failed(attempts: int, max_attempts: int, error: str | None, message:
     return ended(Status.CRASHED, error, message, run_after=FromNow(jittered(backoff, attempts)))
 
 
+# The ends an operator may ask a running job for: `pq fail` and `pq cancel`.
+OPERATOR_STOPS = (Status.MANUAL_INTERVENTION, Status.CANCELLED)
+
+
 def worker_failed(
     target: Status,
     *,
@@ -59,11 +63,10 @@ def worker_failed(
     unless the run hit the job timeout once more than its queue's timeout retries allow (then
     manual_intervention: another run would most likely hold the seat for another whole timeout);
     cancelled or manual_intervention (a stop request answered, or an input the algorithm refused
-    for good) are taken as they are. An operator's fail answered keeps the job's last error (the
-    run's own, else the one before it, still in the row) with the reason beside it; without an error
-    of its own a cancelled job keeps the operator's reason."""
-    if stop_request == Status.MANUAL_INTERVENTION and target == Status.MANUAL_INTERVENTION and stop_reason:
-        return failed_by_operator(stop_reason, error=error if error and error != stop_reason else None)
+    for good) are taken as they are. An operator's fail or cancel answered keeps the job's last
+    error (the run's own, else the one before it, still in the row) with the reason beside it."""
+    if stop_request in OPERATOR_STOPS and target == stop_request and stop_reason:
+        return stopped_by_operator(target, stop_reason, error=error if error and error != stop_reason else None)
     error = error or stop_reason
     if target == Status.CRASHED and timed_out:
         return timed_out_move(attempts, max_attempts, error, backoff, timeouts, timeout_retries)
@@ -106,8 +109,8 @@ def lease_expired(
     """The move for a running job whose lease ran out: the status an operator asked for, or
     attempt_failed as if the worker had crashed."""
     message = f"lease {lease_id} of worker {worker_id} expired"
-    if stop_request == Status.MANUAL_INTERVENTION and stop_reason:
-        return Move(Status.MANUAL_INTERVENTION, failed_by_operator(stop_reason).values, message)
+    if stop_request in OPERATOR_STOPS and stop_reason:
+        return Move(Status(stop_request), stopped_by_operator(Status(stop_request), stop_reason).values, message)
     if stop_request:
         return ended(Status(stop_request), stop_reason, message)
     error = f"lease expired on attempt {attempts} of {max_attempts}"

@@ -167,19 +167,14 @@ def requeued(message: str | None) -> Move:
     return Move(Status.UNPROCESSED, values, message or "requeued with fresh attempts")
 
 
-def stopped(target: Status, reason: str) -> Move:
-    """A waiting job cancelled by an operator, at once."""
-    return Move(target, {"error": reason, "finished_at": NOW, "lease_expires_at": None}, reason)
-
-
-def failed_by_operator(reason: str, *, error: str | None = None) -> Move:
-    """A job an operator failed: manual_intervention with the reason beside its last error, which
-    stays (the traceback that explained the failure is what the next person reads). `error`: a
-    run's own error to record first (a stopped run's), when it has one."""
+def stopped_by_operator(target: Status, reason: str, *, error: str | None = None) -> Move:
+    """A job an operator failed (manual_intervention) or cancelled: the reason beside its last
+    error, which stays (the traceback that explained the failure is what the next person reads).
+    `error`: a run's own error to record first (a stopped run's), when it has one."""
     values: dict[str, Any] = {"operator_reason": reason, "finished_at": NOW, "lease_expires_at": None}
     if error is not None:
         values["error"] = error
-    return Move(Status.MANUAL_INTERVENTION, values, reason)
+    return Move(target, values, reason)
 
 
 def stop_requested(running: Status, operation: str, target: Status, reason: str) -> Move:

@@ -67,12 +67,11 @@ from pqueue.states import (
     Move,
     Status,
     describe,
-    failed_by_operator,
     parse_statuses,
     released,
     requeued,
     stop_requested,
-    stopped,
+    stopped_by_operator,
     worker_outcome,
 )
 from pqueue.transactions import Transactions, Tx
@@ -407,7 +406,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
             if status == Status.UNDER_PROCESS:
                 # The seat stays taken until the worker has really stopped the algorithm.
                 return rows.job_from(self._apply(tx, current, stop_requested(status, operation, target, reason), actor))
-            move = failed_by_operator(reason) if operation == "fail" else stopped(target, reason)
+            move = stopped_by_operator(target, reason)
             return self._after_move(tx, self._apply(tx, current, move, actor))
 
         return self._tx.write(stop)

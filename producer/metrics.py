@@ -36,7 +36,7 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.store.stats(partner=self.partner)
-        jobs, waiting, running, seats, paused, oldest, callbacks = self._families()
+        jobs, waiting, running, manual, seats, paused, oldest, callbacks = self._families()
         if self.partner is None:
             queue_names = sorted(set(stats.counts) | {info.name for info in stats.queues})
         else:
@@ -48,13 +48,18 @@ class QueueCollector(Collector):
                 jobs.add_metric([queue, status.value], by_status.get(status.value, 0))
             waiting.add_metric([queue], sum(by_status.get(s.value, 0) for s in CLAIMABLE))
             running.add_metric([queue], by_status.get(Status.UNDER_PROCESS.value, 0))
+            failed = stats.operator_failed.get(queue, 0)
+            manual.add_metric(
+                [queue, "waiting_for_a_person"], by_status.get(Status.MANUAL_INTERVENTION.value, 0) - failed
+            )
+            manual.add_metric([queue, "failed_by_an_operator"], failed)
         for info in queues:
             seats.add_metric([info.name], info.seats)
             paused.add_metric([info.name], 1 if info.paused else 0)
         oldest.add_metric([], stats.oldest_waiting_seconds or 0.0)
         for delivery_status in DeliveryStatus:
             callbacks.add_metric([delivery_status.value], stats.deliveries.get(delivery_status.value, 0))
-        yield from (jobs, waiting, running, seats, paused, oldest, callbacks)
+        yield from (jobs, waiting, running, manual, seats, paused, oldest, callbacks)
         policies = self._policy_families()
         for info in queues:
             values = (info.max_attempts, info.job_timeout, info.lease_seconds, info.retry_backoff_seconds)
@@ -159,6 +164,12 @@ class QueueCollector(Collector):
             GaugeMetricFamily("pq_jobs", "Jobs by queue and status", labels=["queue", "status"]),
             GaugeMetricFamily("pq_waiting_jobs", "Jobs waiting to run (unprocessed or crashed)", labels=["queue"]),
             GaugeMetricFamily("pq_running_jobs", "Jobs under_process", labels=["queue"]),
+            GaugeMetricFamily(
+                "pq_manual_intervention_jobs",
+                "Jobs in manual_intervention: waiting_for_a_person (out of attempts, refused, timed out) or "
+                "failed_by_an_operator (pq fail: decided, nothing to do)",
+                labels=["queue", "kind"],
+            ),
             GaugeMetricFamily("pq_queue_seats", "Jobs of the queue allowed under_process at once", labels=["queue"]),
             GaugeMetricFamily("pq_queue_paused", "1 when consumers do not claim from the queue", labels=["queue"]),
             GaugeMetricFamily("pq_oldest_waiting_seconds", "Age of the oldest waiting job (0 when none waits)"),

@@ -37,6 +37,10 @@ class Outcome:
         return {"id": self.id, "ok": self.error is None, **self.extra, "message": self.message, "error": self.error}
 
 
+# An operator's reason never replaces the error that explained the failure.
+REASON_HELP = "Why (stored beside the job's last error, which stays)."
+
+
 def run_each(ids: list[int], act: Callable[[int], Outcome], as_json: bool) -> None:
     """Apply act to every id, report each, and exit 1 if any was refused."""
     outcomes = []
@@ -111,7 +115,7 @@ def _check_requeue_arguments(ids: list[int], status: Status | None, every: bool)
 def fail(
     ctx: typer.Context,
     job_ids: RequiredIds,
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (stored as the job's error).")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help=REASON_HELP)],
     as_json: JsonOption = False,
 ) -> None:
     """Move jobs to manual_intervention.
@@ -129,7 +133,7 @@ def fail(
 def cancel(
     ctx: typer.Context,
     job_ids: RequiredIds,
-    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why (stored as the job's error).")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help=REASON_HELP)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel jobs.

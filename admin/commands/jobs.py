@@ -56,7 +56,8 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first.
 
-    Columns: id, queue, partner, status, priority, attempts, age, last error, start of the payload.
+    Columns: id, queue, partner, status, priority, attempts, age, last error (after what an
+    operator decided and why, when one failed or cancelled the job), start of the payload.
     """
     queue_store = store(ctx)
     filters: dict[str, Any] = {"status": status or None, "queue": queue, "since_seconds": since, "partner": partner}
@@ -78,7 +79,7 @@ def list_jobs(
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
             render.duration((now - job.created_at).total_seconds()),
-            output.cut(render.shorten(render.last_line(job.error), 60)),
+            output.cut(render.why(job)),
             output.cut(render.shorten(render.compact(job.payload), 40)),
         )
     output.show(table)
@@ -110,8 +111,8 @@ def show_job(
     _show_block("payload", json.dumps(job.payload, indent=2, ensure_ascii=False))
     if job.result is not None:
         _show_block("result", json.dumps(job.result, indent=2, ensure_ascii=False))
-    if job.operator_reason:
-        _show_block("failed by an operator", job.operator_reason.rstrip())
+    if job.operator_verdict and job.operator_reason:
+        _show_block(job.operator_verdict, job.operator_reason.rstrip())
     if job.error:
         _show_block("last error", job.error.rstrip())
     if wait is not None:

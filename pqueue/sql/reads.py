@@ -87,7 +87,7 @@ class Reads:
     @staticmethod
     def counts(partner: str | None = None) -> Any:
         """(queue, status, jobs, of those an operator failed) for every pair that has jobs (of the
-        partner); only a fail sets operator_reason, so the last is 0 outside manual_intervention."""
+        partner); a fail or a cancel sets operator_reason (stats counts it among manual_intervention jobs)."""
         counted = (jobs.c.queue, jobs.c.status, func.count(), func.count(jobs.c.operator_reason))
         chosen = select(*counted).group_by(jobs.c.queue, jobs.c.status)
         return chosen if partner is None else chosen.where(jobs.c.partner == partner)

@@ -251,7 +251,8 @@ def test_deliver__cancelled_and_failed_jobs_send_their_error(
     assert make_loop(q).deliver_due(10) == 2
 
     bodies = {r.path: json.loads(r.body) for r in partner.requests()}
-    assert bodies["/cancelled"]["status"] == "cancelled" and bodies["/cancelled"]["error"] == "not wanted"
+    assert bodies["/cancelled"]["status"] == "cancelled" and bodies["/cancelled"]["operator_reason"] == "not wanted"
+    assert bodies["/cancelled"]["error"] is None, "it never ran; the reason is beside the (absent) error"
     assert bodies["/failed"]["status"] == "manual_intervention" and bodies["/failed"]["operator_reason"] == "bad input"
     assert bodies["/failed"]["error"] is None, "it never ran; the reason is beside the (absent) error"
     assert "result" not in bodies["/failed"]

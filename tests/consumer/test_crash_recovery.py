@@ -155,7 +155,7 @@ def test_cancel__running_job_is_stopped_and_ends_cancelled(
     wait_status(q, cancelled, Status.CANCELLED)
     wait_gone(int(str(run["pid"])))
     wait_gone(int(str(run["grandchild"])))
-    assert q.get_job(cancelled).error == "not needed any more"
+    assert q.get_job(cancelled).operator_reason == "not needed any more"
 
     second = started(log, 2)[1]
     q.fail(failed, "wrong input, see ticket 12")

@@ -238,6 +238,27 @@ def test_cancel__cancels_waiting_job(make_app: MakeApp, store: PersistentQ, seed
     assert texts(no_exception(app), "success") == [f"cancelled job {seeded.waiting[1]}"]
 
 
+def test_cancel__a_crashed_job_keeps_its_traceback_beside_the_reason(
+    make_app: MakeApp, store: PersistentQ, seeded: Seeded
+) -> None:
+    error = store.get_job(seeded.crashed).error
+    assert error
+    app = make_app()
+    app.number_input(key="job_id").set_value(seeded.crashed).run()
+    act(app, "cancel")
+    app.run()  # the page as drawn after the action
+    no_exception(app)
+    assert (store.get_job(seeded.crashed).error, store.get_job(seeded.crashed).operator_reason) == (
+        error,
+        "cancelled from the dashboard",
+    )
+    assert "**cancelled by an operator**" in [m.value for m in app.markdown]
+    assert [code.value for code in app.code if code.value == error], "the last error stays"
+    [table] = [frame.value for frame in app.dataframe if frame.key == "jobs_table"]
+    row = table.set_index("id").loc[seeded.crashed]
+    assert row["error"] == f"cancelled by an operator: cancelled from the dashboard · {error.strip().splitlines()[-1]}"
+
+
 def test_cancel__running_job_asks_its_consumer(make_app: MakeApp, store: PersistentQ, seeded: Seeded) -> None:
     app = make_app()
     app.number_input(key="job_id").set_value(seeded.running).run()

@@ -174,7 +174,7 @@ def test_requeue__refused_from_live_or_done_states(q: PersistentQ, status: Statu
 def test_cancel__waiting_job_is_cancelled_at_once(q: PersistentQ) -> None:
     job_id = q.put_item("a", callback_url="http://127.0.0.1:9/cb")
     cancelled = q.cancel(job_id, reason="not needed")
-    assert (cancelled.status, cancelled.error) == (Status.CANCELLED, "not needed")
+    assert (cancelled.status, cancelled.error, cancelled.operator_reason) == (Status.CANCELLED, None, "not needed")
     assert q.delivery(job_id) is not None, "a final state with a callback queues its delivery"
     assert q.get_item("w") is None
 

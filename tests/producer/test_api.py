@@ -231,6 +231,29 @@ async def test_metrics__expose_queue_and_request_counters(client: httpx.AsyncCli
     assert any(line.startswith("pq_oldest_waiting_seconds ") for line in lines)
 
 
+async def test_metrics__manual_intervention_jobs_waiting_for_a_person_apart_from_those_an_operator_failed(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    store = store_of(app)
+    refused = store.put_item({"n": 1}, max_attempts=1)
+    run = store.get_item("worker-1")
+    assert run is not None and run.id == refused
+    store.update_status(refused, "crashed", lease_id=run.lease_id, error="ValueError: boom")  # out of attempts
+    store.fail(store.put_item({"n": 2}), "partner sent a bad field")
+    store.fail(store.put_item({"n": 3}, queue="reports"), "duplicate")
+    store.cancel(store.put_item({"n": 4}), reason="partner withdrew it")  # cancelled, not manual_intervention
+
+    lines = set((await client.get("/metrics")).text.splitlines())
+
+    assert 'pq_jobs{queue="default",status="manual_intervention"} 2.0' in lines
+    assert {
+        'pq_manual_intervention_jobs{kind="waiting_for_a_person",queue="default"} 1.0',
+        'pq_manual_intervention_jobs{kind="failed_by_an_operator",queue="default"} 1.0',
+        'pq_manual_intervention_jobs{kind="waiting_for_a_person",queue="reports"} 0.0',
+        'pq_manual_intervention_jobs{kind="failed_by_an_operator",queue="reports"} 1.0',
+    } <= lines
+
+
 async def test_metrics__report_each_queues_stored_policy(app: FastAPI, client: httpx.AsyncClient) -> None:
     store_of(app).set_queue_policy("remote", max_attempts=2, job_timeout=4, lease_seconds=12)
     await client.post("/jobs", json={"payload": 1})

@@ -103,7 +103,7 @@ def test_operator_cancels_a_job_an_agent_holds__recorded_at_its_next_processing_
     rabbit.send_status({"job_id": job_id, "lease_id": message["lease_id"], "status": "processing"})
 
     wait_until(lambda: store.get_job(job_id).status == Status.CANCELLED, what="job cancelled")
-    assert store.get_job(job_id).error == "customer withdrew it"
+    assert store.get_job(job_id).operator_reason == "customer withdrew it"
 
 
 def test_no_word_from_any_agent__lease_ends_job_rescued_and_sent_again_and_the_stale_copy_expired(
@@ -150,4 +150,4 @@ def test_released__job_sent_again_with_no_attempt_spent_unless_an_operator_asked
     store.cancel(given_back, reason="customer withdrew it")
     rabbit.send_status({"job_id": given_back, "lease_id": again["lease_id"], "status": "released"})
     wait_until(lambda: store.get_job(given_back).status == Status.CANCELLED, what="the cancel recorded")
-    assert store.get_job(given_back).error == "customer withdrew it"
+    assert store.get_job(given_back).operator_reason == "customer withdrew it"

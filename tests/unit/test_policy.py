@@ -56,7 +56,7 @@ def test_lease_expired__with_a_stop_request__goes_where_the_operator_asked() -> 
     move = lease_expired(
         attempts=3, max_attempts=3, lease_id=2, worker_id="w", stop_request="cancelled", stop_reason="no", backoff=10
     )
-    assert (move.target, move.values["error"]) == (Status.CANCELLED, "no")
+    assert (move.target, move.values["operator_reason"], "error" in move.values) == (Status.CANCELLED, "no", False)
 
 
 def test_lease_margin__a_quarter_of_the_lease_at_most_five_seconds() -> None:
