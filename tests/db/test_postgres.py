@@ -103,7 +103,7 @@ def test_claim_plan__walks_the_index_to_the_first_job_of_a_long_backlog(roomy_pg
     # Planned for one row: a walk down the claim index per partner and one row updated by its key.
     # A plan for many rows joins the whole table (135 ms per claim with a million jobs stored).
     # The only sorts are of the partners' tags and of the running jobs, never of the backlog.
-    assert "Index Scan using ix_pq_jobs_claim" in plan, plan
+    assert re.search(r"Index (Only )?Scan using ix_pq_jobs_claim", plan), plan
     assert "Merge Join" not in plan and "Hash Join" not in plan, plan
     sorted_by = re.findall(r"Sort Key: (.*)", plan)
     assert all(key in ("tags.tag, tags.head", "pq_jobs_1.partner") for key in sorted_by), plan
