@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +63,18 @@ class Newcomer:
         with contextlib.suppress(OSError, ValueError, psutil.Error):
             return psutil.Process(int((self.home / "var" / "run" / "supervisord.pid").read_text()))
         return None
+
+    def supervisorctl_pid(self, program: str) -> int:
+        """`supervisorctl -c supervisord.conf pid PROGRAM` for this home, as the README's tour runs it
+        (0 while the program is not running)."""
+        done = subprocess.run(
+            [str(BIN / "supervisorctl"), "-c", str(self.home / "supervisord.conf"), "pid", program],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return int(done.stdout.strip()) if done.stdout.strip().isdigit() else 0
 
     def processes(self) -> list[psutil.Process]:
         """supervisord and every program it runs for this home."""

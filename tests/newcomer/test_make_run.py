@@ -7,6 +7,7 @@ import socket
 import time
 
 import httpx
+import psutil
 import pytest
 
 from pqueue import Status
@@ -113,6 +114,52 @@ def test_ctrl_c_twice_during_a_long_job__stops_at_once_and_gives_the_job_back(ne
     finally:
         store.close()
     assert "pqueue stopped" in screen.text
+
+
+@pytest.mark.timeout(600)
+def test_kill_the_consumer_mid_job__its_algorithm_dies_with_it_and_the_job_is_rescued_and_run_again(
+    newcomer: Newcomer,
+) -> None:
+    """The README tour's `kill -9 $(supervisorctl pid consumer)` during the sleep algorithm's job."""
+    screen = newcomer.terminal("make run", PQ_LEASE_SECONDS="10")  # the tour's 30 s lease, shortened
+    screen.expect(BANNER)
+    response = httpx.post(f"http://127.0.0.1:{newcomer.port}/jobs", json={"payload": {"seconds": 30}}, timeout=30)
+    job_id = response.json()["id"]
+    store = newcomer.store()
+    try:
+        wait_until(lambda: store.get_job(job_id).status == Status.UNDER_PROCESS, timeout=120, what="the job to run")
+        consumer = psutil.Process(newcomer.supervisorctl_pid("consumer"))
+        algorithm = consumer.children(recursive=True)  # the helper and the run it forked
+        assert algorithm, "the algorithm runs in a child of the consumer"
+
+        consumer.kill()  # kill -9 $(supervisorctl -c supervisord.conf pid consumer)
+
+        wait_until(lambda: gone([consumer, *algorithm]), timeout=60, what="the algorithm to die with its consumer")
+        screen.expect(r"consumer was killed by SIGKILL; Supervisor starts it again", timeout=30)
+        wait_until(
+            lambda: newcomer.supervisorctl_pid("consumer") not in (0, consumer.pid),
+            timeout=60,
+            interval=1,
+            what="Supervisor to start a new consumer",
+        )
+        wait_until(
+            lambda: store.get_job(job_id).status == Status.PROCESSED,
+            timeout=240,
+            interval=0.5,
+            what="the job rescued when its lease ran out, run again and finished",
+        )
+        job = store.get_job(job_id)
+        moves = [(e.from_status, e.to_status, e.message or "") for e in store.events(job_id)]
+    finally:
+        store.close()
+    assert job.attempts == 2
+    claims = [message for _, to, message in moves if to == "under_process"]
+    assert [claim.split(",")[0] for claim in claims] == ["attempt 1 of 3", "attempt 2 of 3"]
+    rescued = [message for before, after, message in moves if (before, after) == ("under_process", "crashed")]
+    assert len(rescued) == 1 and rescued[0].startswith("lease 1 of worker") and rescued[0].endswith("expired")
+    assert moves[-1][:2] == ("under_process", "processed")
+    screen.ctrl_c()
+    screen.wait(timeout=GRACE + 60)
 
 
 def test_pq_in_a_terminal__names_the_database_it_opened(newcomer: Newcomer) -> None:
