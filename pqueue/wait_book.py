@@ -139,6 +139,7 @@ class WaitBook:
                 row.partner,
                 max(0.0, _seconds(now, row.started_at)),
                 row.lease_expires_at is not None and row.lease_expires_at > now,
+                None if row.kind is None else str(row.kind),
             )
             for row in conn.execute(sql.running(queue))
         ]
@@ -151,8 +152,11 @@ class WaitBook:
             line.sort(key=lambda entry: (entry.priority, entry.id))
         beyond = {name: LONG_LINE for name, line in lines.items() if len(line) >= window}
         run_times: dict[str, list[float]] = {}
+        kind_run_times: dict[tuple[str, str], list[float]] = {}
         for row in conn.execute(sql.run_times(queue, RUN_TIMES_READ)):
             run_times.setdefault(row.partner, []).append(float(row.seconds))
+            if row.kind is not None:
+                kind_run_times.setdefault((row.partner, str(row.kind)), []).append(float(row.seconds))
         servers = int(conn.execute(sql.live_servers(queue, 2 * info.lease_seconds)).scalar_one())
         return Snapshot(
             now=now,
@@ -171,6 +175,7 @@ class WaitBook:
             beyond=beyond,
             servers=servers,
             run_times=run_times,
+            kind_run_times=kind_run_times,
         )
 
     def _with_used_share(self, conn: Connection, wait: Wait, partner: str) -> Wait:
@@ -198,6 +203,7 @@ def _waiting(row: Any, now: datetime) -> WaitingJob:
         int(row.max_attempts),
         _seconds(row.run_after, now),
         row.run_after,
+        None if row.kind is None else str(row.kind),
     )
 
 
@@ -208,8 +214,17 @@ def _waiting_from_job(job: Job, snapshot: Snapshot) -> WaitingJob:
         if entry.id == job.id:
             return entry
     due_in = _seconds(job.run_after, snapshot.now)
+    kind = job.payload.get("kind") if isinstance(job.payload, dict) else None
     return WaitingJob(
-        job.id, job.partner, job.priority, job.status, job.attempts, job.max_attempts, due_in, job.run_after
+        job.id,
+        job.partner,
+        job.priority,
+        job.status,
+        job.attempts,
+        job.max_attempts,
+        due_in,
+        job.run_after,
+        None if kind is None else str(kind),
     )
 
 

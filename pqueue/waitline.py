@@ -59,6 +59,7 @@ class WaitingJob:
     max_attempts: int
     due_in: float
     run_after: datetime | None = None
+    kind: str | None = None  # the payload's "kind", when it names one: its own run-time model
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class RunningRun:
     partner: str
     elapsed: float
     healthy: bool
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class Snapshot:
     beyond: dict[str, int]  # each partner's waiting jobs past its line
     servers: int  # live consumers or relays of the queue
     run_times: dict[str, list[float]]  # each partner's recent successful runs' seconds, newest first
+    kind_run_times: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # by (partner, kind)
     used_share: dict[str, float] = field(default_factory=dict)  # share of the last day's seat time
 
     def at(self, seconds: float) -> datetime:
@@ -153,14 +156,29 @@ class RunTimes:
 
 
 def models(snapshot: Snapshot) -> dict[str, RunTimes]:
-    """Each partner's model: its own last runs when it has enough, else the queue's."""
+    """Each partner's model: its own last runs when it has enough, else the queue's; and each
+    (partner, kind) with enough runs of that kind (`model_for` picks the most specific)."""
     everyone = [s for times in snapshot.run_times.values() for s in times]
     queue_wide = RunTimes(everyone, own=False)
     chosen: dict[str, RunTimes] = {}
     for name in snapshot.partners:
         own = snapshot.run_times.get(name, [])[:RUNS_PER_MODEL]
         chosen[name] = RunTimes(own, own=True) if len(own) >= OWN_MODEL_MIN else queue_wide
+    for (name, kind), runs in snapshot.kind_run_times.items():
+        if len(runs) >= OWN_MODEL_MIN:
+            chosen[_kind_key(name, kind)] = RunTimes(runs[:RUNS_PER_MODEL], own=True)
     return chosen
+
+
+def model_for(times: dict[str, RunTimes], partner: str, kind: str | None) -> RunTimes:
+    """The run-time model of a job: its partner's runs of its kind, else its partner's, else none."""
+    if kind is not None and _kind_key(partner, kind) in times:
+        return times[_kind_key(partner, kind)]
+    return times.get(partner) or RunTimes([], own=False)
+
+
+def _kind_key(partner: str, kind: str) -> str:
+    return f"{partner}\x1f{kind}"
 
 
 # -- the simulation ----------------------------------------------------------------------------
@@ -241,6 +259,7 @@ class Start:
     at: float
     seconds: float
     due_in: float
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +295,7 @@ def simulate(
     vtime, now = snapshot.vtime, 0.0
     runs: list[_Run] = []
     for running in snapshot.running:
-        model = times.get(running.partner) or RunTimes([], own=False)
+        model = model_for(times, running.partner, running.kind)
         end = model.remaining_mean(running.elapsed, snapshot.job_timeout)
         run = _Run(running.partner, -running.elapsed, end, running.id)
         runs.append(run)
@@ -300,11 +319,11 @@ def simulate(
             partner.take(job)
             partner.tag = max(partner.tag, vtime)
             vtime = max(vtime, partner.tag)
-            seconds = times[partner.share.name].mean if partner.share.name in times else 1.0
+            seconds = model_for(times, partner.share.name, job.kind).mean
             run = _Run(partner.share.name, now, now + seconds, job.id)
             runs.append(run)
             partner.running.append(run)
-            starts.append(Start(job.id, partner.share.name, now, seconds, max(0.0, job.due_in)))
+            starts.append(Start(job.id, partner.share.name, now, seconds, max(0.0, job.due_in), job.kind))
             if until is not None and job.id == until.id:
                 return Simulation(starts, False, first_free, running_ends)
         moments = [run.end for run in runs] + [d for p in active if (d := p.next_due(now)) is not None]
@@ -399,7 +418,7 @@ def forecast_many(
     waits = {}
     for job in jobs:
         placed = placements[job.id]
-        model = times.get(job.partner, RunTimes([], own=False))
+        model = model_for(times, job.partner, job.kind)
         eta_start, eta_finish = _estimates(snapshot, job, model, placed, drawn.get(job.id))
         waits[job.id] = Wait(
             position=Position(placed.own, placed.others, placed.exact),
@@ -427,7 +446,7 @@ def _last_of(snapshot: Snapshot, jobs: list[WaitingJob]) -> WaitingJob | None:
 
 def forecast_running(snapshot: Snapshot, run: RunningRun, attempts: int, max_attempts: int) -> Wait:
     """A running job: when it is predicted to finish, from the runs that lasted longer than it has."""
-    model = models(snapshot).get(run.partner, RunTimes([], own=False))
+    model = model_for(models(snapshot), run.partner, run.kind)
     timeout = snapshot.job_timeout
     left_attempts = max(0, max_attempts - attempts)
     latest = max(0.0, timeout - run.elapsed) + left_attempts * _retry_bound(snapshot, run.partner, attempts)
@@ -480,7 +499,7 @@ def _start_percentiles(
             percentiles[placed.job_id] = (_quantile(values, 0.5), _quantile(values, 0.9))
             continue
         ahead = simulation.starts[: placed.index] if placed.index is not None else simulation.starts
-        variance = sum(times[s.partner].variance for s in ahead if s.partner in times)
+        variance = sum(model_for(times, s.partner, s.kind).variance for s in ahead)
         spread = Z90 * math.sqrt(variance) / max(1, snapshot.seats)
         handoffs = HANDOFF_SECONDS * (placed.own + placed.others + 1)
         percentiles[placed.job_id] = (placed.start + handoffs, placed.start + handoffs + spread)
@@ -497,11 +516,10 @@ def _drawn_starts(
         return {}
     last = max(indices)
     samples: dict[int, list[float]] = {index: [] for index in indices}
-    nobody = RunTimes([], own=False)
     for draw in range(DRAWS):
         rng = random.Random(draw)
         seats = [
-            times.get(run.partner, nobody).draw_remaining(rng, run.elapsed, snapshot.job_timeout)
+            model_for(times, run.partner, run.kind).draw_remaining(rng, run.elapsed, snapshot.job_timeout)
             for run in snapshot.running
         ]
         seats += [0.0] * max(0, snapshot.seats - len(seats))
@@ -510,8 +528,8 @@ def _drawn_starts(
             start = max(heapq.heappop(seats), entry.due_in) + HANDOFF_SECONDS
             if index in samples:
                 samples[index].append(start)
-            model = times.get(entry.partner)
-            heapq.heappush(seats, start + (model.draw(rng) if model and model.known else entry.seconds))
+            model = model_for(times, entry.partner, entry.kind)
+            heapq.heappush(seats, start + (model.draw(rng) if model.known else entry.seconds))
     return samples
 
 

@@ -20,6 +20,13 @@ from pqueue.sql.context import Context
 from pqueue.states import Status
 
 
+def kind_of() -> ColumnElement[Any]:
+    """The payload's "kind" as text (NULL when the payload is not an object or names none): a
+    job kind has its own run-time model once enough of its runs were seen."""
+    kind: ColumnElement[Any] = jobs.c.payload["kind"].as_string().label("kind")
+    return kind
+
+
 class WaitlineReads:
     """The read-only statements of the submitter's view, for one context."""
 
@@ -49,7 +56,7 @@ class WaitlineReads:
     def running(self, queue: str) -> Any:
         """(id, partner, started_at, lease_expires_at) of the queue's running jobs."""
         return (
-            select(jobs.c.id, jobs.c.partner, jobs.c.started_at, jobs.c.lease_expires_at)
+            select(jobs.c.id, jobs.c.partner, jobs.c.started_at, jobs.c.lease_expires_at, kind_of())
             .where(jobs.c.status == Status.UNDER_PROCESS.value, jobs.c.queue == queue)
             .order_by(jobs.c.id)
         )
@@ -82,6 +89,7 @@ class WaitlineReads:
             jobs.c.attempts,
             attempt_limit().label("max_attempts"),
             jobs.c.run_after,
+            kind_of(),
         ]
 
     @staticmethod
@@ -118,7 +126,7 @@ class WaitlineReads:
         seat time each held, from its last claim to its outcome."""
         held = self.ctx.dialect.seconds_between(jobs.c.finished_at, jobs.c.started_at)
         return (
-            select(jobs.c.partner, held.label("seconds"))
+            select(jobs.c.partner, held.label("seconds"), kind_of())
             .where(
                 jobs.c.status == Status.PROCESSED.value,
                 jobs.c.finished_at.is_not(None),

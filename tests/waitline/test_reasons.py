@@ -175,3 +175,25 @@ def test_queue_paused_and_no_consumer__from_real_processes(
     finally:
         stop(consumer)
     assert q.queues()[0].paused is False
+
+
+def test_estimates__a_job_kind_named_in_the_payload_has_its_own_run_times(q: PersistentQ) -> None:
+    for kind, seconds in (("short", 10), ("long", 600)):
+        for _ in range(5):
+            q.put_item({"kind": kind})
+            run(q, seconds)
+    ahead = q.put_item({"kind": "long"})
+    short, long_ = q.put_item({"kind": "short"}), q.put_item({"kind": "long"})
+    wait_of(q, ahead)  # a consumer seen just now
+    waits = {job.id: wait for job, wait in q.waits(limit=10)}
+    for job_id in (ahead, short, long_):  # alone or in a list, the same answer
+        listed, alone = waits[job_id], wait_of(q, job_id)
+        assert listed.eta_start and listed.eta_start.p50 and alone.eta_start and alone.eta_start.p50
+        assert listed.eta_start.p50 - listed.computed_at == alone.eta_start.p50 - alone.computed_at
+    start, finish = waits[short].eta_start, waits[short].eta_finish
+    assert start is not None and start.p50 is not None and finish.p50 is not None
+    assert 590 <= (start.p50 - waits[short].computed_at).total_seconds() <= 620  # behind one long run
+    assert 5 <= (finish.p50 - start.p50).total_seconds() <= 15  # its own kind's run time, not the mix's
+    long_start, long_finish = waits[long_].eta_start, waits[long_].eta_finish
+    assert long_start is not None and long_start.p50 and long_finish.p50
+    assert 550 <= (long_finish.p50 - long_start.p50).total_seconds() <= 650
