@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, literal, null, or_, select, update
 
 from pqueue.direct import DirectStatement
 from pqueue.schema import api_keys, jobs, partner_events, partners
@@ -96,8 +96,13 @@ class PartnerStatements:
     # -- keys ----------------------------------------------------------------------------------------
 
     def new_key(self, values: dict[str, Any], expires_in: float | None) -> Any:
-        expires = self.ctx.in_(expires_in) if expires_in is not None else None
-        return api_keys.insert().values(created_at=self.ctx.now, expires_at=expires, **values).returning(*api_keys.c)
+        """The key's row; it expires exactly `expires_in` after it was made (one reading of the
+        clock for both: PostgreSQL's clock_timestamp() moves between two readings)."""
+        moment = select(self.ctx.now.label("at")).subquery("moment")
+        expires = self.ctx.dialect.add_seconds(moment.c.at, expires_in) if expires_in is not None else null()
+        names = [*values, "created_at", "expires_at"]
+        row = select(*(literal(value, api_keys.c[name].type) for name, value in values.items()), moment.c.at, expires)
+        return api_keys.insert().from_select(names, row).returning(*api_keys.c)
 
     @staticmethod
     def key(key_id: str) -> Any:
