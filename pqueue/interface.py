@@ -172,6 +172,38 @@ class WorkQueue(abc.ABC):
         """
 
     @abc.abstractmethod
+    def hold_next(self, worker_id: str, *, behind_job: int, behind_lease: int, queue: str | None = None) -> Job | None:
+        """Claim the queue's next job ahead, while the worker's job `behind_job` runs under
+        `behind_lease`: the job stays waiting (its attempt not counted, no seat taken) and no
+        claim takes it while that lease is a running job's. None when the lease is no longer
+        running, it already holds a job, the queue is paused or over its seats, or nothing is due.
+
+        The held job starts with `finish_and_start`; a hold whose lease ends otherwise (the job
+        recorded alone, rescued, released) lapses by itself, and the job is claimable again as if
+        never held.
+        """
+
+    @abc.abstractmethod
+    def finish_and_start(
+        self,
+        job_id: int,
+        status: Status | str,
+        *,
+        lease_id: int,
+        worker_id: str,
+        held_job: int,
+        result: JSON = None,
+        error: str | None = None,
+        timed_out: bool = False,
+        lease_seconds: float | None = None,
+    ) -> tuple[Job, Job | None]:
+        """update_status, then the start of the job held behind `lease_id`, in one transaction:
+        (the finished job, the started one, or None when its hold is gone or it no longer waits,
+        an operator having cancelled it meanwhile). It raises what update_status raises, and then
+        nothing was recorded and nothing started.
+        """
+
+    @abc.abstractmethod
     def release(self, job_id: int, lease_id: int, *, reason: str = "consumer shutting down") -> Job:
         """Give the claim back without spending the attempt (the job is unprocessed again)."""
 

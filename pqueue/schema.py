@@ -137,6 +137,21 @@ Index(
 )
 Index("ix_pq_jobs_status_id", jobs.c.status, jobs.c.id)
 
+# A job claimed ahead for a consumer's seat (the seat's hand-off, docs/architecture.md): the job
+# stays waiting, its attempt not counted, and no claim takes it while the lease it waits behind
+# (`behind_lease`, of the job `behind_job`) is still a running job's. It starts by
+# `finish_and_start`, in the transaction that records that job's outcome; a hold whose lease
+# ended otherwise has lapsed, and the next hold deletes it (0016).
+holds = Table(
+    "pq_holds",
+    metadata,
+    Column("job_id", Id, primary_key=True, autoincrement=False),
+    Column("behind_job", Id, nullable=False),
+    Column("behind_lease", BigInteger, nullable=False),
+    Column("worker_id", String(200), nullable=False),
+    Column("held_at", Timestamp, nullable=False),
+)
+
 events = Table(
     "pq_events",
     metadata,

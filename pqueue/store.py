@@ -286,6 +286,49 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         self._claims.forget(job_id, lease_id)
         return done, self._remember(claimed)
 
+    def hold_next(self, worker_id: str, *, behind_job: int, behind_lease: int, queue: str | None = None) -> Job | None:
+        check_call("hold_next", locals())
+        queue = queue or self.settings.queue
+
+        def hold(tx: Tx) -> Job | None:
+            row = self._sql.holds.hold(tx, queue, worker_id, behind_job, behind_lease)
+            return None if row is None else rows.job_from(row)
+
+        return self._tx.write(hold)
+
+    def finish_and_start(
+        self,
+        job_id: int,
+        status: Status | str,
+        *,
+        lease_id: int,
+        worker_id: str,
+        held_job: int,
+        result: JSON = None,
+        error: str | None = None,
+        timed_out: bool = False,
+        lease_seconds: float | None = None,
+    ) -> tuple[Job, Job | None]:
+        check_call("finish_and_start", locals())
+        target = worker_outcome(status)
+        submitting.json_safe("result", result)
+        lease = lease_seconds or self.settings.lease_seconds
+
+        def finish_then_start(tx: Tx) -> tuple[Job, Job | None]:
+            done = self._finish(tx, job_id, lease_id, target, result, error, timed_out)
+            started = self._sql.holds.start(tx, held_job, lease_id, worker_id, lease)
+            if started is None:
+                return done, None
+            row, left = started
+            message = f"attempt {row.attempts} of {row.max_attempts}, lease {row.lease_id}, held ahead"
+            self._sql.moves.write_event(tx, row.id, left, Status.UNDER_PROCESS, worker_id, message)
+            tx.seat_taken(row.queue)
+            return done, rows.job_from(row)
+
+        done, started = self._tx.write(finish_then_start)
+        self._claims.forget(job_id, lease_id)
+        return done, self._remember(started)
+
     def _finish(
         self, tx: Tx, job_id: int, lease_id: int, target: Status, result: JSON, error: str | None, timed_out: bool
     ) -> Job:

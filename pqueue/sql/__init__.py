@@ -1,6 +1,7 @@
 """Every statement pqueue runs, one module per concern; the store decides when each one runs.
 
     claim.py     the claim and the checks idle consumers run     submit.py   puts
+    holds.py     jobs claimed ahead for a seat, and their start
     moves.py     the fenced UPDATE of every transition, events    outbox.py   callback deliveries
     reads.py     listings, timelines, stats, queues, workers      registry.py queue settings, workers
     purge.py     deleting finished jobs                           fair.py     the fair share of the seats
@@ -22,6 +23,7 @@ from sqlalchemy import select
 
 from pqueue.sql import claim, moves, submit
 from pqueue.sql.context import Context
+from pqueue.sql.holds import Holds
 from pqueue.sql.outbox import Outbox
 from pqueue.sql.partners import PartnerStatements
 from pqueue.sql.purge import Purge
@@ -41,6 +43,7 @@ class Statements:
         self.ctx = ctx
         backend = ctx.dialect.name
         self.claim: claim.Claim = claim.SHAPES[backend](ctx)
+        self.holds = Holds(ctx, self.claim)
         self.put: submit.Put = submit.SHAPES[backend](ctx)
         self.moves: moves.Moves = moves.SHAPES[backend](ctx)
         self.outbox = Outbox(ctx)

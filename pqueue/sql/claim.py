@@ -16,12 +16,25 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, and_, bindparam, case, cast, func, literal, literal_column, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy import Text as SQLText
 from sqlalchemy.sql.elements import ColumnElement
 
 from pqueue.direct import DirectStatement
-from pqueue.schema import events, jobs, queues
+from pqueue.schema import events, holds, jobs, queues
 from pqueue.sql.context import Context, stored_policy
 from pqueue.sql.fair import FairShare
 from pqueue.sql.ids import next_lease_id
@@ -38,6 +51,24 @@ def claimable() -> ColumnElement[bool]:
     (80 ms with 100,000 jobs stored) instead of one step down ix_pq_jobs_claim.
     """
     return jobs.c.status.in_([literal_column(f"'{status.value}'") for status in CLAIMABLE])
+
+
+def standing(hold: Any = holds) -> ColumnElement[bool]:
+    """A hold (pqueue/sql/holds.py) stands: the lease it waits behind is still a running job's."""
+    behind = jobs.alias("behind")
+    return exists(
+        select(literal(1)).where(
+            behind.c.id == hold.c.behind_job,
+            behind.c.lease_id == hold.c.behind_lease,
+            behind.c.status == Status.UNDER_PROCESS.value,
+        )
+    )
+
+
+def not_held() -> ColumnElement[bool]:
+    """The job at hand (a row of pq_jobs in the enclosing query) has no standing hold: one probe
+    of pq_holds by its key, which is empty unless consumers claim ahead."""
+    return ~exists(select(literal(1)).where(holds.c.job_id == jobs.c.id, standing()))
 
 
 def attempt_limit() -> ColumnElement[Any]:
@@ -72,7 +103,7 @@ class Claim:
         partial claim index (a test guards the plan). The seat check is part of this statement:
         one statement fewer per claim, and it reads the same snapshot as the candidate."""
         seats, paused, running = self.seat_expressions()
-        due = select(*columns).where(jobs.c.id == self.fair.next_job(claimable()), claimable())
+        due = select(*columns).where(jobs.c.id == self.fair.next_job(and_(claimable(), not_held())), claimable())
         return self.ctx.dialect.first_if(due, and_(running < seats, paused == False))  # noqa: E712 - SQL
 
     def candidate(self) -> Any:
@@ -127,7 +158,7 @@ class Claim:
     def due(self) -> Any:
         """A job of :w_queue that could be claimed now (read-only: no row locks)."""
         waiting = and_(jobs.c.queue == bindparam("w_queue"), claimable())
-        return select(jobs.c.id).where(waiting, jobs.c.run_after <= self.ctx.now).limit(1)
+        return select(jobs.c.id).where(waiting, jobs.c.run_after <= self.ctx.now, not_held()).limit(1)
 
     def next_due(self, queue: str) -> Any:
         """Seconds until the queue's next delayed job is due (it reads every waiting job of the queue)."""

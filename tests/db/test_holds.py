@@ -1,0 +1,117 @@
+"""A job claimed ahead for a seat (hold_next, finish_and_start), on SQLite and PostgreSQL: it
+stays waiting with its attempt uncounted, takes no seat, no claim takes it while the lease it
+waits behind runs, it starts in the transaction that records that job, and it lapses by itself
+when that lease ends any other way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from pqueue import Job, LeaseLost, PersistentQ, Status
+
+
+@pytest.fixture
+def q(make_queue: Callable[..., PersistentQ]) -> PersistentQ:
+    return make_queue(max_running=1, lease_seconds=10, retry_backoff_seconds=0)
+
+
+def running_with_held(q: PersistentQ, jobs: int = 3) -> tuple[Job, Job]:
+    """Put `jobs` jobs; w1 claims the first and holds the second behind it."""
+    q.put_items([{"n": n} for n in range(jobs)])
+    running = q.get_item("w1")
+    assert running is not None
+    held = q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id)
+    assert held is not None and held.id != running.id
+    return running, held
+
+
+def test_hold__keeps_the_job_waiting_with_its_attempt_uncounted(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    job = q.get_job(held.id)
+    assert (job.status, job.attempts, job.started_at) == (Status.UNPROCESSED, 0, None)
+    assert q.get_job(running.id).status == Status.UNDER_PROCESS
+
+
+def test_hold__takes_no_seat_and_no_claim_takes_the_held_job(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    assert q.get_item("w2") is None  # the one seat is the running job's
+    q.set_seats("default", 3)
+    other = q.get_item("w2")
+    assert other is not None and other.id not in (running.id, held.id)
+    assert q.get_item("w3") is None  # nothing else is due: the held job is not
+
+
+def test_hold__one_per_lease_and_only_behind_a_running_lease(q: PersistentQ) -> None:
+    running, _held = running_with_held(q)
+    assert q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id) is None
+    assert q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id + 7) is None
+
+
+def test_hold__not_on_a_paused_queue(q: PersistentQ) -> None:
+    q.put_items([{"n": 0}, {"n": 1}])
+    running = q.get_item("w1")
+    assert running is not None
+    q.pause("default")
+    assert q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id) is None
+
+
+def test_finish_and_start__records_the_outcome_and_starts_the_held_job_at_once(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    done, started = q.finish_and_start(
+        running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id, result={"ok": 1}
+    )
+    assert done.status == Status.PROCESSED
+    assert started is not None and started.id == held.id
+    assert (started.status, started.attempts, started.worker_id) == (Status.UNDER_PROCESS, 1, "w1")
+    assert started.lease_id > held.lease_id and started.started_at is not None
+    assert [e.to_status for e in q.events(held.id)] == [Status.UNPROCESSED, Status.UNDER_PROCESS]
+    assert q.get_item("w2") is None  # the seat passed to the started job
+    # and the next hold goes behind the new lease
+    assert q.hold_next("w1", behind_job=started.id, behind_lease=started.lease_id) is not None
+
+
+def test_finish_and_start__a_lost_lease_records_nothing_and_starts_nothing(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    q.clock_offset += timedelta(seconds=60)
+    assert q.rescue_expired() == [(running.id, Status.CRASHED)]
+    with pytest.raises(LeaseLost):
+        q.finish_and_start(running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id)
+    assert q.get_job(held.id).status == Status.UNPROCESSED
+
+
+def test_hold__lapses_when_its_lease_is_rescued_and_the_job_is_claimed_with_its_first_attempt(q: PersistentQ) -> None:
+    """The consumer died with a job held: once its running job is rescued, the held job is
+    anyone's, its attempt never spent."""
+    running, held = running_with_held(q, jobs=2)
+    q.clock_offset += timedelta(seconds=60)
+    assert q.rescue_expired() == [(running.id, Status.CRASHED)]
+    q.set_seats("default", 2)
+    claimed = {job.id: job for job in (q.get_item("w2"), q.get_item("w3")) if job is not None}
+    assert set(claimed) == {running.id, held.id}
+    assert (claimed[held.id].attempts, claimed[running.id].attempts) == (1, 2)
+
+
+def test_hold__lapses_when_its_job_is_recorded_alone(q: PersistentQ) -> None:
+    running, held = running_with_held(q, jobs=2)
+    q.update_status(running.id, Status.PROCESSED, lease_id=running.lease_id)
+    claimed = q.get_item("w2")
+    assert claimed is not None and (claimed.id, claimed.attempts) == (held.id, 1)
+
+
+def test_finish_and_start__a_held_job_cancelled_meanwhile_is_not_started(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    q.cancel(held.id, reason="not wanted")
+    done, started = q.finish_and_start(
+        running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id
+    )
+    assert done.status == Status.PROCESSED and started is None
+    assert q.get_job(held.id).status == Status.CANCELLED
+
+
+def test_hold__idle_consumers_are_not_woken_for_a_held_job(q: PersistentQ) -> None:
+    running, held = running_with_held(q, jobs=2)
+    q.set_seats("default", 2)
+    assert q.wait_for_work(0.05) is False  # the only due job is held
