@@ -36,7 +36,7 @@ class Holds:
         fewer seats than running jobs, or nothing is due. The pick counts the running job's seat
         time so far (the fair share's live term); the claim's fair-share bookkeeping is done now."""
         tx.lock_seats(queue)  # serialised with every claim of the queue (PostgreSQL)
-        params = {"w_queue": queue, "w_behind": behind_job, "w_lease": behind_lease}
+        params = {"w_queue": queue, "w_behind": behind_job, "w_lease": behind_lease, "w_worker": worker_id}
         seats, paused, running = tx.conn.execute(self.claim.seats, {"w_queue": queue}).one()
         if paused or running > seats:  # the running job's own seat counts in `running`
             return None
@@ -91,8 +91,10 @@ class Holds:
 
     @cached_property
     def _behind_runs(self) -> Any:
+        """The running job, under that lease, in this queue, of this worker: a seat holds only its own next job."""
         lease = and_(jobs.c.id == bindparam("w_behind"), jobs.c.lease_id == bindparam("w_lease"))
-        return select(jobs.c.id).where(lease, jobs.c.status == Status.UNDER_PROCESS.value)
+        own = and_(jobs.c.worker_id == bindparam("w_worker"), jobs.c.queue == bindparam("w_queue"))
+        return select(jobs.c.id).where(lease, own, jobs.c.status == Status.UNDER_PROCESS.value)
 
     @cached_property
     def _holds_one(self) -> Any:

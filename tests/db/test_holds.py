@@ -50,6 +50,15 @@ def test_hold__one_per_lease_and_only_behind_a_running_lease(q: PersistentQ) -> 
     assert q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id + 7) is None
 
 
+def test_hold__only_behind_the_worker_s_own_running_job_in_that_queue(q: PersistentQ) -> None:
+    q.put_items([{"n": n} for n in range(3)])
+    running = q.get_item("w1")
+    assert running is not None
+    assert q.hold_next("w2", behind_job=running.id, behind_lease=running.lease_id) is None
+    assert q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id, queue="other") is None
+    assert q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id) is not None
+
+
 def test_hold__not_on_a_paused_queue(q: PersistentQ) -> None:
     q.put_items([{"n": 0}, {"n": 1}])
     running = q.get_item("w1")
