@@ -5,6 +5,7 @@ when that lease ends any other way."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -124,3 +125,54 @@ def test_hold__idle_consumers_are_not_woken_for_a_held_job(q: PersistentQ) -> No
     running, held = running_with_held(q, jobs=2)
     q.set_seats("default", 2)
     assert q.wait_for_work(0.05) is False  # the only due job is held
+
+
+def test_holds_and_claims_race__seats_never_exceeded_and_a_standing_hold_never_taken(
+    make_queue: Callable[..., PersistentQ],
+) -> None:
+    """One worker runs its jobs by holding the next and starting it with the last outcome; two
+    others claim and finish beside it, on two seats. A reader counts the running jobs all along."""
+    stores = [make_queue(max_running=2, lease_seconds=30, retry_backoff_seconds=0) for _ in range(4)]
+    holder, *claimers, reader = stores
+    holder.put_items([{"n": n} for n in range(60)])
+    lost_holds: list[int] = []
+    peak = [0]
+    done = threading.Event()
+
+    def hold_and_start() -> None:
+        current = holder.get_item("holder")
+        while current is not None:
+            held = holder.hold_next("holder", behind_job=current.id, behind_lease=current.lease_id)
+            if held is None:
+                holder.update_status(current.id, Status.PROCESSED, lease_id=current.lease_id)
+                current = holder.get_item("holder")
+                continue
+            _, started = holder.finish_and_start(
+                current.id, Status.PROCESSED, lease_id=current.lease_id, worker_id="holder", held_job=held.id
+            )
+            if started is None:
+                lost_holds.append(held.id)
+            current = started or holder.get_item("holder")
+
+    def claim_and_finish(store: PersistentQ, name: str) -> None:
+        while (job := store.get_item(name)) is not None:
+            store.update_status(job.id, Status.PROCESSED, lease_id=job.lease_id)
+
+    def count_running() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], reader.count_items(status=Status.UNDER_PROCESS))
+
+    threads = [threading.Thread(target=hold_and_start)]
+    threads += [threading.Thread(target=claim_and_finish, args=(store, f"w{i}")) for i, store in enumerate(claimers)]
+    counter = threading.Thread(target=count_running)
+    counter.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    done.set()
+    counter.join(10)
+    assert lost_holds == [], "a job held behind a running lease was taken by another worker"
+    assert peak[0] <= 2
+    finished = reader.get_all_items(status=Status.PROCESSED, limit=100).items
+    assert len(finished) == 60 and {job.attempts for job in finished} == {1}
