@@ -56,6 +56,11 @@ class Config:
         return 50 if self.quick else 300
 
     @property
+    def waits_per_size(self) -> int:
+        """Wait computations per table size: each simulates the whole line ahead of the newest job."""
+        return 5 if self.quick else 20
+
+    @property
     def n_mixed(self) -> int:
         """Jobs the 2 producer + 2 consumer processes move."""
         return self.n if self.quick else 5000

@@ -162,7 +162,7 @@ def table_size_rows(config: Config, databases: Databases, version: str) -> tuple
                     wait.system = f"pqueue ({backend}), {size // 2:,} jobs waiting{spread}"
                     wait.extra.update(table_size=size, partners=partners)
                     rows.append(wait)
-                    cases.append(Case(wait, tablesize.measure_wait(store, config.claims_per_size, wait)))
+                    cases.append(Case(wait, tablesize.measure_wait(store, config.waits_per_size, wait)))
                 cases.append(Case(both, tablesize.measure(store, config.claims_per_size, claim, both)))
             interleave(cases, config.runs)
             plans[backend] = tablesize.query_plan(opened[-1][1])  # the largest, with the most partners
