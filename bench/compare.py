@@ -137,8 +137,6 @@ def report(base: Side, head: Side, args: argparse.Namespace, loads: tuple[float,
     ]
     section = None
     for key, about in head.rows.items():
-        if key not in base.runs:
-            continue
         if about["section"] != section:
             section = about["section"]
             lines += [
@@ -148,7 +146,12 @@ def report(base: Side, head: Side, args: argparse.Namespace, loads: tuple[float,
                 f"| test | system | unit | {base.name} | {head.name} | change | verdict |",
                 "|---|---|---|---|---|---|---|",
             ]
-        old, new = base.runs[key], head.runs[key]
+        new = head.runs[key]
+        if key not in base.runs:  # a row the older commit cannot measure (a feature it lacks)
+            cells = [about["test"], about["system"], about["unit"], "—", _figure(new, about["unit"]), "—", "new row"]
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
+        old = base.runs[key]
         change = (statistics.median(new) / statistics.median(old) - 1) * 100 if statistics.median(old) else 0.0
         cells = [
             about["test"],
