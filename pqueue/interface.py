@@ -176,7 +176,8 @@ class WorkQueue(abc.ABC):
         """Claim the queue's next job ahead, while the worker's job `behind_job` runs under
         `behind_lease`: the job stays waiting (its attempt not counted, no seat taken) and no
         claim takes it while that lease is a running job's. None when that lease is not the
-        worker's running job in the queue, it already holds a job, the queue is paused or over its seats, or nothing is due.
+        worker's running job in the queue, it already holds a job, the queue is paused or over its
+        seats, or nothing is due.
 
         The held job starts with `finish_and_start`; a hold whose lease ends otherwise (the job
         recorded alone, rescued, released) lapses by itself, and the job is claimable again as if
