@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from bench.algos import read_marks
 from bench.config import Config
@@ -202,11 +203,16 @@ def _intake(rows: BackendRows, deployment: Deployment, requests: int) -> None:
     """POST /jobs from a second process, into a queue no consumer reads (so nothing else runs)."""
     for clients in INTAKE_CLIENTS:
         result = deployment.load(requests, clients, queue=INTAKE_QUEUE)
-        row = rows.row(f"intake_{clients}", "HTTP intake (POST /jobs)", f"{clients} concurrent clients", "requests/s")
-        row.runs.append(result["rate"])
-        row.n = requests
-        row.extra.setdefault("p50_ms", []).append(result["p50"] * 1000)
-        row.extra.setdefault("p99_ms", []).append(result["p99"] * 1000)
+        _intake_row(rows, f"intake_{clients}", f"{clients} concurrent clients", result, requests)
+
+
+def _intake_row(rows: BackendRows, key: str, test: str, result: dict[str, Any], requests: int) -> None:
+    """One load generator run's figures in the intake's row: its rate, p50 and p99."""
+    row = rows.row(key, "HTTP intake (POST /jobs)", test, "requests/s")
+    row.runs.append(result["rate"])
+    row.n = requests
+    row.extra.setdefault("p50_ms", []).append(result["p50"] * 1000)
+    row.extra.setdefault("p99_ms", []).append(result["p99"] * 1000)
 
 
 def _intake_keyed(rows: BackendRows, deployment: Deployment, requests: int) -> None:
@@ -221,11 +227,7 @@ def _intake_keyed(rows: BackendRows, deployment: Deployment, requests: int) -> N
     for label, token in (("token", None), ("key", key), ("key", key), ("token", None)):
         result = deployment.load(requests, 8, queue=INTAKE_QUEUE, token=token)
         what = "PQ_API_TOKEN" if label == "token" else "a partner's key (pq key create)"
-        test = f"8 concurrent clients, with {what}"
-        row = rows.row(f"intake_{label}_8", "HTTP intake (POST /jobs)", test, "requests/s")
-        row.runs.append(result["rate"])
-        row.n = requests
-        row.extra.setdefault("p50_ms", []).append(result["p50"] * 1000)
+        _intake_row(rows, f"intake_{label}_8", f"8 concurrent clients, with {what}", result, requests)
 
 
 def _drain(rows: BackendRows, deployment: Deployment, backlog: int) -> None:
