@@ -11,7 +11,10 @@ never delays the handoff between jobs.
 The keeper is also the one owner of the job's kill deadline (`arm`): the lease's end less its
 margin, or the job timeout's hard kill, whichever comes first. It tells the helper before the
 payload goes out and again after every renewal, so the helper can kill the job even while this
-process is stopped, hung or starved of the CPU.
+process is stopped, hung or starved of the CPU. With the next job claimed ahead
+(consumer/claim_ahead.py) it owns that job process's deadline too (`cover`), until the next
+job's own start is committed: whatever runs in a seat runs under the lease of the row that
+counts the seat.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class LeaseKeeper(threading.Thread):
         self._wake = wake
         self._touch = touch
         self._tell_deadline: Callable[[float], object] = lambda _when: None  # see arm
+        self._tell_covered: Callable[[float], object] = lambda _when: None  # see cover
         self._hard_stop = math.inf
         self._stopped = threading.Event()
         self._failing_since: float | None = None
@@ -68,8 +72,17 @@ class LeaseKeeper(threading.Thread):
         self._tell_deadline, self._hard_stop = tell_deadline, hard_stop
         self._push_deadline()
 
+    def cover(self, tell_deadline: Callable[[float], object]) -> None:
+        """Own the kill deadline of the job process held behind this lease (its next job, claimed
+        ahead) from now on: this lease's end less its margin (never this job's timeout, which is
+        not the held job's), told now and again after every renewal. The held job's own lease
+        keeper takes it over once its start is committed."""
+        self._tell_covered = tell_deadline
+        tell_deadline(self.valid_until)
+
     def _push_deadline(self) -> None:
         self._tell_deadline(min(self.valid_until, self._hard_stop))
+        self._tell_covered(self.valid_until)
 
     def start_when_due(self, now: float) -> float:
         """Start renewing if the first renewal is due; when to ask again (inf once started)."""

@@ -4,8 +4,8 @@ How a run ended (consumer/running.py) decides what is written: a result or an er
 job's new status, the job given back, or nothing (someone else owns it). A write that the
 database cannot take now (down, failing over to a standby) is retried until it can, fenced by
 the lease id; a refused result counts as a failed attempt; a lost lease discards the outcome.
-The consumer's loop decides only whether the outcome goes alone or with the next claim
-(`record_and_claim`).
+The consumer's loop decides only whether the outcome goes alone, with the next claim
+(`record_and_claim`) or with the start of the job held behind it (`record_and_start`).
 """
 
 from __future__ import annotations
@@ -85,6 +85,31 @@ class Recorder:
             )
         except PQError:
             return None  # record() alone, with its retries and its answers to each error
+
+    def record_and_start(
+        self, job: Job, outcome: Outcome, *, held: Job, lease_seconds: float
+    ) -> tuple[Job, Job] | None:
+        """Write a recorded ending and start the job held behind its lease in one transaction:
+        (the job as written, the held one started); None when it failed (the database did not
+        answer, the lease was lost, or the held job can no longer start), and then nothing was
+        written: the held job's process must be gone before the outcome is written alone."""
+        if outcome.ending not in RECORDED:
+            return None
+        try:
+            return self.store.finish_and_start(
+                job.id,
+                self.status_for(outcome),
+                lease_id=job.lease_id,
+                worker_id=self.worker_id,
+                held_job=held.id,
+                result=outcome.result,
+                error=outcome.error,
+                timed_out=outcome.ending == Ending.TIMED_OUT,
+                lease_seconds=lease_seconds,
+            )
+        except PQError as exc:
+            event(log, "held_not_started", held.id, level=logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
+            return None
 
     @staticmethod
     def status_for(outcome: Outcome) -> Status:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumer.lease import LeaseKeeper
 from consumer.logs import event
@@ -28,6 +28,9 @@ from consumer.processes import HasFileno, describe_exit, readable, wait_readable
 from consumer.spares import JobProcess, Spares
 from consumer.stopping import Shutdown, Waker
 from pqueue import Job, LeaseLost, Settings, Status, StopRequested
+
+if TYPE_CHECKING:
+    from consumer.claim_ahead import ClaimAhead
 
 log = logging.getLogger("consumer")
 
@@ -76,7 +79,9 @@ class JobRun:
     """One job in one job process, supervised until it ends.
 
     `timeout` is the queue's job timeout (else PQ_JOB_TIMEOUT); `on_started` is told once the
-    job process has the payload."""
+    job process has the payload. `handed_over`: the job was held in its process, which the helper
+    started after the job before it (`started` is when); no payload goes out. `ahead` (with
+    PQ_CLAIM_AHEAD) holds the next job while this one runs."""
 
     job: Job
     process: JobProcess
@@ -84,6 +89,8 @@ class JobRun:
     context: RunContext
     timeout: float
     on_started: Callable[[], None] = lambda: None
+    handed_over: bool = False
+    ahead: ClaimAhead | None = None
     started: float = field(default_factory=time.monotonic)
     grace_until: float | None = None
     answered: bool = False  # the job process sent its result or error
@@ -98,11 +105,15 @@ class JobRun:
         The payload goes first: the next spare's fork, on_started, the log line and the lease
         thread (when its first renewal is due; the lease counts from the claim) all come after it.
         """
+        outcome: Outcome | None = None
         try:
-            if time.monotonic() >= self.lease.valid_until:  # the claim's lease went by before the start
+            if self.handed_over:
+                assert self.process.started_at is not None, "a handed-over job was started by the helper"
+                self.started = self.process.started_at
+            elif time.monotonic() >= self.lease.valid_until:  # the claim's lease went by before the start
                 return self._not_started()
             self.lease.arm(self._tell_deadline, hard_stop=self.started + self.timeout + TERM_GRACE)
-            sent = self._send_payload()
+            sent = self.handed_over or self._send_payload()
             if sent:
                 self.spares.fork_ahead()
                 self.on_started()
@@ -112,6 +123,8 @@ class JobRun:
             outcome = self._watch() if sent else self._died()
         finally:
             self.lease.stop()
+            if self.ahead is not None:  # before the kill: the helper starts a held job once this one is reaped
+                self.ahead.before_end(outcome)
             self.spares.kill(self.process)  # it answered, or it is stuck: its group dies now
             if not self.answered:
                 self.spares.reap(self.process)  # else reaped before the next job is handed out
@@ -144,8 +157,11 @@ class JobRun:
                 return ending
             renew_at = self.lease.start_when_due(time.monotonic())
             deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf, renew_at]
-            remaining = max(0.0, min(deadlines) - time.monotonic())
             watched: list[HasFileno] = [self.process.channel, self.context.waker, *self.spares.handles()]
+            if self.ahead is not None:
+                self.ahead.hold(self.job, self.process, self.lease)
+                watched += self.ahead.handles(self.job)
+            remaining = max(0.0, min(deadlines) - time.monotonic())
             wait_readable(watched, remaining)
             self.spares.pump()
 
@@ -168,6 +184,8 @@ class JobRun:
             event(log, "stopping_now", self.job.id, level=logging.WARNING, note="job killed and given back")
             return Outcome(Ending.RELEASED, error="stopped at once by a second stop signal; attempt not spent")
         if self.context.shutdown.requested and self.grace_until is None:
+            if self.ahead is not None:
+                self.ahead.drop("a stop was requested")  # first: the held job must not start
             self.grace_until = now + self.context.settings.shutdown_grace
             event(
                 log,

@@ -184,6 +184,27 @@ class Spares:
         `running` is reaped, even while this process is stopped; False when the helper is gone."""
         return self.link.send(StartAfter(held.pid, running.pid))
 
+    def wait_started(self, held: JobProcess, timeout: float) -> bool:
+        """Whether the helper opened the held process's start gate (said within the timeout):
+        False when it closed it unopened, killed the process at its deadline, or is gone or
+        does not answer (stopped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pump()
+            if held.overdue is not None:
+                return False
+            if held.started_at is not None:
+                return True
+            remaining = deadline - time.monotonic()
+            if held.exited or not self.helper_alive or remaining <= 0:
+                return False
+            wait_readable(self.handles(), remaining)
+
+    def unready_channels(self) -> list[Channel]:
+        """The channels of the spares that have not said they wait yet (a loop that wants a ready
+        spare waits on them too)."""
+        return [spare.channel for spare in self._spares if not spare.ready]
+
     def _ready_spare(self) -> JobProcess | None:
         """The oldest ready spare, after reading the helper's news and ending dead spares."""
         self.pump()

@@ -4,9 +4,12 @@
 loop around it that waits for work, rescues expired leases, purges old jobs and stops on request.
 
 With a backlog, the transaction that records an outcome also claims the next job (`Chained`):
-one commit per job. The chained job is one value that goes around the loop: `run_once` takes it
-in and either runs it or gives it back, and returns the next one; `Chained.release` is the only
-other way out (a stop, the loop's end).
+one commit per job. With PQ_CLAIM_AHEAD the next job is claimed while the last one runs, held
+in a ready job process, started by the helper the moment the last one's process is gone, and
+its start recorded with the last outcome (`HandedOver`, consumer/claim_ahead.py). Either is one
+value that goes around the loop: `run_once` takes it in and runs it (a chained job may be given
+back instead), and returns the next one; `release` is the only other way out (a stop, the
+loop's end).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
 
+from consumer.claim_ahead import ClaimAhead, HandedOver
 from consumer.lease import LeaseKeeper
 from consumer.logs import event
 from consumer.processes import wait_readable
 from consumer.recording import Recorder
 from consumer.running import Ending, JobRun, Outcome, RunContext
-from consumer.spares import Spares
+from consumer.spares import JobProcess, Spares
 from consumer.stopping import Shutdown, Waker
 from pqueue import DatabaseError, Job, PQError, Settings, SilenceWatch, Status, WorkQueue
 
@@ -77,6 +81,9 @@ class Chained:
         recorder.release(self.job)
 
 
+Next = Chained | HandedOver  # the job the last outcome's transaction claimed or started
+
+
 class Consumer:
     """Runs the queue's jobs one at a time in job processes forked by the warm helper."""
 
@@ -108,6 +115,18 @@ class Consumer:
             on_final=lambda: self.on_final(),
             should_stop=lambda: self.shutdown.requested,
         )
+        self.ahead: ClaimAhead | None = None  # with PQ_CLAIM_AHEAD: the next job held while one runs
+        if settings.claim_ahead:
+            self.ahead = ClaimAhead(
+                store,
+                self.recorder,
+                spares,
+                self.shutdown,
+                worker_id=worker_id,
+                queue=self.queue,
+                lease_seconds=settings.lease_seconds,
+                may_hold=self._may_hold,
+            )
         self.database_ok = True
         self.jobs_run = 0
         self._next_rescue = 0.0
@@ -122,13 +141,16 @@ class Consumer:
 
     # -- one step ------------------------------------------------------------------------------
 
-    def run_once(self, chained: Chained | None = None, *, claim_next: bool = False) -> tuple[Step, Chained | None]:
-        """Run `chained` (claimed with the last outcome), else claim one job and run it, to its
-        recorded end; or say why nothing ran. Returns the step and the next chained job.
+    def run_once(self, chained: Next | None = None, *, claim_next: bool = False) -> tuple[Step, Next | None]:
+        """Run `chained` (claimed or started with the last outcome), else claim one job and run
+        it, to its recorded end; or say why nothing ran. Returns the step and the next job.
 
         With claim_next, the transaction that records the outcome also claims the next job when
-        a job process is ready for it; the next run_once runs that job without claiming again.
+        a job process is ready for it (or, with PQ_CLAIM_AHEAD, starts the job held while this
+        one ran); the next run_once runs that job without claiming again.
         """
+        if isinstance(chained, HandedOver):  # already running: supervised whatever else happens
+            return Step.RAN, self._run_handed_over(chained, claim_next)
         if chained is not None:
             if not self.shutdown.requested and self.spares.ready(SPARE_CHAIN_WAIT):
                 return Step.RAN, self._run(chained.job, chained.claimed_at, claim_next, chained.tell)
@@ -159,17 +181,40 @@ class Consumer:
 
     def _run(
         self, job: Job, claimed_at: float, claim_next: bool, on_started: Callable[[], None] = lambda: None
-    ) -> Chained | None:
-        """Run the job on the oldest ready spare and record its outcome; the job claimed with it, if any."""
+    ) -> Next | None:
+        """Run the job on the oldest ready spare and record its outcome; the next job, if any."""
+        return self._supervise(job, self.spares.take(), claimed_at, claim_next, on_started)
+
+    def _run_handed_over(self, handed: HandedOver, claim_next: bool) -> Next | None:
+        """Supervise the job the helper started after the last one, and record its outcome."""
+        return self._supervise(handed.job, handed.process, handed.claimed_at, claim_next, handed.tell, handed_over=True)
+
+    def _supervise(
+        self,
+        job: Job,
+        process: JobProcess,
+        claimed_at: float,
+        claim_next: bool,
+        on_started: Callable[[], None],
+        *,
+        handed_over: bool = False,
+    ) -> Next | None:
         # The lease the claim was given (the queue's stored lease, else ours): the keeper's validity,
         # the helper's kill deadline and the rescuers' wait all count this one length.
         lease_seconds = job.lease_seconds or self.settings.lease_seconds
         lease = LeaseKeeper(self.store, job, lease_seconds, claimed_at, self.waker.wake, self._touch_quietly)
-        run = JobRun(job, self.spares.take(), lease, self.context, self._timeout, on_started)
+        ahead = self.ahead if claim_next else None
+        run = JobRun(job, process, lease, self.context, self._timeout, on_started, handed_over, ahead)
         outcome = run.supervise()
         on_started()  # (already told, unless the job process died before it had the payload)
         self.jobs_run += 1
-        return self._record(job, outcome, time.monotonic() - run.started, claim_next)
+        seconds = time.monotonic() - run.started
+        if ahead is not None:
+            handed = ahead.hand_over(job, outcome, seconds)  # the held job's process is gone unless handed over
+            if handed is not None:
+                self._database_retry = DATABASE_RETRY_MIN
+                return handed
+        return self._record(job, outcome, seconds, claim_next)
 
     @staticmethod
     def _log_claimed(job: Job) -> None:
@@ -192,6 +237,11 @@ class Consumer:
         if outcome.ending == Ending.RENEWAL_FAILED:
             self.database_ok = False  # claiming waits until the database answers again
         return None
+
+    def _may_hold(self) -> bool:
+        """Whether the next job may be held while this one runs: as for a chained claim, but
+        without waiting for a job process (the hold is tried when one is ready)."""
+        return not (self.shutdown.requested or not self.database_ok or time.monotonic() >= self._next_rescue)
 
     def _may_chain(self) -> bool:
         """Whether the next claim may go with the outcome: not stopping, no rescue due (run_once
@@ -217,7 +267,7 @@ class Consumer:
 
     def run(self, *, drain: bool = False, once: bool = False) -> None:
         """Work until asked to stop; with drain, until nothing is claimable; with once, one job."""
-        chained: Chained | None = None
+        chained: Next | None = None
         try:
             while not self.shutdown.requested:
                 step, chained = self.run_once(chained, claim_next=not once)
@@ -233,7 +283,9 @@ class Consumer:
                 elif step == Step.UNAVAILABLE:
                     self._pause(self._database_retry)
         finally:
-            if chained is not None:  # a stop came after the last outcome's transaction claimed it
+            if isinstance(chained, HandedOver):  # a stop came after the last outcome's transaction started it
+                chained.release(self.spares, self.recorder)
+            elif chained is not None:  # a stop came after the last outcome's transaction claimed it
                 chained.release(self.recorder)
 
     def _idle(self) -> None:

@@ -138,6 +138,17 @@ class LeaseLost(PQError):
         super().__init__(f"job {job_id}: lease {lease_id} is no longer held (job is {status})")
 
 
+class HoldGone(PQError):
+    """The job held behind a lease can no longer start (an operator cancelled or failed it
+    meanwhile); nothing was recorded, so the seat stays the running job's until its process
+    and the held one are gone."""
+
+    def __init__(self, job_id: int, lease_id: int) -> None:
+        self.job_id = job_id
+        self.lease_id = lease_id
+        super().__init__(f"job {job_id} is no longer held behind lease {lease_id}: it cannot start")
+
+
 class DeliveryLockLost(PQError):
     """Another worker claimed the callback delivery after this one's lock ran out (or an operator
     reset it): this worker's outcome is stale, and the current holder's will be recorded."""

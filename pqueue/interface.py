@@ -197,11 +197,13 @@ class WorkQueue(abc.ABC):
         error: str | None = None,
         timed_out: bool = False,
         lease_seconds: float | None = None,
-    ) -> tuple[Job, Job | None]:
+    ) -> tuple[Job, Job]:
         """update_status, then the start of the job held behind `lease_id`, in one transaction:
-        (the finished job, the started one, or None when its hold is gone or it no longer waits,
-        an operator having cancelled it meanwhile). It raises what update_status raises, and then
-        nothing was recorded and nothing started.
+        (the finished job, the started one). It raises what update_status raises, and HoldGone
+        when the held job can no longer start (an operator cancelled or failed it meanwhile);
+        then nothing was recorded and nothing started, so the running job's seat is not freed
+        while the process the held job waited in may still run: the consumer kills it first,
+        then records the outcome alone.
         """
 
     @abc.abstractmethod

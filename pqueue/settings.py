@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         0, ge=0, description="times a job that ran into the job timeout is run again (0: never)"
     )
     shutdown_grace: float = Field(30, ge=0, description="seconds a stopping consumer lets its job finish")
+    claim_ahead: bool = Field(
+        False,
+        description="while a job runs, the consumer claims its next job ahead and has it start the moment "
+        "the running job's process is gone (1: on)",
+    )
     algorithm: str = Field("consumer.algorithms.iqr:run", description="module:function the consumer runs")
     inbox_dir: Path | None = Field(
         None, description="directory the stamp algorithm may touch (default var/inbox under PQ_HOME)"

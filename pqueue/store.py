@@ -31,6 +31,7 @@ from pqueue.errors import (
     AmbiguousQueue,
     DatabaseReadOnly,
     DeliveryLockLost,
+    HoldGone,
     IdempotencyConflict,
     InvalidInput,
     InvalidTransition,
@@ -308,17 +309,17 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         error: str | None = None,
         timed_out: bool = False,
         lease_seconds: float | None = None,
-    ) -> tuple[Job, Job | None]:
+    ) -> tuple[Job, Job]:
         check_call("finish_and_start", locals())
         target = worker_outcome(status)
         submitting.json_safe("result", result)
         lease = lease_seconds or self.settings.lease_seconds
 
-        def finish_then_start(tx: Tx) -> tuple[Job, Job | None]:
+        def finish_then_start(tx: Tx) -> tuple[Job, Job]:
             done = self._finish(tx, job_id, lease_id, target, result, error, timed_out)
             started = self._sql.holds.start(tx, held_job, lease_id, worker_id, lease)
-            if started is None:
-                return done, None
+            if started is None:  # rolls the outcome back: the seat is not freed while the held process may run
+                raise HoldGone(held_job, lease_id)
             row, left = started
             message = f"attempt {row.attempts} of {row.max_attempts}, lease {row.lease_id}, held ahead"
             self._sql.moves.write_event(tx, row.id, left, Status.UNDER_PROCESS, worker_id, message)
@@ -327,7 +328,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         done, started = self._tx.write(finish_then_start)
         self._claims.forget(job_id, lease_id)
-        return done, self._remember(started)
+        self._remember(started)
+        return done, started
 
     def _finish(
         self, tx: Tx, job_id: int, lease_id: int, target: Status, result: JSON, error: str | None, timed_out: bool

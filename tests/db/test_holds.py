@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from pqueue import Job, LeaseLost, PersistentQ, Status
+from pqueue import HoldGone, Job, LeaseLost, PersistentQ, Status
 
 
 @pytest.fixture
@@ -111,14 +111,20 @@ def test_hold__lapses_when_its_job_is_recorded_alone(q: PersistentQ) -> None:
     assert claimed is not None and (claimed.id, claimed.attempts) == (held.id, 1)
 
 
-def test_finish_and_start__a_held_job_cancelled_meanwhile_is_not_started(q: PersistentQ) -> None:
+def test_finish_and_start__a_held_job_cancelled_meanwhile_is_not_started_and_nothing_is_recorded(
+    q: PersistentQ,
+) -> None:
+    """The held job's process may already run (the helper started it when the running job's
+    process exited): the running job's seat stays counted until the consumer has killed it."""
     running, held = running_with_held(q)
     q.cancel(held.id, reason="not wanted")
-    done, started = q.finish_and_start(
-        running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id
-    )
-    assert done.status == Status.PROCESSED and started is None
+    with pytest.raises(HoldGone):
+        q.finish_and_start(running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id)
+    assert q.get_job(running.id).status == Status.UNDER_PROCESS
     assert q.get_job(held.id).status == Status.CANCELLED
+    assert q.get_item("w2") is None  # the seat is still the running job's
+    done = q.update_status(running.id, Status.PROCESSED, lease_id=running.lease_id)
+    assert done.status == Status.PROCESSED
 
 
 def test_hold__idle_consumers_are_not_woken_for_a_held_job(q: PersistentQ) -> None:
@@ -147,12 +153,14 @@ def test_holds_and_claims_race__seats_never_exceeded_and_a_standing_hold_never_t
                 holder.update_status(current.id, Status.PROCESSED, lease_id=current.lease_id)
                 current = holder.get_item("holder")
                 continue
-            _, started = holder.finish_and_start(
-                current.id, Status.PROCESSED, lease_id=current.lease_id, worker_id="holder", held_job=held.id
-            )
-            if started is None:
+            try:
+                _, current = holder.finish_and_start(
+                    current.id, Status.PROCESSED, lease_id=current.lease_id, worker_id="holder", held_job=held.id
+                )
+            except HoldGone:
                 lost_holds.append(held.id)
-            current = started or holder.get_item("holder")
+                holder.update_status(current.id, Status.PROCESSED, lease_id=current.lease_id)
+                current = holder.get_item("holder")
 
     def claim_and_finish(store: PersistentQ, name: str) -> None:
         while (job := store.get_item(name)) is not None:

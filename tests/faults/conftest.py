@@ -29,6 +29,8 @@ BASE_ENV = {
     "PQ_ALGORITHM": "tests.faults.ledger:run",
     "PQ_RETRY_BACKOFF_SECONDS": "0",
     "PQ_LOG_LEVEL": "INFO",
+    # PQ_TEST_CLAIM_AHEAD=1 runs the suite with the consumer claiming ahead (PQ_CLAIM_AHEAD).
+    "PQ_CLAIM_AHEAD": os.environ.get("PQ_TEST_CLAIM_AHEAD", "0"),
 }
 
 StartProgram = Callable[..., subprocess.Popen[bytes]]
