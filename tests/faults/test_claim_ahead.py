@@ -1,0 +1,219 @@
+"""Claiming ahead (PQ_CLAIM_AHEAD=1) under faults at each step of the seat's hand-off, with real
+pq-consumer processes and the run ledger: the consumer killed with SIGKILL while a job is held,
+stopped while held (resumed before and after its lease ran out), its helper killed, and the
+database cut or black-holed at the running job's end.
+
+After each: never two runs at once on the one seat (the ledger), every job processed, and a job
+held that never started, or whose start the database never recorded, spent no attempt. The
+database's view may trail a held job's start by at most what was left of the running job's
+lease (docs/architecture.md, "The seat's hand-off"): the held run is killed by then if its
+start is not recorded, and a recorded start is stamped within that bound of the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pqueue import PersistentQ, Status, lease_margin
+from tests.consumer.conftest import wait_status
+from tests.faults.blackhole import NetworkProxy
+from tests.faults.conftest import LEASE_SECONDS, StartProgram
+from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
+from tests.faults.test_pause import signal_all, stop_outside_a_write
+from tests.support import pid_alive, wait_until
+
+pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]
+
+AHEAD = {"PQ_CLAIM_AHEAD": "1"}
+# The longest the database's view may trail a held job's real start: the running job's lease
+# less its margin (the held process's kill deadline until its own start is committed).
+TRAIL_BOUND = LEASE_SECONDS - lease_margin(LEASE_SECONDS)
+
+
+def log_of(tmp_path: Path, index: int = 0) -> str:
+    path = tmp_path / f"pq-consumer-{index}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_held(tmp_path: Path, job_id: int, index: int = 0) -> None:
+    """Wait until the consumer says it holds the job (its payload waits in a spare, held)."""
+    wait_until(lambda: f"event=held job={job_id} " in log_of(tmp_path, index), timeout=60, what=f"job {job_id} held")
+
+
+def helper_pid(tmp_path: Path, index: int = 0) -> int:
+    found = re.search(r"event=algorithm_ready .*?pid=(\d+)", log_of(tmp_path, index))
+    assert found is not None
+    return int(found.group(1))
+
+
+def wait_runs(ledger: Path, tag: str, count: int, timeout: float = 60.0) -> list[Run]:
+    def found() -> list[Run]:
+        runs = runs_of(read_runs(ledger), tag)
+        return runs if len(runs) >= count else []
+
+    return wait_until(found, timeout=timeout, what=f"{count} run(s) of {tag}")
+
+
+def put(q: PersistentQ, ledger: Path, tag: str, seconds: float, rerun_seconds: float | None = None) -> int:
+    payload: dict[str, object] = {"ledger": str(ledger), "tag": tag, "seconds": seconds}
+    if rerun_seconds is not None:
+        payload["rerun_seconds"] = rerun_seconds
+    return q.put_item(payload)
+
+
+def wall(monotonic: float) -> float:
+    """A moment of the machine's monotonic clock (the ledger's) on the wall clock (the database's)."""
+    return monotonic + (time.time() - time.monotonic())
+
+
+def test_consumer_killed_while_a_job_is_held__the_held_job_never_ran_and_spends_no_attempt(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
+    held = put(q, ledger, "held", 0.3)
+    killed = start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    first = wait_runs(ledger, "running", 1)[0]
+
+    os.kill(killed.pid, signal.SIGKILL)  # the consumer alone: its helper kills its job processes
+    killed.wait(10)
+    wait_until(lambda: not pid_alive(first.pid), timeout=10, what="the killed consumer's job to die")
+    assert (q.get_job(held).status, q.get_job(held).attempts) == (Status.UNPROCESSED, 0)
+    start_program("pq-consumer", **AHEAD)
+    wait_status(q, running, Status.PROCESSED, timeout=60)
+    wait_status(q, held, Status.PROCESSED, timeout=60)
+
+    runs = read_runs(ledger)
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    assert len(runs_of(runs, "held")) == 1 and runs_of(runs, "held")[0].start > first.last
+    assert q.get_job(held).attempts == 1  # the hold spent nothing
+    assert q.get_job(running).attempts == 2  # its lease was rescued, its run counted
+
+
+@pytest.mark.parametrize("pause", ["within_the_lease", "past_the_lease"])
+def test_consumer_stopped_while_a_job_is_held__never_two_runs_and_the_database_trails_within_the_bound(
+    pause: str,
+    make_queue: Callable[..., PersistentQ],
+    start_program: StartProgram,
+    tmp_path: Path,
+    db_env: dict[str, str],
+) -> None:
+    """The running job ends while its consumer is stopped: the helper starts the held job on its
+    own. Resumed within the lease, the consumer records the outcome with the held job's start;
+    stopped past it, the held run is killed at the running job's deadline unrecorded, a successor
+    runs both jobs, and the held job's attempt is not spent."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 1.0)
+    held = put(q, ledger, "held", 1.0 if pause == "within_the_lease" else 60, rerun_seconds=0.3)
+    paused = start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    stop_outside_a_write([paused.pid], db_env)
+    stopped_at = time.monotonic()
+    held_run = wait_runs(ledger, "held", 1)[0]  # started by the helper while the consumer is stopped
+    running_run = runs_of(read_runs(ledger), "running")[0]
+    assert held_run.start >= running_run.last
+    assert (q.get_job(held).status, q.get_job(held).attempts) == (Status.UNPROCESSED, 0)  # the view trails
+
+    if pause == "within_the_lease":
+        time.sleep(max(0.0, 0.5 - (time.monotonic() - stopped_at)))  # the schedule of the fault itself
+        os.kill(paused.pid, signal.SIGCONT)
+        wait_status(q, held, Status.PROCESSED, timeout=60)
+        job = q.get_job(held)
+        assert job.started_at is not None
+        trail = job.started_at.timestamp() - wall(held_run.start)
+        print(f"figures: the database stamped the held job's start {trail * 1000:.1f} ms after it started")
+        assert trail <= TRAIL_BOUND
+        runs = read_runs(ledger)
+        assert len(runs_of(runs, "held")) == 1 and job.attempts == 1
+    else:
+        wait_until(lambda: not pid_alive(held_run.pid), timeout=LEASE_SECONDS + 5, what="the held run to die")
+        cut = runs_of(read_runs(ledger), "held")[0]
+        assert not cut.ended and cut.last - running_run.start < TRAIL_BOUND + 0.5  # killed at N's deadline
+        start_program("pq-consumer", **AHEAD)  # another host: rescues the running job's lease
+        wait_status(q, running, Status.PROCESSED, timeout=60)
+        wait_status(q, held, Status.PROCESSED, timeout=60)
+        signal_all([paused.pid], signal.SIGCONT)
+        wait_until(lambda: "event=hold_dropped" in log_of(tmp_path, 0), timeout=30, what="the resumed consumer")
+        runs = read_runs(ledger)
+        assert q.get_job(held).attempts == 1, "the unrecorded held run spent an attempt"
+        assert len(runs_of(runs, "held")) == 2 and runs_of(runs, "held")[1].ended
+        assert q.get_job(running).status == Status.PROCESSED
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+
+
+def test_helper_killed_while_a_job_is_held__the_held_job_never_ran_and_spends_no_attempt(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
+    held = put(q, ledger, "held", 0.3)
+    consumer = start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    first = wait_runs(ledger, "running", 1)[0]
+
+    os.kill(helper_pid(tmp_path), signal.SIGKILL)  # its job processes die with it (parent-death signal)
+    wait_status(q, running, Status.PROCESSED, timeout=60)
+    wait_status(q, held, Status.PROCESSED, timeout=60)
+
+    runs = read_runs(ledger)
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    assert not runs_of(runs, "running")[0].ended and runs_of(runs, "running")[0].pid == first.pid
+    assert len(runs_of(runs, "held")) == 1 and q.get_job(held).attempts == 1
+    assert q.get_job(running).attempts == 2  # its run died with the helper: a failed attempt, retried
+    assert "event=hold_dropped" in log_of(tmp_path) and consumer.poll() is None
+
+
+@pytest.fixture
+def proxy(db_env: dict[str, str]) -> Iterator[NetworkProxy]:
+    forwarder = NetworkProxy.to_url(db_env["PQ_DATABASE_URL"])
+    yield forwarder
+    forwarder.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("fault", ["black_hole", "cut"])
+def test_database_lost_at_the_running_job_s_end__held_run_killed_by_its_deadline_unrecorded_and_unspent(
+    fault: str,
+    proxy: NetworkProxy,
+    make_queue: Callable[..., PersistentQ],
+    start_program: StartProgram,
+    db_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The database goes while job N runs with N+1 held: N ends, the helper starts N+1, and the
+    transaction that would record its start cannot be written. The held run dies by N's kill
+    deadline at the latest (the bound the database's view may trail a start); once the database
+    is back, N's outcome is recorded and N+1 runs again, its attempt unspent."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 1.0)
+    held = put(q, ledger, "held", 60, rerun_seconds=0.3)
+    start_program("pq-consumer", PQ_DATABASE_URL=proxy.url_through(db_env["PQ_DATABASE_URL"]), **AHEAD)
+    wait_held(tmp_path, held)
+    proxy.black_hole() if fault == "black_hole" else proxy.cut()
+    held_run = wait_runs(ledger, "held", 1)[0]
+    wait_until(lambda: not pid_alive(held_run.pid), timeout=LEASE_SECONDS + 10, what="the held run to die")
+    assert (q.get_job(held).status, q.get_job(held).attempts) == (Status.UNPROCESSED, 0)
+    proxy.heal()
+    wait_status(q, running, Status.PROCESSED, Status.CRASHED, timeout=60)
+    wait_status(q, held, Status.PROCESSED, timeout=60)
+
+    runs = read_runs(ledger)
+    cut, rerun = runs_of(runs, "held")
+    n = runs_of(runs, "running")[0]
+    print(f"figures ({fault}): the held run lived {cut.seconds:.2f}s unrecorded ({TRAIL_BOUND:g}s bound)")
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    assert not cut.ended and cut.last - n.start < TRAIL_BOUND + 0.5  # dead by N's kill deadline
+    assert rerun.ended and q.get_job(held).attempts == 1
