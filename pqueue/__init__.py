@@ -62,7 +62,7 @@ from pqueue.settings import Settings, load_settings
 from pqueue.silence import SilenceWatch
 from pqueue.states import CLAIMABLE, FINAL, AgentStatus, DeliveryStatus, Status
 from pqueue.store import PersistentQ
-from pqueue.submitting import check_callback_url
+from pqueue.validation import check_callback_url
 from pqueue.waitline import Estimate, Position, Reason, Wait
 
 __all__ = [

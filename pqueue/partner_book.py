@@ -14,7 +14,7 @@ from pqueue.errors import InvalidInput, KeyRejected, PartnerNotFound
 from pqueue.models import ApiKey, Caller, NewKey, Partner, PartnerEvent
 from pqueue.sql import Statements
 from pqueue.transactions import Transactions, Tx
-from pqueue.validation import check_call
+from pqueue.validation import checked
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -27,6 +27,7 @@ class PartnerBook:
 
     # -- partners -----------------------------------------------------------------------------------
 
+    @checked
     def add_partner(
         self,
         name: str,
@@ -36,8 +37,6 @@ class PartnerBook:
         rate_per_minute: int | None = None,
         actor: str = "admin",
     ) -> Partner:
-        check_call("add_partner", locals())
-        rules.check_partner_name(name)
         values = _limits(weight=weight, max_running=max_running, rate_per_minute=rate_per_minute)
 
         def add(tx: Tx) -> Partner:
@@ -49,6 +48,7 @@ class PartnerBook:
 
         return self._tx.write(add)
 
+    @checked
     def set_partner(
         self,
         name: str,
@@ -62,14 +62,9 @@ class PartnerBook:
         secret_grace_seconds: float = 86400.0,
         actor: str = "admin",
     ) -> Partner:
-        check_call("set_partner", locals())
         values = _limits(weight=weight, max_running=max_running, rate_per_minute=rate_per_minute)
         values |= {"max_running": None} if no_max_running else {}
         values |= {"rate_per_minute": None} if no_rate else {}
-        if callback_secret is not None and not callback_secret.strip():
-            raise InvalidInput("callback_secret", "is empty")
-        if secret_grace_seconds < 0:
-            raise InvalidInput("grace", "must not be negative")
         if not values and callback_secret is None:
             raise InvalidInput("partner", "nothing to change: give --weight, --max-running, --rate or a secret")
 
@@ -91,8 +86,8 @@ class PartnerBook:
 
         return self._tx.write(change)
 
+    @checked
     def disable_partner(self, name: str, *, enable: bool = False, actor: str = "admin") -> Partner:
-        check_call("disable_partner", locals())
         if name == rules.DEFAULT_PARTNER and not enable:
             raise InvalidInput("partner", "'default' cannot be disabled; revoke its keys instead")
 
@@ -131,31 +126,31 @@ class PartnerBook:
             for row in rows
         ]
 
+    @checked
     def partner(self, name: str) -> Partner:
-        check_call("partner", locals())
         for partner in self.partners():
             if partner.name == name:
                 return partner
         raise PartnerNotFound("partner", name)
 
+    @checked
     def partner_settings(self, name: str) -> Partner:
-        check_call("partner_settings", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.partners.one(name)).first()
         if row is None:
             raise PartnerNotFound("partner", name)
         return _partner(row)
 
+    @checked
     def partner_events(self, name: str) -> list[PartnerEvent]:
-        check_call("partner_events", locals())
         with self._tx.read() as conn:
             rows = conn.execute(self._sql.partners.events(name)).all()
         return [PartnerEvent(row.id, row.partner, row.at, row.actor, row.message) for row in rows]
 
+    @checked
     def callback_secrets(self, name: str) -> list[str]:
         """The secrets that sign this partner's callbacks now, newest first (two during a rotation's
         grace); empty when it has none of its own (then PQ_CALLBACK_SECRET signs)."""
-        check_call("callback_secrets", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.partners.one(name)).first()
             now = conn.execute(self._sql.reads.now()).scalar_one() if row is not None else None
@@ -168,6 +163,7 @@ class PartnerBook:
 
     # -- keys ------------------------------------------------------------------------------------------
 
+    @checked
     def create_key(
         self,
         partner: str,
@@ -177,10 +173,7 @@ class PartnerBook:
         name: str | None = None,
         actor: str = "admin",
     ) -> NewKey:
-        check_call("create_key", locals())
-        chosen = rules.check_scopes(scopes)
-        if expires_in_seconds is not None and expires_in_seconds <= 0:
-            raise InvalidInput("expires", "must be a duration above 0")
+        chosen = rules.chosen_scopes(scopes)
         return self._tx.write(lambda tx: self._new_key(tx, partner, chosen, expires_in_seconds, name, actor))
 
     def _new_key(
@@ -195,13 +188,13 @@ class PartnerBook:
         self._log(tx, partner, actor, f"key {key_id} created ({','.join(scopes)})")
         return NewKey(key=key, info=_key(created))
 
+    @checked
     def keys(self, partner: str | None = None) -> list[ApiKey]:
-        check_call("keys", locals())
         with self._tx.read() as conn:
             return [_key(row) for row in conn.execute(self._sql.partners.keys(partner)).all()]
 
+    @checked
     def revoke_key(self, key_id: str, *, actor: str = "admin") -> ApiKey:
-        check_call("revoke_key", locals())
 
         def revoke(tx: Tx) -> ApiKey:
             current = self._key_row(tx, key_id)
@@ -213,10 +206,8 @@ class PartnerBook:
 
         return self._tx.write(revoke)
 
+    @checked
     def rotate_key(self, key_id: str, *, grace_seconds: float = 86400.0, actor: str = "admin") -> NewKey:
-        check_call("rotate_key", locals())
-        if grace_seconds < 0:
-            raise InvalidInput("grace", "must not be negative")
 
         def rotate(tx: Tx) -> NewKey:
             old = self._key_row(tx, key_id)
@@ -233,8 +224,8 @@ class PartnerBook:
 
         return self._tx.write(rotate)
 
+    @checked
     def authenticate(self, key: str) -> Caller:
-        check_call("authenticate", locals())
         if not rules.well_formed(key):
             raise KeyRejected("the key is malformed: a pqueue key reads pq_<id>_<secret>")
         sql = self._sql.partners
@@ -282,14 +273,14 @@ class PartnerBook:
 
 
 def _limits(*, weight: float | None, max_running: int | None, rate_per_minute: int | None) -> dict[str, Any]:
-    """The given limits, each checked (None: not given)."""
+    """The given limits (None: not given)."""
     values: dict[str, Any] = {}
     if weight is not None:
-        values["weight"] = rules.check_weight(weight)
+        values["weight"] = float(weight)
     if max_running is not None:
-        values["max_running"] = rules.check_positive("max_running", max_running)
+        values["max_running"] = max_running
     if rate_per_minute is not None:
-        values["rate_per_minute"] = rules.check_positive("rate", rate_per_minute)
+        values["rate_per_minute"] = rate_per_minute
     return values
 
 

@@ -1,4 +1,5 @@
-"""The rules of partners and their keys: names, weights, caps, rates, scopes, and the key format.
+"""Partners and their keys: the scopes, and the key format (the rules of a partner's name, weight,
+caps and scopes as arguments are in pqueue/validation.py).
 
 A key reads `pq_<id>_<secret>`: `pq_` lets secret scanners find a leaked key, `<id>` (12 characters)
 is the key's public name in listings and the event log, and `<secret>` is 43 base62 characters
@@ -14,8 +15,6 @@ import secrets
 import string
 from collections.abc import Iterable
 
-from pqueue.errors import InvalidInput
-
 DEFAULT_PARTNER = "default"  # every job without a partner's key, and PQ_API_TOKEN's partner
 
 SCOPES = ("submit", "read", "cancel", "admin")
@@ -27,33 +26,9 @@ _NAME = re.compile(r"[a-z0-9-]{1,64}")
 _KEY = re.compile(r"pq_([a-z0-9]{12})_([A-Za-z0-9]{43})")
 
 
-def check_partner_name(name: object, field: str = "partner") -> str:
-    """The name itself, or InvalidInput: 1 to 64 of a-z, 0-9 and '-'."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidInput(field, f"{name!r} is not a partner name; use 1 to 64 of a-z, 0-9 and '-'")
-    return name
-
-
-def check_weight(weight: object) -> float:
-    """A weight is a finite number above 0."""
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not (0 < weight < float("inf")):
-        raise InvalidInput("weight", f"{weight!r} is not a number above 0")
-    return float(weight)
-
-
-def check_positive(field: str, value: object) -> int:
-    """A cap or a rate is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidInput(field, f"{value!r} is not a positive integer")
-    return value
-
-
-def check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """Known scopes, each once, in SCOPES' order; at least one."""
-    given = [scope.strip() for scope in scopes if scope.strip()]
-    unknown = [scope for scope in given if scope not in SCOPES]
-    if unknown or not given:
-        raise InvalidInput("scopes", f"{','.join(unknown) or 'none'} is not a scope; use some of {', '.join(SCOPES)}")
+def chosen_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """The scopes given (checked already: pqueue/validation.py), each once, in SCOPES' order."""
+    given = {scope.strip() for scope in scopes}
     return tuple(scope for scope in SCOPES if scope in given)
 
 

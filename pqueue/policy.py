@@ -16,7 +16,6 @@ import json
 from typing import Any
 
 from pqueue.backoff import jittered
-from pqueue.errors import InvalidInput
 from pqueue.models import JSON, QueueInfo
 from pqueue.settings import Settings
 from pqueue.states import NOW, FromNow, Move, Status, ended, stopped_by_operator
@@ -131,17 +130,6 @@ def timeline_line(error: str | None) -> str | None:
     return lines[-1][:500] if lines else None
 
 
-# Each policy value's least allowed value and whether it may equal it (as the PQ_ settings' bounds).
-POLICY_BOUNDS = {
-    "seats": (1, True),
-    "max_attempts": (1, True),
-    "job_timeout": (0, False),
-    "lease_seconds": (0, False),
-    "retry_backoff_seconds": (0, True),
-    "timeout_retries": (0, True),
-}
-
-
 # Each policy value: the PQ_ setting that is its default, and the `pq queue set` option that changes it.
 POLICY_SETTINGS = {
     "seats": ("max_running", "--seats"),
@@ -170,13 +158,3 @@ def overruled(settings: Settings, stored: QueueInfo) -> list[str]:
                 f" (`pq queue set {stored.name} {option} {given:g}` changes it for every host)"
             )
     return said
-
-
-def queue_policy_values(**given: float | None) -> dict[str, float]:
-    """The policy values given (not None), each checked against its bound before anything is stored."""
-    values = {name: value for name, value in given.items() if value is not None}
-    for name, value in values.items():
-        least, inclusive = POLICY_BOUNDS[name]
-        if value < least or (value == least and not inclusive):
-            raise InvalidInput(name, f"must be {'at least' if inclusive else 'more than'} {least}, got {value}")
-    return values

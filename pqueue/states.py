@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pqueue.errors import InvalidInput
-
 
 class Status(StrEnum):
     """Where a job is in its life."""
@@ -80,26 +78,12 @@ def describe(statuses: tuple[Status, ...]) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def parse_statuses(status: Status | str | Sequence[Status | str] | None) -> list[Status] | None:
-    """The statuses a filter names, or None for no filter; InvalidInput for a word that is not one."""
+def statuses(status: Status | str | Sequence[Status | str] | None) -> list[Status] | None:
+    """The statuses a filter names (each one checked already: pqueue/validation.py), or None for
+    no filter."""
     if status is None:
         return None
-    items = [status] if isinstance(status, str) else list(status)
-    try:
-        return [Status(s) for s in items]
-    except ValueError:
-        raise InvalidInput("status", f"{items!r} is not a job status; use {describe(tuple(Status))}") from None
-
-
-def worker_outcome(status: Status | str) -> Status:
-    """The outcome a worker records, one of WORKER_OUTCOMES; InvalidInput for anything else."""
-    try:
-        target = Status(status)
-    except ValueError:
-        target = None
-    if target is None or target not in WORKER_OUTCOMES:
-        raise InvalidInput("status", f"{status!r} is not an outcome; use {describe(WORKER_OUTCOMES)}")
-    return target
+    return [Status(status)] if isinstance(status, str) else [Status(item) for item in status]
 
 
 # -- moves as values --------------------------------------------------------------------------

@@ -68,15 +68,14 @@ from pqueue.states import (
     Move,
     Status,
     describe,
-    parse_statuses,
     released,
     requeued,
+    statuses,
     stop_requested,
     stopped_by_operator,
-    worker_outcome,
 )
 from pqueue.transactions import Transactions, Tx
-from pqueue.validation import check_call, check_page_limit, jobs_to_put
+from pqueue.validation import checked, jobs_to_put
 from pqueue.wait_book import WaitBook
 from pqueue.waiting import Waiter, make_waiter
 
@@ -119,6 +118,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
     # -- submitting -------------------------------------------------------------------------
 
+    @checked
     def put_item(
         self,
         payload: JSON,
@@ -132,7 +132,6 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         actor: str = "producer",
         partner: str | None = None,
     ) -> int:
-        check_call("put_item", locals())
         job = NewJob(payload, queue, priority, callback_url, idempotency_key, run_after_seconds, max_attempts, partner)
         return self.put_items([job], actor=actor)[0].id
 
@@ -172,10 +171,10 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
     # -- working ----------------------------------------------------------------------------
 
+    @checked
     def get_item(
         self, worker_id: str | None = None, *, queue: str | None = None, lease_seconds: float | None = None
     ) -> Job | None:
-        check_call("get_item", locals())
         queue = queue or self.settings.queue
         lease = lease_seconds or self.settings.lease_seconds
         worker = worker_id or process_worker_id()
@@ -210,6 +209,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         """The claim's SELECT for one queue with its value inlined, for EXPLAIN in tests."""
         return self._sql.claim.candidate().params(w_queue=queue)
 
+    @checked
     def heartbeat(
         self,
         job_id: int,
@@ -218,7 +218,6 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         lease_seconds: float | None = None,
         agent_status: AgentStatus | None = None,
     ) -> datetime:
-        check_call("heartbeat", locals())
         word = AgentStatus(agent_status) if agent_status is not None else None
         renewal = self._sql.moves.renewal(job_id, lease_id, lease_seconds or None, self.settings.lease_seconds, word)
 
@@ -233,6 +232,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._tx.write(renew)
 
+    @checked
     def update_status(
         self,
         job_id: int,
@@ -243,9 +243,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         error: str | None = None,
         timed_out: bool = False,
     ) -> Job:
-        check_call("update_status", locals())
-        target = worker_outcome(status)
-        submitting.json_safe("result", result)
+        target = Status(status)
         lease = self._claims.lease_of(job_id) if lease_id is None else lease_id
         return self._ending(job_id, lease, lambda tx: self._finish(tx, job_id, lease, target, result, error, timed_out))
 
@@ -259,6 +257,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         self._claims.forget(job_id, lease_id)
         return done
 
+    @checked
     def finish_and_claim(
         self,
         job_id: int,
@@ -272,9 +271,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         queue: str | None = None,
         lease_seconds: float | None = None,
     ) -> tuple[Job, Job | None]:
-        check_call("finish_and_claim", locals())
-        target = worker_outcome(status)
-        submitting.json_safe("result", result)
+        target = Status(status)
         queue = queue or self.settings.queue
         lease = lease_seconds or self.settings.lease_seconds
 
@@ -287,8 +284,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         self._claims.forget(job_id, lease_id)
         return done, self._remember(claimed)
 
+    @checked
     def hold_next(self, worker_id: str, *, behind_job: int, behind_lease: int, queue: str | None = None) -> Job | None:
-        check_call("hold_next", locals())
         queue = queue or self.settings.queue
 
         def hold(tx: Tx) -> Job | None:
@@ -297,6 +294,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._tx.write(hold)
 
+    @checked
     def finish_and_start(
         self,
         job_id: int,
@@ -310,9 +308,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         timed_out: bool = False,
         lease_seconds: float | None = None,
     ) -> tuple[Job, Job]:
-        check_call("finish_and_start", locals())
-        target = worker_outcome(status)
-        submitting.json_safe("result", result)
+        target = Status(status)
         lease = lease_seconds or self.settings.lease_seconds
 
         def finish_then_start(tx: Tx) -> tuple[Job, Job]:
@@ -356,8 +352,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         )
         return self._after_move(tx, self._apply(tx, current, move, current.worker_id or "worker", lease_id))
 
+    @checked
     def release(self, job_id: int, lease_id: int, *, reason: str = "consumer shutting down") -> Job:
-        check_call("release", locals())
 
         def give_back(tx: Tx) -> Job:
             current = self._held(tx, job_id, lease_id)
@@ -366,8 +362,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._ending(job_id, lease_id, give_back)
 
+    @checked
     def rescue_expired(self, *, actor: str = "rescue", watch: SilenceWatch | None = None) -> list[tuple[int, Status]]:
-        check_call("rescue_expired", locals())
         margin = policy.lease_margin(self.settings.lease_seconds)
 
         def rescue(tx: Tx) -> list[tuple[int, Status]]:
@@ -396,8 +392,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         self._after_move(tx, self._apply(tx, job, move, actor, job.lease_id))
         return job.id, move.target
 
+    @checked
     def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
-        check_call("wait_for_work", locals())
         if self._waiter is None:
             self._waiter = make_waiter(self.engine, self.channel)
         queue = queue or self.settings.queue
@@ -421,10 +417,10 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
     # -- operators --------------------------------------------------------------------------
 
+    @checked
     def requeue(
         self, job_id: int, *, actor: str = "admin", expect: Status | None = None, message: str | None = None
     ) -> Job:
-        check_call("requeue", locals())
 
         def back_to_queue(tx: Tx) -> Job:
             current = self._check_move(tx, job_id, "requeue", expect)
@@ -432,16 +428,14 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._tx.write(back_to_queue)
 
+    @checked
     def cancel(
         self, job_id: int, *, actor: str = "admin", expect: Status | None = None, reason: str | None = None
     ) -> Job:
-        check_call("cancel", locals())
         return self._stop(job_id, "cancel", Status.CANCELLED, actor, expect, reason or f"cancelled by {actor}")
 
+    @checked
     def fail(self, job_id: int, reason: str, *, actor: str = "admin", expect: Status | None = None) -> Job:
-        check_call("fail", locals())
-        if not reason or not reason.strip():
-            raise InvalidInput("reason", "say why the job is failed")
         return self._stop(job_id, "fail", Status.MANUAL_INTERVENTION, actor, expect, reason)
 
     def _stop(self, job_id: int, operation: str, target: Status, actor: str, expect: Status | None, reason: str) -> Job:
@@ -456,8 +450,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._tx.write(stop)
 
+    @checked
     def redeliver(self, job_id: int, *, actor: str = "admin") -> Delivery:
-        check_call("redeliver", locals())
         outbox = self._sql.outbox
 
         def again(tx: Tx) -> Delivery:
@@ -478,17 +472,17 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._tx.write(again)
 
+    @checked
     def pause(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
-        check_call("pause", locals())
         paused = {"paused": True, "paused_at": self._sql.ctx.now, "paused_by": actor}
         return self._set_queue(queue or self.settings.queue, paused)
 
+    @checked
     def resume(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
-        check_call("resume", locals())
         return self._set_queue(queue or self.settings.queue, RESUMED)
 
+    @checked
     def relay_go(self, queue: str | None = None, *, actor: str = "admin") -> QueueInfo:
-        check_call("relay_go", locals())
 
         def go(tx: Tx) -> QueueInfo:
             name = queue if queue is not None else self._waiting_relay_queue(tx)
@@ -511,10 +505,11 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         words = "wait for a go" if waiting else "are served by relays, none paused"
         raise AmbiguousQueue(names, f"several queues {words} ({', '.join(names)}); name the one to go")
 
+    @checked
     def set_seats(self, queue: str, seats: int) -> QueueInfo:
-        check_call("set_seats", locals())
         return self.set_queue_policy(queue, seats=seats)
 
+    @checked
     def set_queue_policy(
         self,
         queue: str,
@@ -527,13 +522,21 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         timeout_retries: int | None = None,
         actor: str = "admin",
     ) -> QueueInfo:
-        check_call("set_queue_policy", locals())
-        given = {name: value for name, value in locals().items() if name not in ("self", "queue", "actor")}
-        return self._set_queue(queue, policy.queue_policy_values(**given), actor=actor)
+        given = {
+            "seats": seats,
+            "max_attempts": max_attempts,
+            "job_timeout": job_timeout,
+            "lease_seconds": lease_seconds,
+            "retry_backoff_seconds": retry_backoff_seconds,
+            "timeout_retries": timeout_retries,
+        }
+        return self._set_queue(queue, {name: value for name, value in given.items() if value is not None}, actor=actor)
 
+    @checked
     def adopt_queue(self, queue: str | None = None, *, lease_seconds: float | None = None) -> QueueInfo:
-        check_call("adopt_queue", locals())
-        defaults = {**policy.defaults_of(self.settings), **policy.queue_policy_values(lease_seconds=lease_seconds)}
+        defaults = policy.defaults_of(self.settings) | (
+            {"lease_seconds": lease_seconds} if lease_seconds is not None else {}
+        )
         return self._set_queue(queue or self.settings.queue, defaults, adopt=True)
 
     def _set_queue(self, queue: str, values: dict[str, Any], *, adopt: bool = False, actor: str = "admin") -> QueueInfo:
@@ -563,12 +566,13 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
             names = set(configured) | set(conn.execute(self._sql.reads.queue_names()).scalars())
         return [rows.queue_info_from(name, configured.get(name), self.settings) for name in sorted(names)]
 
+    @checked
     def queue_settings(self, queue: str) -> QueueInfo | None:
-        check_call("queue_settings", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.reads.queue_setting(queue)).first()
         return None if row is None else rows.queue_info_from(queue, row, self.settings)
 
+    @checked
     def purge(
         self,
         older_than_seconds: float,
@@ -578,12 +582,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         batch_size: int = 1000,
         on_batch: Callable[[int], None] | None = None,
     ) -> int:
-        check_call("purge", locals())
-        chosen = parse_statuses(status) or []
-        if Status.UNDER_PROCESS in chosen:
-            raise InvalidInput("status", "under_process jobs are running and are never purged")
-        if older_than_seconds < 0:
-            raise InvalidInput("older_than", "must not be negative")
+        chosen = statuses(status) or []
         purge = self._sql.purge
         selection = purge.selection(chosen, older_than_seconds)
         if dry_run:
@@ -655,8 +654,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
     # -- reading ----------------------------------------------------------------------------
 
+    @checked
     def get_job(self, job_id: int) -> Job:
-        check_call("get_job", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.reads.job(job_id)).first()
             if row is None:
@@ -664,6 +663,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
             latest = conn.execute(self._sql.outbox.latest(job_id)).first()
         return rows.job_from(row, rows.delivery_from(latest) if latest is not None else None)
 
+    @checked
     def get_all_items(
         self,
         *,
@@ -676,11 +676,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         search: str | None = None,
         partner: str | None = None,
     ) -> Page:
-        check_call("get_all_items", locals())
-        check_page_limit(limit)
-        conditions = self._sql.reads.filters(parse_statuses(status), queue, since_seconds, search, partner)
-        if cursor is not None and not cursor.isdigit():
-            raise InvalidInput("cursor", f"{cursor!r} is not a cursor this API returned")
+        conditions = self._sql.reads.filters(statuses(status), queue, since_seconds, search, partner)
         after = int(cursor) if cursor is not None else None
         with self._tx.read() as conn:
             found = conn.execute(self._sql.reads.page(conditions, after, oldest_first, limit + 1)).all()
@@ -688,6 +684,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         next_cursor = str(items[-1].id) if len(found) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
+    @checked
     def count_items(
         self,
         *,
@@ -697,28 +694,26 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         search: str | None = None,
         partner: str | None = None,
     ) -> int:
-        check_call("count_items", locals())
-        conditions = self._sql.reads.filters(parse_statuses(status), queue, since_seconds, search, partner)
+        conditions = self._sql.reads.filters(statuses(status), queue, since_seconds, search, partner)
         with self._tx.read() as conn:
             return int(conn.execute(self._sql.reads.count(conditions)).scalar_one())
 
+    @checked
     def next_items(self, *, queue: str | None = None, limit: int = 10, partner: str | None = None) -> list[Job]:
-        check_call("next_items", locals())
-        check_page_limit(limit)
         with self._tx.read() as conn:
             found = conn.execute(self._sql.reads.next_waiting(queue, limit, partner)).all()
         return [rows.job_from(row) for row in found]
 
+    @checked
     def events(self, job_id: int) -> list[Event]:
-        check_call("events", locals())
         with self._tx.read() as conn:
             if conn.execute(self._sql.reads.job_id(job_id)).first() is None:
                 raise JobNotFound(job_id)
             found = conn.execute(self._sql.reads.events(job_id)).all()
         return [rows.event_from(row) for row in found]
 
+    @checked
     def stats(self, *, partner: str | None = None) -> Stats:
-        check_call("stats", locals())
         reads = self._sql.reads
         with self._tx.read() as conn:
             counts: dict[str, dict[str, int]] = {}
@@ -741,24 +736,20 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
             operator_failed=operator_failed,
         )
 
+    @checked
     def throughput(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[ThroughputPoint]:
-        check_call("throughput", locals())
-        if bucket_seconds < 1:
-            raise InvalidInput("bucket_seconds", "must be at least 1")
         with self._tx.read() as conn:
             found = conn.execute(self._sql.reads.throughput(window_seconds, bucket_seconds)).all()
         return [ThroughputPoint(bucket_start=r[0], status=Status(r[1]), count=int(r[2])) for r in found]
 
+    @checked
     def waiting_changes(self, *, window_seconds: float = 3600, bucket_seconds: int = 60) -> list[tuple[datetime, int]]:
-        check_call("waiting_changes", locals())
-        if bucket_seconds < 1:
-            raise InvalidInput("bucket_seconds", "must be at least 1")
         with self._tx.read() as conn:
             found = conn.execute(self._sql.reads.waiting_changes(window_seconds, bucket_seconds)).all()
         return [(row[0], int(row[1])) for row in found if row[1]]
 
+    @checked
     def run_durations(self, *, window_seconds: float = 3600, limit: int = 5000) -> list[float]:
-        check_call("run_durations", locals())
         with self._tx.read() as conn:
             durations = conn.execute(self._sql.reads.run_durations(window_seconds, limit)).scalars()
             return [float(value) for value in durations]
@@ -780,16 +771,16 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
     # -- workers ----------------------------------------------------------------------------
 
+    @checked
     def register_worker(self, worker_id: str, *, kind: str, queue: str, host: str, pid: int) -> None:
-        check_call("register_worker", locals())
         self._registered[worker_id] = {"kind": kind, "queue": queue, "host": host, "pid": pid}
         self._tx.write(lambda tx: self._register(tx, worker_id))
 
     def _register(self, tx: Tx, worker_id: str) -> None:
         tx.conn.execute(self._sql.registry.register(worker_id, self._registered[worker_id]))
 
+    @checked
     def touch_worker(self, worker_id: str) -> None:
-        check_call("touch_worker", locals())
 
         def touch(tx: Tx) -> None:
             seen = tx.conn.execute(self._sql.registry.touch(worker_id)).first()
@@ -798,8 +789,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         self._tx.write(touch)
 
+    @checked
     def unregister_worker(self, worker_id: str) -> None:
-        check_call("unregister_worker", locals())
         self._registered.pop(worker_id, None)
         self._tx.write(lambda tx: tx.conn.execute(self._sql.registry.unregister(worker_id)))
 
@@ -810,8 +801,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
     # -- callback outbox --------------------------------------------------------------------
 
+    @checked
     def claim_deliveries(self, worker_id: str, *, limit: int = 10, lock_seconds: float = 60) -> list[Delivery]:
-        check_call("claim_deliveries", locals())
         outbox = self._sql.outbox
 
         def claim(tx: Tx) -> list[Delivery]:
@@ -823,6 +814,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._tx.write(claim)
 
+    @checked
     def record_delivery(
         self,
         delivery_id: int,
@@ -833,7 +825,6 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         retry_in_seconds: float | None = None,
         held_by: str | None = None,
     ) -> Delivery:
-        check_call("record_delivery", locals())
         outbox = self._sql.outbox
         statement = outbox.record(
             delivery_id,
@@ -854,16 +845,16 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
         return self._tx.write(record)
 
+    @checked
     def delivery(self, job_id: int) -> Delivery | None:
-        check_call("delivery", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.outbox.latest(job_id)).first()
         return rows.delivery_from(row) if row is not None else None
 
     # -- maintenance ------------------------------------------------------------------------
 
+    @checked
     def backup(self, path: str) -> None:
-        check_call("backup", locals())
         self.dialect.backup(self.engine, path)
 
     def describe(self) -> str:

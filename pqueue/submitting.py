@@ -1,8 +1,7 @@
 """What put_items accepts, and how it hands the jobs to the database.
 
-Each job's fields are checked before the transaction opens, the callback URL among them: this
-is the one place its rule is written (the intake and `pq enqueue` call check_callback_url to
-answer before they submit; the consumer checks again at send time, with DNS). In list order,
+Each job's fields are checked before the transaction opens, by the rules of pqueue/validation.py
+(the callback URL's among them). In list order,
 each run of keyless jobs goes in as one JSON array, serialised once (which also checks its
 payloads); a job with an idempotency key goes alone, since it may conflict.
 """
@@ -13,45 +12,20 @@ import json
 from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Any
-from urllib.parse import urlsplit
 
-from pqueue.errors import InvalidInput
-from pqueue.models import JSON, NewJob
-from pqueue.partners import DEFAULT_PARTNER, check_partner_name
+from pqueue.models import NewJob
+from pqueue.partners import DEFAULT_PARTNER
 from pqueue.policy import payload_hash
 from pqueue.settings import Settings
 from pqueue.states import Status
+from pqueue.validation import check_callback_url, check_new_job_values, json_safe
 
 KeylessRun = tuple[bool, dict[str, Any]]  # (alike, parameters) of sql.submit's insert_many(alike)
-
-
-def check_callback_url(url: str, allowed_hosts: frozenset[str], field: str = "callback_url") -> None:
-    """http(s) with a host, and one of PQ_CALLBACK_ALLOW's hosts when that is set."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError:
-        raise InvalidInput(field, f"{url!r} has an invalid host or port") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidInput(field, f"{url!r} is not an http or https URL")
-    if not host:
-        raise InvalidInput(field, f"{url!r} names no host")
-    if allowed_hosts and host not in allowed_hosts:
-        raise InvalidInput(field, f"host {host!r} is not allowed; use one of {', '.join(sorted(allowed_hosts))}")
 
 
 def json_text(value: Any) -> str:
     """Compact JSON; raises ValueError / TypeError for what JSON cannot hold (NaN, sets…)."""
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
-
-
-def json_safe(field: str, value: JSON) -> None:
-    """InvalidInput unless JSON can hold the value."""
-    try:
-        json_text(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(field, f"is not JSON-serialisable ({exc})") from None
 
 
 def runs(new_jobs: Sequence[NewJob], settings: Settings) -> list[NewJob | KeylessRun]:
@@ -94,18 +68,7 @@ def keyed_values(job: NewJob, settings: Settings) -> dict[str, Any]:
 
 def _check(job: NewJob, where: str, settings: Settings, urls_checked: set[str]) -> None:
     """Everything but the payload, which is checked when it is serialised."""
-    if job.queue is not None and not (0 < len(job.queue) <= 200):
-        raise InvalidInput(f"{where}.queue", "must be 1 to 200 characters")
-    if job.idempotency_key is not None and not (0 < len(job.idempotency_key) <= 200):
-        raise InvalidInput(f"{where}.idempotency_key", "must be 1 to 200 characters")
-    if not isinstance(job.priority, int) or abs(job.priority) > 2**31 - 1:
-        raise InvalidInput(f"{where}.priority", "must be a 32-bit integer")
-    if job.run_after_seconds < 0:
-        raise InvalidInput(f"{where}.run_after_seconds", "must not be negative")
-    if job.partner is not None:
-        check_partner_name(job.partner, f"{where}.partner")
-    if job.max_attempts is not None and not (isinstance(job.max_attempts, int) and job.max_attempts >= 1):
-        raise InvalidInput(f"{where}.max_attempts", "must be an integer of at least 1")
+    check_new_job_values(job, where)
     if job.callback_url is not None and job.callback_url not in urls_checked:  # a batch shares one, usually
         check_callback_url(job.callback_url, settings.callback_allowed_hosts, f"{where}.callback_url")
         urls_checked.add(job.callback_url)

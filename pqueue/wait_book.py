@@ -18,7 +18,7 @@ from pqueue.settings import Settings
 from pqueue.sql import Statements
 from pqueue.states import CLAIMABLE, Status
 from pqueue.transactions import Transactions
-from pqueue.validation import check_call, check_page_limit
+from pqueue.validation import checked
 from pqueue.waitline import RunningRun, Snapshot, Wait, WaitingJob
 
 # Partners' lines past a full window are taken as this long (their length matters only when the
@@ -36,8 +36,8 @@ class WaitBook:
     _sql: Statements
     settings: Settings
 
+    @checked
     def wait(self, job_id: int) -> Wait | None:
-        check_call("wait", locals())
         with self._tx.read() as conn:
             row = conn.execute(self._sql.reads.job(job_id)).first()
             if row is None:
@@ -57,17 +57,16 @@ class WaitBook:
                 own_ahead = int(conn.execute(ahead).scalar_one())
             return self._with_used_share(conn, waitline.forecast(snapshot, waiting, own_ahead), waiting.partner)
 
+    @checked
     def waits(self, *, partner: str | None = None, queue: str | None = None, limit: int = 10) -> list[tuple[Job, Wait]]:
-        check_call("waits", locals())
-        check_page_limit(limit)
         with self._tx.read() as conn:
             line = [rows.job_from(row) for row in conn.execute(self._sql.reads.next_waiting(queue, limit, partner))]
             found = self._waits_of(conn, line)
         placed = [(job, found[job.id]) for job in line if job.id in found]
         return sorted(placed, key=lambda pair: _predicted_order(pair[1]))
 
+    @checked
     def record_predictions(self, *, limit: int = 20) -> int:
-        check_call("record_predictions", locals())
         sql = self._sql.waitline
         with self._tx.read() as conn:  # the forecasts are computed outside any write transaction
             found = [rows.job_from(row) for row in conn.execute(sql.unpredicted(limit, RECORD_WITHIN_SECONDS))]
@@ -78,7 +77,6 @@ class WaitBook:
         return len(recorded)
 
     def calibration(self) -> list[Calibration]:
-        check_call("calibration", locals())
         with self._tx.read() as conn:
             found = conn.execute(self._sql.waitline.calibration(CALIBRATION_WINDOW)).all()
         return [
