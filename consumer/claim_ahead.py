@@ -108,7 +108,7 @@ class ClaimAhead:
         self.worker_id = worker_id
         self.queue = queue
         self.lease_seconds = lease_seconds
-        self.may_hold = may_hold  # the consumer's word: not while the database is away or rescue is due
+        self.may_hold = may_hold  # the consumer's word: not stopping, the database answering
         self.held: Held | None = None
         self._tried_behind: tuple[int, int] | None = None  # the job and lease a hold was last tried behind
 
@@ -186,10 +186,15 @@ class ClaimAhead:
         if self.shutdown.requested:
             self.drop("a stop was requested")
             return None
-        if not self.spares.wait_started(held.process, STARTED_WAIT):
+        # Until its start is committed the held job runs by N's kill deadline: its start is sent
+        # before it or not at all (so the database's view never trails the start by more).
+        if not self.spares.wait_started(held.process, min(STARTED_WAIT, outcome.lease_valid_until - time.monotonic())):
             self.drop("the helper did not start it")
             return None
         claimed_at = time.monotonic()
+        if claimed_at >= outcome.lease_valid_until:
+            self.drop("the running job's lease ran out before its start could be recorded")
+            return None
         written = self.recorder.record_and_start(done, outcome, held=held.job, lease_seconds=self.lease_seconds)
         if written is None:
             self.drop("its start was not recorded")

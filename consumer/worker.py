@@ -239,9 +239,13 @@ class Consumer:
         return None
 
     def _may_hold(self) -> bool:
-        """Whether the next job may be held while this one runs: as for a chained claim, but
-        without waiting for a job process (the hold is tried when one is ready)."""
-        return not (self.shutdown.requested or not self.database_ok or time.monotonic() >= self._next_rescue)
+        """Whether the next job may be held while this one runs: not stopping, the database
+        answering; a rescue that is due is done first, while this job runs (jobs handed over
+        back to back never pass through run_once's claim, which rescues otherwise)."""
+        if self.shutdown.requested or not self.database_ok:
+            return False
+        self._rescue_if_due()
+        return True
 
     def _may_chain(self) -> bool:
         """Whether the next claim may go with the outcome: not stopping, no rescue due (run_once

@@ -150,13 +150,14 @@ def test_claim_ahead__a_held_job_cancelled_meanwhile_is_killed_before_the_outcom
 def test_claim_ahead__jobs_back_to_back_each_run_once_never_two_at_a_time(consumer: Consumer, tmp_path: Path) -> None:
     q = store_of(consumer)
     log = tmp_path / "runs.jsonl"
-    ids = [q.put_item({"do": "sleep", "seconds": 0.2, "log": str(log), "tag": f"job-{n}"}) for n in range(6)]
+    # 3 s of work: longer than the 2 s between rescues, which a hold does first while a job runs
+    ids = [q.put_item({"do": "sleep", "seconds": 0.3, "log": str(log), "tag": f"job-{n}"}) for n in range(10)]
     consumer.run(drain=True)
-    assert [q.get_job(i).status for i in ids] == [Status.PROCESSED] * 6
-    assert [q.get_job(i).attempts for i in ids] == [1] * 6
+    assert [q.get_job(i).status for i in ids] == [Status.PROCESSED] * 10
+    assert [q.get_job(i).attempts for i in ids] == [1] * 10
     events = read_log(log)
     starts = [e for e in events if e["event"] == "start"]
-    assert [e["tag"] for e in starts] == [f"job-{n}" for n in range(6)]
+    assert [e["tag"] for e in starts] == [f"job-{n}" for n in range(10)]
     ends = {e["tag"]: e["t"] for e in events if e["event"] == "end"}
     for before, after in zip(starts, starts[1:], strict=False):
         assert after["t"] >= ends[before["tag"]]
