@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 import pqueue
+from admin.queue_options import overruled_line
 from consumer.delivery import DeliveryLoop
 from consumer.helper_link import HelperLink
 from consumer.loading import AlgorithmUnavailable, parse_spec
@@ -18,9 +19,8 @@ from consumer.logs import event
 from consumer.spares import Spares
 from consumer.stopping import Shutdown, Waker
 from consumer.worker import Consumer
-from pqueue import PersistentQInterface, PQError, QueueInfo, Settings
+from pqueue import PersistentQInterface, PQError, QueueInfo, Settings, overruled
 from pqueue.opening import patiently
-from pqueue.policy import overruled
 
 log = logging.getLogger("consumer")
 
@@ -120,8 +120,8 @@ def _work(
         timeout_retries=stored.timeout_retries,
         grace=settings.shutdown_grace,
     )
-    for line in overruled(settings, stored):
-        event(log, "setting_overruled", level=logging.WARNING, detail=line)
+    for said in overruled(settings, stored):
+        event(log, "setting_overruled", level=logging.WARNING, detail=overruled_line(said))
     delivery = DeliveryLoop(store, settings, worker_id)
     delivery.start()
     consumer = Consumer(

@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from pqueue import QueueInfo, Settings
-from pqueue.policy import defaults_of, overruled
+from admin.queue_options import overruled_line
+from pqueue import QueueInfo, Settings, overruled, policy_defaults
 
 
 def duration(seconds: float) -> str:
@@ -37,13 +37,13 @@ def policy_lines(settings: Settings, stored: QueueInfo | None) -> list[str]:
     """The queue's policy as the consumer will apply it, and each PQ_ value given that it will not."""
     queue = settings.queue
     if stored is None:
-        values = defaults_of(settings)
+        values = policy_defaults(settings)
         return [f"queue {queue}: {policy_line(values)} (new: the consumer stores these at its first start)"]
-    values = {name: getattr(stored, name) for name in defaults_of(settings)}
+    values = {name: getattr(stored, name) for name in policy_defaults(settings)}
     lines = [f"queue {queue}: {policy_line(values)} (stored in the database; `pq queue set {queue}` changes it)"]
     if stored.paused:
         lines.append(f"queue {queue} is paused: nothing runs until `pq resume --queue {queue}`")
-    lines.extend(f"not applied: {line}" for line in overruled(settings, stored))
+    lines.extend(f"not applied: {overruled_line(said)}" for said in overruled(settings, stored))
     return lines
 
 

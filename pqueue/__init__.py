@@ -43,6 +43,7 @@ from pqueue.models import (
     Job,
     NewJob,
     NewKey,
+    Overruled,
     Page,
     Partner,
     PartnerEvent,
@@ -57,7 +58,7 @@ from pqueue.models import (
 from pqueue.opening import connect, migrate, open_with_retry, setup_logging
 from pqueue.original import persistentQ
 from pqueue.partners import DEFAULT_PARTNER, SCOPES
-from pqueue.policy import lease_margin
+from pqueue.policy import lease_margin, overruled, policy_defaults
 from pqueue.settings import Settings, load_settings
 from pqueue.silence import SilenceWatch
 from pqueue.states import CLAIMABLE, FINAL, AgentStatus, DeliveryStatus, Status
@@ -130,6 +131,9 @@ __all__ = [
     "check_callback_url",
     "connect",
     "lease_margin",
+    "overruled",
+    "Overruled",
+    "policy_defaults",
     "load_settings",
     "migrate",
     "permanent",

@@ -149,6 +149,18 @@ class QueueInfo:
 
 
 @dataclass(frozen=True)
+class Overruled:
+    """A PQ_ setting a program was given that its queue's stored policy overrules: the stored
+    value holds on every host."""
+
+    queue: str
+    name: str  # the policy value, as QueueInfo and pq_queues name it: "job_timeout"
+    setting: str  # the Settings field whose PQ_ variable was given: "job_timeout" (PQ_JOB_TIMEOUT)
+    given: float
+    stored: float
+
+
+@dataclass(frozen=True)
 class Stats:
     """The numbers an operator looks at first."""
 

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from pqueue.backoff import jittered
-from pqueue.models import JSON, QueueInfo
+from pqueue.models import JSON, Overruled, QueueInfo
 from pqueue.settings import Settings
 from pqueue.states import NOW, FromNow, Move, Status, ended, stopped_by_operator
 
@@ -130,31 +130,28 @@ def timeline_line(error: str | None) -> str | None:
     return lines[-1][:500] if lines else None
 
 
-# Each policy value: the PQ_ setting that is its default, and the `pq queue set` option that changes it.
-POLICY_SETTINGS = {
-    "seats": ("max_running", "--seats"),
-    "max_attempts": ("max_attempts", "--max-attempts"),
-    "job_timeout": ("job_timeout", "--timeout"),
-    "lease_seconds": ("lease_seconds", "--lease"),
-    "retry_backoff_seconds": ("retry_backoff_seconds", "--backoff"),
-    "timeout_retries": ("timeout_retries", "--timeout-retries"),
+# Each queue policy value (pq_queues' column) and the PQ_ setting that is its default.
+POLICY_DEFAULTS = {
+    "seats": "max_running",
+    "max_attempts": "max_attempts",
+    "job_timeout": "job_timeout",
+    "lease_seconds": "lease_seconds",
+    "retry_backoff_seconds": "retry_backoff_seconds",
+    "timeout_retries": "timeout_retries",
 }
 
 
-def defaults_of(settings: Settings) -> dict[str, Any]:
+def policy_defaults(settings: Settings) -> dict[str, Any]:
     """The queue policy a program's PQ_ settings stand for, by pq_queues' column names."""
-    return {name: getattr(settings, setting) for name, (setting, _option) in POLICY_SETTINGS.items()}
+    return {name: getattr(settings, setting) for name, setting in POLICY_DEFAULTS.items()}
 
 
-def overruled(settings: Settings, stored: QueueInfo) -> list[str]:
-    """The PQ_ settings this program was given that the queue's stored policy overrules, each
-    said with the command that would change the stored value."""
-    said = []
-    for name, (setting, option) in POLICY_SETTINGS.items():
+def overruled(settings: Settings, stored: QueueInfo) -> list[Overruled]:
+    """The PQ_ settings this program was given that the queue's stored policy overrules, as data:
+    the program that tells an operator says how to change the stored value."""
+    found = []
+    for name, setting in POLICY_DEFAULTS.items():
         given, held = getattr(settings, setting), getattr(stored, name)
         if setting in settings.model_fields_set and given != held:
-            said.append(
-                f"PQ_{setting.upper()}={given:g} is overruled by queue {stored.name!r}'s stored {name} {held:g}"
-                f" (`pq queue set {stored.name} {option} {given:g}` changes it for every host)"
-            )
-    return said
+            found.append(Overruled(queue=stored.name, name=name, setting=setting, given=given, stored=held))
+    return found

@@ -534,7 +534,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
 
     @checked
     def adopt_queue(self, queue: str | None = None, *, lease_seconds: float | None = None) -> QueueInfo:
-        defaults = policy.defaults_of(self.settings) | (
+        defaults = policy.policy_defaults(self.settings) | (
             {"lease_seconds": lease_seconds} if lease_seconds is not None else {}
         )
         return self._set_queue(queue or self.settings.queue, defaults, adopt=True)

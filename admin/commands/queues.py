@@ -10,6 +10,7 @@ from admin import output, render
 from admin.commands.jobs import JsonOption
 from admin.context import insights, operations, store
 from admin.parsing import parse_seconds
+from admin.queue_options import QUEUE_SET_OPTIONS
 from pqueue import QueueInfo
 
 QueueName = Annotated[str | None, typer.Option("--queue", "-q", help="The queue (default PQ_QUEUE).")]
@@ -79,9 +80,7 @@ def set_queue(
     nothing is stored.
     """
     if all(value is None for value in (seats, max_attempts, timeout, lease, backoff, timeout_retries)):
-        raise typer.BadParameter(
-            "give at least one of --seats, --max-attempts, --timeout, --lease, --backoff, --timeout-retries"
-        )
+        raise typer.BadParameter(f"give at least one of {', '.join(QUEUE_SET_OPTIONS.values())}")
     info = operations(ctx).set_queue_policy(
         name,
         seats=seats,

@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 
 from admin import output, render
+from admin.cli import queue_app
 from admin.parsing import parse_duration
-from pqueue import Status
+from admin.queue_options import QUEUE_SET_OPTIONS, overruled_line
+from pqueue import Overruled, QueueInfo, Status, load_settings, policy_defaults
 
 
 @pytest.mark.parametrize(
@@ -74,3 +76,20 @@ def test_user_text_is_never_rich_markup() -> None:
     with piped.capture() as captured:
         piped.print(output.plain("[bold]not markup[/bold]"))
     assert captured.get() == "[bold]not markup[/bold]\n"
+
+
+def test_queue_set_options__each_policy_value_has_its_option_of_pq_queue_set() -> None:
+    """The options the overruled-setting line names are `pq queue set`'s own, one per policy value."""
+    command = typer.main.get_command(queue_app).get_command(None, "set")  # type: ignore[attr-defined]
+    options = {option for parameter in command.params for option in parameter.opts}
+    assert set(QUEUE_SET_OPTIONS.values()) <= options
+    assert set(QUEUE_SET_OPTIONS) == set(policy_defaults(load_settings())) < set(QueueInfo.__dataclass_fields__)
+
+
+def test_overruled_line__names_the_setting_the_stored_value_and_the_command() -> None:
+    said = overruled_line(Overruled(queue="default", name="job_timeout", setting="job_timeout", given=5, stored=3600))
+
+    assert said == (
+        "PQ_JOB_TIMEOUT=5 is overruled by queue 'default''s stored job_timeout 3600"
+        " (`pq queue set default --timeout 5` changes it for every host)"
+    )
