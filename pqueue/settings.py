@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     api_token: str | None = Field(None, description="bearer token the intake requires when set")
     max_body_bytes: int = Field(1_048_576, ge=1, description="largest request body the intake reads")
     max_queue_depth: int = Field(100_000, ge=1, description="waiting jobs at which the intake answers 503")
+    wait_snapshot_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="seconds a queue's predicted line serves every job's wait in a process before it is "
+        "simulated again (sooner when a run starts or ends, the queue is paused, partners or consumers change; "
+        "0: every wait simulates its queue afresh)",
+    )
     callback_secret: str | None = Field(None, description="key that signs callbacks (HMAC-SHA256)")
     callback_allow: str | None = Field(None, description="comma-separated hosts callbacks may go to (unset: any)")
     callback_max_attempts: int = Field(5, ge=1, description="callback delivery attempts")

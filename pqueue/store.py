@@ -42,6 +42,7 @@ from pqueue.errors import (
     StopRequested,
 )
 from pqueue.interface import PersistentQInterface
+from pqueue.line_cache import LineCache
 from pqueue.models import (
     JSON,
     Delivery,
@@ -102,6 +103,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         self._registered: dict[str, dict[str, Any]] = {}  # this process's workers, to register again
         self._claims = OwnClaims()  # the leases of this handle's claims, for update_status without one
         self.clock_offset = timedelta(0)
+        self._lines = LineCache(settings.wait_snapshot_seconds)  # each queue's predicted line, shared
         self._tx = Transactions(engine, locks(self._sql.ctx, self.schema, self.channel), settings.write_timeout)
 
     @property

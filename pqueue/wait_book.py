@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
 
-from pqueue import rows, waitline
+from pqueue import predicted_line, rows, waitline
 from pqueue.errors import JobNotFound
+from pqueue.line_cache import LineCache
 from pqueue.models import Calibration, Job
 from pqueue.partner_book import DAY, HOUR
+from pqueue.predicted_line import Line
 from pqueue.settings import Settings
 from pqueue.sql import Statements
 from pqueue.states import CLAIMABLE, Status
@@ -35,6 +39,7 @@ class WaitBook:
     _tx: Transactions
     _sql: Statements
     settings: Settings
+    _lines: LineCache
 
     @checked
     def wait(self, job_id: int) -> Wait | None:
@@ -43,19 +48,29 @@ class WaitBook:
             if row is None:
                 raise JobNotFound(job_id)
             job = rows.job_from(row)
-            snapshots: dict[str, Snapshot] = {}
             if job.status == Status.UNDER_PROCESS:
-                return self._running_wait(conn, job, snapshots)
+                return self._running_wait(conn, job)
             target = conn.execute(self._sql.waitline.job(job.id)).first()
             if target is None:
                 return None  # finished: nothing to wait for
-            snapshot = self._snapshot_of(conn, job.queue, snapshots)
-            waiting = _waiting(target, snapshot.now)
-            own_ahead = None
-            if all(entry.id != waiting.id for entry in snapshot.lines.get(waiting.partner, [])):
-                ahead = self._sql.waitline.ahead_of(job.queue, waiting.partner, waiting.priority, waiting.id)
-                own_ahead = int(conn.execute(ahead).scalar_one())
-            return self._with_used_share(conn, waitline.forecast(snapshot, waiting, own_ahead), waiting.partner)
+            line = self._line(conn, job.queue)
+            waiting = _waiting(target, line.snapshot.now)
+            if not line.knows(waiting):  # it ran, or changed, since the line was computed
+                line = self._line(conn, job.queue, usable=lambda kept: kept.knows(_waiting(target, kept.snapshot.now)))
+                waiting = _waiting(target, line.snapshot.now)
+            snapshot, own_ahead = line.snapshot, None
+            if waiting.id not in line.entries:  # past its partner's line, or newer than the line
+                own_ahead = line.own_ahead.get(waiting.id)
+                if own_ahead is None:
+                    ahead = self._sql.waitline.ahead_of(job.queue, waiting.partner, waiting.priority, waiting.id)
+                    own_ahead = line.own_ahead[waiting.id] = int(conn.execute(ahead).scalar_one())
+            due_now = (
+                target.run_after is None or target.run_after <= conn.execute(self._sql.waitline.clock()).scalar_one()
+            )
+            found = line.wait(waiting, own_ahead, due_now)
+            if found is None:
+                found = waitline.forecast(predicted_line.extended(snapshot, [waiting]), waiting, own_ahead)
+            return self._with_used_share(conn, line, found, waiting.partner)
 
     @checked
     def waits(self, *, partner: str | None = None, queue: str | None = None, limit: int = 10) -> list[tuple[Job, Wait]]:
@@ -93,38 +108,52 @@ class WaitBook:
     # -- reading and simulating ---------------------------------------------------------------
 
     def _waits_of(self, conn: Connection, jobs: list[Job], *, used_share: bool = True) -> dict[int, Wait]:
-        """The waits of jobs of any queues: one read and one simulation per queue."""
-        snapshots: dict[str, Snapshot] = {}
+        """The waits of jobs of any queues, from each queue's line; when the line cannot place one
+        of them (newer than it), all of the queue's from one simulation of the line extended with
+        them, so that a list never places two jobs at one position."""
         waits: dict[int, Wait] = {}
         by_queue: dict[str, list[Job]] = defaultdict(list)
         for job in jobs:
             if job.status == Status.UNDER_PROCESS:
-                running = self._running_wait(conn, job, snapshots)
+                running = self._running_wait(conn, job)
                 if running is not None:
                     waits[job.id] = running
             elif job.status in CLAIMABLE:
                 by_queue[job.queue].append(job)
         for queue, waiting_jobs in by_queue.items():
-            snapshot = self._snapshot_of(conn, queue, snapshots)
-            targets = {job.id: _waiting_from_job(job, snapshot) for job in waiting_jobs}
-            for job_id, wait in waitline.forecast_many(snapshot, list(targets.values()), {}).items():
-                partner = targets[job_id].partner
-                waits[job_id] = self._with_used_share(conn, wait, partner) if used_share else wait
+            line = self._line(conn, queue)
+            if not _knows_all(line, waiting_jobs):  # one of them ran, or changed, since
+                line = self._line(conn, queue, usable=partial(_knows_all, jobs=waiting_jobs))
+            targets = [_waiting_from_job(job, line.snapshot) for job in waiting_jobs]
+            found = {target.id: wait for target in targets if (wait := line.wait(target, None)) is not None}
+            if len(found) < len(targets):  # one simulation of the line with the newer jobs, for the whole list
+                extended = predicted_line.extended(line.snapshot, [t for t in targets if t.id not in found])
+                found = waitline.forecast_many(extended, targets, {})
+            for target in targets:
+                wait = found[target.id]
+                waits[target.id] = self._with_used_share(conn, line, wait, target.partner) if used_share else wait
         return waits
 
-    def _running_wait(self, conn: Connection, job: Job, snapshots: dict[str, Snapshot]) -> Wait | None:
-        snapshot = self._snapshot_of(conn, job.queue, snapshots)
-        run = next((run for run in snapshot.running if run.id == job.id), None)
-        return None if run is None else waitline.forecast_running(snapshot, run, job.attempts, job.max_attempts)
+    def _running_wait(self, conn: Connection, job: Job) -> Wait | None:
+        line = self._line(conn, job.queue)
+        run = line.running(job.id)
+        if run is None:  # claimed since the line was computed
+            line = self._line(conn, job.queue, usable=lambda kept: kept.running(job.id) is not None)
+            run = line.running(job.id)
+        return None if run is None else line.running_wait(run, job.attempts, job.max_attempts)
 
-    def _snapshot_of(self, conn: Connection, queue: str, snapshots: dict[str, Snapshot]) -> Snapshot:
-        if queue not in snapshots:
-            snapshots[queue] = self._snapshot(conn, queue)
-        return snapshots[queue]
+    def _line(self, conn: Connection, queue: str, usable: Callable[[Line], bool] = lambda line: True) -> Line:
+        """The queue's kept line when it still holds (pqueue/line_cache.py), else a new one."""
+        stored = conn.execute(self._sql.waitline.queue(queue)).first()
+        info = rows.queue_info_from(queue, stored, self.settings)
+        now, *moved = conn.execute(self._sql.waitline.stamp(queue, 2 * info.lease_seconds)).one()
+        stamp = (None if stored is None else tuple(stored), *moved)
+        return self._lines.line(
+            queue, now, stamp, lambda: predicted_line.line_of(self._snapshot(conn, queue, now)), usable
+        )
 
-    def _snapshot(self, conn: Connection, queue: str) -> Snapshot:
+    def _snapshot(self, conn: Connection, queue: str, now: datetime) -> Snapshot:
         sql = self._sql.waitline
-        now = conn.execute(sql.clock()).scalar_one()
         stored = conn.execute(sql.queue(queue)).first()
         info = rows.queue_info_from(queue, stored, self.settings)
         shares = {
@@ -176,13 +205,24 @@ class WaitBook:
             kind_run_times=kind_run_times,
         )
 
-    def _with_used_share(self, conn: Connection, wait: Wait, partner: str) -> Wait:
-        """A fair_share reason gets the partner's share of the last day's seat time (read only then)."""
+    def _with_used_share(self, conn: Connection, line: Line, wait: Wait, partner: str) -> Wait:
+        """A fair_share reason gets the partner's share of the last day's seat time (read only
+        when a wait has that reason, and kept a minute: pqueue/line_cache.py)."""
         if not any(reason.code == "fair_share" for reason in wait.reasons):
             return wait
-        used = {name: max(day or 0.0, 0.0) for name, _, day in conn.execute(self._sql.partners.seat_seconds(HOUR, DAY))}
-        total = sum(used.values())
-        return _with_used_share(wait, used.get(partner, 0.0) / total if total else 0.0)
+
+        def read() -> dict[str, float]:
+            seat_seconds = conn.execute(self._sql.partners.seat_seconds(HOUR, DAY))
+            seconds = {name: max(day or 0.0, 0.0) for name, _, day in seat_seconds}
+            total = sum(seconds.values())
+            return {name: value / total for name, value in seconds.items()} if total else {}
+
+        used = self._lines.used_shares(line.snapshot.now, read)
+        return _with_used_share(wait, used.get(partner, 0.0))
+
+
+def _knows_all(line: Line, jobs: list[Job]) -> bool:
+    return all(line.knows(_waiting_from_job(job, line.snapshot)) for job in jobs)
 
 
 def _window(partners: int) -> int:
@@ -206,12 +246,9 @@ def _waiting(row: Any, now: datetime) -> WaitingJob:
 
 
 def _waiting_from_job(job: Job, snapshot: Snapshot) -> WaitingJob:
-    """The job as its partner's line in the snapshot has it (with the attempt limit the claim
-    would apply), else from the job itself."""
-    for entry in snapshot.lines.get(job.partner, []):
-        if entry.id == job.id:
-            return entry
-    due_in = _seconds(job.run_after, snapshot.now)
+    """The job as it is now, with the attempt limit the claim would apply as the snapshot read it
+    (else its own): equal to its entry in the snapshot unless it changed since."""
+    entry = next((entry for entry in snapshot.lines.get(job.partner, []) if entry.id == job.id), None)
     kind = job.payload.get("kind") if isinstance(job.payload, dict) else None
     return WaitingJob(
         job.id,
@@ -219,8 +256,8 @@ def _waiting_from_job(job: Job, snapshot: Snapshot) -> WaitingJob:
         job.priority,
         job.status,
         job.attempts,
-        job.max_attempts,
-        due_in,
+        job.max_attempts if entry is None else entry.max_attempts,
+        _seconds(job.run_after, snapshot.now),
         job.run_after,
         None if kind is None else str(kind),
     )

@@ -14,6 +14,7 @@ Everything here is pure Python over a `Snapshot` that one read transaction fille
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -115,26 +116,19 @@ class Snapshot:
 
 class RunTimes:
     """Observed run times of one partner in one queue (or the whole queue's): their mean, draws,
-    and the remaining time of a run that has already lasted `elapsed` seconds."""
+    and the remaining time of a run that has already lasted `elapsed` seconds. The mean and the
+    variance are computed once: the simulation asks for them at every step."""
 
     def __init__(self, samples: Iterable[float], *, own: bool) -> None:
         self.samples = sorted(max(0.0, s) for s in samples)
         self.own = own  # the partner's own runs, not the queue's
+        count = len(self.samples)
+        self.mean = sum(self.samples) / count if count else 1.0
+        self.variance = sum((s - self.mean) ** 2 for s in self.samples) / (count - 1) if count >= 2 else 0.0
 
     @property
     def known(self) -> bool:
         return bool(self.samples)
-
-    @property
-    def mean(self) -> float:
-        return sum(self.samples) / len(self.samples) if self.samples else 1.0
-
-    @property
-    def variance(self) -> float:
-        if len(self.samples) < 2:
-            return 0.0
-        mean = self.mean
-        return sum((s - mean) ** 2 for s in self.samples) / (len(self.samples) - 1)
 
     def draw(self, rng: random.Random) -> float:
         return rng.choice(self.samples) if self.samples else 1.0
@@ -142,7 +136,7 @@ class RunTimes:
     def longer_than(self, elapsed: float) -> list[float]:
         """The remaining seconds of the observed runs that lasted longer than `elapsed`: the
         distribution of what is left, not mean minus elapsed (run times are heavy-tailed)."""
-        return [s - elapsed for s in self.samples if s > elapsed]
+        return [s - elapsed for s in self.samples[bisect.bisect_right(self.samples, elapsed) :]]
 
     def remaining_mean(self, elapsed: float, timeout: float) -> float:
         left = self.longer_than(elapsed)
@@ -225,9 +219,9 @@ class _Partner:
     def waiting(self) -> bool:
         return bool(self.line or self.extra or self.tail)
 
-    def next_due(self, after: float) -> float | None:
-        later = [job.due_in for job in [*self.line, *([self.tail] if self.tail else [])] if job.due_in > after]
-        return min(later) if later else None
+    def dues(self) -> list[float]:
+        """When the jobs of the line (and the tail) that are not due now come due."""
+        return [job.due_in for job in [*self.line, *([self.tail] if self.tail else [])] if job.due_in > 0]
 
 
 def pick(partners: Iterable[_Partner], vtime: float, at: float) -> tuple[_Partner, WaitingJob] | None:
@@ -236,14 +230,18 @@ def pick(partners: Iterable[_Partner], vtime: float, at: float) -> tuple[_Partne
     go to the earlier head job. Within a partner the head is its first due job in claim order."""
     best: tuple[float, int, _Partner, WaitingJob] | None = None
     for partner in partners:
-        cap = partner.share.max_running
-        if cap is not None and len(partner.running) >= cap:
-            continue
+        running = partner.running
+        tag = partner.tag if partner.tag > vtime else vtime
+        if running:
+            cap = partner.share.max_running
+            if cap is not None and len(running) >= cap:
+                continue
+            tag += sum(at - run.start for run in running) / partner.share.weight
+        if best is not None and tag > best[0]:
+            continue  # it cannot win: its head need not be looked at
         head = partner.head(at)
         if head is None:
             continue
-        held = sum(at - run.start for run in partner.running)
-        tag = max(partner.tag, vtime) + held / partner.share.weight
         order = abs(head.id)
         if best is None or (tag, order) < (best[0], best[1]):
             best = (tag, order, partner, head)
@@ -291,6 +289,9 @@ def simulate(
     if until is not None and target is not None and all(job.id != until.id for job in target.line):
         target.extra, target.tail = between, until
     active = [p for p in partners.values() if p.waiting()]
+    # When jobs not due now come due, ascending, and how many the clock (it only moves forward)
+    # has passed: a job is taken only once due, so a taken one is among the passed.
+    dues, passed = sorted(due for p in active for due in p.dues()), 0
     steps = min(MAX_STEPS, max(50, LOOK_BUDGET // max(1, len(active))))
     vtime, now = snapshot.vtime, 0.0
     runs: list[_Run] = []
@@ -326,7 +327,9 @@ def simulate(
             starts.append(Start(job.id, partner.share.name, now, seconds, max(0.0, job.due_in), job.kind))
             if until is not None and job.id == until.id:
                 return Simulation(starts, False, first_free, running_ends)
-        moments = [run.end for run in runs] + [d for p in active if (d := p.next_due(now)) is not None]
+        while passed < len(dues) and dues[passed] <= now:
+            passed += 1
+        moments = [run.end for run in runs] + dues[passed : passed + 1]
         if not moments:
             return Simulation(starts, False, first_free, running_ends)
         now = max(now, min(moments))
@@ -383,7 +386,7 @@ class Wait:
 
 
 @dataclass(frozen=True)
-class _Placed:
+class Placed:
     """Where the target landed in the simulation (or past it)."""
 
     job_id: int
@@ -413,22 +416,30 @@ def forecast_many(
         between = max(0, own_ahead.get(until.id, 0) - len(snapshot.lines.get(until.partner, [])))
     stop = until if until is not None else _last_of(snapshot, jobs)
     simulation = simulate(snapshot, times, until=stop, between=between)
-    placements = {job.id: _place(simulation, job, snapshot, own_ahead.get(job.id)) for job in jobs}
+    placements = {job.id: place(simulation, job, snapshot, own_ahead.get(job.id)) for job in jobs}
     drawn = _start_percentiles(snapshot, times, simulation, list(placements.values()))
-    waits = {}
-    for job in jobs:
-        placed = placements[job.id]
-        model = model_for(times, job.partner, job.kind)
-        eta_start, eta_finish = _estimates(snapshot, job, model, placed, drawn.get(job.id))
-        waits[job.id] = Wait(
-            position=Position(placed.own, placed.others, placed.exact),
-            eta_start=eta_start,
-            eta_finish=eta_finish,
-            confidence=_confidence(model, placed.exact),
-            reasons=_reasons(snapshot, job, simulation, placed),
-            computed_at=snapshot.now,
-        )
-    return waits
+    return {job.id: wait_of(snapshot, times, simulation, job, placements[job.id], drawn.get(job.id)) for job in jobs}
+
+
+def wait_of(
+    snapshot: Snapshot,
+    times: dict[str, RunTimes],
+    simulation: Simulation,
+    job: WaitingJob,
+    placed: Placed,
+    start_p: tuple[float, float] | None,
+) -> Wait:
+    """The wait of a job placed in a simulation, its start's p50 and p90 drawn (None: unknown)."""
+    model = model_for(times, job.partner, job.kind)
+    eta_start, eta_finish = _estimates(snapshot, job, model, placed, start_p)
+    return Wait(
+        position=Position(placed.own, placed.others, placed.exact),
+        eta_start=eta_start,
+        eta_finish=eta_finish,
+        confidence=_confidence(model, placed.exact),
+        reasons=_reasons(snapshot, job, simulation, placed),
+        computed_at=snapshot.now,
+    )
 
 
 def _last_of(snapshot: Snapshot, jobs: list[WaitingJob]) -> WaitingJob | None:
@@ -444,9 +455,11 @@ def _last_of(snapshot: Snapshot, jobs: list[WaitingJob]) -> WaitingJob | None:
     return max(jobs, key=lambda job: positions[job.id])
 
 
-def forecast_running(snapshot: Snapshot, run: RunningRun, attempts: int, max_attempts: int) -> Wait:
+def forecast_running(
+    snapshot: Snapshot, run: RunningRun, attempts: int, max_attempts: int, times: dict[str, RunTimes] | None = None
+) -> Wait:
     """A running job: when it is predicted to finish, from the runs that lasted longer than it has."""
-    model = model_for(models(snapshot), run.partner, run.kind)
+    model = model_for(models(snapshot) if times is None else times, run.partner, run.kind)
     timeout = snapshot.job_timeout
     left_attempts = max(0, max_attempts - attempts)
     latest = max(0.0, timeout - run.elapsed) + left_attempts * _retry_bound(snapshot, run.partner, attempts)
@@ -454,16 +467,16 @@ def forecast_running(snapshot: Snapshot, run: RunningRun, attempts: int, max_att
     if model.known:
         rng = random.Random(run.id)
         draws = sorted(model.draw_remaining(rng, run.elapsed, timeout) for _ in range(DRAWS))
-        finish = Estimate(snapshot.at(_quantile(draws, 0.5)), snapshot.at(_quantile(draws, 0.9)), finish.latest)
+        finish = Estimate(snapshot.at(quantile(draws, 0.5)), snapshot.at(quantile(draws, 0.9)), finish.latest)
     return Wait(None, None, finish, _confidence(model, True), [], snapshot.now)
 
 
-def _place(simulation: Simulation, job: WaitingJob, snapshot: Snapshot, own_ahead: int | None) -> _Placed:
+def place(simulation: Simulation, job: WaitingJob, snapshot: Snapshot, own_ahead: int | None) -> Placed:
     for index, placed_start in enumerate(simulation.starts):
         if placed_start.job_id == job.id:
             before = simulation.starts[:index]
             own = sum(1 for s in before if s.partner == job.partner)
-            return _Placed(job.id, index, own, index - own, placed_start.at, True)
+            return Placed(job.id, index, own, index - own, placed_start.at, True)
     # Past the budget: extrapolate from the rate at which the partner's jobs started in it.
     starts = simulation.starts
     own_started = sum(1 for s in starts if s.partner == job.partner)
@@ -479,11 +492,11 @@ def _place(simulation: Simulation, job: WaitingJob, snapshot: Snapshot, own_ahea
         others = (len(starts) - own_started) + round(others_rate * (start - horizon))
     else:
         start, others = horizon, len(starts) - own_started
-    return _Placed(job.id, None, own_total, others, max(start, job.due_in), False)
+    return Placed(job.id, None, own_total, others, max(start, job.due_in), False)
 
 
 def _start_percentiles(
-    snapshot: Snapshot, times: dict[str, RunTimes], simulation: Simulation, placements: list[_Placed]
+    snapshot: Snapshot, times: dict[str, RunTimes], simulation: Simulation, placements: list[Placed]
 ) -> dict[int, tuple[float, float]]:
     """p50 and p90 of each placed job's start, seconds from now: drawn along the predicted order
     (bootstrap, one set of draws for all); past DRAWN_STARTS jobs, or past the simulation's
@@ -491,12 +504,12 @@ def _start_percentiles(
     if not any(model.known for model in times.values()):
         return {}
     drawn = [p for p in placements if p.index is not None and p.index <= DRAWN_STARTS]
-    samples = _drawn_starts(snapshot, times, simulation.starts, {p.index for p in drawn if p.index is not None})
+    samples = drawn_starts(snapshot, times, simulation.starts, {p.index for p in drawn if p.index is not None})
     percentiles: dict[int, tuple[float, float]] = {}
     for placed in placements:
         if placed.index is not None and placed.index in samples:
             values = sorted(samples[placed.index])
-            percentiles[placed.job_id] = (_quantile(values, 0.5), _quantile(values, 0.9))
+            percentiles[placed.job_id] = (quantile(values, 0.5), quantile(values, 0.9))
             continue
         ahead = simulation.starts[: placed.index] if placed.index is not None else simulation.starts
         variance = sum(model_for(times, s.partner, s.kind).variance for s in ahead)
@@ -506,7 +519,7 @@ def _start_percentiles(
     return percentiles
 
 
-def _drawn_starts(
+def drawn_starts(
     snapshot: Snapshot, times: dict[str, RunTimes], order: list[Start], indices: set[int]
 ) -> dict[int, list[float]]:
     """DRAWS draws of the starts at `indices` of the order: every run draws its length (a running
@@ -516,6 +529,10 @@ def _drawn_starts(
         return {}
     last = max(indices)
     samples: dict[int, list[float]] = {index: [] for index in indices}
+    walked = order[: last + 1]
+    # Each start's observed run times (None: none known, its point length is used), looked up once.
+    observed = [model_for(times, entry.partner, entry.kind).samples or None for entry in walked]
+    recorded = [index in samples for index in range(len(walked))]
     for draw in range(DRAWS):
         rng = random.Random(draw)
         seats = [
@@ -524,17 +541,17 @@ def _drawn_starts(
         ]
         seats += [0.0] * max(0, snapshot.seats - len(seats))
         heapq.heapify(seats)
-        for index, entry in enumerate(order[: last + 1]):
+        for index, entry in enumerate(walked):
             start = max(heapq.heappop(seats), entry.due_in) + HANDOFF_SECONDS
-            if index in samples:
+            if recorded[index]:
                 samples[index].append(start)
-            model = model_for(times, entry.partner, entry.kind)
-            heapq.heappush(seats, start + (model.draw(rng) if model.known else entry.seconds))
+            runs = observed[index]
+            heapq.heappush(seats, start + (rng.choice(runs) if runs else entry.seconds))
     return samples
 
 
 def _estimates(
-    snapshot: Snapshot, job: WaitingJob, model: RunTimes, placed: _Placed, start_p: tuple[float, float] | None
+    snapshot: Snapshot, job: WaitingJob, model: RunTimes, placed: Placed, start_p: tuple[float, float] | None
 ) -> tuple[Estimate, Estimate]:
     latest_start = _latest_start(snapshot, job, placed)
     attempts_left = max(1, job.max_attempts - job.attempts)
@@ -558,7 +575,7 @@ def _estimates(
     return start, finish
 
 
-def _latest_start(snapshot: Snapshot, job: WaitingJob, placed: _Placed) -> float:
+def _latest_start(snapshot: Snapshot, job: WaitingJob, placed: Placed) -> float:
     """A bound with no statistics, valid while the seats keep serving: every run ahead lasts at
     most the job timeout and runs at most its attempts; another partner q can pass this job by at
     most w_q · (S* − max(F_q, V)) seat-seconds plus one run, where S* is the tag this job's
@@ -617,14 +634,14 @@ def _confidence(model: RunTimes, exact: bool) -> str:
     return "high" if len(model.samples) >= 100 else "medium"
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
+def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 # -- reasons -----------------------------------------------------------------------------------
 
 
-def _reasons(snapshot: Snapshot, job: WaitingJob, simulation: Simulation, placed: _Placed) -> list[Reason]:
+def _reasons(snapshot: Snapshot, job: WaitingJob, simulation: Simulation, placed: Placed) -> list[Reason]:
     """Every reason the job is not running now, the binding one first: what stops the whole queue,
     then its own time gate when that ends after its predicted start, then what holds it in line."""
     first: list[Reason] = []
@@ -658,7 +675,7 @@ def _gate(snapshot: Snapshot, job: WaitingJob) -> Reason | None:
     return Reason("scheduled", f"its submitter asked for it to run no earlier than {until.isoformat()}", until)
 
 
-def _line_reasons(snapshot: Snapshot, job: WaitingJob, simulation: Simulation, placed: _Placed) -> list[Reason]:
+def _line_reasons(snapshot: Snapshot, job: WaitingJob, simulation: Simulation, placed: Placed) -> list[Reason]:
     reasons: list[Reason] = []
     mine = snapshot.partners.get(job.partner)
     own_running = [run for run in snapshot.running if run.partner == job.partner]

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from pqueue.schema import events, fair, jobs, partners, predictions, queues, workers
+from pqueue.schema import events, fair, jobs, partner_events, partners, predictions, queues, workers
 from pqueue.sql.claim import attempt_limit, claimable
 from pqueue.sql.context import Context
 from pqueue.states import Status
@@ -32,6 +32,7 @@ class WaitlineReads:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._waiting: dict[tuple[str, tuple[str, ...], int], Any] = {}
 
     def clock(self) -> Any:
         """The database's clock now: the snapshot's one moment, which every time read below is
@@ -64,7 +65,16 @@ class WaitlineReads:
     def waiting(self, queue: str, names: list[str], window: int) -> Any:
         """The first `window` waiting jobs of each partner named, in claim order (priority, then
         id): id, partner, priority, status, attempts, attempt limit, run_after. One
-        statement of one index range per partner (UNION ALL), portable where LATERAL is not."""
+        statement of one index range per partner (UNION ALL), portable where LATERAL is not. Built
+        once per queue, partners and window (building it for 100 partners costs more than running it)."""
+        key = (queue, tuple(names), window)
+        if key not in self._waiting:
+            if len(self._waiting) >= 64:
+                self._waiting.clear()
+            self._waiting[key] = self._build_waiting(queue, names, window)
+        return self._waiting[key]
+
+    def _build_waiting(self, queue: str, names: list[str], window: int) -> Any:
         parts = [
             select(*self._waiting_columns())
             .where(jobs.c.queue == queue, jobs.c.partner == name, claimable())
@@ -107,6 +117,20 @@ class WaitlineReads:
             select(func.count())
             .select_from(jobs)
             .where(jobs.c.queue == queue, jobs.c.partner == partner, claimable(), before)
+        )
+
+    def stamp(self, queue: str, seen_within: float) -> Any:
+        """(now, running, newest lease, newest partner change, live servers): with the queue's
+        row, what a kept line (pqueue/line_cache.py) depends on besides the waiting jobs. Any
+        claim or end of a run moves the running count or the newest lease; a weight, cap or new
+        partner writes a partner event. Each is one step down an index."""
+        running = and_(jobs.c.status == Status.UNDER_PROCESS.value, jobs.c.queue == queue)
+        return select(
+            self.ctx.now,
+            select(func.count()).select_from(jobs).where(running).scalar_subquery(),
+            select(func.max(jobs.c.lease_id)).where(running).scalar_subquery(),
+            select(func.max(partner_events.c.id)).scalar_subquery(),
+            self.live_servers(queue, seen_within).scalar_subquery(),
         )
 
     def live_servers(self, queue: str, seen_within: float) -> Any:
