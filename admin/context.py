@@ -20,10 +20,11 @@ from pqueue import (
     Partners,
     PersistentQ,
     PersistentQInterface,
+    RunningSystem,
     Settings,
     WorkQueue,
+    running_here,
 )
-from pqueue.here import RunningSystem, running_here
 
 
 @dataclass

@@ -15,8 +15,7 @@ from typing import Any
 import typer
 
 import pqueue
-from pqueue import InvalidInput, Settings
-from pqueue.validation import duration_text
+from pqueue import InvalidInput, Settings, duration_text
 
 _RATE = re.compile(r"^(\d+)/min$")
 

@@ -19,8 +19,7 @@ from consumer.logs import event
 from consumer.spares import Spares
 from consumer.stopping import Shutdown, Waker
 from consumer.worker import Consumer
-from pqueue import PersistentQInterface, PQError, QueueInfo, Settings, overruled
-from pqueue.opening import patiently
+from pqueue import PersistentQInterface, PQError, QueueInfo, Settings, overruled, patiently
 
 log = logging.getLogger("consumer")
 

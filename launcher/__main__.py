@@ -20,8 +20,7 @@ from launcher.stopping import Stopper
 from launcher.supervision import Supervision
 from launcher.terminal import Terminal
 from launcher.watching import Readiness, Troubles
-from pqueue import PersistentQ, PQError, Settings
-from pqueue.here import forget_running, record_running
+from pqueue import PersistentQ, PQError, Settings, forget_running, record_running
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SLOW_START = 90.0  # seconds after which a program that does not answer yet is named

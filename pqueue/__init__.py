@@ -33,6 +33,7 @@ from pqueue.errors import (
     StopRequested,
     permanent,
 )
+from pqueue.here import RunningSystem, forget_running, record_running, running_here
 from pqueue.interface import Insights, Operations, Partners, PersistentQInterface, WorkQueue
 from pqueue.models import (
     ApiKey,
@@ -55,15 +56,16 @@ from pqueue.models import (
     ThroughputPoint,
     Worker,
 )
-from pqueue.opening import connect, migrate, open_with_retry, setup_logging
+from pqueue.opening import connect, migrate, open_with_retry, patiently, setup_logging
 from pqueue.original import persistentQ
-from pqueue.partners import DEFAULT_PARTNER, SCOPES
+from pqueue.partner import partner_error
+from pqueue.partners import DEFAULT_PARTNER, DEFAULT_SCOPES, KEY_PREFIX, SCOPES
 from pqueue.policy import lease_margin, overruled, policy_defaults
 from pqueue.settings import Settings, load_settings
 from pqueue.silence import SilenceWatch
 from pqueue.states import CLAIMABLE, FINAL, AgentStatus, DeliveryStatus, Status
 from pqueue.store import PersistentQ
-from pqueue.validation import check_callback_url
+from pqueue.validation import check_callback_url, duration_text
 from pqueue.waitline import Estimate, Position, Reason, Wait
 
 __all__ = [
@@ -71,6 +73,8 @@ __all__ = [
     "AmbiguousQueue",
     "QueueNotFound",
     "DEFAULT_PARTNER",
+    "DEFAULT_SCOPES",
+    "KEY_PREFIX",
     "SCOPES",
     "ApiKey",
     "Caller",
@@ -130,6 +134,8 @@ __all__ = [
     "callbacks",
     "check_callback_url",
     "connect",
+    "duration_text",
+    "forget_running",
     "lease_margin",
     "overruled",
     "Overruled",
@@ -139,5 +145,10 @@ __all__ = [
     "permanent",
     "persistentQ",
     "open_with_retry",
+    "partner_error",
+    "patiently",
+    "record_running",
+    "running_here",
+    "RunningSystem",
     "setup_logging",
 ]

@@ -15,8 +15,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from pqueue import DEFAULT_PARTNER, SCOPES, Caller, KeyRejected, Partners, PQError
-from pqueue.partners import DEFAULT_SCOPES, KEY_PREFIX
+from pqueue import DEFAULT_PARTNER, DEFAULT_SCOPES, KEY_PREFIX, SCOPES, Caller, KeyRejected, Partners, PQError
 from producer.recent import Recent
 
 ADMIN = "admin"

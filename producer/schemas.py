@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pqueue import AgentStatus, Delivery, DeliveryStatus, Job, QueueInfo, Status, Wait
-from pqueue.partner import partner_error
+from pqueue import AgentStatus, Delivery, DeliveryStatus, Job, QueueInfo, Status, Wait, partner_error
 from producer.wait_schemas import WaitOut
 
 MAX_PRIORITY = 2**31 - 1

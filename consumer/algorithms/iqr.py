@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from pqueue.errors import permanent
+from pqueue import permanent
 
 DEFAULT_K = 1.5
 

@@ -20,8 +20,7 @@ from fastapi import APIRouter, Path, Request, Security
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from pqueue import InvalidInput, JobNotFound, Status
-from pqueue.partner import partner_error
+from pqueue import InvalidInput, JobNotFound, Status, partner_error
 from producer import submit_path
 from producer.deps import IntakeDep, Reader, Submitter, identity_of, partner_key
 from producer.routes import errors
