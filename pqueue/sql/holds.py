@@ -13,10 +13,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Float, and_, bindparam, delete, exists, literal, select, update
+from sqlalchemy import Float, and_, bindparam, delete, exists, func, literal, or_, select, update
 from sqlalchemy import Text as SQLText
 
-from pqueue.schema import holds, jobs
+from pqueue.schema import holds, jobs, partners
 from pqueue.sql.claim import Claim, claimable, not_held, standing
 from pqueue.sql.context import Context
 from pqueue.states import Status
@@ -58,12 +58,17 @@ class Holds:
         self, tx: Tx, job_id: int, behind_lease: int, worker_id: str, lease_seconds: float
     ) -> tuple[Any, Status] | None:
         """Claim the held job for the worker (call after its lease's job is recorded, in the same
-        transaction): the claimed row and the status it left, or None when the hold is gone or the job is no longer
-        waiting (an operator cancelled it meanwhile). No seat check: the seat passes from the job
-        just recorded to this one in this transaction."""
+        transaction): the claimed row and the status it left, or None when the hold is gone, the
+        job is no longer waiting (an operator cancelled it meanwhile) or its partner reached its
+        cap of running jobs meanwhile (another consumer claimed one of its jobs). No seat check:
+        the seat passes from the job just recorded to this one in this transaction; the cap is
+        counted under the queue's seat lock, as the claim counts it."""
         params = {"w_id": job_id, "w_lease": behind_lease}
         held = tx.conn.execute(self._held, params).first()
         if held is None:
+            return None
+        tx.lock_seats(held.queue)
+        if not tx.conn.execute(self._below_cap, {"w_queue": held.queue, "w_partner": held.partner}).scalar_one():
             return None
         values = {"w_id": job_id, "w_from": held.status, "w_worker": worker_id, "w_lease_seconds": lease_seconds}
         row = tx.conn.execute(self._start, values).first()
@@ -109,8 +114,24 @@ class Holds:
     @cached_property
     def _held(self) -> Any:
         hold = select(literal(1)).where(holds.c.job_id == jobs.c.id, holds.c.behind_lease == bindparam("w_lease"))
-        picked = select(jobs.c.id, jobs.c.status).where(jobs.c.id == bindparam("w_id"), claimable(), exists(hold))
-        return picked.with_for_update()
+        picked = select(jobs.c.id, jobs.c.status, jobs.c.queue, jobs.c.partner)
+        return picked.where(jobs.c.id == bindparam("w_id"), claimable(), exists(hold)).with_for_update()
+
+    @cached_property
+    def _below_cap(self) -> Any:
+        """Whether the partner runs fewer jobs in the queue than its cap (true without a cap)."""
+        partner = bindparam("w_partner", type_=SQLText())
+        running = (
+            select(func.count())
+            .where(
+                jobs.c.queue == bindparam("w_queue", type_=SQLText()),
+                jobs.c.partner == partner,
+                jobs.c.status == Status.UNDER_PROCESS.value,
+            )
+            .scalar_subquery()
+        )
+        cap = select(partners.c.max_running).where(partners.c.name == partner).scalar_subquery()
+        return select(or_(cap.is_(None), running < cap))
 
     @cached_property
     def _start(self) -> Any:

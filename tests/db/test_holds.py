@@ -127,6 +127,31 @@ def test_finish_and_start__a_held_job_cancelled_meanwhile_is_not_started_and_not
     assert done.status == Status.PROCESSED
 
 
+def test_finish_and_start__not_past_the_held_job_s_partner_cap_reached_meanwhile(q: PersistentQ) -> None:
+    """Held while its partner was below its cap, the job does not start once another consumer
+    claimed that partner's job meanwhile: the cap holds as it does for a claim."""
+    q.add_partner("a")
+    q.add_partner("b", max_running=1)
+    q.set_seats("default", 3)
+    running_id = q.put_item({"n": 0}, partner="a")
+    held_id, other_id = (q.put_item({"n": n}, partner="b") for n in (1, 2))
+    running = q.get_item("w1")
+    assert running is not None and running.id == running_id
+    held = q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id)
+    assert held is not None and held.id == held_id
+    other = q.get_item("w2")  # b runs nothing yet: below its cap
+    assert other is not None and other.id == other_id
+    with pytest.raises(HoldGone):
+        q.finish_and_start(running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id)
+    assert q.get_job(running.id).status == Status.UNDER_PROCESS
+    assert q.count_items(status=Status.UNDER_PROCESS) == 2
+    q.update_status(other.id, Status.PROCESSED, lease_id=other.lease_id)
+    done, started = q.finish_and_start(
+        running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id
+    )
+    assert (done.status, started.id, started.attempts) == (Status.PROCESSED, held.id, 1)
+
+
 def test_hold__idle_consumers_are_not_woken_for_a_held_job(q: PersistentQ) -> None:
     running, held = running_with_held(q, jobs=2)
     q.set_seats("default", 2)
