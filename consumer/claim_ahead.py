@@ -128,7 +128,7 @@ class ClaimAhead:
 
         The payload goes to the spare held; N's lease keeper then owns the spare's kill deadline
         (a Deadline goes to the helper at once); then the helper is told to start it after N."""
-        if not self.wanted(running) or not self.may_hold() or not self.spares.ready(0):
+        if not self.wanted(running) or not self.spares.ready(0) or not self.may_hold():
             return
         self._tried_behind = (running.id, running.lease_id)
         try:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import psutil
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import OperationalError
 
 from pqueue import PersistentQ, Status
 from pqueue.schema import jobs
@@ -90,6 +92,23 @@ def test_consumer_killed__helper_kills_the_job_the_spare_and_the_grandchild_then
         wait_gone(pid)
 
 
+@contextlib.contextmanager
+def write_locked(conn: Connection) -> Iterator[None]:
+    """A transaction begun on `conn`, tried again while SQLite's write lock is another's for a
+    moment (the consumer's own writes beside a running job: a renewal, claiming ahead)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            transaction = conn.begin()
+            break
+        except OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+    with transaction:
+        yield
+
+
 def test_lease_not_renewable__algorithm_is_killed_before_the_lease_runs_out(
     make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, tmp_path: Path
 ) -> None:
@@ -103,7 +122,7 @@ def test_lease_not_renewable__algorithm_is_killed_before_the_lease_runs_out(
     # (SQLite: the whole database) write-locked, so every heartbeat blocks.
     with q.engine.connect() as conn:
         conn.execution_options(pq_begin="IMMEDIATE")
-        with conn.begin():
+        with write_locked(conn):
             query = select(jobs.c.lease_expires_at).where(jobs.c.id == job_id).with_for_update()
             lease_ends = conn.execute(query).scalar_one().timestamp()
             wait_gone(pid, timeout=10)

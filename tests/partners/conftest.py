@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 
 from tests.partners.ledger import StartConsumer
 from tests.support import BIN, start, stop
+
+# PQ_TEST_CLAIM_AHEAD=1 runs these consumers claiming ahead (PQ_CLAIM_AHEAD).
+AHEAD = {"PQ_CLAIM_AHEAD": os.environ.get("PQ_TEST_CLAIM_AHEAD", "0")}
 
 
 @pytest.fixture
@@ -20,7 +24,7 @@ def start_consumer(db_env: dict[str, str], tmp_path: Path) -> Iterator[StartCons
 
     def launch(**overrides: str) -> subprocess.Popen[bytes]:
         log_path = tmp_path / f"consumer-{len(started)}.log"
-        env = {**db_env, "PQ_ALGORITHM": "tests.partners.ledger:run", "PQ_MAX_RUNNING": "1", **overrides}
+        env = {**db_env, "PQ_ALGORITHM": "tests.partners.ledger:run", "PQ_MAX_RUNNING": "1", **AHEAD, **overrides}
         process = start([str(BIN / "pq-consumer")], env, log_path)
         started.append((process, log_path))
         return process
