@@ -204,7 +204,16 @@ class Consumer:
         lease_seconds = job.lease_seconds or self.settings.lease_seconds
         lease = LeaseKeeper(self.store, job, lease_seconds, claimed_at, self.waker.wake, self._touch_quietly)
         ahead = self.ahead if claim_next else None
-        run = JobRun(job, process, lease, self.context, self._timeout, on_started, handed_over, ahead)
+        run = JobRun(
+            job,
+            process,
+            lease,
+            self.context,
+            self._timeout,
+            on_started=on_started,
+            handed_over=handed_over,
+            ahead=ahead,
+        )
         outcome = run.supervise()
         on_started()  # (already told, unless the job process died before it had the payload)
         self.jobs_run += 1

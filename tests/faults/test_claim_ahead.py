@@ -24,7 +24,7 @@ import pytest
 from pqueue import PersistentQ, Status, lease_margin
 from tests.consumer.conftest import wait_status
 from tests.faults.blackhole import NetworkProxy
-from tests.faults.conftest import LEASE_SECONDS, StartProgram
+from tests.faults.conftest import LEASE_SECONDS, StartProgram, marked_processes
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.test_pause import signal_all, stop_outside_a_write
 from tests.support import pid_alive, wait_until
@@ -149,6 +149,62 @@ def test_consumer_stopped_while_a_job_is_held__never_two_runs_and_the_database_t
         assert len(runs_of(runs, "held")) == 2 and runs_of(runs, "held")[1].ended
         assert q.get_job(running).status == Status.PROCESSED
     assert peak_concurrency(runs) == 1, overlaps(runs)
+
+
+def test_stop_requested_while_a_job_is_held__the_held_job_is_killed_first_and_waits_unspent(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 1.5)
+    held = put(q, ledger, "held", 0.3)
+    consumer = start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+
+    consumer.send_signal(signal.SIGTERM)  # the running job finishes within its grace; nothing more starts
+    assert consumer.wait(30) == 0
+    assert q.get_job(running).status == Status.PROCESSED
+    assert (q.get_job(held).status, q.get_job(held).attempts) == (Status.UNPROCESSED, 0)
+    assert runs_of(read_runs(ledger), "held") == []
+    log = log_of(tmp_path)
+    assert log.index("event=hold_dropped") < log.index("event=shutdown_requested") < log.index("event=finished")
+
+
+def test_whole_tree_stopped_while_a_job_is_held__resumed_past_the_lease_the_held_job_never_starts(
+    make_queue: Callable[..., PersistentQ],
+    start_program: StartProgram,
+    tmp_path: Path,
+    run_marker: str,
+    db_env: dict[str, str],
+) -> None:
+    """Consumer, helper and job processes stopped together while N runs with N+1 held; a successor
+    runs both. Resumed, the helper kills N at its passed deadline and keeps N+1's gate shut."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
+    held = put(q, ledger, "held", 0.3)
+    start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    first = wait_runs(ledger, "running", 1)[0]
+
+    tree = marked_processes(run_marker)  # consumer, helper, the running job, the held one, a spare
+    stop_outside_a_write(tree, db_env)
+    start_program("pq-consumer", **AHEAD)
+    wait_status(q, running, Status.PROCESSED, timeout=60)
+    wait_status(q, held, Status.PROCESSED, timeout=60)
+    resumed_at = time.monotonic()
+    signal_all(tree, signal.SIGCONT)
+    wait_until(lambda: not pid_alive(first.pid), timeout=10, what="the resumed job process to die")
+    wait_until(lambda: "event=hold_dropped" in log_of(tmp_path, 0), timeout=30, what="the resumed consumer")
+
+    runs = read_runs(ledger)
+    stopped = runs_of(runs, "running")[0]
+    lived = max(0.0, stopped.last - resumed_at)
+    print(f"figures: the resumed run lived {lived * 1000:.1f} ms after SIGCONT; the held job never started")
+    assert stopped.pid == first.pid and not stopped.ended
+    assert lived < 0.5  # the resumed run lives only until the helper's first look
+    assert len(runs_of(runs, "held")) == 1 and runs_of(runs, "held")[0].ended  # the successor's run alone
+    assert q.get_job(held).attempts == 1 and q.get_job(running).attempts == 2
 
 
 def test_helper_killed_while_a_job_is_held__the_held_job_never_ran_and_spends_no_attempt(
