@@ -115,7 +115,9 @@ def line_of(snapshot: Snapshot) -> Line:
         starts_of=starts_of,
         samples=samples,
         variance_before=variance_before,
-        entries={job.id: job for line in snapshot.lines.values() for job in line},
+        entries={
+            job.id: job for job in [*(j for line in snapshot.lines.values() for j in line), *snapshot.held.values()]
+        },
         running_ids=frozenset(run.id for run in snapshot.running),
     )
 

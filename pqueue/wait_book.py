@@ -185,6 +185,7 @@ class WaitBook:
             if row.kind is not None:
                 kind_run_times.setdefault((row.partner, str(row.kind)), []).append(float(row.seconds))
         servers = int(conn.execute(sql.live_servers(queue, 2 * info.lease_seconds)).scalar_one())
+        held = {int(row.behind_job): _waiting(row, now) for row in conn.execute(sql.held(queue))}
         return Snapshot(
             now=now,
             queue=queue,
@@ -203,6 +204,7 @@ class WaitBook:
             servers=servers,
             run_times=run_times,
             kind_run_times=kind_run_times,
+            held=held,
         )
 
     def _with_used_share(self, conn: Connection, line: Line, wait: Wait, partner: str) -> Wait:

@@ -106,6 +106,10 @@ class Snapshot:
     run_times: dict[str, list[float]]  # each partner's recent successful runs' seconds, newest first
     kind_run_times: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # by (partner, kind)
     used_share: dict[str, float] = field(default_factory=dict)  # share of the last day's seat time
+    # Jobs a consumer holds (pqueue/sql/holds.py), by the running job each waits behind: it starts
+    # in that job's seat the moment that job ends, with no pick (its fair share was charged when
+    # it was held), and no claim takes it meanwhile; so it is in no partner's line.
+    held: dict[int, WaitingJob] = field(default_factory=dict)
 
     def at(self, seconds: float) -> datetime:
         return self.now + timedelta(seconds=seconds)
@@ -258,6 +262,7 @@ class Start:
     seconds: float
     due_in: float
     kind: str | None = None
+    behind: int | None = None  # a held job: the running job whose seat it takes when that ends
 
 
 @dataclass(frozen=True)
@@ -306,12 +311,10 @@ def simulate(
     first_free = None if len(runs) < snapshot.seats else min((run.end for run in runs), default=0.0)
     starts: list[Start] = []
     while len(starts) < steps:
-        for run in [run for run in runs if run.end <= now]:
-            runs.remove(run)
-            owner = partners.get(run.partner)
-            if owner is not None:
-                owner.running.remove(run)
-                owner.tag += (run.end - run.start) / owner.share.weight
+        passed_on = _end_runs(snapshot, times, partners, runs, now)
+        starts += passed_on
+        if until is not None and any(start.job_id == until.id for start in passed_on):
+            return Simulation(starts, False, first_free, running_ends)
         while len(runs) < snapshot.seats and len(starts) < steps:
             picked = pick(active, vtime, now)
             if picked is None:
@@ -334,6 +337,29 @@ def simulate(
             return Simulation(starts, False, first_free, running_ends)
         now = max(now, min(moments))
     return Simulation(starts, True, first_free, running_ends)
+
+
+def _end_runs(
+    snapshot: Snapshot, times: dict[str, RunTimes], partners: dict[str, _Partner], runs: list[_Run], now: float
+) -> list[Start]:
+    """End the runs due to end by `now`, each charging its seconds to its partner's tag; a run with
+    a job held behind it passes its seat to that job at once, with no pick: the starts of those."""
+    passed_on = []
+    for run in [run for run in runs if run.end <= now]:
+        runs.remove(run)
+        owner = partners.get(run.partner)
+        if owner is not None:
+            owner.running.remove(run)
+            owner.tag += (run.end - run.start) / owner.share.weight
+        held = snapshot.held.get(run.job_id) if run.job_id is not None else None
+        if held is not None:
+            seconds = model_for(times, held.partner, held.kind).mean
+            successor = _Run(held.partner, now, now + seconds, held.id)
+            runs.append(successor)
+            if held.partner in partners:
+                partners[held.partner].running.append(successor)
+            passed_on.append(Start(held.id, held.partner, now, seconds, 0.0, held.kind, run.job_id))
+    return passed_on
 
 
 # -- what the submitter is told ----------------------------------------------------------------
@@ -535,14 +561,21 @@ def drawn_starts(
     recorded = [index in samples for index in range(len(walked))]
     for draw in range(DRAWS):
         rng = random.Random(draw)
-        seats = [
-            model_for(times, run.partner, run.kind).draw_remaining(rng, run.elapsed, snapshot.job_timeout)
-            for run in snapshot.running
-        ]
-        seats += [0.0] * max(0, snapshot.seats - len(seats))
+        seats: list[float] = []
+        reserved: dict[int, float] = {}  # the seats of running jobs a held job waits behind
+        for run in snapshot.running:
+            end = model_for(times, run.partner, run.kind).draw_remaining(rng, run.elapsed, snapshot.job_timeout)
+            if run.id in snapshot.held:
+                reserved[run.id] = end
+            else:
+                seats.append(end)
+        seats += [0.0] * max(0, snapshot.seats - len(seats) - len(reserved))
         heapq.heapify(seats)
         for index, entry in enumerate(walked):
-            start = max(heapq.heappop(seats), entry.due_in) + HANDOFF_SECONDS
+            if entry.behind is not None and entry.behind in reserved:
+                start = reserved.pop(entry.behind)  # started in the same transaction as that end
+            else:
+                start = max(heapq.heappop(seats) if seats else min(reserved.values()), entry.due_in) + HANDOFF_SECONDS
             if recorded[index]:
                 samples[index].append(start)
             runs = observed[index]

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
-from pqueue.schema import events, fair, jobs, partner_events, partners, predictions, queues, workers
-from pqueue.sql.claim import attempt_limit, claimable
+from pqueue.schema import events, fair, holds, jobs, partner_events, partners, predictions, queues, workers
+from pqueue.sql.claim import attempt_limit, claimable, not_held, standing
 from pqueue.sql.context import Context
 from pqueue.states import Status
 
@@ -77,13 +77,20 @@ class WaitlineReads:
     def _build_waiting(self, queue: str, names: list[str], window: int) -> Any:
         parts = [
             select(*self._waiting_columns())
-            .where(jobs.c.queue == queue, jobs.c.partner == name, claimable())
+            .where(jobs.c.queue == queue, jobs.c.partner == name, claimable(), not_held())
             .order_by(jobs.c.priority, jobs.c.id)
             .limit(window)
             .subquery()
             for name in names
         ]
         return union_all(*(select(*part.c) for part in parts))
+
+    def held(self, queue: str) -> Any:
+        """The queue's waiting jobs a consumer holds (a standing hold: the lease it waits behind
+        is still a running job's), in the columns of `waiting`, with `behind_job`."""
+        return select(*self._waiting_columns(), holds.c.behind_job).where(
+            holds.c.job_id == jobs.c.id, standing(), jobs.c.queue == queue, claimable()
+        )
 
     def job(self, job_id: int) -> Any:
         """The one waiting job, in the same columns as `waiting`."""
@@ -120,10 +127,11 @@ class WaitlineReads:
         )
 
     def stamp(self, queue: str, seen_within: float) -> Any:
-        """(now, running, newest lease, newest partner change, live servers): with the queue's
-        row, what a kept line (pqueue/line_cache.py) depends on besides the waiting jobs. Any
-        claim or end of a run moves the running count or the newest lease; a weight, cap or new
-        partner writes a partner event. Each is one step down an index."""
+        """(now, running, newest lease, newest partner change, live servers, holds, newest held job):
+        with the queue's row, what a kept line (pqueue/line_cache.py) depends on besides the
+        waiting jobs. Any claim or end of a run moves the running count or the newest lease; a
+        weight, cap or new partner writes a partner event; a hold is a row of pq_holds (a handful
+        at most). Each is one step down an index."""
         running = and_(jobs.c.status == Status.UNDER_PROCESS.value, jobs.c.queue == queue)
         return select(
             self.ctx.now,
@@ -131,6 +139,8 @@ class WaitlineReads:
             select(func.max(jobs.c.lease_id)).where(running).scalar_subquery(),
             select(func.max(partner_events.c.id)).scalar_subquery(),
             self.live_servers(queue, seen_within).scalar_subquery(),
+            select(func.count()).select_from(holds).scalar_subquery(),
+            select(func.max(holds.c.job_id)).scalar_subquery(),
         )
 
     def live_servers(self, queue: str, seen_within: float) -> Any:
