@@ -42,6 +42,8 @@ class Deployment:
             PQ_PRODUCER_PORT=str(self.port),
             PQ_CALLBACK_BACKOFF_SECONDS=str(callback_backoff),
             PQ_LOG_LEVEL=os.environ.get("BENCH_CONSUMER_LOG_LEVEL", "WARNING"),
+            # BENCH_CLAIM_AHEAD=1 measures the consumer claiming ahead (PQ_CLAIM_AHEAD, off by default).
+            PQ_CLAIM_AHEAD=os.environ.get("BENCH_CLAIM_AHEAD", "0"),
         )
         name = target.home.name
         self.consumer = start([str(BIN / "pq-consumer")], env, workdir / f"{name}-consumer.log")

@@ -28,6 +28,7 @@ bench/run --only programs # only some parts: library, sizes, processes, programs
 bench/run --out /tmp/b    # write RESULTS.md, results.json and plots/ elsewhere
 bench/run --rewrite       # measure nothing: redo RESULTS.md and the plots from results.json
 bench/compare a9bacef     # a commit against the working tree, 5 runs each in turns: which rows moved
+BENCH_CLAIM_AHEAD=1 bench/run --only programs  # the programs' rows with the consumer claiming ahead
 ```
 
 `bench/run` is `.venv/bin/python -m bench`. PostgreSQL is the server at
