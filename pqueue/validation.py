@@ -110,6 +110,7 @@ def jobs_to_put(new_jobs: Any, actor: Any) -> list[NewJob]:
             if not _plainly_right(job):
                 _check_new_job(f"jobs[{index}]", job)
         elif isinstance(job, PAYLOAD_TYPES):
+            json_safe(f"jobs[{index}]", job)  # named by its place in the list, even a list of one
             jobs[index] = NewJob(job)
         else:
             raise InvalidInput(f"jobs[{index}]", f"expected {PAYLOAD_WORDS}, got {_shown(job)}")

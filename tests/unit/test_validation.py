@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pqueue import InvalidInput, NewJob, PersistentQ, PersistentQInterface
-from pqueue.validation import CHECKED, RULES, checked
+from pqueue.validation import CHECKED, RULES, checked, jobs_to_put
 
 # put_items takes bare payloads beside jobs: jobs_to_put checks them, by index.
 CHECKED_ELSEWHERE = {"put_items"}
@@ -57,3 +57,10 @@ def test_checked__types_then_the_shared_rule_positional_or_keyword() -> None:
         probe.probe_pause("q", lease_seconds=0)
     with pytest.raises(TypeError):
         typing.cast(Any, probe).probe_pause("q", "extra")
+
+
+@pytest.mark.parametrize("payloads", [[float("inf")], [1, float("nan")]])
+def test_a_bare_payload_that_json_cannot_hold_is_named_by_its_place_in_the_list(payloads: list[Any]) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        jobs_to_put(payloads, "producer")
+    assert str(raised.value).startswith(f"jobs[{len(payloads) - 1}]: is not JSON-serialisable")
