@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 
 from pqueue import Estimate, Position, Reason, Wait
 
+# No `rate_limited`: a partner's rate limits its submissions (POST /jobs answers 429 and stores
+# nothing), never the start of a job already stored, so it can never be why a stored job waits.
 ReasonCode = Literal[
     "queue_paused",
     "no_consumer",
@@ -21,7 +23,6 @@ ReasonCode = Literal[
     "seat_busy",
     "behind_own_jobs",
     "fair_share",
-    "rate_limited",
 ]
 
 
