@@ -43,6 +43,10 @@ HANDOFF_SECONDS = 0.5
 # ... and at the latest within this: an idle consumer looks again every second (consumer IDLE_WAIT),
 # plus a claim on a loaded database (added to `latest` for every start up to the job's own).
 HANDOFF_BOUND_SECONDS = 5.0
+# A run the simulation started at this very moment has held its seat this long by the next pick:
+# real claims never coincide (the next comes after the last one's commit), so a partner whose job
+# just started loses a tie it would otherwise win by its head job's id.
+JUST_STARTED = 1e-6
 
 
 # -- what one read transaction filled ----------------------------------------------------------
@@ -240,7 +244,7 @@ def pick(partners: Iterable[_Partner], vtime: float, at: float) -> tuple[_Partne
             cap = partner.share.max_running
             if cap is not None and len(running) >= cap:
                 continue
-            tag += sum(at - run.start for run in running) / partner.share.weight
+            tag += sum(max(at - run.start, JUST_STARTED) for run in running) / partner.share.weight
         if best is not None and tag > best[0]:
             continue  # it cannot win: its head need not be looked at
         head = partner.head(at)

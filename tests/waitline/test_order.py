@@ -1,6 +1,7 @@
 """The order the submitter's view predicts is the order in which the real claim then takes the
-jobs: random mixes of partners, weights, priorities, delayed jobs and a retry in backoff, with a
-seeded history of run times, on both backends, time moved by the store's clock offset."""
+jobs: random mixes of partners, weights, priorities, delayed jobs, a retry in backoff and one to
+three seats, with a seeded history of run times, on both backends, time moved by the store's
+clock offset."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Mix:
     run_times: tuple[float, ...]
     jobs: list[tuple[int, int, float]]  # (partner, priority, delay in seconds)
     retry: bool  # one job of partner a failed once and waits out its backoff
+    seats: int = 1
 
 
 mixes = st.integers(1, 3).flatmap(
@@ -45,6 +47,7 @@ mixes = st.integers(1, 3).flatmap(
             max_size=9,
         ),
         retry=st.booleans(),
+        seats=st.integers(1, 3),
     )
 )
 
@@ -96,21 +99,36 @@ def prepare(q: PersistentQ, mix: Mix, queue: str) -> dict[str, float]:
     return seconds_of
 
 
-def claim_all(q: PersistentQ, queue: str, seconds_of: dict[str, float], since: datetime) -> list[int]:
-    """Claim every waiting job in turn as a consumer would, from the moment `since` the prediction
-    was computed; when none is due yet, move the clock to the moment the next one is."""
+def end_of(job: Job, seconds_of: dict[str, float]) -> datetime:
+    assert job.started_at is not None
+    return job.started_at + timedelta(seconds=seconds_of[job.partner])
+
+
+def claim_all(q: PersistentQ, queue: str, seats: int, seconds_of: dict[str, float], since: datetime) -> list[int]:
+    """Claim every waiting job in turn as consumers with `seats` seats would, from the moment
+    `since` the prediction was computed: fill every free seat, then end the run that ends first
+    (each lasts its partner's run time exactly), or when a seat is free and a job comes due
+    before that, move the clock to the moment it does."""
     taken: list[int] = []
+    running: list[Job] = []
     set_clock(q, since)
     while True:
-        job = run_next(q, queue, seconds_of)
-        if job is not None:
+        while len(running) < seats and (job := q.get_item(f"w{len(running)}", queue=queue)) is not None:
             taken.append(job.id)
-            continue
-        waiting = q.next_items(queue=queue, limit=100)
-        if not waiting:
+            running.append(job)
+        ends = sorted(end_of(job, seconds_of) for job in running)
+        waiting = q.next_items(queue=queue, limit=100) if len(running) < seats else []
+        due = min((job.run_after for job in waiting if job.run_after > q.now()), default=None)
+        if not running and due is None:
+            assert not q.next_items(queue=queue, limit=100)
             return taken
-        due = min(job.run_after for job in waiting)
-        q.clock_offset += max(timedelta(0), due - q.now()) + timedelta(milliseconds=1)
+        if due is not None and (not ends or due < ends[0]):
+            set_clock(q, due + timedelta(milliseconds=1))
+            continue
+        first = min(running, key=lambda job: end_of(job, seconds_of))
+        hold_exactly(q, first, seconds_of[first.partner])
+        q.update_status(first.id, "processed", lease_id=first.lease_id)
+        running.remove(first)
 
 
 @pytest.mark.timeout(600)
@@ -123,11 +141,12 @@ def test_predicted_order_is_the_claims_order(q: PersistentQ) -> None:
     @given(mix=mixes)
     def check(mix: Mix) -> None:
         queue = f"q-{uuid.uuid4().hex[:8]}"
+        q.set_seats(queue, mix.seats)
         seconds_of = prepare(q, mix, queue)
         predicted = q.waits(queue=queue, limit=100)
         positions = [wait.position.total for _, wait in predicted if wait.position]
         assert sorted(positions) == list(range(len(predicted)))
         since = predicted[0][1].computed_at
-        assert claim_all(q, queue, seconds_of, since) == [job.id for job, _ in predicted]
+        assert claim_all(q, queue, mix.seats, seconds_of, since) == [job.id for job, _ in predicted]
 
     check()
