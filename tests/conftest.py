@@ -15,6 +15,8 @@ import sqlalchemy
 
 import pqueue
 from pqueue import PersistentQ, Settings
+from tests.callbacks.partner import Partner
+from tests.programs import Programs, stop_and_check
 
 # Tests build their own settings; nothing leaks in from the shell (PQ_TEST_* is for tests only).
 for _name in [n for n in os.environ if n.startswith("PQ_") and not n.startswith("PQ_TEST_")]:
@@ -128,3 +130,20 @@ def make_queue(
 def q(make_queue: Callable[..., PersistentQ]) -> PersistentQ:
     """A migrated queue on the test database with default settings."""
     return make_queue()
+
+
+@pytest.fixture
+def partner() -> Iterator[Partner]:
+    """A partner on 127.0.0.1 that receives callbacks and answers 200 unless told otherwise."""
+    server = Partner().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def programs(tmp_path: Path) -> Iterator[Programs]:
+    """Start real programs: programs.start("pq-consumer", env=…). Each is stopped after the test,
+    its log printed, and a process of the test's that outlived it fails the test."""
+    running = Programs(tmp_path)
+    yield running
+    stop_and_check(running)

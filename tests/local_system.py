@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from tests.support import BIN, free_port, start, stop, wait_until
+from tests.programs import Process, Programs, stop_program, wait_healthy
+from tests.support import free_port
 
 
 @dataclass(frozen=True)
@@ -30,33 +28,23 @@ class LocalSystem:
 
 @contextlib.contextmanager
 def local_system(
-    env: dict[str, str], logs: Path, consumer: bool = True, verify: ssl.SSLContext | None = None
+    programs: Programs, env: dict[str, str], logs: Path, consumer: bool = True, verify: ssl.SSLContext | None = None
 ) -> Iterator[LocalSystem]:
     """Start the intake (and a consumer) with these PQ_* variables; wait until /healthz answers.
 
     With `verify` (a context that trusts PQ_TLS_CERTFILE's issuer) the intake serves HTTPS."""
     port = free_port()
     full = {**env, "PQ_PRODUCER_PORT": str(port)}
-    logs.mkdir(parents=True, exist_ok=True)
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[Process] = []
     scheme = "http" if verify is None else "https"
     system = LocalSystem(f"{scheme}://127.0.0.1:{port}", port, full, logs)
     try:
-        producer = start([str(BIN / "pq-producer")], full, logs / "producer.log")
+        producer = programs.start("pq-producer", env=full, log=logs / "producer.log")
         started.append(producer)
         if consumer:
-            started.append(start([str(BIN / "pq-consumer")], full, logs / "consumer.log"))
-
-        def healthy() -> bool:
-            if producer.poll() is not None:
-                raise AssertionError(f"pq-producer exited with {producer.returncode}:\n{system.log('producer')}")
-            try:
-                return httpx.get(f"{system.url}/healthz", timeout=2, verify=verify or True).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, timeout=90, interval=0.1, what="pq-producer to answer /healthz")
+            started.append(programs.start("pq-consumer", env=full, log=logs / "consumer.log"))
+        wait_healthy(system.url, producer, verify=verify or True, log_path=logs / "producer.log")
         yield system
     finally:
         for process in started:
-            stop(process)
+            stop_program(process)

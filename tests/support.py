@@ -1,17 +1,16 @@
-"""Helpers for tests: polling with a deadline, free ports, process handling."""
+"""Helpers for tests: polling with a deadline, free ports, a job's status. Programs are started
+through tests/programs.py."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from pqueue import PersistentQ, Status
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
@@ -38,36 +37,11 @@ def free_port() -> int:
         return port
 
 
-def pid_alive(pid: int) -> bool:
-    """True while a process with this pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
+def wait_status(store: PersistentQ, job_id: int, *statuses: Status, timeout: float = 30.0) -> Status:
+    """Wait until the job is in one of the statuses; return it."""
 
+    def reached() -> Status | None:
+        status = store.get_job(job_id).status
+        return status if status in statuses else None
 
-def start(args: list[str], env: Mapping[str, str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start a program (a console script of this venv) with only the given PQ_* environment."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PQ_")}
-    base.update(env)
-    base["PATH"] = f"{BIN}{os.pathsep}{base.get('PATH', '')}"
-    base.setdefault("PYTHONUNBUFFERED", "1")
-    handle = open(log_path, "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(
-        args, env=base, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd or REPO, start_new_session=True
-    )
-
-
-def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Stop a started program and its process group, gently first."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout)
+    return wait_until(reached, timeout=timeout, what=f"job {job_id} to be {' or '.join(statuses)}")

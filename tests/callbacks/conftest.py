@@ -9,15 +9,6 @@ import pytest
 
 from consumer.delivery import DeliveryLoop
 from pqueue import Job, PersistentQ
-from tests.callbacks.partner import Partner
-
-
-@pytest.fixture
-def partner() -> Iterator[Partner]:
-    """A partner that answers 200 unless told otherwise."""
-    server = Partner().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

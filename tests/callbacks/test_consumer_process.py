@@ -5,36 +5,31 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pqueue import DeliveryStatus, PersistentQ, Status
 from tests.callbacks.partner import Partner, Reply
-from tests.support import start, stop, wait_until
+from tests.programs import Process, Programs
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
 
 ALGORITHM = "tests.callbacks.algorithms:echo"
-Launch = Callable[..., subprocess.Popen[bytes]]
+Launch = Callable[..., Process]
 
 
 @pytest.fixture
-def launch(db_env: dict[str, str], tmp_path: Path) -> Iterator[Launch]:
-    """Start pq-consumer on the test database; every one started is stopped afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
+def launch(db_env: dict[str, str], programs: Programs) -> Launch:
+    """Start pq-consumer on the test database, logging to consumer.log."""
 
-    def run(**env: str) -> subprocess.Popen[bytes]:
+    def run(**env: str) -> Process:
         full = {**db_env, "PQ_ALGORITHM": ALGORITHM, "PQ_LEASE_SECONDS": "10", **env}
-        process = start(["pq-consumer"], full, tmp_path / "consumer.log")
-        started.append(process)
-        return process
+        return programs.start("pq-consumer", env=full, log="consumer.log")
 
-    yield run
-    for process in started:
-        stop(process)
+    return run
 
 
 def delivery_status(q: PersistentQ, job_id: int) -> DeliveryStatus | None:

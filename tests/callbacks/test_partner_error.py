@@ -16,6 +16,7 @@ from pqueue import Status
 from pqueue.partner import partner_error
 from tests.callbacks.partner import Partner
 from tests.local_system import local_system
+from tests.programs import Programs
 from tests.support import wait_until
 
 IQR_FAILURE = "ValueError: readings[0] has no 'vendor'"
@@ -63,10 +64,10 @@ def test_partner_error__an_exception_group_gives_its_inner_exception() -> None:
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_failed_job__callback_and_get_job_carry_one_line_and_pq_show_the_traceback(
-    db_env: dict[str, str], partner: Partner, tmp_path: Path
+    db_env: dict[str, str], partner: Partner, programs: Programs, tmp_path: Path
 ) -> None:
     env = {**db_env, "PQ_ALGORITHM": "consumer.algorithms.iqr:run", "PQ_MAX_ATTEMPTS": "1"}
-    with local_system(env, tmp_path / "logs") as system:
+    with local_system(programs, env, tmp_path / "logs") as system:
         submitted = httpx.post(
             f"{system.url}/jobs", json={"payload": {"readings": [{"value": 1}]}, "callback_url": partner.url()}
         )

@@ -24,7 +24,8 @@ import pqueue
 from pqueue import PersistentQ, Status
 from tests.conftest import drop_schema
 from tests.consumer.algos import read_log
-from tests.support import BIN, start, stop, wait_until
+from tests.programs import start_program, stop_program
+from tests.support import BIN, wait_until
 
 
 def percentiles(samples: list[float]) -> str:
@@ -69,7 +70,7 @@ def measure(name: str, env: dict[str, str], workdir: Path, args: argparse.Namesp
     )
     q = pqueue.connect(settings=settings, migrate=True)
     log = workdir / f"{name}.jsonl"
-    consumer = start(
+    consumer = start_program(
         [str(BIN / "pq-consumer")],
         {**env, "PQ_ALGORITHM": "tests.consumer.algos:act", "PQ_LOG_LEVEL": "WARNING"},
         workdir / f"{name}.log",
@@ -80,7 +81,7 @@ def measure(name: str, env: dict[str, str], workdir: Path, args: argparse.Namesp
         long = idle_latency(q, log, args.long_idle, 6.0)
         gaps, rate = backlog_gaps(q, log, args.backlog)
     finally:
-        stop(consumer)
+        stop_program(consumer)
         q.close()
     print(f"{name}: idle dispatch (0.5s idle) {percentiles(short)}")
     print(f"{name}: idle dispatch (6s idle)   {percentiles(long)}")

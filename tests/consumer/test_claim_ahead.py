@@ -19,7 +19,8 @@ from consumer.spares import Spares
 from consumer.worker import Consumer, Step
 from pqueue import PersistentQ, Settings, Status
 from tests.consumer.algos import read_log
-from tests.support import pid_alive, wait_until
+from tests.programs import pid_alive
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

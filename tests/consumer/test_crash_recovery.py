@@ -18,9 +18,9 @@ from sqlalchemy.exc import OperationalError
 from pqueue import PersistentQ, Status
 from pqueue.schema import jobs
 from tests.consumer.algos import read_log
-from tests.consumer.conftest import StartConsumer, kill_hard, wait_exit, wait_gone, wait_status
 from tests.faults.blackhole import NetworkProxy
-from tests.support import pid_alive, wait_until
+from tests.programs import StartConsumer, kill_hard, pid_alive, wait_exit, wait_gone
+from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 

@@ -14,7 +14,8 @@ from consumer.loading import AlgorithmUnavailable
 from consumer.spares import Spares
 from consumer.worker import Consumer, Step
 from pqueue import PersistentQ, Settings, Status, load_settings
-from tests.support import pid_alive, wait_until
+from tests.programs import pid_alive
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

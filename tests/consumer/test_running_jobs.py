@@ -12,8 +12,8 @@ import pytest
 
 from pqueue import PersistentQ, Status
 from tests.consumer.algos import read_log
-from tests.consumer.conftest import StartConsumer, wait_exit, wait_gone, wait_status
-from tests.support import pid_alive, wait_until
+from tests.programs import StartConsumer, pid_alive, wait_exit, wait_gone
+from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
 

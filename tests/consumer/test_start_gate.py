@@ -22,7 +22,8 @@ from consumer.helper_link import HelperLink
 from consumer.messages import Deadline, Exited, Fork, Forked, FromHelper, Overdue, Payload, StartAfter, Started, Waiting
 from pqueue import load_settings
 from tests.consumer.algos import read_log
-from tests.support import pid_alive, wait_until
+from tests.programs import pid_alive
+from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,8 +19,8 @@ from playwright.sync_api import sync_playwright
 
 import pqueue
 from pqueue import PersistentQ, Status
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _healthy
-from tests.support import BIN, free_port, start, stop, wait_until
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard
+from tests.programs import stop_program
 
 VENDORS = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne"]
 WORKER = "consumer-host1-4242"
@@ -77,12 +77,9 @@ def shoot(home: Path, target: str) -> None:
     store = pqueue.connect(settings=settings, migrate=True)
     store.register_worker(WORKER, kind="consumer", queue="default", host="host1", pid=4242)
     failed = seed_history(store, rng)
-    port = free_port()
-    env = {"PQ_HOME": str(home), "PQ_DASHBOARD_PORT": str(port), "PQ_JOB_TIMEOUT": "600"}
-    process = start([str(BIN / "pq-dashboard")], env, home / "dashboard.log")
-    url = f"http://127.0.0.1:{port}"
+    env = {"PQ_HOME": str(home), "PQ_JOB_TIMEOUT": "600"}
+    process, url = start_dashboard(None, env, home / "dashboard.log")
     try:
-        wait_until(lambda: _healthy(url), timeout=90, interval=0.5)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 2300})
@@ -109,7 +106,7 @@ def shoot(home: Path, target: str) -> None:
             page.screenshot(path=target, full_page=True)
             browser.close()
     finally:
-        stop(process)
+        stop_program(process)
         store.close()
 
 

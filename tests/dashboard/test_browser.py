@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from pqueue import PersistentQ
 from tests.conftest import IN_CI
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, shown_metrics, start_dashboard
 from tests.dashboard.seed import Seeded
-from tests.support import BIN, free_port, start, stop, wait_until
+from tests.programs import Programs
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Streamlit's table draws on a canvas: rows are ROW_HEIGHT pixels below a header row of the
 # same height, with the selection checkbox in the first CHECKBOX_X pixels.
 ROW_HEIGHT = 35
@@ -43,35 +32,10 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture
-def dashboard_url(db_env: dict[str, str], seeded: Seeded, tmp_path: Path) -> Iterator[str]:
-    """pq-dashboard against the seeded database, stopped (with its process group) afterwards."""
-    port = free_port()
-    env = {**db_env, "PQ_DASHBOARD_PORT": str(port)}
-    log = tmp_path / "dashboard.log"
-    process = start([str(BIN / "pq-dashboard")], env, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _healthy(url) or process.poll() is not None, timeout=90, what="dashboard health")
-        assert process.poll() is None, log.read_text()
-        yield url
-    finally:
-        stop(process)
-
-
-def _metrics(page: Page) -> dict[str, str]:
-    shown = {}
-    for metric in page.get_by_test_id("stMetric").all():
-        label = metric.get_by_test_id("stMetricLabel").inner_text().strip()
-        shown[label] = metric.get_by_test_id("stMetricValue").inner_text().strip()
-    return shown
+def dashboard_url(db_env: dict[str, str], seeded: Seeded, programs: Programs) -> str:
+    """pq-dashboard against the seeded database."""
+    return start_dashboard(programs, db_env, programs.logs / "dashboard.log")[1]
 
 
 def _click_job_row(page: Page, job_id: int) -> None:
@@ -96,8 +60,8 @@ def test_browser__shows_counts_and_opens_a_job(
             page = browser.new_page(viewport={"width": 1600, "height": 1400})
             page.goto(dashboard_url)
             page.get_by_test_id("stMetric").first.wait_for(timeout=60_000)
-            wait_until(lambda: len(_metrics(page)) == 7, timeout=30, what="seven metrics")
-            shown = _metrics(page)
+            wait_until(lambda: len(shown_metrics(page)) == 7, timeout=30, what="seven metrics")
+            shown = shown_metrics(page)
             assert (shown["waiting"], shown["running"], shown["processed (1h)"]) == ("4", "1", "3")
             assert (shown["failed runs (1h)"], shown["needs a person"]) == ("2", "1")
 

@@ -5,7 +5,6 @@ shown); a screenshot of each state is saved beside the test's temp dir for a per
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ from playwright.sync_api import Locator, Page, sync_playwright
 
 from ops_dashboard.table import COLUMNS
 from pqueue import PersistentQ
+from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, shown_metrics, start_dashboard
 from tests.dashboard.seed import ThreeAm, seed_three_am
-from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS, _healthy, _metrics
-from tests.support import BIN, free_port, start, stop, wait_until
+from tests.programs import Programs
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -37,19 +37,10 @@ def night(store: PersistentQ) -> ThreeAm:
 
 
 @pytest.fixture
-def night_url(db_env: dict[str, str], night: ThreeAm, tmp_path: Path) -> Iterator[str]:
+def night_url(db_env: dict[str, str], night: ThreeAm, programs: Programs) -> str:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    port = free_port()
-    log = tmp_path / "dashboard.log"
-    process = start([str(BIN / "pq-dashboard")], {**db_env, "PQ_DASHBOARD_PORT": str(port)}, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _healthy(url) or process.poll() is not None, timeout=90, what="dashboard health")
-        assert process.poll() is None, log.read_text()
-        yield url
-    finally:
-        stop(process)
+    return start_dashboard(programs, db_env, programs.logs / "dashboard.log")[1]
 
 
 def cut(element: Locator) -> list[str]:
@@ -76,7 +67,7 @@ def test_three_am__nothing_cut_hidden_or_missing(
             page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(night_url)
             page.get_by_test_id("stMetric").first.wait_for(timeout=60_000)
-            wait_until(lambda: len(_metrics(page)) == 7, timeout=30, what="seven metrics")
+            wait_until(lambda: len(shown_metrics(page)) == 7, timeout=30, what="seven metrics")
             _header(page, night)
             _charts(page)
             shoot(page, shots, "1-header-and-charts")
@@ -96,7 +87,7 @@ def test_three_am__nothing_cut_hidden_or_missing(
 
 def _header(page: Page, night: ThreeAm) -> None:
     """Every label, value and note whole; runs counted as runs; the red note read to its end."""
-    shown = _metrics(page)
+    shown = shown_metrics(page)
     assert (shown["failed runs (1h)"], shown["needs a person"]) == ("3", "2"), shown
     assert (shown["consumers"], shown["oldest waiting"]) == ("at risk", "15m")
     for metric in page.get_by_test_id("stMetric").all():

@@ -16,7 +16,7 @@ from admin.cli import app as pq_app
 from pqueue import DatabaseUrlError, load_settings
 from pqueue.database import describe_url
 from pqueue.urls import database_url
-from tests.support import BIN, start, stop
+from tests.programs import Programs, stop_program
 
 # The hosts and ports of a primary and its standby, as libpq's keyword lists.
 LISTS = {"host": "10.0.0.1,10.0.0.2", "port": "5433,5434"}
@@ -87,17 +87,19 @@ def test_pq__unusable_url_is_one_line_and_exit_1(url: str, why: str, tmp_path: P
 
 @pytest.mark.process
 @pytest.mark.parametrize("program", ["pq-producer", "pq-consumer", "pq-relay", "pq-demo-feeder", "pq-dashboard"])
-def test_long_running_program__stops_at_once_on_an_unusable_url(program: str, tmp_path: Path) -> None:
+def test_long_running_program__stops_at_once_on_an_unusable_url(
+    program: str, programs: Programs, tmp_path: Path
+) -> None:
     """Not retried for ever as if the database were down: Supervisor sees the program exit at once."""
     for url, why in (REFUSED[0], REFUSED[1], REFUSED[3]):
         log_path = tmp_path / f"{program}.log"
         log_path.unlink(missing_ok=True)
         started = time.monotonic()
-        process = start([str(BIN / program)], {"PQ_HOME": str(tmp_path), "PQ_DATABASE_URL": url}, log_path)
+        process = programs.start(program, env={"PQ_HOME": str(tmp_path), "PQ_DATABASE_URL": url}, log=log_path)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            stop(process)
+            stop_program(process)
             raise AssertionError(f"{program} kept running on {url}: {log_path.read_text()[-2000:]}") from None
         output = log_path.read_text()
         assert process.returncode != 0 and time.monotonic() - started < 30

@@ -30,6 +30,7 @@ from tests.docs.blocks import (
     matches,
 )
 from tests.local_system import LocalSystem, local_system
+from tests.programs import Programs, stop_program
 from tests.support import BIN, free_port, wait_until
 
 ALL = [block for page in PAGES for block in blocks(page)]
@@ -95,7 +96,7 @@ def test_json_blocks__parse() -> None:
 @pytest.mark.process
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("page", _run_pages(), ids=lambda page: page.name)
-def test_page__every_block_runs_and_shows_what_it_prints(page: Path, tmp_path: Path) -> None:
+def test_page__every_block_runs_and_shows_what_it_prints(page: Path, programs: Programs, tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()
     with contextlib.ExitStack() as stack:
@@ -110,14 +111,14 @@ def test_page__every_block_runs_and_shows_what_it_prints(page: Path, tmp_path: P
                 _run_python(block, tmp_path)
             else:
                 if system is None:
-                    system = stack.enter_context(_system(tmp_path))
+                    system = stack.enter_context(_system(programs, tmp_path))
                     ports["8000"] = str(system.port)
                 env = {**system.env, "PYTHONPATH": str(workdir)}
                 for command in _commands(block):
                     text = re.sub(rf"(?<=[:= ])({'|'.join(DOC_PORTS)})\b", lambda m: ports[m[1]], command.text)
                     text = text.replace(".venv/bin/", f"{BIN}/")
                     if command.background:
-                        stack.enter_context(_background(block, text, env, workdir))
+                        stack.enter_context(_background(programs, block, text, env, workdir))
                     else:
                         _run_command(block, Command(text, command.shown), env, workdir)
 
@@ -129,12 +130,12 @@ def _commands(block: Block) -> list[Command]:
 
 
 @contextlib.contextmanager
-def _system(tmp_path: Path) -> Iterator[LocalSystem]:
+def _system(programs: Programs, tmp_path: Path) -> Iterator[LocalSystem]:
     home = tmp_path / "home"
     env = {"PQ_HOME": str(home), "PQ_DATABASE_URL": f"sqlite:///{home / 'var' / 'pqueue.db'}", **SYSTEM_ENV}
     base = {k: v for k, v in os.environ.items() if not k.startswith("PQ_")}
     env = {**base, **env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with local_system(env, tmp_path / "logs") as system:
+    with local_system(programs, env, tmp_path / "logs") as system:
         yield system
 
 
@@ -181,23 +182,20 @@ def _run_command(block: Block, command: Command, env: dict[str, str], workdir: P
 
 
 @contextlib.contextmanager
-def _background(block: Block, text: str, env: dict[str, str], workdir: Path) -> Iterator[None]:
+def _background(programs: Programs, block: Block, text: str, env: dict[str, str], workdir: Path) -> Iterator[None]:
     """A `... &` command: started in its own session, waited for until its --port listens (when
     it names one), and stopped with its process group when the page is done."""
-    log = open(workdir / f"background-{block.line}.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        ["bash", "-c", text], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    log = workdir / f"background-{block.line}.log"
+    process = programs.start(["bash", "-c", text], env=env, log=log, cwd=workdir)
     try:
         port = re.search(r"--port (\d+)", text)
         if port:
             wait_until(lambda: _listening(int(port[1])), timeout=30, what=f"{block.where}: `{text}` to listen")
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
-        log.close()
+        stop_program(process)
+        with contextlib.suppress(ProcessLookupError):  # what it started in the background (`… &`) too
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _listening(port: int) -> bool:

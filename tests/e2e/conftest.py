@@ -9,20 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.callbacks.partner import Partner
 from tests.e2e.system import System
+from tests.programs import MARKER, Programs
 
 
 @pytest.fixture
-def partner() -> Iterator[Partner]:
-    receiver = Partner().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def start_system() -> Iterator[Callable[..., System]]:
-    """Start a System in its own directory: start_system(name, **PQ_env).
+def start_system(programs: Programs) -> Iterator[Callable[..., System]]:
+    """Start a System in its own directory: start_system(name, **PQ_env). Its processes carry
+    the test's marker: none may outlive the test.
 
     The directory is a short one under /tmp: supervisord's unix socket lives in it, and a socket
     path may not be longer than about 100 bytes (pytest's tmp_path often is).
@@ -31,7 +25,7 @@ def start_system() -> Iterator[Callable[..., System]]:
     root = Path(tempfile.mkdtemp(prefix="pq-e2e-"))
 
     def start(name: str = "one", **env: str) -> System:
-        system = System(root / name, env)
+        system = System(root / name, {**env, MARKER: programs.marker})
         systems.append(system)
         return system.start()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from tests.programs import start_program
 from tests.support import BIN, REPO, free_port, wait_until
 
 ALGORITHM = "tests.consumer.algos:act"
@@ -60,14 +61,11 @@ class System:
 
     def start(self) -> System:
         subprocess.run([str(BIN / "pq"), "migrate"], env=self.env, cwd=self.home, check=True, capture_output=True)
-        log = open(self.home / "var" / "log" / "supervisord.stdout", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [str(BIN / "supervisord"), "-c", str(self.home / "supervisord.conf")],
-            env=self.env,
+        self.process = start_program(
+            ["supervisord", "-c", str(self.home / "supervisord.conf")],
+            self.env,
+            self.home / "var" / "log" / "supervisord.stdout",
             cwd=self.home,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         wait_until(self.healthy, timeout=90, interval=0.2, what="the producer to answer /healthz")
         wait_until(lambda: self.pid("consumer"), timeout=60, what="the consumer to run")

@@ -20,7 +20,8 @@ from tests.callbacks.partner import Partner
 from tests.conftest import drop_schema, require_postgres
 from tests.consumer.algos import read_log
 from tests.e2e.system import System
-from tests.support import pid_alive, wait_until
+from tests.programs import pid_alive
+from tests.support import wait_until
 
 # One whole system at a time: each is five processes, and the machine may have two cores.
 pytestmark = [pytest.mark.e2e, pytest.mark.process, pytest.mark.xdist_group("e2e")]

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 
 from pqueue import PersistentQ, Status, lease_margin
-from tests.consumer.conftest import wait_status
 from tests.faults.blackhole import NetworkProxy
-from tests.faults.conftest import LEASE_SECONDS, StartProgram, marked_processes
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
+from tests.faults.settings import LEASE_SECONDS
 from tests.faults.test_pause import signal_all, stop_outside_a_write
-from tests.support import pid_alive, wait_until
+from tests.programs import StartProgram, marked_processes, pid_alive
+from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]
 

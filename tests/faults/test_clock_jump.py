@@ -20,8 +20,9 @@ from consumer.helper_link import HelperLink
 from consumer.spares import Spares
 from consumer.worker import Consumer, Step
 from pqueue import PersistentQ, Settings, Status
-from tests.faults.conftest import LEASE_SECONDS, StartProgram
 from tests.faults.ledger import peak_concurrency, read_runs, runs_of
+from tests.faults.settings import LEASE_SECONDS
+from tests.programs import StartProgram
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]

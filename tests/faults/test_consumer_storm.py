@@ -32,10 +32,10 @@ import psutil
 import pytest
 
 from pqueue import PersistentQ, Status
-from tests.faults.conftest import StartProgram
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.stored import wait_finished
-from tests.support import pid_alive, wait_until
+from tests.programs import StartProgram, pid_alive
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(170)]
 

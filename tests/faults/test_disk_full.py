@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 
 from pqueue import PersistentQ, Status
-from tests.faults.conftest import LEASE_SECONDS, StartProgram
 from tests.faults.intake import start_producer
 from tests.faults.ledger import overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.load import HANG_SECONDS, HttpLoad, first_answer
+from tests.faults.settings import LEASE_SECONDS
 from tests.faults.small_disk import fill, free_bytes, mounted_tmpfs
 from tests.faults.stored import wait_finished
+from tests.programs import StartProgram
 from tests.support import BIN, free_port, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]

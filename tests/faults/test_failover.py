@@ -45,13 +45,14 @@ import pytest
 
 from pqueue import JobNotFound, PersistentQ, Status
 from tests.conftest import require_postgres
-from tests.faults.conftest import LEASE_SECONDS, StartProgram
 from tests.faults.ha import ReplicatedPair
 from tests.faults.intake import start_producer
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.load import HANG_SECONDS, Answer, HttpLoad, first_answer
+from tests.faults.settings import LEASE_SECONDS
 from tests.faults.stored import wait_finished
 from tests.pg_cluster import PrivateCluster
+from tests.programs import StartProgram
 from tests.support import BIN, free_port, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.postgres, pytest.mark.timeout(240)]

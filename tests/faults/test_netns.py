@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from pqueue import PersistentQ, Status
-from tests.consumer.conftest import wait_status
 from tests.faults.blackhole import NetworkProxy
-from tests.faults.conftest import LEASE_SECONDS, StartProgram
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
-from tests.support import pid_alive, wait_until
+from tests.faults.settings import LEASE_SECONDS
+from tests.programs import StartProgram, pid_alive
+from tests.support import wait_status, wait_until
 
 pytestmark = [
     pytest.mark.process,

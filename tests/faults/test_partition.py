@@ -24,12 +24,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from pqueue import DatabaseError, Job, PersistentQ, Settings, Status
 from pqueue.database import make_engine
 from pqueue.dialects import seat_lock_key
-from tests.consumer.conftest import wait_status
 from tests.faults.blackhole import NetworkProxy
-from tests.faults.conftest import LEASE_SECONDS, StartProgram
 from tests.faults.intake import start_producer
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
-from tests.support import free_port, pid_alive, stop, wait_until
+from tests.faults.settings import LEASE_SECONDS
+from tests.programs import StartProgram, pid_alive, stop_program
+from tests.support import free_port, wait_status, wait_until
 
 pytestmark = [
     pytest.mark.process,
@@ -95,7 +95,7 @@ def test_partition__job_dies_within_its_lease_and_the_consumer_claims_again_afte
     killed_after = time.monotonic() - broke_at
     successor = start_program("pq-consumer")  # straight to the database: another host
     wait_status(q, long_id, Status.PROCESSED, timeout=60)
-    stop(successor)  # from now on only the partitioned consumer can run the next job
+    stop_program(successor)  # from now on only the partitioned consumer can run the next job
     next_id = q.put_item({"ledger": str(ledger), "tag": "after", "seconds": 0.2})
     wait_until(
         lambda: "event=database_unavailable" in log_text(partitioned_log),

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from pqueue import PersistentQ, Status
-from tests.consumer.conftest import wait_status
-from tests.faults.conftest import BASE_ENV, LEASE_SECONDS, StartProgram, marked_processes
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
-from tests.support import pid_alive, wait_until
+from tests.faults.settings import BASE_ENV, LEASE_SECONDS
+from tests.programs import StartProgram, marked_processes, pid_alive
+from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]
 

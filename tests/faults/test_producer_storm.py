@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from pqueue import PersistentQ
-from tests.faults.conftest import StartProgram
 from tests.faults.intake import start_producer
 from tests.faults.load import HttpLoad
 from tests.faults.stored import all_jobs
+from tests.programs import StartProgram
 from tests.support import free_port
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]

@@ -24,7 +24,7 @@ import pqueue
 from pqueue import NewJob, PersistentQ, Status
 from relay.topology import Routing
 from tests.conftest import IN_CI
-from tests.faults.conftest import StartProgram
+from tests.programs import StartProgram
 from tests.relay.private_rabbit import PrivateRabbit, server_script
 from tests.relay.rabbit import Forwarder, Rabbit, rabbit_url
 from tests.relay.records import AgentRun, agent_runs, most_at_once, read_records, starts_per_job

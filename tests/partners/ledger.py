@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,6 @@ from typing import Any
 import sqlalchemy
 
 from pqueue import NewJob, PersistentQ
-
-StartConsumer = Callable[..., subprocess.Popen[bytes]]  # the start_consumer fixture
 
 
 def run(payload: dict[str, Any]) -> dict[str, Any]:

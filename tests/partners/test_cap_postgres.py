@@ -10,7 +10,7 @@ import pytest
 
 from pqueue import PersistentQ, Status
 from tests.partners import ledger
-from tests.partners.ledger import StartConsumer
+from tests.programs import StartConsumer
 from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(240)

@@ -18,7 +18,8 @@ import pytest
 
 from pqueue import PersistentQ, Status
 from tests.partners import ledger
-from tests.partners.ledger import StartConsumer, tag
+from tests.partners.ledger import tag
+from tests.programs import StartConsumer
 from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(240)

@@ -4,10 +4,8 @@ and the real `pq-producer` program on a free port."""
 from __future__ import annotations
 
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,10 +15,11 @@ from fastapi import FastAPI
 
 from pqueue import Settings
 from producer import create_app
-from tests.support import BIN, free_port, start, stop, wait_until
+from tests.programs import Process, Programs, wait_healthy
+from tests.support import free_port
 
 AppFactory = Callable[..., FastAPI]
-Launch = Callable[..., tuple[subprocess.Popen[bytes], str]]
+Launch = Callable[..., tuple[Process, str]]
 
 
 @pytest.fixture
@@ -69,35 +68,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 
 @pytest.fixture
-def launch(db_env: dict[str, str], tmp_path: Path) -> Iterator[Launch]:
-    """Start pq-producer on a free port with the test database (plus extra PQ_* variables) and
-    wait until /healthz answers; every process started is stopped afterwards."""
-    started: list[subprocess.Popen[bytes]] = []
+def launch(db_env: dict[str, str], programs: Programs) -> Launch:
+    """Start pq-producer on a free port with the test database (plus extra PQ_* variables), logging
+    to producer-<port>.log, and wait until /healthz answers."""
 
     def run(
         extra_env: dict[str, str] | None = None, scheme: str = "http", verify: ssl.SSLContext | bool = False
-    ) -> tuple[subprocess.Popen[bytes], str]:
+    ) -> tuple[Process, str]:
         port = free_port()
+        log = f"producer-{port}.log"
         env = {**db_env, **(extra_env or {})}
-        process = start([str(BIN / "pq-producer"), "--port", str(port)], env, tmp_path / f"producer-{port}.log")
-        started.append(process)
+        process = programs.start("pq-producer", "--port", str(port), env=env, log=log)
         url = f"{scheme}://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            if process.poll() is not None:
-                log = (tmp_path / f"producer-{port}.log").read_text()
-                raise AssertionError(f"pq-producer exited with {process.returncode}:\n{log}")
-            try:
-                return httpx.get(f"{url}/healthz", verify=verify, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        try:
-            wait_until(healthy, timeout=90, interval=0.1, what="pq-producer to answer /healthz")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; its log:\n{(tmp_path / f'producer-{port}.log').read_text()}") from None
+        wait_healthy(url, process, verify=verify, log_path=programs.logs / log)
         return process, url
 
-    yield run
-    for process in started:
-        stop(process)
+    return run

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,8 @@ import trustme
 
 import pqueue
 from tests.producer.conftest import Launch
-from tests.support import BIN, free_port, start, stop, wait_until
+from tests.programs import Process, Programs, stop_program
+from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
 
@@ -38,14 +38,17 @@ def test_pq_producer__stores_and_reads_jobs_over_http(launch: Launch, db_env: di
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_pq_demo_feeder__submits_sample_jobs(launch: Launch, db_env: dict[str, str], tmp_path: Path) -> None:
+def test_pq_demo_feeder__submits_sample_jobs(
+    launch: Launch, db_env: dict[str, str], programs: Programs, tmp_path: Path
+) -> None:
     _, url = launch()
     env = {**db_env, "PQ_INBOX_DIR": str(tmp_path / "inbox")}
     feeders = [
-        start(
-            [str(BIN / "pq-demo-feeder"), "--kind", kind, "--interval", "0.05", "--count", "2", "--url", url],
-            env,
-            tmp_path / f"feeder-{kind}.log",
+        programs.start(
+            "pq-demo-feeder",
+            *("--kind", kind, "--interval", "0.05", "--count", "2", "--url", url),
+            env=env,
+            log=f"feeder-{kind}.log",
         )
         for kind in ("iqr", "files")
     ]
@@ -53,7 +56,7 @@ def test_pq_demo_feeder__submits_sample_jobs(launch: Launch, db_env: dict[str, s
         assert [feeder.wait(90) for feeder in feeders] == [0, 0]
     finally:
         for feeder in feeders:
-            stop(feeder)
+            stop_program(feeder)
 
     jobs = httpx.get(f"{url}/jobs", params={"limit": 10}).json()["jobs"]
     payloads = [httpx.get(f"{url}/jobs/{job['id']}").json()["payload"] for job in jobs]
@@ -63,8 +66,8 @@ def test_pq_demo_feeder__submits_sample_jobs(launch: Launch, db_env: dict[str, s
     assert all({"vendor", "value"} <= set(reading) for p in payloads if "readings" in p for reading in p["readings"])
 
 
-def _run_feeder(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    return start([str(BIN / "pq-demo-feeder"), "--interval", "0.05", *args], env, log)
+def _run_feeder(programs: Programs, env: dict[str, str], log: Path, *args: str) -> Process:
+    return programs.start("pq-demo-feeder", "--interval", "0.05", *args, env=env, log=log)
 
 
 def _inbox_files(inbox: Path) -> set[str]:
@@ -73,12 +76,13 @@ def _inbox_files(inbox: Path) -> set[str]:
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_pq_demo_feeder__kind_is_the_pq_demo_kind_setting(
-    launch: Launch, db_env: dict[str, str], tmp_path: Path
+    launch: Launch, db_env: dict[str, str], programs: Programs, tmp_path: Path
 ) -> None:
     _, url = launch()
     inbox = tmp_path / "inbox"
     feeders = [
         _run_feeder(
+            programs,
             {**db_env, "PQ_INBOX_DIR": str(inbox), "PQ_DEMO_KIND": kind},
             tmp_path / f"{kind}.log",
             "--count",
@@ -92,7 +96,7 @@ def test_pq_demo_feeder__kind_is_the_pq_demo_kind_setting(
         assert [feeder.wait(90) for feeder in feeders] == [0, 0]
     finally:
         for feeder in feeders:
-            stop(feeder)
+            stop_program(feeder)
 
     jobs = httpx.get(f"{url}/jobs", params={"limit": 10}).json()["jobs"]
     payloads = [httpx.get(f"{url}/jobs/{job['id']}").json()["payload"] for job in jobs]
@@ -102,7 +106,7 @@ def test_pq_demo_feeder__kind_is_the_pq_demo_kind_setting(
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_pq_demo_feeder__leaves_no_file_when_the_intake_is_down_or_refuses(
-    launch: Launch, db_env: dict[str, str], tmp_path: Path
+    launch: Launch, db_env: dict[str, str], programs: Programs, tmp_path: Path
 ) -> None:
     _, url = launch({"PQ_API_TOKEN": "right"})
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -110,7 +114,7 @@ def test_pq_demo_feeder__leaves_no_file_when_the_intake_is_down_or_refuses(
     feeders = {}
     for name, (target, token, _) in cases.items():
         env = {**db_env, "PQ_INBOX_DIR": str(tmp_path / name), "PQ_DEMO_KIND": "files", "PQ_API_TOKEN": token}
-        feeders[name] = _run_feeder(env, tmp_path / f"{name}.log", "--url", target)
+        feeders[name] = _run_feeder(programs, env, tmp_path / f"{name}.log", "--url", target)
     try:
         for name, (_, _, said) in cases.items():
             wait_until(
@@ -120,7 +124,7 @@ def test_pq_demo_feeder__leaves_no_file_when_the_intake_is_down_or_refuses(
             )
     finally:
         for feeder in feeders.values():
-            stop(feeder)
+            stop_program(feeder)
 
     assert [feeder.returncode for feeder in feeders.values()] == [0, 0], "SIGTERM stops it cleanly"
     assert _inbox_files(tmp_path / "down") == _inbox_files(tmp_path / "refused") == set()
@@ -157,7 +161,7 @@ def _losing_first_answer(intake: str) -> tuple[type[http.server.BaseHTTPRequestH
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_pq_demo_feeder__a_lost_answer_sends_the_same_job_and_file_again(
-    launch: Launch, db_env: dict[str, str], tmp_path: Path
+    launch: Launch, db_env: dict[str, str], programs: Programs, tmp_path: Path
 ) -> None:
     _, url = launch()
     handler, forwarded = _losing_first_answer(url)
@@ -165,11 +169,13 @@ def test_pq_demo_feeder__a_lost_answer_sends_the_same_job_and_file_again(
     threading.Thread(target=front.serve_forever, daemon=True).start()
     inbox = tmp_path / "inbox"
     env = {**db_env, "PQ_INBOX_DIR": str(inbox), "PQ_DEMO_KIND": "files"}
-    feeder = _run_feeder(env, tmp_path / "feeder.log", "--count", "2", "--url", f"http://127.0.0.1:{front.server_port}")
+    feeder = _run_feeder(
+        programs, env, tmp_path / "feeder.log", "--count", "2", "--url", f"http://127.0.0.1:{front.server_port}"
+    )
     try:
         assert feeder.wait(90) == 0
     finally:
-        stop(feeder)
+        stop_program(feeder)
         front.shutdown()
         front.server_close()
 
@@ -200,13 +206,15 @@ def test_pq_producer__serves_https_with_the_configured_certificate(launch: Launc
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_pq_producer__refuses_a_public_host_without_token(db_env: dict[str, str], tmp_path: Path) -> None:
-    args = [str(BIN / "pq-producer"), "--host", "192.0.2.10", "--port", str(free_port())]
-    process = start(args, db_env, tmp_path / "p.log")
+def test_pq_producer__refuses_a_public_host_without_token(
+    db_env: dict[str, str], programs: Programs, tmp_path: Path
+) -> None:
+    args = ["--host", "192.0.2.10", "--port", str(free_port())]
+    process = programs.start("pq-producer", *args, env=db_env, log="p.log")
     try:
         code = process.wait(60)
     finally:
-        stop(process)
+        stop_program(process)
 
     output = (tmp_path / "p.log").read_text()
     assert code != 0 and "refusing to listen on 192.0.2.10 without PQ_API_TOKEN" in output

@@ -32,9 +32,10 @@ import sqlalchemy
 import pqueue
 from pqueue import NewJob, Status
 from relay.topology import Routing
+from tests.programs import start_program, stop_program
 from tests.relay.private_rabbit import PrivateRabbit, server_script
 from tests.relay.records import agent_runs, most_at_once, read_records, starts_per_job
-from tests.support import start, stop, wait_until
+from tests.support import wait_until
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,7 +85,7 @@ def main() -> int:
         agents = [start_agent(args, env, home, f"a{number}") for number in range(args.agents)]
         started += agents
         wait_until(lambda: all(consuming(home / f"a{n}.log") for n in range(args.agents)), timeout=60)
-        started.append(start(["pq-relay"], env, home / "relay.log"))
+        started.append(start_program(["pq-relay"], env, home / "relay.log"))
         began = time.monotonic()
         exit_seconds = sigterm_first_agent(agents, home) if args.sigterm else None
 
@@ -97,7 +98,7 @@ def main() -> int:
         report(args, home, processed(), len(ids), time.monotonic() - began, exit_seconds)
     finally:
         for process in started:
-            stop(process)
+            stop_program(process)
         rabbit.stop()
         if store is not None:
             store.close()
@@ -121,7 +122,7 @@ def start_agent(args: argparse.Namespace, env: dict[str, str], home: Path, name:
     command = shlex.split(args.agent) + ["--name", name, "--record", str(home / f"{name}.jsonl")]
     command += ["--queue", env["PQ_RELAY_QUEUE"], "--amqp-url", env["PQ_AMQP_URL"]]
     command += ["--work-seconds", str(args.work_seconds)]
-    return start(command, env, home / f"{name}.log")
+    return start_program(command, env, home / f"{name}.log")
 
 
 def sigterm_first_agent(agents: list[subprocess.Popen[bytes]], home: Path) -> float:

@@ -10,8 +10,8 @@ import pytest
 
 from pqueue import NewJob, PersistentQ, Status
 from relay.topology import Routing
-from tests.relay.conftest import Programs, all_final, assert_no_overlapping_runs, counts
 from tests.relay.rabbit import Rabbit
+from tests.relay.running import RelayPrograms, all_final, assert_no_overlapping_runs, counts
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(120)]
@@ -23,7 +23,7 @@ def test_backlog__window_of_50_holds_and_every_job_ends_processed_or_manual(
     relay_env: Callable[..., dict[str, str]],
     routing: Routing,
     rabbit: Rabbit,
-    programs: Programs,
+    programs: RelayPrograms,
 ) -> None:
     forced = {7, 42, 77}  # these payloads make the agent fail every attempt
     jobs = [NewJob({"n": n, "fail": n in forced}, queue=routing.queue, max_attempts=2) for n in range(100)]
@@ -67,7 +67,7 @@ def test_relay_sigkilled_mid_flow__restart_loses_nothing_and_never_runs_a_job_tw
     relay_env: Callable[..., dict[str, str]],
     routing: Routing,
     rabbit: Rabbit,
-    programs: Programs,
+    programs: RelayPrograms,
 ) -> None:
     ids = [put.id for put in store.put_items([NewJob({"n": n}, queue=routing.queue) for n in range(60)])]
     # A short lease: a job claimed but not yet published when the relay dies comes back soon.

@@ -8,15 +8,20 @@ import pytest
 
 from pqueue import NewJob, PersistentQ, Status
 from relay.topology import Routing
-from tests.relay.conftest import Programs, all_final
+from tests.programs import stop_program
 from tests.relay.rabbit import Rabbit
-from tests.support import stop, wait_until
+from tests.relay.running import RelayPrograms, all_final
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(120)]
 
 
 def test_wait_for_go__nothing_sent_until_resumed_then_sent_in_line_order_and_a_restart_does_not_pause_again(
-    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+    store: PersistentQ,
+    relay_env: Callable[..., dict[str, str]],
+    routing: Routing,
+    rabbit: Rabbit,
+    programs: RelayPrograms,
 ) -> None:
     priorities = [5, 0, 5, -1, 0]
     ids = [put.id for put in store.put_items([NewJob({"p": p}, queue=routing.queue, priority=p) for p in priorities])]
@@ -38,7 +43,7 @@ def test_wait_for_go__nothing_sent_until_resumed_then_sent_in_line_order_and_a_r
     started = [r["job_id"] for r in programs.records() if r["event"] == "start"]
     assert started == line
 
-    stop(relay)
+    stop_program(relay)
     assert not any(w.kind == "relay" for w in store.workers()), "a relay that stopped cleanly stays registered"
     programs.relay(env, "--wait-for-go", log="relay-again.log")
     wait_until(lambda: "connected to RabbitMQ" in programs.log("relay-again.log"), what="relay connected again")

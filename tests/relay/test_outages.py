@@ -9,8 +9,8 @@ import pytest
 
 from pqueue import NewJob, PersistentQ, Status
 from relay.topology import Routing
-from tests.relay.conftest import Programs, all_final, assert_no_overlapping_runs, counts
 from tests.relay.rabbit import Forwarder, Rabbit, rabbit_url
+from tests.relay.running import RelayPrograms, all_final, assert_no_overlapping_runs, counts
 from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(120)]
@@ -20,7 +20,7 @@ def processed_at_least(store: PersistentQ, queue: str, number: int) -> bool:
     return counts(store, queue).get(Status.PROCESSED.value, 0) >= number
 
 
-def connected_times(programs: Programs, number: int) -> bool:
+def connected_times(programs: RelayPrograms, number: int) -> bool:
     return programs.log().count("connected to RabbitMQ") >= number
 
 
@@ -37,7 +37,7 @@ def test_broker_unreachable__relay_retries_and_logs_why_while_jobs_are_still_put
     relay_env: Callable[..., dict[str, str]],
     routing: Routing,
     rabbit: Rabbit,
-    programs: Programs,
+    programs: RelayPrograms,
     forwarder: Forwarder,
 ) -> None:
     env = relay_env()
@@ -61,7 +61,7 @@ def test_connection_cut_mid_flow__relay_reconnects_and_every_job_is_processed_on
     relay_env: Callable[..., dict[str, str]],
     routing: Routing,
     rabbit: Rabbit,
-    programs: Programs,
+    programs: RelayPrograms,
     forwarder: Forwarder,
 ) -> None:
     ids = [put.id for put in store.put_items([NewJob({"n": n}, queue=routing.queue) for n in range(40)])]

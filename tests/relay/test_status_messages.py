@@ -10,8 +10,8 @@ import pytest
 
 from pqueue import PersistentQ, Status
 from relay.topology import Routing
-from tests.relay.conftest import Programs
 from tests.relay.rabbit import Rabbit
+from tests.relay.running import RelayPrograms
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(90)]
@@ -27,7 +27,11 @@ def sent_job(store: PersistentQ, rabbit: Rabbit, routing: Routing, job_id: int) 
 
 
 def test_job_message__carries_the_claim_and_is_persistent_and_expires_with_the_lease(
-    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+    store: PersistentQ,
+    relay_env: Callable[..., dict[str, str]],
+    routing: Routing,
+    rabbit: Rabbit,
+    programs: RelayPrograms,
 ) -> None:
     job_id = store.put_item({"reading": 4.2}, queue=routing.queue, max_attempts=5)
     programs.relay(relay_env(PQ_RELAY_LEASE_SECONDS="60"))
@@ -52,7 +56,11 @@ def test_job_message__carries_the_claim_and_is_persistent_and_expires_with_the_l
 
 
 def test_bad_status_messages__dead_lettered_with_a_reason_and_duplicates_ignored(
-    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+    store: PersistentQ,
+    relay_env: Callable[..., dict[str, str]],
+    routing: Routing,
+    rabbit: Rabbit,
+    programs: RelayPrograms,
 ) -> None:
     job_id = store.put_item({"n": 1}, queue=routing.queue)
     elsewhere = store.put_item({"n": 2}, queue=routing.queue + "-other")
@@ -92,7 +100,11 @@ def test_bad_status_messages__dead_lettered_with_a_reason_and_duplicates_ignored
 
 
 def test_operator_cancels_a_job_an_agent_holds__recorded_at_its_next_processing_report(
-    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+    store: PersistentQ,
+    relay_env: Callable[..., dict[str, str]],
+    routing: Routing,
+    rabbit: Rabbit,
+    programs: RelayPrograms,
 ) -> None:
     job_id = store.put_item({"n": 1}, queue=routing.queue)
     programs.relay(relay_env())
@@ -107,7 +119,11 @@ def test_operator_cancels_a_job_an_agent_holds__recorded_at_its_next_processing_
 
 
 def test_no_word_from_any_agent__lease_ends_job_rescued_and_sent_again_and_the_stale_copy_expired(
-    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+    store: PersistentQ,
+    relay_env: Callable[..., dict[str, str]],
+    routing: Routing,
+    rabbit: Rabbit,
+    programs: RelayPrograms,
 ) -> None:
     job_id = store.put_item({"n": 1}, queue=routing.queue)
     programs.relay(relay_env(PQ_RELAY_LEASE_SECONDS="2"))
@@ -121,7 +137,11 @@ def test_no_word_from_any_agent__lease_ends_job_rescued_and_sent_again_and_the_s
 
 
 def test_processing_reports__keep_a_long_job_s_lease_alive(
-    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+    store: PersistentQ,
+    relay_env: Callable[..., dict[str, str]],
+    routing: Routing,
+    rabbit: Rabbit,
+    programs: RelayPrograms,
 ) -> None:
     env = relay_env(PQ_RELAY_LEASE_SECONDS="2")
     programs.agent(env, "a1", "--work-seconds", "3")  # reports `processing` every 2/3 s
@@ -135,7 +155,11 @@ def test_processing_reports__keep_a_long_job_s_lease_alive(
 
 
 def test_released__job_sent_again_with_no_attempt_spent_unless_an_operator_asked_to_stop_it(
-    store: PersistentQ, relay_env: Callable[..., dict[str, str]], routing: Routing, rabbit: Rabbit, programs: Programs
+    store: PersistentQ,
+    relay_env: Callable[..., dict[str, str]],
+    routing: Routing,
+    rabbit: Rabbit,
+    programs: RelayPrograms,
 ) -> None:
     given_back = store.put_item({"n": 1}, queue=routing.queue)
     programs.relay(relay_env())

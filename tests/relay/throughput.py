@@ -21,8 +21,9 @@ import sqlalchemy
 import pqueue
 from pqueue import NewJob, Status
 from relay.topology import Routing
+from tests.programs import start_program, stop_program
 from tests.relay.rabbit import Rabbit, rabbit_url
-from tests.support import start, stop, wait_until
+from tests.support import wait_until
 
 
 def main() -> int:
@@ -60,7 +61,7 @@ def main() -> int:
             agent_args.append("--no-processing")
         for number in range(args.agents):
             command = [sys.executable, "-m", "relay.agent", "--name", f"a{number}", *agent_args]
-            started.append(start(command, env, home / f"a{number}.log"))
+            started.append(start_program(command, env, home / f"a{number}.log"))
         for number in range(args.agents):
             log = home / f"a{number}.log"
 
@@ -68,7 +69,7 @@ def main() -> int:
                 return log.exists() and "consuming" in log.read_text()
 
             wait_until(consuming, timeout=60)
-        started.append(start(["pq-relay"], env, home / "relay.log"))
+        started.append(start_program(["pq-relay"], env, home / "relay.log"))
         done = store.count_items
         wait_until(lambda: done(queue=routing.queue, status=Status.PROCESSED) == args.jobs, timeout=600)
         jobs = _all(store, routing.queue)
@@ -83,7 +84,7 @@ def main() -> int:
         )
     finally:
         for process in started:
-            stop(process)
+            stop_program(process)
         rabbit.delete_queues()
         rabbit.close()
         store.close()

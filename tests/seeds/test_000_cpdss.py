@@ -18,7 +18,8 @@ import trustme
 
 from tests.callbacks.partner import Partner
 from tests.local_system import LocalSystem, local_system
-from tests.support import BIN, start, stop, wait_until
+from tests.programs import Process, Programs, stop_program
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]
 
@@ -66,8 +67,10 @@ def tls_env(db_env: dict[str, str], authority: trustme.CA, tmp_path: Path) -> di
 
 
 @pytest.fixture
-def system(tls_env: dict[str, str], trusted: ssl.SSLContext, tmp_path: Path) -> Iterator[LocalSystem]:
-    with local_system(tls_env, tmp_path / "logs", consumer=False, verify=trusted) as running:
+def system(
+    tls_env: dict[str, str], trusted: ssl.SSLContext, programs: Programs, tmp_path: Path
+) -> Iterator[LocalSystem]:
+    with local_system(programs, tls_env, tmp_path / "logs", consumer=False, verify=trusted) as running:
         yield running
 
 
@@ -84,12 +87,12 @@ def received(cpdss: Partner) -> dict[int, dict[str, Any]]:
     return {body["id"]: body for body in bodies}
 
 
-def consumer(system: LocalSystem, tmp_path: Path, name: str, **env: str) -> Any:
-    return start([str(BIN / "pq-consumer")], {**system.env, **env}, tmp_path / f"{name}.log")
+def consumer(programs: Programs, system: LocalSystem, name: str, **env: str) -> Process:
+    return programs.start("pq-consumer", env={**system.env, **env}, log=f"{name}.log")
 
 
 def test_https_request__acknowledged_then_one_at_a_time_then_the_output_back_over_https(
-    system: LocalSystem, cpdss: Partner, trusted: ssl.SSLContext, tmp_path: Path
+    system: LocalSystem, cpdss: Partner, trusted: ssl.SSLContext, programs: Programs
 ) -> None:
     # "when req frm fast api >>> ackn >>> insert data into queue tables >>> ackn to cpdss"
     acks = []
@@ -102,11 +105,11 @@ def test_https_request__acknowledged_then_one_at_a_time_then_the_output_back_ove
         httpx.get(system.url.replace("https://", "http://") + "/healthz", timeout=10)  # HTTPS only
 
     # "algo cannot take more than 1 request at a time": the licence's one seat.
-    algo = consumer(system, tmp_path, "algo")
+    algo = consumer(programs, system, "algo")
     try:
         wait_until(lambda: len(received(cpdss)) == 3, timeout=180, what="three outputs back at CPDSS")
     finally:
-        stop(algo)
+        stop_program(algo)
     outputs = received(cpdss)
     for ack in acks:
         assert outputs[ack]["status"] == "processed", outputs[ack]
@@ -120,15 +123,15 @@ def test_https_request__acknowledged_then_one_at_a_time_then_the_output_back_ove
 
 
 def test_a_request_running_past_the_limit_is_killed_and_cpdss_told(
-    system: LocalSystem, cpdss: Partner, trusted: ssl.SSLContext, tmp_path: Path
+    system: LocalSystem, cpdss: Partner, trusted: ssl.SSLContext, programs: Programs
 ) -> None:
     # "if request more than 1 hr , >>> kill it": PQ_JOB_TIMEOUT (3600 s), 3 s here.
     ack = send(system, trusted, {"seconds": 3600}, cpdss.url()).json()["id"]
-    algo = consumer(system, tmp_path, "algo", PQ_ALGORITHM="consumer.algorithms.sleep:run", PQ_JOB_TIMEOUT="3")
+    algo = consumer(programs, system, "algo", PQ_ALGORITHM="consumer.algorithms.sleep:run", PQ_JOB_TIMEOUT="3")
     try:
         wait_until(lambda: ack in received(cpdss), timeout=120, what="CPDSS told of the killed request")
     finally:
-        stop(algo)
+        stop_program(algo)
     told = received(cpdss)[ack]
     assert told["status"] == "manual_intervention" and "timeout" in told["error"].lower(), told
     job = httpx.get(f"{system.url}/jobs/{ack}", verify=trusted).json()

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.local_system import LocalSystem, local_system
-from tests.support import BIN, REPO, start, stop, wait_until
+from tests.programs import Programs, stop_program
+from tests.support import REPO, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
 
@@ -29,8 +30,9 @@ def adder_program() -> tuple[list[str], dict[str, str]]:
 
 
 @pytest.fixture
-def system(db_env: dict[str, str], tmp_path: Path) -> Iterator[LocalSystem]:
-    with local_system({**db_env, "PQ_RETRY_BACKOFF_SECONDS": "0.1"}, tmp_path / "logs", consumer=False) as running:
+def system(db_env: dict[str, str], programs: Programs, tmp_path: Path) -> Iterator[LocalSystem]:
+    env = {**db_env, "PQ_RETRY_BACKOFF_SECONDS": "0.1"}
+    with local_system(programs, env, tmp_path / "logs", consumer=False) as running:
         yield running
 
 
@@ -49,7 +51,7 @@ def calculations(system: LocalSystem) -> int:
     return len(get(system, "/jobs?queue=calculate").json()["jobs"])
 
 
-def test_three_cases__404_please_wait_then_the_answer(system: LocalSystem, tmp_path: Path) -> None:
+def test_three_cases__404_please_wait_then_the_answer(system: LocalSystem, programs: Programs) -> None:
     index = get(system, "/")
     assert index.status_code == 200 and index.json()["message"].startswith("pqueue is running")
 
@@ -65,7 +67,7 @@ def test_three_cases__404_please_wait_then_the_answer(system: LocalSystem, tmp_p
 
     command, env = adder_program()
     assert command == ["pq-consumer", "--queue", "calculate"]
-    adder = start([str(BIN / command[0]), *command[1:]], {**system.env, **env}, tmp_path / "adder.log")
+    adder = programs.start(command[0], *command[1:], env={**system.env, **env}, log="adder.log")
     try:
         wait_until(lambda: answer(system, identifier)["status"] == "processed", timeout=90, what="the answer")
         final = answer(system, identifier)
@@ -78,7 +80,7 @@ def test_three_cases__404_please_wait_then_the_answer(system: LocalSystem, tmp_p
         job = get(system, f"/jobs/{identifier}").json()
         assert (job["queue"], job["result"]) == ("calculate", {"sum": 5.5})
     finally:
-        stop(adder)
+        stop_program(adder)
 
 
 def test_only_calculations_have_answers(system: LocalSystem) -> None:

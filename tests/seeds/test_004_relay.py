@@ -20,9 +20,10 @@ from pqueue import AgentStatus, InvalidInput, PersistentQ, Status
 from relay.topology import Routing
 from tests.conftest import IN_CI
 from tests.local_system import LocalSystem, local_system
-from tests.relay.conftest import FAST, Programs
+from tests.programs import stop_and_check, stop_program
 from tests.relay.rabbit import Rabbit, rabbit_reachable, rabbit_url
-from tests.support import BIN, REPO, stop, wait_until
+from tests.relay.running import FAST, RelayPrograms
+from tests.support import BIN, REPO, wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(300)]
 
@@ -56,8 +57,8 @@ def env(db_env: dict[str, str], routing: Routing) -> dict[str, str]:
 
 
 @pytest.fixture
-def system(env: dict[str, str], tmp_path: Path) -> Iterator[LocalSystem]:
-    with local_system(env, tmp_path / "logs", consumer=False) as running:
+def system(env: dict[str, str], programs: RelayPrograms, tmp_path: Path) -> Iterator[LocalSystem]:
+    with local_system(programs, env, tmp_path / "logs", consumer=False) as running:
         yield running
 
 
@@ -74,10 +75,11 @@ def store(system: LocalSystem) -> Iterator[PersistentQ]:
 
 
 @pytest.fixture
-def programs(tmp_path: Path) -> Iterator[Programs]:
-    running = Programs(tmp_path)
+def programs(tmp_path: Path) -> Iterator[RelayPrograms]:
+    """The test's programs, with pq-relay and sample agents a call away."""
+    running = RelayPrograms(tmp_path)
     yield running
-    running.stop_all()
+    stop_and_check(running)
 
 
 def http(system: LocalSystem, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -110,7 +112,7 @@ def test_backlog_next_go__each_unit_queued_then_processing_then_success_or_error
     system: LocalSystem,
     store: PersistentQ,
     routing: Routing,
-    programs: Programs,
+    programs: RelayPrograms,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     queue = routing.queue
@@ -178,12 +180,12 @@ def test_backlog_next_go__each_unit_queued_then_processing_then_success_or_error
 
 
 def test_a_restart_with_the_backlog_adds_none_and_bad_input_changes_nothing(
-    system: LocalSystem, store: PersistentQ, routing: Routing, programs: Programs
+    system: LocalSystem, store: PersistentQ, routing: Routing, programs: RelayPrograms
 ) -> None:
     queue = routing.queue
     relay = programs.relay(system.env, "--backlog", "10", "--wait-for-go")
     wait_until(lambda: "backlog: 10 work units put" in programs.log(), timeout=90, what="the backlog")
-    stop(relay)
+    stop_program(relay)
     programs.relay(system.env, "--backlog", "10", "--wait-for-go", log="again.log")
     wait_until(lambda: "backlog: 0 work units put" in programs.log("again.log"), timeout=90, what="the restart")
     assert store.count_items(queue=queue) == 10

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from pqueue import NewJob, PersistentQ
-from tests.support import BIN, start, stop, wait_until
+from tests.programs import Programs, stop_program
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]
 
@@ -27,7 +28,7 @@ def processed(q: PersistentQ, count: int) -> bool:
 
 
 def test_real_consumer_starts_jobs_by_their_p90_mostly_and_by_latest_always(
-    q: PersistentQ, db_env: dict[str, str], tmp_path: Path
+    q: PersistentQ, db_env: dict[str, str], programs: Programs, tmp_path: Path
 ) -> None:
     rng = random.Random(25)
 
@@ -35,7 +36,7 @@ def test_real_consumer_starts_jobs_by_their_p90_mostly_and_by_latest_always(
         return [NewJob({"seconds": min(2.0, rng.lognormvariate(math.log(0.3), 0.5))}) for _ in range(count)]
 
     env = {**db_env, "PQ_ALGORITHM": "tests.waitline.sleeper:run", "PQ_MAX_RUNNING": "1"}
-    consumer = start([str(BIN / "pq-consumer")], env, tmp_path / "consumer.log")
+    consumer = programs.start("pq-consumer", env=env, log="consumer.log")
     try:
         q.put_items(jobs(HISTORY))  # the history the predictions draw from
         wait_until(lambda: processed(q, HISTORY), timeout=120, what="the history to run")
@@ -44,8 +45,7 @@ def test_real_consumer_starts_jobs_by_their_p90_mostly_and_by_latest_always(
             q.record_predictions(limit=100)  # those the consumer has not started yet
             wait_until(partial(processed, q, HISTORY + round_ * JOBS_PER_ROUND), timeout=120, what="a round")
     finally:
-        stop(consumer)
-        print((tmp_path / "consumer.log").read_text(errors="replace"))
+        stop_program(consumer)
     calibration = {c.queue: c for c in q.calibration()}[q.settings.queue]
     print(calibration)
     assert calibration.started >= ROUNDS * (JOBS_PER_ROUND - 2), "most jobs were predicted before they started"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import subprocess
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from admin.render import iso, wait_json
 from pqueue import Job, PersistentQ, Wait
-from tests.support import BIN, start, stop, wait_until
+from tests.programs import Programs, stop_program
+from tests.support import BIN, wait_until
 
 
 def wait_of(q: PersistentQ, job_id: int, *, served: bool = True) -> Wait:
@@ -152,7 +152,7 @@ def pq(db_env: dict[str, str], *args: str) -> None:
 @pytest.mark.process
 @pytest.mark.timeout(180)
 def test_queue_paused_and_no_consumer__from_real_processes(
-    q: PersistentQ, db_env: dict[str, str], tmp_path: Path
+    q: PersistentQ, db_env: dict[str, str], programs: Programs
 ) -> None:
     job = q.put_item({"n": 1})
     assert codes(q, job, served=False) == ["no_consumer"]
@@ -164,7 +164,7 @@ def test_queue_paused_and_no_consumer__from_real_processes(
     assert paused["by"] == "admin" and paused["since"] is not None
     assert codes(q, job, served=False)[:2] == ["queue_paused", "no_consumer"]
 
-    consumer = start([str(BIN / "pq-consumer")], db_env, tmp_path / "consumer.log")
+    consumer = programs.start("pq-consumer", env=db_env, log="consumer.log")
     try:
         wait_until(
             lambda: "no_consumer" not in codes(q, job, served=False), timeout=120, what="the consumer registered"
@@ -173,7 +173,7 @@ def test_queue_paused_and_no_consumer__from_real_processes(
         pq(db_env, "resume")
         wait_until(lambda: q.get_job(job).status != "unprocessed", timeout=120, what="the consumer claimed the job")
     finally:
-        stop(consumer)
+        stop_program(consumer)
     assert q.queues()[0].paused is False
 
 
