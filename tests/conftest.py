@@ -3,46 +3,23 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
 
 import pqueue
 from pqueue import PersistentQ, Settings
 from tests.callbacks.partner import Partner
+from tests.postgres import drop_schema, require_postgres
 from tests.programs import Programs, stop_and_check
+from tests.support import copy_sqlite
 
 # Tests build their own settings; nothing leaks in from the shell (PQ_TEST_* is for tests only).
 for _name in [n for n in os.environ if n.startswith("PQ_") and not n.startswith("PQ_TEST_")]:
     del os.environ[_name]
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-POSTGRES_URL = os.environ.get("PQ_TEST_POSTGRES_URL")
-
-
-def require_postgres() -> str:
-    """The test server's URL; skip without one locally, fail without one in CI."""
-    if not POSTGRES_URL:
-        if IN_CI:
-            pytest.fail("PQ_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
-        pytest.skip("PQ_TEST_POSTGRES_URL is not set")
-    return POSTGRES_URL
-
-
-def drop_schema(url: str, schema: str) -> None:
-    """Remove a test's PostgreSQL schema and everything in it."""
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -93,13 +70,6 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = home / "pqueue.db"
     pqueue.connect(settings=pqueue.load_settings(home=home, database_url=f"sqlite:///{path}"), migrate=True).close()
     return path
-
-
-def copy_sqlite(source: Path, target: Path) -> None:
-    """A consistent copy of a SQLite database, through SQLite's own backup (WAL pages included)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(target)) as writing:
-        reading.backup(writing)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
-from tests.support import free_port
+from tests.support import IN_CI, free_port
 
 
 def _bin(name: str) -> str:

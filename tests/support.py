@@ -1,18 +1,22 @@
-"""Helpers for tests: polling with a deadline, free ports, a job's status. Programs are started
-through tests/programs.py."""
+"""Helpers for tests: polling with a deadline, free ports, a job's status, a SQLite copy, whether
+this is CI. Programs are started through tests/programs.py."""
 
 from __future__ import annotations
 
+import os
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import TypeVar
 
 from pqueue import PersistentQ, Status
 
 T = TypeVar("T")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -45,3 +49,10 @@ def wait_status(store: PersistentQ, job_id: int, *statuses: Status, timeout: flo
         return status if status in statuses else None
 
     return wait_until(reached, timeout=timeout, what=f"job {job_id} to be {' or '.join(statuses)}")
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database, through SQLite's own backup (WAL pages included)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(target)) as writing:
+        reading.backup(writing)

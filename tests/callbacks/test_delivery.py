@@ -14,7 +14,7 @@ import pytest
 
 from consumer.delivery import DeliveryLoop
 from pqueue import DeliveryStatus, PersistentQ, Status, backoff, callbacks
-from tests.callbacks.conftest import finish
+from tests.callbacks.jobs import finish
 from tests.callbacks.partner import Partner, Reply
 from tests.support import BIN, free_port
 

@@ -13,7 +13,7 @@ import trustme
 
 from consumer.delivery import DeliveryLoop, lock_seconds_for
 from pqueue import DeliveryStatus, PersistentQ, SettingsError
-from tests.callbacks.conftest import finish
+from tests.callbacks.jobs import finish
 from tests.callbacks.partner import Partner, Reply
 from tests.support import wait_until
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pqueue
 from pqueue import PersistentQ, Status
-from tests.conftest import drop_schema
 from tests.consumer.algos import read_log
+from tests.postgres import drop_schema
 from tests.programs import start_program, stop_program
 from tests.support import BIN, wait_until
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import make_url
 
 from pqueue.waiting import FileEvents, PostgresWaiter, SQLiteWaiter
-from tests.conftest import require_postgres
+from tests.postgres import require_postgres
 
 pytestmark = pytest.mark.timeout(30)
 

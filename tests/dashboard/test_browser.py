@@ -9,11 +9,10 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from pqueue import PersistentQ
-from tests.conftest import IN_CI
 from tests.dashboard.browser import CHROMIUM, CHROMIUM_ARGS, shown_metrics, start_dashboard
 from tests.dashboard.seed import Seeded
 from tests.programs import Programs
-from tests.support import wait_until
+from tests.support import IN_CI, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 

@@ -14,7 +14,7 @@ from admin.cli import app as pq_app
 from ops_dashboard.connection import open_store
 from pqueue import DatabaseMissing, SchemaOutOfDate, Settings, Status
 from pqueue.database import head_revision, make_engine, upgrade
-from tests.db.test_migrations import put_as_first_revision
+from tests.db.old_revisions import put_as_first_revision
 
 
 def _has_pqueue_tables(settings: Settings) -> bool:

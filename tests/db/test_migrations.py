@@ -12,26 +12,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine
 
 import pqueue
 from pqueue import SchemaOutOfDate, Settings, Status
 from pqueue.database import VERSION_TABLE, head_revision, make_engine, upgrade
-from pqueue.models import JSON
-from pqueue.schema import deliveries, events, jobs, metadata
+from pqueue.schema import deliveries, events, metadata
 from pqueue.store import PersistentQ
 from tests.db import workers
-from tests.db.test_multiprocess import drain, overrides_of
-
-
-def put_as_first_revision(engine: Engine, payload: JSON, *, queue: str = "default", priority: int = 0) -> int:
-    """A waiting job as the first revision's code stored it: only the columns 0001 has (today's
-    put_item writes columns of later revisions)."""
-    now = datetime.now(UTC)
-    values = {"queue": queue, "payload": payload, "payload_hash": "", "status": "unprocessed"}
-    stmt = jobs.insert().values(**values, priority=priority, max_attempts=3, created_at=now, run_after=now)
-    with engine.begin() as conn:
-        return int(conn.execute(stmt.returning(jobs.c.id)).scalar_one())
+from tests.db.old_revisions import put_as_first_revision
+from tests.db.workers import drain, overrides_of
 
 
 def test_upgrade_from_first_revision__keeps_data(settings: Settings) -> None:

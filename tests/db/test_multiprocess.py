@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-import queue as queue_module
 import signal
 import statistics
 import time
@@ -14,28 +12,11 @@ from typing import Any
 
 import pytest
 
-from pqueue import PersistentQ, Settings, Status
+from pqueue import PersistentQ, Status
 from tests.db import workers
+from tests.db.workers import drain, overrides_of
 
 CTX = multiprocessing.get_context("spawn")
-
-
-def overrides_of(settings: Settings, **extra: Any) -> dict[str, Any]:
-    base = {"home": settings.home, "database_url": settings.database_url, "db_schema": settings.db_schema}
-    base.update(extra)
-    return base
-
-
-def drain(out: Any, until: Callable[[list[tuple[Any, ...]]], bool], timeout: float) -> list[tuple[Any, ...]]:
-    """Collect messages from the processes until `until` holds or the deadline passes."""
-    messages: list[tuple[Any, ...]] = []
-    deadline = time.monotonic() + timeout
-    while not until(messages):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last messages: {messages[-5:]}")
-        with contextlib.suppress(queue_module.Empty):
-            messages.append(out.get(timeout=0.5))
-    return messages
 
 
 def max_overlap(runs: list[tuple[float, float]]) -> int:

@@ -11,11 +11,11 @@ import pytest
 
 from pqueue import PersistentQ, Status, StopRequested
 from pqueue.schema import deliveries
-from tests.db.test_operator_fail import TRACEBACK, _crashed, _run_again
+from tests.db.crashed import TRACEBACK, crashed, run_again
 
 
 def test_cancel__a_crashed_job_keeps_its_traceback_with_the_reason_beside_it(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=3)
+    job_id = crashed(q, max_attempts=3)
     assert q.get_job(job_id).status == Status.CRASHED
 
     cancelled = q.cancel(job_id, reason="partner withdrew it")
@@ -39,8 +39,8 @@ def test_cancel__a_waiting_job_without_a_reason_has_the_default_one_and_no_error
 
 
 def test_cancel__a_running_job_stopped_by_its_worker_keeps_the_error_of_the_run_before(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=3)
-    run = _run_again(q, job_id)
+    job_id = crashed(q, max_attempts=3)
+    run = run_again(q, job_id)
 
     asked = q.cancel(job_id, reason="partner withdrew it")
     assert (asked.status, asked.stop_request) == (Status.UNDER_PROCESS, Status.CANCELLED)
@@ -57,8 +57,8 @@ def test_cancel__a_running_job_whose_worker_died_keeps_its_error_when_rescued(
     make_queue: Callable[..., PersistentQ],
 ) -> None:
     q = make_queue(lease_seconds=10)
-    job_id = _crashed(q, max_attempts=3)
-    _run_again(q, job_id)
+    job_id = crashed(q, max_attempts=3)
+    run_again(q, job_id)
     q.cancel(job_id, reason="partner withdrew it")
     q.clock_offset += timedelta(seconds=30)  # the lease and its margin are over
 
@@ -68,7 +68,7 @@ def test_cancel__a_running_job_whose_worker_died_keeps_its_error_when_rescued(
 
 
 def test_requeue__a_cancelled_job_clears_the_reason_with_the_error(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=3)
+    job_id = crashed(q, max_attempts=3)
     q.cancel(job_id, reason="partner withdrew it")
     again = q.requeue(job_id)
     assert (again.status, again.error, again.operator_reason, again.operator_verdict) == (
@@ -80,7 +80,7 @@ def test_requeue__a_cancelled_job_clears_the_reason_with_the_error(q: Persistent
 
 
 def test_stats__a_cancelled_job_is_not_counted_as_failed_by_an_operator(q: PersistentQ) -> None:
-    q.cancel(_crashed(q, max_attempts=3), reason="partner withdrew it")
+    q.cancel(crashed(q, max_attempts=3), reason="partner withdrew it")
     q.fail(q.put_item({"n": 2}), "duplicate")
 
     stats = q.stats()
@@ -91,7 +91,7 @@ def test_stats__a_cancelled_job_is_not_counted_as_failed_by_an_operator(q: Persi
 
 
 def test_callback__a_cancelled_crashed_job_carries_its_error_line_and_the_reason(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=3, callback_url="http://127.0.0.1:9/cb")
+    job_id = crashed(q, max_attempts=3, callback_url="http://127.0.0.1:9/cb")
     q.cancel(job_id, reason="partner withdrew it")
     with q.engine.connect() as conn:
         bodies = [json.loads(row.body) for row in conn.execute(deliveries.select().order_by(deliveries.c.id))]

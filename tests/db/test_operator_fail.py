@@ -9,30 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from pqueue import Job, PersistentQ, Status, StopRequested
+from pqueue import PersistentQ, Status, StopRequested
 from pqueue.schema import deliveries
-
-TRACEBACK = "Traceback (most recent call last):\n  File \"iqr.py\", line 3, in run\nKeyError: 'vendor'"
-
-
-def _crashed(q: PersistentQ, error: str = TRACEBACK, **options: object) -> int:
-    job_id = q.put_item({"vendor": None}, **options)  # type: ignore[arg-type]
-    job = q.get_item("worker-1")
-    assert job is not None and job.id == job_id
-    q.update_status(job_id, "crashed", lease_id=job.lease_id, error=error)
-    return job_id
-
-
-def _run_again(q: PersistentQ, job_id: int) -> Job:
-    """Claim the crashed job again, its backoff waited out on the store's clock."""
-    q.clock_offset += timedelta(seconds=60)
-    run = q.get_item("worker-2")
-    assert run is not None and run.id == job_id
-    return run
+from tests.db.crashed import TRACEBACK, crashed, run_again
 
 
 def test_fail__keeps_the_last_error_and_stores_the_reason_beside_it(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=1)
+    job_id = crashed(q, max_attempts=1)
     assert q.get_job(job_id).status == Status.MANUAL_INTERVENTION
 
     failed = q.fail(job_id, "partner sent a bad field")
@@ -55,8 +38,8 @@ def test_fail__a_waiting_job_that_never_ran_has_a_reason_and_no_error(q: Persist
 
 
 def test_fail__a_running_job_stopped_by_its_worker_keeps_the_error_of_the_run_before(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=3)
-    run = _run_again(q, job_id)
+    job_id = crashed(q, max_attempts=3)
+    run = run_again(q, job_id)
 
     asked = q.fail(job_id, "partner sent a bad field")
     assert (asked.status, asked.stop_request) == (Status.UNDER_PROCESS, Status.MANUAL_INTERVENTION)
@@ -73,8 +56,8 @@ def test_fail__a_running_job_whose_worker_died_keeps_its_error_when_rescued(
     make_queue: Callable[..., PersistentQ],
 ) -> None:
     q = make_queue(lease_seconds=10)
-    job_id = _crashed(q, max_attempts=3)
-    _run_again(q, job_id)
+    job_id = crashed(q, max_attempts=3)
+    run_again(q, job_id)
     q.fail(job_id, "partner sent a bad field")
     q.clock_offset += timedelta(seconds=30)  # the lease and its margin are over
 
@@ -84,15 +67,15 @@ def test_fail__a_running_job_whose_worker_died_keeps_its_error_when_rescued(
 
 
 def test_requeue__clears_the_reason_with_the_error(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=1)
+    job_id = crashed(q, max_attempts=1)
     q.fail(job_id, "partner sent a bad field")
     again = q.requeue(job_id)
     assert (again.status, again.error, again.operator_reason) == (Status.UNPROCESSED, None, None)
 
 
 def test_stats__operator_failed_apart_from_those_waiting_for_a_person(q: PersistentQ) -> None:
-    _crashed(q, max_attempts=1)  # out of attempts: waits for a person
-    decided = _crashed(q, max_attempts=1)
+    crashed(q, max_attempts=1)  # out of attempts: waits for a person
+    decided = crashed(q, max_attempts=1)
     q.fail(decided, "partner sent a bad field")
     q.fail(q.put_item({"n": 2}, queue="reports"), "duplicate")
     q.cancel(q.put_item({"n": 3}), reason="not wanted")
@@ -106,7 +89,7 @@ def test_stats__operator_failed_apart_from_those_waiting_for_a_person(q: Persist
 
 
 def test_callback__carries_the_partners_line_of_the_error_and_the_reason(q: PersistentQ) -> None:
-    job_id = _crashed(q, max_attempts=1, callback_url="http://127.0.0.1:9/cb")
+    job_id = crashed(q, max_attempts=1, callback_url="http://127.0.0.1:9/cb")
     q.fail(job_id, "partner sent a bad field")
     with q.engine.connect() as conn:
         bodies = [json.loads(row.body) for row in conn.execute(deliveries.select().order_by(deliveries.c.id))]

@@ -16,10 +16,10 @@ import pqueue
 from pqueue import LeaseLost, PersistentQ, Settings, Status
 from pqueue.database import PING_IF_IDLE_SECONDS
 from pqueue.sql.claim import PostgresClaim
-from tests.conftest import require_postgres
 from tests.db import workers
-from tests.db.test_multiprocess import drain, overrides_of
+from tests.db.workers import drain, overrides_of
 from tests.pg_cluster import PrivateCluster
+from tests.postgres import require_postgres
 
 CTX = multiprocessing.get_context("spawn")
 

@@ -1,14 +1,19 @@
-"""Process bodies for the multi-process tests (importable, so spawn can start them)."""
+"""Process bodies for the multi-process tests (importable, so spawn can start them), and the
+parent's side: the settings a process is given, and collecting what the processes report."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue as queue_module
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.synchronize import Barrier, Event
 from typing import Any
 
 import pqueue
+from pqueue import Settings
 
 
 def open_store(overrides: dict[str, Any]) -> pqueue.PersistentQ:
@@ -152,3 +157,21 @@ def resilient_consumer(overrides: dict[str, Any], stop: Event, out: Any) -> None
             out.put(("outage", time.time()))
             time.sleep(0.2)
     store.close()
+
+
+def overrides_of(settings: Settings, **extra: Any) -> dict[str, Any]:
+    base = {"home": settings.home, "database_url": settings.database_url, "db_schema": settings.db_schema}
+    base.update(extra)
+    return base
+
+
+def drain(out: Any, until: Callable[[list[tuple[Any, ...]]], bool], timeout: float) -> list[tuple[Any, ...]]:
+    """Collect messages from the processes until `until` holds or the deadline passes."""
+    messages: list[tuple[Any, ...]] = []
+    deadline = time.monotonic() + timeout
+    while not until(messages):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last messages: {messages[-5:]}")
+        with contextlib.suppress(queue_module.Empty):
+            messages.append(out.get(timeout=0.5))
+    return messages

@@ -17,9 +17,9 @@ import pytest
 import pqueue
 from pqueue.callbacks import verify
 from tests.callbacks.partner import Partner
-from tests.conftest import drop_schema, require_postgres
 from tests.consumer.algos import read_log
 from tests.e2e.system import System
+from tests.postgres import drop_schema, require_postgres
 from tests.programs import pid_alive
 from tests.support import wait_until
 

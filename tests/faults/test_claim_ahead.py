@@ -24,8 +24,8 @@ import pytest
 from pqueue import PersistentQ, Status, lease_margin
 from tests.faults.blackhole import NetworkProxy
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
+from tests.faults.pausing import signal_all, stop_outside_a_write
 from tests.faults.settings import LEASE_SECONDS
-from tests.faults.test_pause import signal_all, stop_outside_a_write
 from tests.programs import StartProgram, marked_processes, pid_alive
 from tests.support import wait_status, wait_until
 

@@ -44,7 +44,6 @@ import psycopg
 import pytest
 
 from pqueue import JobNotFound, PersistentQ, Status
-from tests.conftest import require_postgres
 from tests.faults.ha import ReplicatedPair
 from tests.faults.intake import start_producer
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
@@ -52,6 +51,7 @@ from tests.faults.load import HANG_SECONDS, Answer, HttpLoad, first_answer
 from tests.faults.settings import LEASE_SECONDS
 from tests.faults.stored import wait_finished
 from tests.pg_cluster import PrivateCluster
+from tests.postgres import require_postgres
 from tests.programs import StartProgram
 from tests.support import BIN, free_port, wait_until
 

@@ -9,10 +9,8 @@ only until the helper (resumed with it) kills it: a few milliseconds, measured h
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 
 from pqueue import PersistentQ, Status
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
+from tests.faults.pausing import signal_all, stop_outside_a_write
 from tests.faults.settings import BASE_ENV, LEASE_SECONDS
 from tests.programs import StartProgram, marked_processes, pid_alive
 from tests.support import wait_status, wait_until
@@ -36,43 +35,6 @@ def first_runs(ledger: Path, tag: str, count: int, timeout: float = 60.0) -> lis
         return runs if len(runs) >= count else []
 
     return wait_until(found, timeout=timeout, what=f"{count} run(s) of {tag}")
-
-
-def stop_outside_a_write(pids: list[int], db_env: dict[str, str]) -> None:
-    """SIGSTOP the processes at a moment when none of them holds SQLite's write lock.
-
-    A process stopped inside a write transaction keeps the lock of the whole file until it
-    resumes or dies (SQLite cannot take a lock from its holder): every other writer waits, and
-    no successor can start. That is docs/architecture.md's known limit; these tests stop the
-    consumer between its writes. (PostgreSQL ends such a session by itself.)
-    """
-    url = db_env["PQ_DATABASE_URL"]
-    for _ in range(100):
-        signal_all(pids, signal.SIGSTOP)
-        if not url.startswith("sqlite") or not _write_locked(url.removeprefix("sqlite:///")):
-            return
-        signal_all(pids, signal.SIGCONT)
-        time.sleep(0.05)
-    raise AssertionError("the consumer held the write lock at every try")
-
-
-def signal_all(pids: list[int], signum: int) -> None:
-    """Signal each process; one that has just exited (a spare job process retired) is no error."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
-
-
-def _write_locked(path: str) -> bool:
-    connection = sqlite3.connect(path, timeout=0.2, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        connection.execute("ROLLBACK")
-    except sqlite3.OperationalError:
-        return True
-    finally:
-        connection.close()
-    return False
 
 
 def put_long_job(q: PersistentQ, ledger: Path, rerun_seconds: float) -> int:

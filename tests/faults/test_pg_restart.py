@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from pqueue import PersistentQ, Status
-from tests.conftest import require_postgres
 from tests.faults.intake import start_producer
 from tests.faults.ledger import overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.load import HANG_SECONDS, HttpLoad, first_answer
 from tests.faults.settings import LEASE_SECONDS
 from tests.faults.stored import wait_finished
 from tests.pg_cluster import PrivateCluster
+from tests.postgres import require_postgres
 from tests.programs import StartProgram, pid_alive
 from tests.support import free_port, wait_until
 

@@ -23,12 +23,11 @@ import pytest
 import pqueue
 from pqueue import NewJob, PersistentQ, Status
 from relay.topology import Routing
-from tests.conftest import IN_CI
 from tests.programs import StartProgram
 from tests.relay.private_rabbit import PrivateRabbit, server_script
 from tests.relay.rabbit import Forwarder, Rabbit, rabbit_url
 from tests.relay.records import AgentRun, agent_runs, most_at_once, read_records, starts_per_job
-from tests.support import free_port, wait_until
+from tests.support import IN_CI, free_port, wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(150)]
 

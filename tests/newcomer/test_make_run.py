@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from pqueue import Status
-from tests.newcomer.conftest import Newcomer, gone, port_free
+from tests.newcomer.machine import Newcomer, gone, port_free
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.e2e, pytest.mark.timeout(300)]

@@ -4,22 +4,18 @@ and the real `pq-producer` program on a free port."""
 from __future__ import annotations
 
 import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from pqueue import Settings
 from producer import create_app
+from tests.producer.support import AppFactory, Launch, client_for
 from tests.programs import Process, Programs, wait_healthy
 from tests.support import free_port
-
-AppFactory = Callable[..., FastAPI]
-Launch = Callable[..., tuple[Process, str]]
 
 
 @pytest.fixture
@@ -42,11 +38,6 @@ def make_app(make_settings: Callable[..., Settings]) -> Iterator[AppFactory]:
         app.state.intake.close()
 
 
-def client_for(app: FastAPI, **kwargs: Any) -> httpx.AsyncClient:
-    """An httpx client that calls the app in-process (no lifespan, no sockets)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake", **kwargs)
-
-
 @pytest.fixture
 def app(make_app: AppFactory) -> FastAPI:
     return make_app()
@@ -56,15 +47,6 @@ def app(make_app: AppFactory) -> FastAPI:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with client_for(app) as http:
         yield http
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "") -> None:
-    """Poll an async check until it is true; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
-        await anyio.sleep(0.02)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.producer.conftest import AppFactory, client_for
+from tests.producer.support import AppFactory, client_for
 
 # Auth is decided before any route runs; one backend is enough.
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]

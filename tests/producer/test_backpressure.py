@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.producer.conftest import AppFactory, client_for, eventually
+from tests.producer.support import AppFactory, client_for, eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.producer.conftest import AppFactory, client_for
+from tests.producer.support import AppFactory, client_for
 
 pytestmark = pytest.mark.anyio
 JSON_TYPE = {"content-type": "application/json"}

@@ -9,9 +9,9 @@ import anyio
 import pytest
 
 from pqueue import Settings
-from tests.conftest import require_postgres
 from tests.faults.blackhole import NetworkProxy
-from tests.producer.conftest import AppFactory, client_for, eventually
+from tests.postgres import require_postgres
+from tests.producer.support import AppFactory, client_for, eventually
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy
 
 from pqueue import PersistentQ, Status
-from tests.producer.conftest import Launch
+from tests.producer.support import Launch
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]

@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 import pqueue
-from tests.producer.conftest import Launch
+from tests.producer.support import Launch
 from tests.programs import Process, Programs, stop_program
 from tests.support import free_port, wait_until
 

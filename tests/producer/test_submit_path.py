@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from pqueue import NewJob, PutResult
-from tests.producer.conftest import AppFactory, client_for
+from tests.producer.support import AppFactory, client_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pqueue import PersistentQ
-from tests.producer.conftest import Launch
+from tests.producer.support import Launch
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]

@@ -11,10 +11,10 @@ import pytest
 import pqueue
 from pqueue import PersistentQ
 from relay.topology import Routing
-from tests.conftest import IN_CI
 from tests.programs import stop_and_check
 from tests.relay.rabbit import Rabbit, rabbit_reachable, rabbit_url
 from tests.relay.running import FAST, RelayPrograms
+from tests.support import IN_CI
 
 
 @pytest.fixture

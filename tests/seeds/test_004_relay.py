@@ -18,12 +18,11 @@ from streamlit.testing.v1 import AppTest
 import pqueue
 from pqueue import AgentStatus, InvalidInput, PersistentQ, Status
 from relay.topology import Routing
-from tests.conftest import IN_CI
 from tests.local_system import LocalSystem, local_system
 from tests.programs import stop_and_check, stop_program
 from tests.relay.rabbit import Rabbit, rabbit_reachable, rabbit_url
 from tests.relay.running import FAST, RelayPrograms
-from tests.support import BIN, REPO, wait_until
+from tests.support import BIN, IN_CI, REPO, wait_until
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.process, pytest.mark.timeout(300)]
 
