@@ -40,6 +40,7 @@ from pqueue.models import (
     Caller,
     Delivery,
     Event,
+    Hold,
     Job,
     NewJob,
     NewKey,
@@ -444,6 +445,13 @@ class Insights(abc.ABC):
     def calibration(self) -> list[Calibration]:
         """Per queue, how the recorded predictions fared: the share of jobs that started by
         their predicted p90 and by their latest (over the latest 1,000 predictions)."""
+
+    @abc.abstractmethod
+    def holds(self, job_ids: Sequence[int]) -> dict[int, Hold]:
+        """Which of these jobs a consumer holds to start next in its seat (PQ_CLAIM_AHEAD), by
+        job id: such a job still reads as waiting, so `pq`, the dashboard and /metrics ask here.
+        Only a standing hold counts (the job it waits behind still runs under the same lease);
+        ids of jobs that are not held, or do not exist, are simply absent."""
 
     @abc.abstractmethod
     def events(self, job_id: int) -> list[Event]:

@@ -117,6 +117,19 @@ class RunningJob:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A waiting job a consumer claimed ahead for its seat (PQ_CLAIM_AHEAD): it starts in that
+    seat the moment `behind_job` ends, and no other claim takes it meanwhile. It stays waiting
+    (unprocessed or crashed, its attempt uncounted) until then, so a status alone does not tell
+    an operator it is already spoken for."""
+
+    job_id: int
+    worker_id: str  # the consumer that holds it
+    behind_job: int  # the running job it starts right after
+    held_at: datetime
+
+
+@dataclass(frozen=True)
 class Calibration:
     """How a queue's predictions fared: of the jobs whose start was predicted when they were
     submitted, how many have started, and the share of those that started by their p90 (goal
@@ -172,6 +185,9 @@ class Stats:
     replication: Replication
     # queue -> manual_intervention jobs an operator failed (`pq fail`): decided, not waiting for a person.
     operator_failed: dict[str, int] = field(default_factory=dict)
+    # queue -> waiting jobs a consumer holds to start next (a standing hold, `Hold`); they are
+    # counted among the waiting jobs too.
+    held: dict[str, int] = field(default_factory=dict)
 
     def total(self, status: Status) -> int:
         """Jobs in this status across every queue."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pqueue.models import Delivery, Event, Job, QueueInfo, Replication, RunningJob, Worker
+from pqueue.models import Delivery, Event, Hold, Job, QueueInfo, Replication, RunningJob, Worker
 from pqueue.partner import partner_error
 from pqueue.settings import Settings
 from pqueue.states import AgentStatus, DeliveryStatus, Status
@@ -78,6 +78,11 @@ def event_from(row: Any) -> Event:
         actor=row.actor,
         message=row.message,
     )
+
+
+def hold_from(row: Any) -> Hold:
+    """A pq_holds row as a Hold."""
+    return Hold(job_id=row.job_id, worker_id=row.worker_id, behind_job=row.behind_job, held_at=row.held_at)
 
 
 def running_from(row: Any) -> RunningJob:

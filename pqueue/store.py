@@ -47,6 +47,7 @@ from pqueue.models import (
     JSON,
     Delivery,
     Event,
+    Hold,
     Job,
     NewJob,
     Page,
@@ -85,6 +86,7 @@ log = logging.getLogger("pqueue")
 # A registry row not seen for this long belongs to a program that died without unregistering
 # (SIGKILL, a lost host); the next rescue forgets it, so `pq workers` does not grow forever.
 FORGET_WORKERS_AFTER_SECONDS = 86400.0
+HOLDS_READ = 500  # job ids per statement of `holds` (well under SQLite's bound-parameter limit)
 
 # A resume, or a relay's go, forgets since when and by whom the queue was paused.
 RESUMED: dict[str, Any] = {"paused": False, "paused_at": None, "paused_by": None}
@@ -707,6 +709,16 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         return [rows.job_from(row) for row in found]
 
     @checked
+    def holds(self, job_ids: Sequence[int]) -> dict[int, Hold]:
+        wanted = sorted(set(job_ids))
+        found: dict[int, Hold] = {}
+        with self._tx.read() as conn:
+            for start in range(0, len(wanted), HOLDS_READ):  # a bounded IN list per statement
+                for row in conn.execute(self._sql.reads.holds(wanted[start : start + HOLDS_READ])):
+                    found[row.job_id] = rows.hold_from(row)
+        return found
+
+    @checked
     def events(self, job_id: int) -> list[Event]:
         with self._tx.read() as conn:
             if conn.execute(self._sql.reads.job_id(job_id)).first() is None:
@@ -728,6 +740,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
             running = conn.execute(reads.running(partner)).all()
             delivery_counts = {row[0]: int(row[1]) for row in conn.execute(reads.delivery_counts(partner))}
             replication = rows.replication_from(conn.execute(reads.replication()).one())
+            held = {row[0]: int(row[1]) for row in conn.execute(reads.held_counts(partner))}
         return Stats(
             counts=counts,
             oldest_waiting_seconds=float(oldest) if oldest is not None else None,
@@ -736,6 +749,7 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
             queues=self.queues(),
             replication=replication,
             operator_failed=operator_failed,
+            held=held,
         )
 
     @checked

@@ -9,8 +9,8 @@ from sqlalchemy import Text as SQLText
 from sqlalchemy import case, cast, func, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
-from pqueue.schema import deliveries, events, jobs, queues, workers
-from pqueue.sql.claim import claimable
+from pqueue.schema import deliveries, events, holds, jobs, queues, workers
+from pqueue.sql.claim import claimable, standing
 from pqueue.sql.context import Context
 from pqueue.states import CLAIMABLE, Status
 
@@ -112,6 +112,21 @@ class Reads:
         ]
         running = select(*columns).where(jobs.c.status == Status.UNDER_PROCESS.value).order_by(jobs.c.id)
         return running if partner is None else running.where(jobs.c.partner == partner)
+
+    @staticmethod
+    def holds(job_ids: list[int]) -> Any:
+        """The standing holds (pqueue/sql/claim.py `standing`) of those of these jobs that still
+        wait: a hold whose lease ended, or on a job an operator ended meanwhile, is no hold."""
+        held = holds.c.job_id.in_(job_ids)
+        waiting = select(jobs.c.id).where(jobs.c.id == holds.c.job_id, claimable()).exists()
+        return select(holds).where(held, standing(), waiting).order_by(holds.c.job_id)
+
+    @staticmethod
+    def held_counts(partner: str | None = None) -> Any:
+        """(queue, waiting jobs a consumer holds) for every queue that has such jobs (of the partner)."""
+        counted = select(jobs.c.queue, func.count()).where(holds.c.job_id == jobs.c.id, standing(), claimable())
+        chosen = counted if partner is None else counted.where(jobs.c.partner == partner)
+        return chosen.group_by(jobs.c.queue)
 
     @staticmethod
     def delivery_counts(partner: str | None = None) -> Any:

@@ -209,3 +209,34 @@ def test_holds_and_claims_race__seats_never_exceeded_and_a_standing_hold_never_t
     assert peak[0] <= 2
     finished = reader.get_all_items(status=Status.PROCESSED, limit=100).items
     assert len(finished) == 60 and {job.attempts for job in finished} == {1}
+
+
+def test_holds__say_which_jobs_are_held_by_whom_behind_which_job_and_since_when(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    waiting = [job for job in q.next_items(limit=10) if job.id != held.id]
+    found = q.holds([running.id, held.id, *(job.id for job in waiting), 999_999])
+    assert list(found) == [held.id]
+    hold = found[held.id]
+    assert (hold.job_id, hold.worker_id, hold.behind_job) == (held.id, "w1", running.id)
+    assert abs((hold.held_at - q.now()).total_seconds()) < 60
+    assert q.holds([]) == {}
+    assert q.stats().held == {"default": 1}
+
+
+def test_holds__a_lapsed_hold_or_a_held_job_an_operator_ended_is_not_held(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    q.cancel(held.id, reason="not wanted")
+    assert q.holds([held.id]) == {} and q.stats().held == {}
+    other = q.next_items(limit=1)[0]
+    assert q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id) is None  # one per lease
+    q.update_status(running.id, Status.PROCESSED, lease_id=running.lease_id)
+    assert q.holds([held.id, other.id]) == {} and q.stats().held == {}
+
+
+def test_holds__counted_per_queue_and_in_a_partner_s_view_only_for_its_own_jobs(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    assert q.stats(partner="default").held == {"default": 1}
+    assert q.stats(partner="nobody").held == {}
+    q.update_status(running.id, Status.PROCESSED, lease_id=running.lease_id)
+    assert q.stats().held == {}  # the lease it waited behind ended: the job waits like any other
+    assert q.get_job(held.id).status == Status.UNPROCESSED
