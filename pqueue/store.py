@@ -712,6 +712,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
     def holds(self, job_ids: Sequence[int]) -> dict[int, Hold]:
         wanted = sorted(set(job_ids))
         found: dict[int, Hold] = {}
+        if not wanted:
+            return found
         with self._tx.read() as conn:
             for start in range(0, len(wanted), HOLDS_READ):  # a bounded IN list per statement
                 for row in conn.execute(self._sql.reads.holds(wanted[start : start + HOLDS_READ])):

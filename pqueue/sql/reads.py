@@ -116,10 +116,11 @@ class Reads:
     @staticmethod
     def holds(job_ids: list[int]) -> Any:
         """The standing holds (pqueue/sql/claim.py `standing`) of those of these jobs that still
-        wait: a hold whose lease ended, or on a job an operator ended meanwhile, is no hold."""
+        wait: a hold whose lease ended, or on a job an operator ended meanwhile, is no hold. At
+        most one row per id (the LIMIT says so to readers that bound what a screen loads)."""
         held = holds.c.job_id.in_(job_ids)
         waiting = select(jobs.c.id).where(jobs.c.id == holds.c.job_id, claimable()).exists()
-        return select(holds).where(held, standing(), waiting).order_by(holds.c.job_id)
+        return select(holds).where(held, standing(), waiting).order_by(holds.c.job_id).limit(len(job_ids))
 
     @staticmethod
     def held_counts(partner: str | None = None) -> Any:
