@@ -316,6 +316,7 @@ def simulate(
     starts: list[Start] = []
     while len(starts) < steps:
         passed_on = _end_runs(snapshot, times, partners, runs, now)
+        active += [p for p in partners.values() if p.waiting() and p not in active]  # a hold refused
         starts += passed_on
         if until is not None and any(start.job_id == until.id for start in passed_on):
             return Simulation(starts, False, first_free, running_ends)
@@ -347,7 +348,9 @@ def _end_runs(
     snapshot: Snapshot, times: dict[str, RunTimes], partners: dict[str, _Partner], runs: list[_Run], now: float
 ) -> list[Start]:
     """End the runs due to end by `now`, each charging its seconds to its partner's tag; a run with
-    a job held behind it passes its seat to that job at once, with no pick: the starts of those."""
+    a job held behind it passes its seat to that job at once, with no pick: the starts of those.
+    Not past the held job's partner's cap (reached meanwhile by another seat's claim): then the
+    start is refused, the hold lapses, and the job waits in its partner's line as if never held."""
     passed_on = []
     for run in [run for run in runs if run.end <= now]:
         runs.remove(run)
@@ -356,13 +359,19 @@ def _end_runs(
             owner.running.remove(run)
             owner.tag += (run.end - run.start) / owner.share.weight
         held = snapshot.held.get(run.job_id) if run.job_id is not None else None
-        if held is not None:
-            seconds = model_for(times, held.partner, held.kind).mean
-            successor = _Run(held.partner, now, now + seconds, held.id)
-            runs.append(successor)
-            if held.partner in partners:
-                partners[held.partner].running.append(successor)
-            passed_on.append(Start(held.id, held.partner, now, seconds, 0.0, held.kind, run.job_id))
+        if held is None:
+            continue
+        mine = partners.get(held.partner)
+        cap = mine.share.max_running if mine is not None else None
+        if mine is not None and cap is not None and len(mine.running) >= cap:
+            mine.line = sorted([*mine.line, held], key=lambda job: (job.priority, job.id))
+            continue
+        seconds = model_for(times, held.partner, held.kind).mean
+        successor = _Run(held.partner, now, now + seconds, held.id)
+        runs.append(successor)
+        if mine is not None:
+            mine.running.append(successor)
+        passed_on.append(Start(held.id, held.partner, now, seconds, 0.0, held.kind, run.job_id))
     return passed_on
 
 
@@ -563,16 +572,21 @@ def drawn_starts(
     # Each start's observed run times (None: none known, its point length is used), looked up once.
     observed = [model_for(times, entry.partner, entry.kind).samples or None for entry in walked]
     recorded = [index in samples for index in range(len(walked))]
+    passing = {entry.behind for entry in order if entry.behind is not None}  # seats passed to a held job
+    capped = {name: share.max_running for name, share in snapshot.partners.items() if share.max_running is not None}
     for draw in range(DRAWS):
         rng = random.Random(draw)
         seats: list[float] = []
         reserved: dict[int, float] = {}  # the seats of running jobs a held job waits behind
+        ends_of: dict[str, list[float]] = {name: [] for name in capped}  # a capped partner's runs' ends
         for run in snapshot.running:
             end = model_for(times, run.partner, run.kind).draw_remaining(rng, run.elapsed, snapshot.job_timeout)
-            if run.id in snapshot.held:
+            if run.id in passing:
                 reserved[run.id] = end
             else:
                 seats.append(end)
+            if run.partner in ends_of:
+                ends_of[run.partner].append(end)
         seats += [0.0] * max(0, snapshot.seats - len(seats) - len(reserved))
         heapq.heapify(seats)
         for index, entry in enumerate(walked):
@@ -580,10 +594,18 @@ def drawn_starts(
                 start = reserved.pop(entry.behind)  # started in the same transaction as that end
             else:
                 start = max(heapq.heappop(seats) if seats else min(reserved.values()), entry.due_in) + HANDOFF_SECONDS
+            if entry.partner in ends_of:  # not before enough of its partner's runs ended to be below its cap
+                going = sorted(end for end in ends_of[entry.partner] if end > start)
+                if len(going) >= capped[entry.partner]:
+                    start = going[len(going) - capped[entry.partner]] + HANDOFF_SECONDS
+                ends_of[entry.partner] = going
             if recorded[index]:
                 samples[index].append(start)
             runs = observed[index]
-            heapq.heappush(seats, start + (rng.choice(runs) if runs else entry.seconds))
+            end = start + (rng.choice(runs) if runs else entry.seconds)
+            heapq.heappush(seats, end)
+            if entry.partner in ends_of:
+                ends_of[entry.partner].append(end)
     return samples
 
 

@@ -76,3 +76,29 @@ def test_without_the_hold_the_fair_share_would_start_the_other_partners_job_firs
     assert [job.id for job, _ in q.waits(limit=10)] == [b_job, a_job]
     nxt = q.get_item("w")
     assert nxt is not None and nxt.id == b_job
+
+
+def test_a_held_job_whose_partner_reached_its_cap_meanwhile_waits_for_its_partners_run(q: PersistentQ) -> None:
+    """Two seats, a capped at one running job: the job held behind b's short run cannot start at
+    its end once another seat's claim started a's long one (finish_and_start refuses it); it is
+    predicted to start when a's run ends, not when b's does."""
+    q.add_partner("a", max_running=1)
+    q.add_partner("b")
+    for partner, seconds in (("a", 100.0), ("b", 10.0)):
+        for _ in range(5):
+            q.put_item({"seed": True}, partner=partner)
+            run(q, seconds)
+    q.set_seats(q.settings.queue, 2)
+    short = q.put_item({"n": 1}, partner="b")
+    running = q.get_item("w1")
+    assert running is not None and running.id == short
+    held_job, other = q.put_item({"n": 2}, partner="a"), q.put_item({"n": 3}, partner="a")
+    held = q.hold_next("w1", behind_job=running.id, behind_lease=running.lease_id)
+    assert held is not None and held.id == held_job
+    long_run = q.get_item("w2")  # the other seat: a's next job, a now at its cap
+    assert long_run is not None and long_run.id == other
+    q.register_worker("w1", kind="consumer", queue=q.settings.queue, host="here", pid=1)
+    wait = q.wait(held_job)
+    assert wait is not None and wait.eta_start is not None and wait.eta_start.p50 is not None
+    assert (wait.eta_start.p50 - wait.computed_at).total_seconds() > 50  # a's 100 s run, not b's 10 s one
+    assert "partner_cap" in [reason.code for reason in wait.reasons]
