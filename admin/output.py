@@ -71,12 +71,15 @@ def status_text(status: Status | str | None) -> Text:
     return Text(value.value, style=STATUS_STYLES[value])
 
 
-def job_status_text(job: Job) -> Text:
+def job_status_text(job: Job, *, held: bool = False) -> Text:
     """A job's status word, with the agents' word beside it for a job a relay sent them:
-    `under_process (queued)`, `under_process (processing)`."""
+    `under_process (queued)`, `under_process (processing)`; a waiting job a consumer holds to
+    start next in its seat: `unprocessed (held)`."""
     text = status_text(job.status)
     if job.agent_status is not None:
         text.append(f" ({job.agent_status.value})")
+    if held:
+        text.append(" (held)")
     return text
 
 

@@ -15,6 +15,7 @@ from pqueue import (
     Delivery,
     Estimate,
     Event,
+    Hold,
     Job,
     Partner,
     PartnerEvent,
@@ -42,9 +43,10 @@ def human_time(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
-def job_json(job: Job) -> Obj:
-    """One job, as `pq list --json` and `pq export --format jsonl` write it."""
-    return {
+def job_json(job: Job, hold: Hold | None = None) -> Obj:
+    """One job, as `pq list --json` and `pq export --format jsonl` write it; a job a consumer
+    holds to start next has `held` too (`pq list` and `pq show` only: a hold is not kept)."""
+    fields = {
         "id": job.id,
         "queue": job.queue,
         "status": job.status.value,
@@ -69,6 +71,20 @@ def job_json(job: Job) -> Obj:
         "partner": job.partner,
         "agent_status": job.agent_status.value if job.agent_status else None,
     }
+    return fields if hold is None else {**fields, "held": hold_json(hold)}
+
+
+def hold_json(hold: Hold) -> Obj:
+    """Who holds a waiting job to start next in its seat, behind which running job, since when."""
+    return {"worker_id": hold.worker_id, "behind_job": hold.behind_job, "held_at": iso(hold.held_at)}
+
+
+def held_words(hold: Hold) -> str:
+    """A held job's state for people: whose seat it starts in, and after which job."""
+    return (
+        f"held by consumer {hold.worker_id} to start right after job {hold.behind_job}"
+        f" (since {human_time(hold.held_at)})"
+    )
 
 
 def delivery_json(delivery: Delivery | None) -> Obj | None:
@@ -102,10 +118,13 @@ def event_json(event: Event) -> Obj:
     }
 
 
-def job_detail_json(job: Job, events: list[Event], wait: Wait | None = None) -> Obj:
-    """`pq show --json`: the job, its delivery and its timeline; while it waits or runs, its wait."""
+def job_detail_json(job: Job, events: list[Event], wait: Wait | None = None, hold: Hold | None = None) -> Obj:
+    """`pq show --json`: the job, its delivery and its timeline; while it waits or runs, its wait;
+    while a consumer holds it, `held`."""
     detail = {**job_json(job), "delivery": delivery_json(job.delivery), "events": [event_json(e) for e in events]}
-    return detail if wait is None else {**detail, "wait": wait_json(wait)}
+    if wait is not None:
+        detail["wait"] = wait_json(wait)
+    return detail if hold is None else {**detail, "held": hold_json(hold)}
 
 
 def wait_json(wait: Wait) -> Obj:

@@ -36,7 +36,7 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.store.stats(partner=self.partner)
-        jobs, waiting, running, manual, seats, paused, oldest, callbacks = self._families()
+        jobs, waiting, held, running, manual, seats, paused, oldest, callbacks = self._families()
         if self.partner is None:
             queue_names = sorted(set(stats.counts) | {info.name for info in stats.queues})
         else:
@@ -47,6 +47,7 @@ class QueueCollector(Collector):
             for status in Status:
                 jobs.add_metric([queue, status.value], by_status.get(status.value, 0))
             waiting.add_metric([queue], sum(by_status.get(s.value, 0) for s in CLAIMABLE))
+            held.add_metric([queue], stats.held.get(queue, 0))
             running.add_metric([queue], by_status.get(Status.UNDER_PROCESS.value, 0))
             failed = stats.operator_failed.get(queue, 0)
             manual.add_metric(
@@ -59,7 +60,7 @@ class QueueCollector(Collector):
         oldest.add_metric([], stats.oldest_waiting_seconds or 0.0)
         for delivery_status in DeliveryStatus:
             callbacks.add_metric([delivery_status.value], stats.deliveries.get(delivery_status.value, 0))
-        yield from (jobs, waiting, running, manual, seats, paused, oldest, callbacks)
+        yield from (jobs, waiting, held, running, manual, seats, paused, oldest, callbacks)
         policies = self._policy_families()
         for info in queues:
             values = (info.max_attempts, info.job_timeout, info.lease_seconds, info.retry_backoff_seconds)
@@ -163,6 +164,12 @@ class QueueCollector(Collector):
         return (
             GaugeMetricFamily("pq_jobs", "Jobs by queue and status", labels=["queue", "status"]),
             GaugeMetricFamily("pq_waiting_jobs", "Jobs waiting to run (unprocessed or crashed)", labels=["queue"]),
+            GaugeMetricFamily(
+                "pq_held_jobs",
+                "Waiting jobs a consumer holds to start next in its seat, right after its running job "
+                "(PQ_CLAIM_AHEAD); counted in pq_waiting_jobs too",
+                labels=["queue"],
+            ),
             GaugeMetricFamily("pq_running_jobs", "Jobs under_process", labels=["queue"]),
             GaugeMetricFamily(
                 "pq_manual_intervention_jobs",

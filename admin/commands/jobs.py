@@ -11,7 +11,7 @@ from rich.text import Text
 from admin import output, render
 from admin.context import admin, store, work_queue
 from admin.parsing import check_callback_url, parse_duration, read_payload
-from pqueue import CLAIMABLE, Event, Insights, Job, NewJob, Status, Wait
+from pqueue import CLAIMABLE, Event, Hold, Insights, Job, NewJob, Status, Wait
 
 # A job with a wait to show: waiting, or running (its finish only).
 WAITING_OR_RUNNING = {*CLAIMABLE, Status.UNDER_PROCESS}
@@ -57,15 +57,17 @@ def list_jobs(
     """List jobs, newest first.
 
     Columns: id, queue, partner, status, priority, attempts, age, last error (after what an
-    operator decided and why, when one failed or cancelled the job), start of the payload.
+    operator decided and why, when one failed or cancelled the job), start of the payload. A
+    waiting job a consumer holds to start next in its seat reads `unprocessed (held)`.
     """
     queue_store = store(ctx)
     filters: dict[str, Any] = {"status": status or None, "queue": queue, "since_seconds": since, "partner": partner}
     jobs = fetch_jobs(queue_store, limit, oldest_first=oldest_first, **filters)
     if not jobs and partner is not None:
         queue_store.partner(partner)  # an unknown partner is an error, not an empty list
+    holds = queue_store.holds([job.id for job in jobs if job.status in CLAIMABLE])
     if as_json:
-        output.emit_json([render.job_json(job) for job in jobs])
+        output.emit_json([render.job_json(job, holds.get(job.id)) for job in jobs])
         return
     now = queue_store.now()
     columns = ("id", "queue", "partner", "status", "pri", "attempts", "age", "last error", "payload")
@@ -75,7 +77,7 @@ def list_jobs(
             str(job.id),
             output.plain(job.queue),
             output.plain(job.partner),
-            output.job_status_text(job),
+            output.job_status_text(job, held=job.id in holds),
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
             render.duration((now - job.created_at).total_seconds()),
@@ -97,17 +99,19 @@ def show_job(
     """Show one job in full.
 
     Every field, the payload and result, the error with its traceback, the callback delivery
-    and the timeline of its events.
+    and the timeline of its events; for a waiting job a consumer holds to start next in its seat,
+    which consumer holds it, behind which running job, since when.
     """
     queue_store = store(ctx)
     job = queue_store.get_job(job_id)
     events = queue_store.events(job_id)
     wait = queue_store.wait(job_id) if job.status in WAITING_OR_RUNNING else None
+    hold = queue_store.holds([job_id]).get(job_id) if job.status in CLAIMABLE else None
     if as_json:
-        output.emit_json(render.job_detail_json(job, events, wait))
+        output.emit_json(render.job_detail_json(job, events, wait, hold))
         return
     policy = queue_store.queue_settings(job.queue)  # the queue's stored timeout, else PQ_JOB_TIMEOUT
-    _show_fields(job, policy.job_timeout if policy is not None else admin(ctx).settings.job_timeout)
+    _show_fields(job, policy.job_timeout if policy is not None else admin(ctx).settings.job_timeout, hold)
     _show_block("payload", json.dumps(job.payload, indent=2, ensure_ascii=False))
     if job.result is not None:
         _show_block("result", json.dumps(job.result, indent=2, ensure_ascii=False))
@@ -142,9 +146,10 @@ def _wait_lines(wait: Wait) -> str:
     return "\n".join(lines)
 
 
-def _show_fields(job: Job, timeout: float) -> None:
+def _show_fields(job: Job, timeout: float, hold: Hold | None) -> None:
     rows: list[tuple[str, Text | str]] = [
-        ("status", output.job_status_text(job)),
+        ("status", output.job_status_text(job, held=hold is not None)),
+        *([("held", output.plain(render.held_words(hold)))] if hold is not None else []),
         ("queue", output.plain(job.queue)),
         ("partner", output.plain(job.partner)),
         ("priority", str(job.priority)),

@@ -47,6 +47,17 @@ class Jobs:
         assert job is not None and job.id == job_id, "claimed another job than the one just put"
         return job
 
+    def held(self, payload: Any = None, **options: Any) -> tuple[Job, int]:
+        """A running job and a waiting one its consumer holds to start right after it
+        (PQ_CLAIM_AHEAD): (the running job, the held job's id)."""
+        running = self.running(**options)
+        job_id = self.waiting(payload, **options)
+        held = self.store.hold_next(
+            "worker-1", behind_job=running.id, behind_lease=running.lease_id, queue=options.get("queue")
+        )
+        assert held is not None and held.id == job_id, "held another job than the one just put"
+        return running, job_id
+
     def processed(self, payload: Any = None, result: Any = None, **options: Any) -> int:
         job = self.running(payload, **options)
         self.store.update_status(job.id, "processed", lease_id=job.lease_id, result=result or {"ok": True})
