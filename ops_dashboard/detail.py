@@ -11,7 +11,19 @@ import streamlit as st
 from ops_dashboard import confirm
 from ops_dashboard.actions import LABELS, Operation, Outcome, PendingAction, available
 from ops_dashboard.format import duration, moment, plain
-from pqueue import CLAIMABLE, FINAL, Delivery, Estimate, Event, Job, JobNotFound, PersistentQInterface, Status, Wait
+from pqueue import (
+    CLAIMABLE,
+    FINAL,
+    Delivery,
+    Estimate,
+    Event,
+    Hold,
+    Job,
+    JobNotFound,
+    PersistentQInterface,
+    Status,
+    Wait,
+)
 
 ORIGIN = "detail"
 WAITING_OR_RUNNING = {*CLAIMABLE, Status.UNDER_PROCESS}
@@ -26,7 +38,10 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
     except JobNotFound as exc:
         st.warning(str(exc))
         return
-    st.subheader(f"Job {job.id} · {job.status_words}")
+    hold = store.holds([job.id]).get(job.id) if job.status in CLAIMABLE else None
+    st.subheader(f"Job {job.id} · {job.status_words}" + (" (held)" if hold is not None else ""))
+    if hold is not None:
+        st.info(plain(held_words(hold)))
     _fields(job, timeline)
     if job.status in WAITING_OR_RUNNING:
         _wait(store.wait(job.id))
@@ -53,6 +68,14 @@ def render_detail(store: PersistentQInterface, job_id: int, readonly: bool) -> N
     st.dataframe(_timeline(timeline), hide_index=True, width="stretch")
     if not readonly:
         _actions(store, job)
+
+
+def held_words(hold: Hold) -> str:
+    """A held job's state, as `pq show` says it: it starts in that consumer's seat right after
+    the job it waits behind, and no other consumer takes it meanwhile."""
+    return (
+        f"held by consumer {hold.worker_id} to start right after job {hold.behind_job} (since {moment(hold.held_at)})"
+    )
 
 
 # A payload or result up to this much JSON text opens whole; a bigger one opens two levels deep.

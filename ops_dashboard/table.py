@@ -11,7 +11,7 @@ import streamlit as st
 from ops_dashboard import confirm
 from ops_dashboard.actions import REQUEUE_FROM, PendingAction
 from ops_dashboard.format import compact_json, first_line, moment
-from pqueue import Job, Page, PersistentQInterface, Stats, Status
+from pqueue import CLAIMABLE, Job, Page, PersistentQInterface, Stats, Status
 
 ORIGIN = "table"
 ALL_QUEUES = "all queues"
@@ -112,10 +112,11 @@ def render_table(store: PersistentQInterface, filters: Filters, page_size: int, 
         oldest_first=filters.oldest_first,
     )
     st.session_state[PAGE_IDS] = [job.id for job in page.items]
+    held = set(store.holds([job.id for job in page.items if job.status in CLAIMABLE]))
     _pager(page, total, page_size, len(cursors))
     if page.items:
         st.dataframe(
-            _rows(page.items),
+            _rows(page.items, held),
             column_config=COLUMNS,
             key="jobs_table",
             on_select=_select_row,
@@ -149,7 +150,9 @@ def _pager(page: Page, total: int, page_size: int, depth: int) -> None:
 # 1366 px, and the columns that only add detail follow it, out to the right edge and beyond.
 COLUMNS = {
     "id": st.column_config.NumberColumn("id", width=70, format="%d"),
-    "status": st.column_config.TextColumn("status", width=150),
+    "status": st.column_config.TextColumn(
+        "status", width=150, help="(held): a consumer holds the job to start in its seat right after its running job"
+    ),
     "error": st.column_config.TextColumn("error", width=360, help="the operator's reason, then the last error's line"),
     "attempts": st.column_config.TextColumn("attempts", width=70),
     "queue": st.column_config.TextColumn("queue", width=90),
@@ -157,12 +160,14 @@ COLUMNS = {
 }
 
 
-def _rows(items: list[Job]) -> pd.DataFrame:
+def _rows(items: list[Job], held: set[int]) -> pd.DataFrame:
+    """One row per job; a waiting job a consumer holds to start next in its seat reads
+    `unprocessed (held)`, as in `pq list`."""
     return pd.DataFrame(
         [
             {
                 "id": job.id,
-                "status": job.status_words,
+                "status": f"{job.status_words} (held)" if job.id in held else job.status_words,
                 "error": _why(job),
                 "attempts": f"{job.attempts}/{job.max_attempts}",
                 "queue": job.queue,
