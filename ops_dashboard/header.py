@@ -23,6 +23,9 @@ def render_header(overview: Overview, settings: Settings) -> None:
     columns = st.columns(7)
     with columns[0]:
         st.metric("waiting", overview.waiting, help="unprocessed, plus crashed jobs waiting for their retry")
+        held = sum(overview.stats.held.values())
+        if held:  # claimed ahead (PQ_CLAIM_AHEAD): each starts in its consumer's seat as the running job ends
+            note(f"{held} held to start next in a seat", "gray", key="note_held")
     with columns[1]:
         _running(overview, settings)
     with columns[2]:

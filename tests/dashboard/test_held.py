@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pqueue import PersistentQ, Status
-from tests.dashboard.page import no_exception, texts
+from tests.dashboard.page import no_exception, note, notes, texts
 
 BACKENDS = pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 WORKER = "consumer-test-1"
@@ -40,9 +40,11 @@ def unescaped(text: str) -> str:
 @BACKENDS
 def test_table__marks_the_held_job_and_only_it(make_app: Callable[..., AppTest], store: PersistentQ) -> None:
     running, held, other = held_behind_running(store)
-    shown = statuses(no_exception(make_app()))
+    app = no_exception(make_app())
+    shown = statuses(app)
     assert shown[held] == "unprocessed (held)"
     assert (shown[other], shown[running]) == ("unprocessed", "under_process")
+    assert note(app, "1 held") == ("gray", "1 held to start next in a seat"), "under the waiting count"
 
 
 @BACKENDS
@@ -67,5 +69,6 @@ def test_a_lapsed_hold_is_no_longer_shown(make_app: Callable[..., AppTest], stor
     store.update_status(running, Status.PROCESSED, lease_id=job.lease_id)  # recorded alone: the hold lapses
     app = make_app()
     assert statuses(no_exception(app))[held] == "unprocessed"
+    assert not [text for _color, text in notes(app) if "held" in text]
     app.number_input(key="job_id").set_value(held).run()
     assert not [text for text in texts(no_exception(app), "info") if "held by" in unescaped(text)]
