@@ -43,10 +43,10 @@ HANDOFF_SECONDS = 0.5
 # ... and at the latest within this: an idle consumer looks again every second (consumer IDLE_WAIT),
 # plus a claim on a loaded database (added to `latest` for every start up to the job's own).
 HANDOFF_BOUND_SECONDS = 5.0
-# A run the simulation started at this very moment has held its seat this long by the next pick:
-# real claims never coincide (the next comes after the last one's commit), so a partner whose job
-# just started loses a tie it would otherwise win by its head job's id.
-JUST_STARTED = 1e-6
+# Real claims never coincide: each comes after the last one's commit. The simulation's starts are
+# this far apart, so a run started just now has held its seat a little by the next pick, and of
+# two equally long runs started at one moment the first ends first, as they do for real.
+TICK = 1e-6
 
 
 # -- what one read transaction filled ----------------------------------------------------------
@@ -244,7 +244,7 @@ def pick(partners: Iterable[_Partner], vtime: float, at: float) -> tuple[_Partne
             cap = partner.share.max_running
             if cap is not None and len(running) >= cap:
                 continue
-            tag += sum(max(at - run.start, JUST_STARTED) for run in running) / partner.share.weight
+            tag += sum(at - run.start for run in running) / partner.share.weight
         if best is not None and tag > best[0]:
             continue  # it cannot win: its head need not be looked at
         head = partner.head(at)
@@ -302,7 +302,7 @@ def simulate(
     # has passed: a job is taken only once due, so a taken one is among the passed.
     dues, passed = sorted(due for p in active for due in p.dues()), 0
     steps = min(MAX_STEPS, max(50, LOOK_BUDGET // max(1, len(active))))
-    vtime, now = snapshot.vtime, 0.0
+    vtime, now, clock = snapshot.vtime, 0.0, 0.0  # clock: now, and TICK more after each start at it
     runs: list[_Run] = []
     for running in snapshot.running:
         model = model_for(times, running.partner, running.kind)
@@ -320,8 +320,9 @@ def simulate(
         starts += passed_on
         if until is not None and any(start.job_id == until.id for start in passed_on):
             return Simulation(starts, False, first_free, running_ends)
+        clock = max(clock, now)
         while len(runs) < snapshot.seats and len(starts) < steps:
-            picked = pick(active, vtime, now)
+            picked = pick(active, vtime, clock)
             if picked is None:
                 break
             partner, job = picked
@@ -329,10 +330,11 @@ def simulate(
             partner.tag = max(partner.tag, vtime)
             vtime = max(vtime, partner.tag)
             seconds = model_for(times, partner.share.name, job.kind).mean
-            run = _Run(partner.share.name, now, now + seconds, job.id)
+            run = _Run(partner.share.name, clock, clock + seconds, job.id)
             runs.append(run)
             partner.running.append(run)
-            starts.append(Start(job.id, partner.share.name, now, seconds, max(0.0, job.due_in), job.kind))
+            starts.append(Start(job.id, partner.share.name, clock, seconds, max(0.0, job.due_in), job.kind))
+            clock += TICK
             if until is not None and job.id == until.id:
                 return Simulation(starts, False, first_free, running_ends)
         while passed < len(dues) and dues[passed] <= now:
