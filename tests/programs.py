@@ -195,6 +195,11 @@ class Programs:
         path = self.logs / name
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def stop_programs(self) -> None:
+        """Stop every program now (stop_all then prints their logs and checks for orphans)."""
+        for process, _ in self.started:
+            stop_now(process)
+
     def stop_all(self) -> list[int]:
         """Stop every program, print each log, and return the marked processes that outlived them."""
         for process, _ in self.started:
