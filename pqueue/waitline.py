@@ -315,8 +315,8 @@ def simulate(
     first_free = None if len(runs) < snapshot.seats else min((run.end for run in runs), default=0.0)
     starts: list[Start] = []
     while len(starts) < steps:
-        passed_on = _end_runs(snapshot, times, partners, runs, now)
-        active += [p for p in partners.values() if p.waiting() and p not in active]  # a hold refused
+        passed_on, refused = _end_runs(snapshot, times, partners, runs, now)
+        active += [p for p in refused if p not in active]  # their held job is back in their line
         starts += passed_on
         if until is not None and any(start.job_id == until.id for start in passed_on):
             return Simulation(starts, False, first_free, running_ends)
@@ -348,12 +348,13 @@ def simulate(
 
 def _end_runs(
     snapshot: Snapshot, times: dict[str, RunTimes], partners: dict[str, _Partner], runs: list[_Run], now: float
-) -> list[Start]:
+) -> tuple[list[Start], list[_Partner]]:
     """End the runs due to end by `now`, each charging its seconds to its partner's tag; a run with
     a job held behind it passes its seat to that job at once, with no pick: the starts of those.
     Not past the held job's partner's cap (reached meanwhile by another seat's claim): then the
-    start is refused, the hold lapses, and the job waits in its partner's line as if never held."""
-    passed_on = []
+    start is refused, the hold lapses, and the job waits in its partner's line as if never held
+    (the partners of those are returned beside the starts)."""
+    passed_on, refused = [], []
     for run in [run for run in runs if run.end <= now]:
         runs.remove(run)
         owner = partners.get(run.partner)
@@ -367,6 +368,7 @@ def _end_runs(
         cap = mine.share.max_running if mine is not None else None
         if mine is not None and cap is not None and len(mine.running) >= cap:
             mine.line = sorted([*mine.line, held], key=lambda job: (job.priority, job.id))
+            refused.append(mine)
             continue
         seconds = model_for(times, held.partner, held.kind).mean
         successor = _Run(held.partner, now, now + seconds, held.id)
@@ -374,7 +376,7 @@ def _end_runs(
         if mine is not None:
             mine.running.append(successor)
         passed_on.append(Start(held.id, held.partner, now, seconds, 0.0, held.kind, run.job_id))
-    return passed_on
+    return passed_on, refused
 
 
 # -- what the submitter is told ----------------------------------------------------------------
