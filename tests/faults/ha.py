@@ -78,12 +78,19 @@ class ReplicatedPair:
 
     def restore_standby_as_a_backup(self) -> None:
         """Start the (stopped) standby's data directory as a backup being restored: archive
-        recovery (recovery.signal) to the end of the WAL it holds, then a new timeline."""
+        recovery (recovery.signal) to the end of the WAL it holds, then a new timeline. Returns once
+        recovery has ended and the server takes writes (pg_ctl start returns while it still replays)."""
         (self.standby.data / "standby.signal").unlink()
         (self.standby.data / "recovery.signal").touch()
         with (self.standby.data / "postgresql.auto.conf").open("a") as conf:
             conf.write("restore_command = 'false'\n")  # no archive: recovery ends with the WAL in pg_wal
         self.standby.start()
+        wait_until(
+            lambda: self.sql(self.standby, "SELECT pg_is_in_recovery()") == [(False,)],
+            timeout=60,
+            interval=0.1,
+            what="the restored server to end its recovery",
+        )
 
     def destroy(self) -> None:
         for pid in self._stopped:
