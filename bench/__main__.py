@@ -116,6 +116,7 @@ def run(config: Config, out: Path) -> int:
             "backends": list(config.backends),
             "peers": config.peers,
             "table_sizes": list(config.table_sizes),
+            "wait_sizes": list(config.wait_sizes),
             "parts": list(config.parts),
         },
         "machine": about,

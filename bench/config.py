@@ -10,6 +10,7 @@ FULL_N = 1000
 QUICK_N = 200
 # What a run can be limited to (--only); "soak" is the programs' long rows, taken after their last round.
 PARTS = ("library", "sizes", "processes", "programs", "soak")
+WAIT_PARTNERS = (1, 100)  # partners backlogged when a waiting job's wait is measured
 
 
 def parse_parts(text: str) -> tuple[str, ...]:
@@ -56,9 +57,22 @@ class Config:
         return 50 if self.quick else 300
 
     @property
+    def wait_sizes(self) -> tuple[int, ...]:
+        """Waiting jobs when a waiting job's wait is measured (the table holds as many processed);
+        each with WAIT_PARTNERS partners. The largest shares the claim's largest table."""
+        return (1_000, 50_000) if self.quick else (1_000, 100_000, 500_000)
+
+    @property
     def waits_per_size(self) -> int:
-        """Wait computations per table size: each simulates the whole line ahead of the newest job."""
+        """Waits per run with a new line every time (PQ_WAIT_SNAPSHOT_SECONDS=0): each simulates the
+        whole line ahead of the newest job."""
         return 5 if self.quick else 20
+
+    @property
+    def kept_waits_per_size(self) -> int:
+        """Waits per run from the kept line (the default PQ_WAIT_SNAPSHOT_SECONDS): most are cheap, a
+        run's first pays a new line."""
+        return 20 if self.quick else 200
 
     @property
     def n_mixed(self) -> int:

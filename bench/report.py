@@ -246,6 +246,12 @@ SECTIONS: list[tuple[str, Callable[[list[dict[str, Any]]], str], str]] = [
      "`claim + complete` rows above (two transactions per job, and one with finish_and_claim), repeated here."),
     ("Claim cost against table size", throughput_table, "Half the stored jobs are processed (3 event rows each), "
      "half wait (1 event row); claims take from the waiting half. Median ms per call within a run."),
+    ("Wait of a waiting job (GET /jobs/{id})", latency_table, "The library's wait of the newest waiting job (the "
+     "deepest in line), as GET /jobs/{id} answers it, on tables filled as the claim's (half the jobs processed, "
+     "half waiting, dealt in turn to the partners; the same run-time history on both backends), calls one after "
+     "another; p50, p99 and max over every call of every run. From the kept line (the default: one simulation "
+     "per queue shared by every request for PQ_WAIT_SNAPSHOT_SECONDS) a run's first call pays a new line, so "
+     "its max is one simulation; with PQ_WAIT_SNAPSHOT_SECONDS=0 every call simulates the line: the worst case."),
     ("Several processes", process_table, "Library-level processes (spawned), each with its own connection. "
      "'lost' = acknowledged jobs not processed at the end, 'duplicated' = jobs completed twice, 'locked seen' = "
      "'database is locked' errors that reached the caller, 'peak running' = most jobs under_process at once "

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import library, raw, tablesize
-from bench.config import Config
-from bench.databases import Databases
-from bench.library import durability
+from bench.config import WAIT_PARTNERS, Config
+from bench.databases import Databases, Target
+from bench.library import durability, open_store
 from bench.measure import Case, Row, interleave, log
 from bench.peer_runs import POSTGRES_PEERS, SQLITE_PEERS, peer_run
+from pqueue import PersistentQ, Settings
 
 TITLES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 PUT_ONE = "put, 1 job per transaction"
@@ -19,6 +20,8 @@ PUT_BATCH = "batch put, 1,000 jobs per transaction"
 CLAIM = "claim + complete (with event rows)"
 FINISH_AND_CLAIM = "claim + complete in one transaction per job (finish_and_claim, with event rows)"
 DRAIN = "drain a backlog of no-op jobs, one worker"
+WAIT = "wait of a waiting job (GET /jobs/{id}), ms"
+WAIT_SECTION = "Wait of a waiting job (GET /jobs/{id})"
 
 
 def _pqueue_row(key: str, section: str, test: str, backend: str, version: str, n: int) -> Row:
@@ -118,59 +121,87 @@ def _postgres_drains(config: Config, databases: Databases, peers: Path) -> list[
 
 
 def table_size_rows(config: Config, databases: Databases, version: str) -> tuple[list[Row], dict[str, str]]:
-    """Claim cost with each table size already stored; the candidate query's plan at the largest."""
+    """Claim cost with each table size already stored, and a waiting job's wait at each number of
+    waiting jobs and partners (a shape both measure is filled once); the candidate query's plan at
+    the largest."""
     rows: list[Row] = []
     plans: dict[str, str] = {}
+    largest = max(config.table_sizes)
+    claim_shapes = [(size, 1) for size in config.table_sizes]
+    if tablesize.has_partners():
+        claim_shapes += [(largest, 10), (largest, 100)]
+    wait_shapes = [(2 * waiting, partners) for waiting in config.wait_sizes for partners in WAIT_PARTNERS]
+    if not tablesize.has_wait():
+        wait_shapes = []
+    elif not tablesize.has_partners():
+        wait_shapes = [(size, partners) for size, partners in wait_shapes if partners == 1]
     for backend in config.backends:
-        section = "Claim cost against table size"
-        cases = []
-        opened = []
-        largest = max(config.table_sizes)
-        shapes = [(size, 1) for size in config.table_sizes]
-        if tablesize.has_partners():
-            shapes += [(largest, 10), (largest, 100)]
+        cases: list[Case] = []
+        opened: dict[tuple[int, int], tuple[Target, PersistentQ]] = {}
+        fresh: list[PersistentQ] = []  # stores on those tables that simulate a new line for every wait
         try:
-            for size, partners in shapes:
+            for size, partners in dict.fromkeys(claim_shapes + wait_shapes):
                 target, store, seconds = tablesize.open_filled(databases, backend, size, partners)
-                opened.append((target, store))
+                opened[(size, partners)] = (target, store)
                 log.info("filled %s with %d jobs of %d partners in %.1fs", backend, size, partners, seconds)
-                key = f"{size}" if partners == 1 else f"{size}/{partners}partners"
-                claim = _pqueue_row(
-                    f"{backend}/size_claim/{key}", section, "claim (get_item), ms", backend, version, size
-                )
-                both = _pqueue_row(
-                    f"{backend}/size_both/{key}", section, "claim + complete, ms", backend, version, size
-                )
-                spread = "" if partners == 1 else f", {partners} partners backlogged"
-                for row in (claim, both):
-                    row.unit = "ms"
-                    row.system = f"pqueue ({backend}), {size:,} jobs in the table{spread}"
-                    row.extra["table_size"] = size
-                    row.extra["partners"] = partners
-                both.extra["claims_per_run"] = config.claims_per_size
+            for size, partners in claim_shapes:
+                claim, both = _claim_rows(config, backend, version, size, partners)
                 rows += [claim, both]
-                if tablesize.has_wait():  # the newest waiting job stays waiting: claims take the oldest
-                    wait = _pqueue_row(
-                        f"{backend}/size_wait/{key}",
-                        section,
-                        "wait of a waiting job (GET /jobs/{id}), ms",
-                        backend,
-                        version,
-                        size,
-                    )
-                    wait.unit = "ms"
-                    wait.system = f"pqueue ({backend}), {size // 2:,} jobs waiting{spread}"
-                    wait.extra.update(table_size=size, partners=partners)
-                    rows.append(wait)
-                    cases.append(Case(wait, tablesize.measure_wait(store, config.waits_per_size, wait)))
+                store = opened[(size, partners)][1]
                 cases.append(Case(both, tablesize.measure(store, config.claims_per_size, claim, both)))
+            for size, partners in wait_shapes:  # the newest waiting job stays waiting: claims take the oldest
+                target, store = opened[(size, partners)]
+                keeps = "wait_snapshot_seconds" in Settings.model_fields  # this revision keeps lines
+                kept = (
+                    f"line kept (PQ_WAIT_SNAPSHOT_SECONDS={store.settings.wait_snapshot_seconds:g})"
+                    if keeps
+                    else "every wait simulated (this revision keeps no line)"
+                )
+                asked = [(store, kept, "size_wait", config.kept_waits_per_size)]
+                if keeps:
+                    fresh.append(open_store(target, wait_snapshot_seconds=0))
+                    how = "a new line every time (PQ_WAIT_SNAPSHOT_SECONDS=0)"
+                    asked.append((fresh[-1], how, "size_wait_fresh", config.waits_per_size))
+                for answering, how, name, calls in asked:
+                    wait = _wait_row(backend, version, size, partners, name, how)
+                    wait.extra["waits_per_run"] = calls
+                    rows.append(wait)
+                    cases.append(Case(wait, tablesize.measure_wait(answering, calls, wait)))
             interleave(cases, config.runs)
-            plans[backend] = tablesize.query_plan(opened[-1][1])  # the largest, with the most partners
+            plans[backend] = tablesize.query_plan(opened[claim_shapes[-1]][1])  # the largest, with the most partners
         finally:
-            for target, store in opened:
+            for store in fresh:
+                store.close()
+            for target, store in opened.values():
                 store.close()
                 databases.drop(target)
     return rows, plans
+
+
+def _claim_rows(config: Config, backend: str, version: str, size: int, partners: int) -> tuple[Row, Row]:
+    section = "Claim cost against table size"
+    key = f"{size}" if partners == 1 else f"{size}/{partners}partners"
+    claim = _pqueue_row(f"{backend}/size_claim/{key}", section, "claim (get_item), ms", backend, version, size)
+    both = _pqueue_row(f"{backend}/size_both/{key}", section, "claim + complete, ms", backend, version, size)
+    spread = "" if partners == 1 else f", {partners} partners backlogged"
+    for row in (claim, both):
+        row.unit = "ms"
+        row.system = f"pqueue ({backend}), {size:,} jobs in the table{spread}"
+        row.extra["table_size"] = size
+        row.extra["partners"] = partners
+    both.extra["claims_per_run"] = config.claims_per_size
+    return claim, both
+
+
+def _wait_row(backend: str, version: str, size: int, partners: int, name: str, how: str) -> Row:
+    """The wait of the newest of the table's size/2 waiting jobs, answered as `how` says."""
+    key = f"{size}" if partners == 1 else f"{size}/{partners}partners"
+    row = _pqueue_row(f"{backend}/{name}/{key}", WAIT_SECTION, WAIT, backend, version, size // 2)
+    row.unit = "ms"
+    backlogged = "1 partner" if partners == 1 else f"{partners} partners"
+    row.system = f"pqueue ({backend}), {size // 2:,} jobs waiting, {backlogged} backlogged, {how}"
+    row.extra.update(table_size=size, partners=partners)
+    return row
 
 
 def process_rows(config: Config, databases: Databases, version: str) -> list[Row]:

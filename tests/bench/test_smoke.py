@@ -12,6 +12,7 @@ import pytest
 from tests.support import REPO
 
 TABLE_SIZES = (1_000, 10_000, 100_000)  # --quick
+WAIT_SIZES = (1_000, 50_000)  # --quick: waiting jobs
 EXPECTED_KEYS = [
     *(
         f"sqlite/{test}/{system}"
@@ -20,6 +21,12 @@ EXPECTED_KEYS = [
     ),
     *(f"sqlite/size_{kind}/{size}" for kind in ("claim", "both") for size in TABLE_SIZES),
     *(f"sqlite/size_{kind}/100000/{n}partners" for kind in ("claim", "both") for n in (10, 100)),
+    *(
+        f"sqlite/{kind}/{2 * waiting}{partners}"
+        for kind in ("size_wait", "size_wait_fresh")
+        for waiting in WAIT_SIZES
+        for partners in ("", "/100partners")
+    ),
     "sqlite/mixed",
     "sqlite/dispatch",
     "sqlite/license_busy",
@@ -45,6 +52,7 @@ EXPECTED_SECTIONS = [
     "## SQLite: library beside the raw driver and the peers",
     "## Drain",
     "## Claim cost against table size",
+    "## Wait of a waiting job (GET /jobs/{id})",
     "## Several processes",
     "## Dispatch latency",
     "## Licence utilisation",
