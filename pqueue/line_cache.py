@@ -6,6 +6,10 @@ the queue's stamp (pqueue/sql/waitline.py `stamp`: its settings and pause, its r
 partners, the live consumers) is the one it was computed under. Jobs submitted since are answered
 by extending it, so submissions alone never cost a new line. It is a cache, not a source of
 truth: every process computes the same line from the same database at the same moment.
+
+It holds only lines that can still serve: each time a line is computed, the lines of queues not
+asked since they turned PQ_WAIT_SNAPSHOT_SECONDS old (by the same database clock) are dropped, so
+a process that answered for many queues keeps only those asked lately (none with the setting 0).
 """
 
 from __future__ import annotations
@@ -45,12 +49,34 @@ class LineCache:
             kept = self._kept.get(queue)
             if kept is not None:
                 line, kept_stamp = kept
-                age = (now - line.snapshot.now).total_seconds()
-                if kept_stamp == stamp and 0 <= age < self.seconds and usable(line):
+                if kept_stamp == stamp and self._fresh(line, now) and usable(line):
                     return line
             line = compute()
-            self._kept[queue] = (line, stamp)
+            with self._lock:
+                self._drop_stale(line.snapshot.now)
+                if self.seconds > 0:
+                    self._kept[queue] = (line, stamp)
             return line
+
+    def queues(self) -> set[str]:
+        """The queues whose lines are kept now."""
+        with self._lock:
+            return set(self._kept)
+
+    def _fresh(self, line: Line, now: datetime) -> bool:
+        return 0 <= (now - line.snapshot.now).total_seconds() < self.seconds
+
+    def _drop_stale(self, now: datetime) -> None:
+        """Forget the lines too old to serve at `now`, a new line's moment (under self._lock), and
+        the computation locks of queues with no line kept unless held (a thread that took one and
+        has yet to hold it may meet a new one: at worst two threads compute that queue's line at
+        once, as two processes do)."""
+        for queue, (line, _) in list(self._kept.items()):
+            if (now - line.snapshot.now).total_seconds() >= self.seconds:
+                del self._kept[queue]
+        for queue, computing in list(self._computing.items()):
+            if queue not in self._kept and not computing.locked():
+                del self._computing[queue]
 
     def used_shares(self, now: datetime, compute: Callable[[], dict[str, float]]) -> dict[str, float]:
         """Each partner's share of the last day's seat time, read again once USED_SHARE_SECONDS

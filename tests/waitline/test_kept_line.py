@@ -149,3 +149,26 @@ def test_the_line_is_simulated_again_when_a_run_starts_or_ends_the_queue_pauses_
     assert moment() == resumed
     q.clock_offset += timedelta(seconds=1)
     assert moment() != resumed  # as old as the setting
+
+
+def test_a_queue_not_asked_while_its_line_could_serve_is_dropped(make_queue: Callable[..., PersistentQ]) -> None:
+    """A process keeps the lines of the queues asked lately only: a new line drops every line as old
+    as the setting (it could serve no question); with the setting 0 no line is kept."""
+    q, fresh = make_queue(wait_snapshot_seconds=KEPT), make_queue(wait_snapshot_seconds=0)
+    left, right = q.put_item({"n": 1}, queue="left"), q.put_item({"n": 2}, queue="right")
+    q.wait(left)
+    q.clock_offset += timedelta(seconds=KEPT / 2)
+    q.wait(right)
+    assert q._lines.queues() == {"left", "right"}
+    q.clock_offset += timedelta(seconds=KEPT / 2)
+    q.wait(right)  # served by its kept line: nothing computed, nothing dropped
+    assert q._lines.queues() == {"left", "right"}
+    q.put_item({"n": 3}, queue="other")
+    other = q.put_item({"n": 4}, queue="other")
+    q.wait(other)  # a new line, when left's is as old as the setting
+    assert q._lines.queues() == {"right", "other"}
+    q.clock_offset += timedelta(seconds=KEPT)
+    q.wait(left)
+    assert q._lines.queues() == {"left"}
+    assert fresh.wait(left) is not None and fresh.wait(right) is not None
+    assert fresh._lines.queues() == set()
