@@ -140,8 +140,8 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         return self.put_items([job], actor=actor)[0].id
 
     def put_items(self, jobs: Sequence[NewJob | JSON], *, actor: str = "producer") -> list[PutResult]:
-        new_jobs = jobs_to_put(jobs, actor)
-        runs = submitting.runs(new_jobs, self.settings)
+        new_jobs, bare = jobs_to_put(jobs, actor)
+        runs = submitting.runs(new_jobs, self.settings, bare)
         if not runs:
             return []
         woken = {job.queue or self.settings.queue for job in new_jobs}

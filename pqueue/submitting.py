@@ -28,24 +28,28 @@ def json_text(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
-def runs(new_jobs: Sequence[NewJob], settings: Settings) -> list[NewJob | KeylessRun]:
+def runs(
+    new_jobs: Sequence[NewJob], settings: Settings, bare: frozenset[int] = frozenset()
+) -> list[NewJob | KeylessRun]:
     """The jobs checked and grouped for storing, in list order (so ids, and run order, follow the
-    list): a keyed job alone, each run of keyless jobs with one delay as a KeylessRun."""
+    list): a keyed job alone, each run of keyless jobs with one delay as a KeylessRun. A payload
+    JSON cannot hold is named by its job's place, a bare one (its place in `bare`) by its own."""
     where = [f"jobs[{index}]" if len(new_jobs) > 1 else "job" for index in range(len(new_jobs))]
     urls_checked: set[str] = set()
     for label, job in zip(where, new_jobs, strict=True):
         _check(job, label, settings, urls_checked)
+    payloads = [f"jobs[{index}]" if index in bare else f"{label}.payload" for index, label in enumerate(where)]
     grouped: list[NewJob | KeylessRun] = []
     start = 0
     by_kind = groupby(new_jobs, key=lambda job: (job.idempotency_key is not None, job.run_after_seconds))
     for (keyed, delay), run in by_kind:
         end = start + sum(1 for _ in run)
         if keyed:
-            for label, job in zip(where[start:end], new_jobs[start:end], strict=True):
-                json_safe(f"{label}.payload", job.payload)
+            for label, job in zip(payloads[start:end], new_jobs[start:end], strict=True):
+                json_safe(label, job.payload)
                 grouped.append(job)
         else:
-            grouped.append(_keyless_run(new_jobs[start:end], where[start:end], delay, settings))
+            grouped.append(_keyless_run(new_jobs[start:end], payloads[start:end], delay, settings))
         start = end
     return grouped
 
@@ -111,10 +115,10 @@ def _keyless_run(run: Sequence[NewJob], labels: list[str], delay: float, setting
 
 
 def _json_array(run: Sequence[NewJob], labels: list[str], element: Callable[[NewJob], Any]) -> str:
-    """One JSON array of element(job) for each job; a payload JSON cannot hold is named."""
+    """One JSON array of element(job) for each job; a payload JSON cannot hold is named by its label."""
     try:
         return json_text([element(job) for job in run])
     except (TypeError, ValueError):
-        for label, job in zip(labels, run, strict=True):  # name the job whose payload cannot be stored
-            json_safe(f"{label}.payload", job.payload)
+        for label, job in zip(labels, run, strict=True):  # name the payload that cannot be stored
+            json_safe(label, job.payload)
         raise

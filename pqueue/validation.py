@@ -99,22 +99,25 @@ def _with_rule(check: Check, rule: Check | None) -> Check:
 # -- put_items: jobs and bare payloads ------------------------------------------------------------
 
 
-def jobs_to_put(new_jobs: Any, actor: Any) -> list[NewJob]:
-    """put_items' arguments checked by type, bare payloads wrapped: the jobs as NewJob, in order."""
+def jobs_to_put(new_jobs: Any, actor: Any) -> tuple[list[NewJob], frozenset[int]]:
+    """put_items' arguments checked by type, bare payloads wrapped: the jobs as NewJob, in order,
+    and the places of those given as bare payloads (whether JSON can hold a payload is found
+    when it is serialised, pqueue/submitting.py, which names a bare one by its place)."""
     _text("actor", actor)
     if isinstance(new_jobs, str | bytes | dict) or not isinstance(new_jobs, Iterable):
         raise InvalidInput("jobs", f"expected a list of NewJob or payloads, got {_shown(new_jobs)}")
     jobs = list(new_jobs)
+    bare = set()
     for index, job in enumerate(jobs):
         if isinstance(job, NewJob):
             if not _plainly_right(job):
                 _check_new_job(f"jobs[{index}]", job)
         elif isinstance(job, PAYLOAD_TYPES):
-            json_safe(f"jobs[{index}]", job)  # named by its place in the list, even a list of one
             jobs[index] = NewJob(job)
+            bare.add(index)
         else:
             raise InvalidInput(f"jobs[{index}]", f"expected {PAYLOAD_WORDS}, got {_shown(job)}")
-    return jobs
+    return jobs, frozenset(bare)
 
 
 def check_new_job_values(job: NewJob, where: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pqueue import InvalidInput, NewJob, PersistentQ, PersistentQInterface
+from pqueue import InvalidInput, NewJob, PersistentQ, PersistentQInterface, load_settings, submitting
 from pqueue.validation import CHECKED, RULES, checked, jobs_to_put
 
 # put_items takes bare payloads beside jobs: jobs_to_put checks them, by index.
@@ -59,8 +59,20 @@ def test_checked__types_then_the_shared_rule_positional_or_keyword() -> None:
         typing.cast(Any, probe).probe_pause("q", "extra")
 
 
-@pytest.mark.parametrize("payloads", [[float("inf")], [1, float("nan")]])
+@pytest.mark.parametrize(
+    "payloads", [[float("inf")], [1, float("nan")], [NewJob(1, idempotency_key="k"), [float("nan")]]]
+)
 def test_a_bare_payload_that_json_cannot_hold_is_named_by_its_place_in_the_list(payloads: list[Any]) -> None:
+    """Found when it is serialised for storing, once."""
+    new_jobs, bare = jobs_to_put(payloads, "producer")
     with pytest.raises(InvalidInput) as raised:
-        jobs_to_put(payloads, "producer")
+        submitting.runs(new_jobs, load_settings(), bare)
     assert str(raised.value).startswith(f"jobs[{len(payloads) - 1}]: is not JSON-serialisable")
+
+
+def test_a_jobs_payload_that_json_cannot_hold_is_named_by_its_job() -> None:
+    for payloads, name in (([NewJob(float("nan"))], "job.payload"), ([1, NewJob([float("inf")])], "jobs[1].payload")):
+        new_jobs, bare = jobs_to_put(payloads, "producer")
+        with pytest.raises(InvalidInput) as raised:
+            submitting.runs(new_jobs, load_settings(), bare)
+        assert str(raised.value).startswith(f"{name}: is not JSON-serialisable")
