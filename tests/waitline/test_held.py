@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pqueue import PersistentQ
+from pqueue import Job, PersistentQ
 
 
 def run(q: PersistentQ, seconds: float) -> None:
@@ -18,13 +18,20 @@ def run(q: PersistentQ, seconds: float) -> None:
     q.update_status(job.id, "processed", lease_id=job.lease_id)
 
 
-def test_a_held_job_is_predicted_to_start_when_the_job_it_waits_behind_ends(q: PersistentQ) -> None:
-    q.add_partner("a")
-    q.add_partner("b")
-    for partner, seconds in (("a", 10.0), ("b", 100.0)):  # b has used ten times a's seat time
+def history(q: PersistentQ, *run_seconds: tuple[str, float]) -> None:
+    """Five runs of each partner, each as long as given."""
+    for partner, seconds in run_seconds:
         for _ in range(5):
             q.put_item({"seed": True}, partner=partner)
             run(q, seconds)
+
+
+def held_line(q: PersistentQ) -> tuple[Job, int, int]:
+    """Partners a and b, b having used ten times a's seat time; a's job running in seat w, b's job
+    and a's next waiting, a's held behind the running one: (the running job, a's, b's)."""
+    q.add_partner("a")
+    q.add_partner("b")
+    history(q, ("a", 10.0), ("b", 100.0))
     first = q.put_item({"n": 1}, partner="a")
     b_job = q.put_item({"n": 2}, partner="b")
     a_job = q.put_item({"n": 3}, partner="a")
@@ -32,8 +39,13 @@ def test_a_held_job_is_predicted_to_start_when_the_job_it_waits_behind_ends(q: P
     assert running is not None and running.id == first
     held = q.hold_next("w", behind_job=running.id, behind_lease=running.lease_id)
     assert held is not None and held.id == a_job  # a's tag is the lower one now
-    # `first` has run 600 s, far longer than a's runs: its end is predicted far off, and by then a's
-    # tag has passed b's, so the fair share alone would start b's job first (the control below).
+    return running, a_job, b_job
+
+
+def test_a_held_job_is_predicted_to_start_when_the_job_it_waits_behind_ends(q: PersistentQ) -> None:
+    running, a_job, b_job = held_line(q)
+    # a's first job has run 600 s, far longer than a's runs: its end is predicted far off, and by then
+    # a's tag has passed b's, so the fair share alone would start b's job first (the control below).
     q.clock_offset += timedelta(seconds=600)
     q.register_worker("w", kind="consumer", queue=q.settings.queue, host="here", pid=1)
     predicted = q.waits(limit=10)
@@ -58,18 +70,7 @@ def test_a_held_job_is_predicted_to_start_when_the_job_it_waits_behind_ends(q: P
 def test_without_the_hold_the_fair_share_would_start_the_other_partners_job_first(q: PersistentQ) -> None:
     """The control: the same line with the hold lapsed (its running job recorded alone) is
     predicted, and claimed, the other way round once a's long run is charged."""
-    q.add_partner("a")
-    q.add_partner("b")
-    for partner, seconds in (("a", 10.0), ("b", 100.0)):
-        for _ in range(5):
-            q.put_item({"seed": True}, partner=partner)
-            run(q, seconds)
-    first = q.put_item({"n": 1}, partner="a")
-    b_job = q.put_item({"n": 2}, partner="b")
-    a_job = q.put_item({"n": 3}, partner="a")
-    running = q.get_item("w")
-    assert running is not None and running.id == first
-    assert q.hold_next("w", behind_job=running.id, behind_lease=running.lease_id) is not None
+    running, a_job, b_job = held_line(q)
     q.clock_offset += timedelta(seconds=600)
     q.update_status(running.id, "processed", lease_id=running.lease_id)  # recorded alone: the hold lapses
     q.register_worker("w", kind="consumer", queue=q.settings.queue, host="here", pid=1)
@@ -84,10 +85,7 @@ def test_a_held_job_whose_partner_reached_its_cap_meanwhile_waits_for_its_partne
     predicted to start when a's run ends, not when b's does."""
     q.add_partner("a", max_running=1)
     q.add_partner("b")
-    for partner, seconds in (("a", 100.0), ("b", 10.0)):
-        for _ in range(5):
-            q.put_item({"seed": True}, partner=partner)
-            run(q, seconds)
+    history(q, ("a", 100.0), ("b", 10.0))
     q.set_seats(q.settings.queue, 2)
     short = q.put_item({"n": 1}, partner="b")
     running = q.get_item("w1")
