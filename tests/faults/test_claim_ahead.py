@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -26,7 +27,7 @@ from tests.faults.blackhole import NetworkProxy
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.pausing import signal_all, stop_outside_a_write
 from tests.faults.settings import LEASE_SECONDS
-from tests.programs import StartProgram, marked_processes, pid_alive
+from tests.programs import Process, StartProgram, marked_processes, pid_alive
 from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]
@@ -68,6 +69,28 @@ def put(q: PersistentQ, ledger: Path, tag: str, seconds: float, rerun_seconds: f
     return q.put_item(payload)
 
 
+class HeldPair(NamedTuple):
+    q: PersistentQ
+    ledger: Path
+    running: int
+    held: int
+    consumer: Process
+    first: Run  # the running job's run
+
+
+def long_run_with_one_held(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> HeldPair:
+    """A consumer claiming ahead runs a 60 s job (0.3 s when run again) with a 0.3 s job held behind it."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
+    held = put(q, ledger, "held", 0.3)
+    consumer = start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    return HeldPair(q, ledger, running, held, consumer, wait_runs(ledger, "running", 1)[0])
+
+
 def wall(monotonic: float) -> float:
     """A moment of the machine's monotonic clock (the ledger's) on the wall clock (the database's)."""
     return monotonic + (time.time() - time.monotonic())
@@ -76,13 +99,7 @@ def wall(monotonic: float) -> float:
 def test_consumer_killed_while_a_job_is_held__the_held_job_never_ran_and_spends_no_attempt(
     make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
 ) -> None:
-    q = make_queue(lease_seconds=LEASE_SECONDS)
-    ledger = tmp_path / "ledger.jsonl"
-    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
-    held = put(q, ledger, "held", 0.3)
-    killed = start_program("pq-consumer", **AHEAD)
-    wait_held(tmp_path, held)
-    first = wait_runs(ledger, "running", 1)[0]
+    q, ledger, running, held, killed, first = long_run_with_one_held(make_queue, start_program, tmp_path)
 
     os.kill(killed.pid, signal.SIGKILL)  # the consumer alone: its helper kills its job processes
     killed.wait(10)
@@ -210,13 +227,7 @@ def test_whole_tree_stopped_while_a_job_is_held__resumed_past_the_lease_the_held
 def test_helper_killed_while_a_job_is_held__the_held_job_never_ran_and_spends_no_attempt(
     make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
 ) -> None:
-    q = make_queue(lease_seconds=LEASE_SECONDS)
-    ledger = tmp_path / "ledger.jsonl"
-    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
-    held = put(q, ledger, "held", 0.3)
-    consumer = start_program("pq-consumer", **AHEAD)
-    wait_held(tmp_path, held)
-    first = wait_runs(ledger, "running", 1)[0]
+    q, ledger, running, held, consumer, first = long_run_with_one_held(make_queue, start_program, tmp_path)
 
     os.kill(helper_pid(tmp_path), signal.SIGKILL)  # its job processes die with it (parent-death signal)
     wait_status(q, running, Status.PROCESSED, timeout=60)
