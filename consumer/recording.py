@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any, TypedDict
 
 from consumer.logs import event
 from consumer.running import Ending, Outcome
@@ -31,6 +32,16 @@ STATUS_OF = {
     Ending.REFUSED: Status.MANUAL_INTERVENTION,
 }
 RECORDED = (Ending.SUCCEEDED, Ending.FAILED, Ending.TIMED_OUT, Ending.REFUSED, Ending.STOPPED)
+
+
+class Written(TypedDict):
+    """The keyword arguments of a recorded ending that finish_and_claim and finish_and_start share."""
+
+    lease_id: int
+    worker_id: str
+    result: Any
+    error: str | None
+    timed_out: bool
 
 
 class Recorder:
@@ -75,11 +86,7 @@ class Recorder:
             return self.store.finish_and_claim(
                 job.id,
                 self.status_for(outcome),
-                lease_id=job.lease_id,
-                worker_id=self.worker_id,
-                result=outcome.result,
-                error=outcome.error,
-                timed_out=outcome.ending == Ending.TIMED_OUT,
+                **self._written(job, outcome),
                 queue=queue,
                 lease_seconds=lease_seconds,
             )
@@ -99,17 +106,24 @@ class Recorder:
             return self.store.finish_and_start(
                 job.id,
                 self.status_for(outcome),
-                lease_id=job.lease_id,
-                worker_id=self.worker_id,
+                **self._written(job, outcome),
                 held_job=held.id,
-                result=outcome.result,
-                error=outcome.error,
-                timed_out=outcome.ending == Ending.TIMED_OUT,
                 lease_seconds=lease_seconds,
             )
         except PQError as exc:
             event(log, "held_not_started", held.id, level=logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
             return None
+
+    def _written(self, job: Job, outcome: Outcome) -> Written:
+        """What finish_and_claim and finish_and_start write of a recorded ending, besides its status:
+        fenced by the job's lease, in this consumer's name."""
+        return Written(
+            lease_id=job.lease_id,
+            worker_id=self.worker_id,
+            result=outcome.result,
+            error=outcome.error,
+            timed_out=outcome.ending == Ending.TIMED_OUT,
+        )
 
     @staticmethod
     def status_for(outcome: Outcome) -> Status:
