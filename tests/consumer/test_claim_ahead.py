@@ -142,8 +142,10 @@ def test_claim_ahead__a_held_job_cancelled_meanwhile_is_killed_before_the_outcom
     assert q.get_job(first).status == Status.PROCESSED
     assert q.get_job(second).status == Status.CANCELLED
     assert pids and not pid_alive(pids[0])
-    # the outcome went alone, with the next claim: the third job, claimed as before
-    assert chained is not None and chained.job.id == third and not isinstance(chained, HandedOver)
+    # the outcome went without the held job: with the next claim (the third job, claimed as before),
+    # or alone when no new spare was ready in time (a loaded machine), and the next run claims it
+    assert not isinstance(chained, HandedOver)
+    assert chained is None or chained.job.id == third
     consumer.run_once(chained)
     assert q.get_job(third).status == Status.PROCESSED
 
