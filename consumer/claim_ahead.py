@@ -4,14 +4,21 @@ starts the moment the running job's process is gone, without a word from this pr
 While job N runs (lease L) and a spare job process S is ready, `hold` claims N+1 behind L
 (`hold_next`: N+1 stays waiting, its attempt uncounted, and no claim takes it while L runs),
 hands N+1's payload to S held, has N's lease keeper own S's kill deadline (L's end), and tells
-the helper to start S once N's process is reaped (`StartAfter`). At N's end `hand_over` records
+the helper to arm S's gate (`StartAfter`): S starts by itself the moment the kernel says N's
+process has ended, before that deadline, and says `Began` first. At N's end `hand_over` records
 N's outcome and N+1's start in one transaction (`finish_and_start`); N+1 then runs on in S
 under its own lease (`HandedOver`, run by the consumer's loop like any job).
 
 The held job is one value, `Held`, with one way in (`hold`) and two ways out: `hand_over`, and
-`drop`, which kills S and waits until it is gone. The database needs no word on a drop: the hold
-lapses by itself once L is no longer a running job's lease, and N+1 waits again with its
-attempt unspent.
+`drop`. Once armed, S may begin at any moment N ends, so a drop kills S first, waits until it is
+gone, and only then reads whether it said `Began` (its word is final once it is gone):
+- it never began: the database needs no word; the hold lapses by itself once L is no longer a
+  running job's lease, and N+1 waits again with its attempt unspent;
+- it began (N ended just before the drop): the run was the seat's, so it is never lost in
+  silence. `hand_over` records its start with N's outcome, then gives it back (`HandedOver.cut`:
+  released, attempt not spent, the reason in its event); when that cannot be written (N's
+  lease lost or not renewed, the database away, N+1 cancelled meanwhile) the run is logged as
+  unrecorded (`held_run_unrecorded`): it ran within N's kill deadline, and N+1 waits again.
 
 Why the licence holds (docs/architecture.md, "The seat's hand-off"): S runs only while a row
 counts its seat, N's (under L) or N+1's (once its start is committed).
@@ -44,8 +51,8 @@ from pqueue import Job, PQError, WorkQueue
 
 log = logging.getLogger("consumer")
 
-# How long, at N's end, to wait for the helper's word that it opened S's gate (it says so as soon
-# as it has reaped N; a stopped or hung helper says nothing, and S is then dropped).
+# How long, at N's end, to wait for S's word that it began (it says so as soon as N's process has
+# ended; a stopped S says nothing, and is then dropped).
 STARTED_WAIT = 2.0
 
 
@@ -56,6 +63,7 @@ class Held:
     job: Job
     process: JobProcess
     behind: Job  # the running job whose lease it is held behind
+    cut: str | None = None  # why it was killed after it had begun (its process is gone)
 
 
 @dataclass
@@ -70,6 +78,7 @@ class HandedOver:
     process: JobProcess
     claimed_at: float  # monotonic, when its start was sent: its lease counts from then
     notes: list[Callable[[], None]] = field(default_factory=list)
+    cut: str | None = None  # it began and was killed at the hand-off, and why: to be given back
 
     def tell(self) -> None:
         """Tell the notes (once)."""
@@ -79,11 +88,15 @@ class HandedOver:
 
     def release(self, spares: Spares, recorder: Recorder) -> None:
         """Give the job back unfinished, its attempt not spent (a stop came before the loop ran
-        it): its process is killed and gone first, so the seat is never freed under it."""
+        it, or it was cut at the hand-off): its process is killed and gone first, so the seat is
+        never freed under it."""
         self.tell()
         spares.kill(self.process)
         spares.reap(self.process)
-        recorder.release(self.job, "stopped before its run was supervised; attempt not spent")
+        if self.cut is not None:
+            recorder.release(self.job, f"killed at the hand-off just after it began ({self.cut}); attempt not spent")
+        else:
+            recorder.release(self.job, "stopped before its run was supervised; attempt not spent")
 
 
 class ClaimAhead:
@@ -141,6 +154,7 @@ class ClaimAhead:
         if job is None:
             return
         spare = self.spares.take()
+        spare.held = True
         self.held = Held(job, spare, running)
         try:
             spare.channel.send(Payload(job.id, job.payload, held=True))
@@ -156,18 +170,23 @@ class ClaimAhead:
     # -- the ways out ------------------------------------------------------------------------------
 
     def drop(self, why: str) -> None:
-        """Kill the held job's process and wait until it is gone; the hold lapses in the database
-        by itself once the running job's lease ends, and the job waits again, its attempt unspent."""
-        held, self.held = self.held, None
-        if held is None:
+        """Kill the held job's process and wait until it is gone. Unless it had begun, the hold
+        lapses in the database by itself once the running job's lease ends, and the job waits
+        again, its attempt unspent; a held job that had begun stays held, cut, for `hand_over`
+        to record."""
+        held = self.held
+        if held is None or held.cut is not None:
             return
-        self.spares.kill(held.process)
-        self.spares.reap(held.process)
-        event(log, "hold_dropped", held.job.id, reason=why)
+        if self.spares.end_held(held.process) is None:
+            self.held = None
+            event(log, "hold_dropped", held.job.id, reason=why)
+            return
+        held.cut = why
+        event(log, "held_run_cut", held.job.id, level=logging.WARNING, reason=why, pid=held.process.pid)
 
     def before_end(self, outcome: Outcome | None) -> None:
-        """Called before the running job's process is killed: the helper starts the held job the
-        moment that process is reaped, so drop it now unless the outcome hands the seat over."""
+        """Called before the running job's process is killed: the held job starts the moment that
+        process has ended, so drop it now unless the outcome hands the seat over."""
         if self.held is None:
             return
         if self.shutdown.requested:
@@ -185,19 +204,31 @@ class ClaimAhead:
             return None
         if self.shutdown.requested:
             self.drop("a stop was requested")
+        elif held.cut is None and not self.spares.wait_started(
+            held.process, min(STARTED_WAIT, outcome.lease_valid_until - time.monotonic())
+        ):
+            self.drop("it did not begin in time")
+        if self.held is None:  # dropped before it began
             return None
-        # Until its start is committed the held job runs by N's kill deadline: its start is sent
+        # It began. Until its start is committed it runs by N's kill deadline: its start is sent
         # before it or not at all (so the database's view never trails the start by more).
-        if not self.spares.wait_started(held.process, min(STARTED_WAIT, outcome.lease_valid_until - time.monotonic())):
-            self.drop("the helper did not start it")
-            return None
         claimed_at = time.monotonic()
-        if claimed_at >= outcome.lease_valid_until:
-            self.drop("the running job's lease ran out before its start could be recorded")
-            return None
-        written = self.recorder.record_and_start(done, outcome, held=held.job, lease_seconds=self.lease_seconds)
+        written = None
+        if claimed_at < outcome.lease_valid_until:
+            written = self.recorder.record_and_start(done, outcome, held=held.job, lease_seconds=self.lease_seconds)
         if written is None:
-            self.drop("its start was not recorded")
+            why = held.cut or "its start could not be recorded"
+            if held.cut is None:
+                self.spares.end_held(held.process)
+            self.held = None
+            event(
+                log,
+                "held_run_unrecorded",
+                held.job.id,
+                level=logging.ERROR,
+                reason=why,
+                note="it ran within the running job's kill deadline and waits again, attempt not spent",
+            )
             return None
         self.held = None
         recorded, started = written
@@ -213,4 +244,4 @@ class ClaimAhead:
                 pid=held.process.pid,
             ),
         ]
-        return HandedOver(started, held.process, claimed_at, notes)
+        return HandedOver(started, held.process, claimed_at, notes, cut=held.cut)

@@ -26,15 +26,19 @@ process group does not reach it, and when the whole tree was stopped and resumed
 command that waited and kills an overdue job before anything else.
 
 It opens the seat for a held job (the seat's hand-off, docs/architecture.md): every job process
-is forked with a start gate, a pipe only the helper writes to. A job process given a held payload
-waits on it; StartAfter(next, after) tells the helper to open next's gate once `after` is reaped
-and its group killed, the moment it learns so (SIGCHLD), so the next job starts without a word
-from the consumer, and never beside the one before it. A gate is opened only before its job's
-kill deadline; past it, the gate is closed unopened and the held job never runs.
+is forked with a start gate, a socket only the helper writes to. A job process given a held
+payload waits on it. StartAfter(next, after) arms next's gate: the helper opens a pidfd of
+`after` (its own child, not reaped: the pid cannot name another process) and passes it with
+next's kill deadline, and every later deadline of next after it; next then starts by itself the
+moment the kernel says `after` has ended, with no wake-up of the helper nor a word from the
+consumer on the way, and never beside the one before it. The helper opens the gate itself (go)
+once it has reaped `after` and killed its group, for a gate it could not arm or a job process
+that woke past the deadline it knew. A gate is opened only before its job's kill deadline; past
+it, the gate is closed unopened and the held job never runs.
 
 The messages both ways are declared in consumer/messages.py: Start once, then Fork, Deadline and
 StartAfter from the consumer; Ready or Broken once, then Forked (with the job process's socket),
-ForkFailed, Overdue, Started and Exited from the helper.
+ForkFailed, Overdue and Exited from the helper.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ import traceback
 from typing import Any
 
 from consumer.channel import Channel
-from consumer.job_process import GO, run_job_process
+from consumer.job_process import ARM, GO, MOVE, gate_message, run_job_process
 from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
 from consumer.messages import (
     Broken,
@@ -64,7 +68,6 @@ from consumer.messages import (
     Ready,
     Start,
     StartAfter,
-    Started,
     ToHelper,
 )
 from consumer.processes import die_with_parent, kill_group, kill_process, readable, wait_readable
@@ -118,7 +121,8 @@ class Helper:
         self.pid = os.getpid()
         self.jobs: set[int] = set()  # job processes forked and not reaped: their pids name their groups
         self.deadlines: dict[int, float] = {}  # job process pid -> monotonic moment it must be dead by
-        self.gates: dict[int, int] = {}  # job process pid -> the write end of its start gate, until opened
+        self.gates: dict[int, socket.socket] = {}  # job process pid -> the helper's end of its start gate, until opened
+        self.armed: set[int] = set()  # held job processes whose gate has a pidfd of the one before
         self.after: dict[int, int] = {}  # held job process pid -> the job process it starts after
         self.stopping = False
         # SIGCHLD and SIGTERM (the consumer's death, or a stop) wake the loop through this pipe.
@@ -165,31 +169,55 @@ class Helper:
             case Deadline(pid, when):
                 if pid in self.jobs:  # a job process already reaped needs no deadline
                     self.deadlines[pid] = max(when, self.deadlines.get(pid, when))
+                    if pid in self.armed:  # after the helper's own: the job process never knows a later one
+                        self._tell_gate(pid, gate_message(MOVE, self.deadlines[pid]))
             case StartAfter(pid, after):
                 if pid not in self.jobs:
                     return
                 if after in self.jobs:
                     self.after[pid] = after
+                    self._arm(pid, after)
                 else:  # the job before it is already reaped: the seat is free now
                     self._open_gate(pid)
 
+    def _arm(self, pid: int, after: int) -> None:
+        """Pass the held job process a pidfd of the one before it and its kill deadline: it starts
+        by itself once that one has ended. Without a deadline, or a pidfd (an older kernel), the
+        gate waits for the helper's go after the reap."""
+        if pid not in self.deadlines or pid not in self.gates:
+            return
+        try:
+            pidfd = os.pidfd_open(after)  # `after` is a child not yet reaped: the pid is still its own
+        except (AttributeError, OSError):
+            return
+        try:
+            socket.send_fds(self.gates[pid], [gate_message(ARM, self.deadlines[pid], after)], [pidfd])
+            self.armed.add(pid)
+        except OSError:  # the held process is gone: it never started
+            pass
+        finally:
+            os.close(pidfd)
+
+    def _tell_gate(self, pid: int, message: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.gates[pid].send(message)
+
     def _open_gate(self, pid: int) -> None:
         """Let the held job of `pid` start, if its kill deadline is still ahead; else close its
-        gate unopened (it exits without running, and the consumer gives its job back)."""
+        gate unopened (it exits without running, and the consumer gives its job back). An armed
+        job process has mostly started by itself already: the go is then never read."""
         self.after.pop(pid, None)
+        self.armed.discard(pid)
         gate = self.gates.pop(pid, None)
         if gate is None:
             return
-        now = time.monotonic()
         try:
-            if now >= self.deadlines.get(pid, -math.inf):
-                return
-            os.write(gate, GO)
+            if time.monotonic() < self.deadlines.get(pid, -math.inf):
+                gate.send(gate_message(GO))
         except OSError:  # the held process is gone already: it never started
-            return
+            pass
         finally:
-            os.close(gate)
-        self.commands.send(Started(pid, now))
+            gate.close()
 
     def _until_next_deadline(self) -> float | None:
         if not self.deadlines:
@@ -218,9 +246,10 @@ class Helper:
             self.jobs.discard(pid)
             self.deadlines.pop(pid, None)
             self.after.pop(pid, None)
+            self.armed.discard(pid)
             gate = self.gates.pop(pid, None)
             if gate is not None:
-                os.close(gate)
+                gate.close()
             kill_group(pid)  # whatever the job started dies with it (the consumer kills it too)
             # The seat is free only now (the process reaped, its group killed): open the gate of
             # the job held behind it before saying anything.
@@ -240,28 +269,29 @@ class Helper:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # or the job process would print the helper's buffered output again
         ours, theirs = socket.socketpair()
-        gate_r, gate_w = os.pipe()
+        gate_w, gate_r = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             pid = os.fork()
         except OSError as exc:
-            for fd in (gate_r, gate_w):
-                os.close(fd)
+            for end in (gate_r, gate_w):
+                end.close()
             ours.close()
             theirs.close()
             self.commands.send(ForkFailed(f"{type(exc).__name__}: {exc}"))
             return
         if pid == 0:
-            os.close(gate_w)
+            gate_w.close()
             self._become_job_process(ours, theirs, gate_r)
         self.jobs.add(pid)
-        os.close(gate_r)
+        gate_r.close()
+        gate_w.setblocking(False)  # a few bytes at most wait in it; the helper never blocks on one
         self.gates[pid] = gate_w
         theirs.close()
         self.commands.send(Forked(pid))
         self.commands.send_fd(ours.fileno())
         ours.close()
 
-    def _become_job_process(self, ours: socket.socket, theirs: socket.socket, gate: int) -> None:
+    def _become_job_process(self, ours: socket.socket, theirs: socket.socket, gate: socket.socket) -> None:
         """In the forked process: drop the helper's plumbing and run the job; never return."""
         code = 70
         try:
@@ -272,7 +302,7 @@ class Helper:
             os.close(self.wake_w)
             os.close(self.lifeline)
             for other_gate in self.gates.values():  # only the helper may open a gate
-                os.close(other_gate)
+                other_gate.close()
             self.commands.close()
             run_job_process(theirs, self.function, self.settings, self.pid, gate)
             code = 0

@@ -3,30 +3,59 @@
 It cannot outlive the consumer in two ways: the helper, which watches the consumer's lifeline,
 kills the whole group, the algorithm's own children included, as soon as the consumer is gone;
 and the kernel kills the job process itself when its parent (the helper) exits.
+
+A held payload waits on the process's start gate, a socket only the helper writes to (the seat's
+hand-off, docs/architecture.md). The helper sends fixed-size messages on it (`GATE`):
+
+- `GO`: start now (the job process before it is reaped, and the kill deadline still ahead);
+- `ARM`, with a pidfd of the job process before it (SCM_RIGHTS) and the kill deadline: start by
+  yourself the moment that pidfd is readable (the kernel says the process has ended: its files
+  and memory are released, it is a zombie its parent has not reaped), if the deadline is still
+  ahead; kill what is left of its group first;
+- `MOVE`, with a later kill deadline (the running job's lease was renewed);
+- end of file: never start (the helper is gone, or let the deadline pass).
+
+A deadline the job process knows is never later than the helper's (it learns of a renewal
+after the helper), so it never starts past the helper's; when it wakes past its own, it waits
+for the helper's word instead, which judges by the latest deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import select
 import signal
 import socket
+import struct
 import sys
+import time
 from typing import Any
 
 from consumer.channel import Channel
 from consumer.loading import Algorithm, call_algorithm
-from consumer.messages import Answer, Payload, Waiting
+from consumer.messages import Answer, Began, Payload, Waiting
 from consumer.processes import die_with_parent
 
-GO = b"g"  # the one byte the helper writes on a held job's start gate
+# One start-gate message: what (GO, ARM, MOVE), a monotonic kill deadline, the pid of the job
+# process before (ARM). A SOCK_SEQPACKET socket keeps each one whole.
+GATE = struct.Struct("=cdi")
+GO, ARM, MOVE = b"g", b"a", b"d"
 
 
-def run_job_process(sock: socket.socket, function: Algorithm, settings: Any, helper_pid: int, gate: int) -> None:
+def gate_message(what: bytes, deadline: float = math.inf, before: int = 0) -> bytes:
+    """One start-gate message (the helper's end)."""
+    return GATE.pack(what, deadline, before)
+
+
+def run_job_process(
+    sock: socket.socket, function: Algorithm, settings: Any, helper_pid: int, gate: socket.socket
+) -> None:
     """Become a job process: own group, parent-death signal; then run one payload.
 
-    A held payload runs only once the helper writes one byte on `gate` (the job before it on the
-    seat is reaped); end of file there (the helper is gone, or it let the kill deadline pass)
-    means it never runs."""
+    A held payload runs only once its start gate says so (see the module's docstring): it says
+    Began first, so a job process gone without saying it never ran its held job."""
     os.setsid()
     die_with_parent(signal.SIGKILL)
     if os.getppid() != helper_pid:  # the helper died before the line above took effect
@@ -40,11 +69,56 @@ def run_job_process(sock: socket.socket, function: Algorithm, settings: Any, hel
     except (EOFError, OSError):  # the consumer no longer wants this spare
         os.killpg(0, signal.SIGKILL)
         return
-    if job.held and os.read(gate, 1) != GO:
-        os.killpg(0, signal.SIGKILL)
-        return
-    os.close(gate)
+    if job.held:
+        began = wait_for_start(gate)
+        if began is None:
+            os.killpg(0, signal.SIGKILL)
+            return
+        conn.send(Began(os.getpid(), began))
+    gate.close()
     kind, text = call_algorithm(function, job.payload, settings)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     conn.send(Answer(job.job_id, kind, text))
+
+
+def wait_for_start(gate: socket.socket) -> float | None:
+    """Wait on the start gate: the monotonic moment the held job may start, or None if never."""
+    deadline = -math.inf
+    before: int | None = None  # a pidfd of the job process before, once armed
+    before_pid = 0
+    poller = select.poll()
+    poller.register(gate, select.POLLIN)
+    while True:
+        ready = {fd for fd, _ in poller.poll()}
+        if gate.fileno() in ready:  # the helper's word first: a later deadline counts before the end
+            try:
+                data, fds, _flags, _address = socket.recv_fds(gate, GATE.size, 1)
+            except OSError:
+                return None
+            if len(data) != GATE.size:
+                for fd in fds:
+                    os.close(fd)
+                return None  # end of file: the gate closed unopened
+            what, when, pid = GATE.unpack(data)
+            if what == GO:
+                return time.monotonic()
+            deadline = max(deadline, when)
+            if what == ARM and fds and before is None:
+                before, before_pid = fds.pop(0), pid
+                poller.register(before, select.POLLIN)
+            for fd in fds:
+                os.close(fd)
+            continue
+        if before is not None and before in ready:  # the job process before has ended
+            now = time.monotonic()
+            poller.unregister(before)
+            os.close(before)
+            before = None
+            if now < deadline:
+                # What it started in its group dies now (as the helper kills it after the reap: a pid
+                # is handed out again only once the pid space wraps).
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(before_pid, signal.SIGKILL)
+                return now
+            # Past the deadline it knows: the helper, which knows the latest, says go or closes the gate.

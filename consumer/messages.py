@@ -7,15 +7,18 @@ module too: it imports nothing beyond `typing` (never `threading`, see consumer/
 
     consumer ──Start, Fork, Deadline, StartAfter──▶ helper
     consumer ◀─Ready | Broken, then Forked (+ the job process's socket), ForkFailed,
-               Exited, Overdue, Started──────────── helper
-    consumer ◀─Waiting, then Answer─────────────── job process
+               Exited, Overdue───────────────────── helper
+    consumer ◀─Waiting, then (held: Began) Answer── job process
     consumer ──Payload──────────────────────────▶ job process
-    helper ───one byte on the start gate─────────▶ job process (a held payload's go)
+    helper ───the start gate: go, or armed (a pidfd of the job before, and the kill deadline,
+              then every later deadline)────────▶ job process (a held payload)
 
-A held payload (Payload with held=True) waits in its job process until the helper opens its
-start gate: after it has reaped the job process named by StartAfter, and only before the held
-job's kill deadline. The seat's hand-off then needs no word from the consumer (see
-docs/architecture.md, "The seat's hand-off").
+A held payload (Payload with held=True) waits in its job process on its start gate. Armed by
+StartAfter, it starts by itself the moment the kernel says the job process before it has ended
+(its pidfd readable), if its kill deadline is still ahead; otherwise on the helper's go, sent
+once that process is reaped and only before the deadline. It says Began before the algorithm
+runs. The seat's hand-off then needs no word from the consumer nor the helper (see
+docs/architecture.md, "The seat's hand-off"); the gate's bytes are in consumer/job_process.py.
 """
 
 from __future__ import annotations
@@ -45,9 +48,11 @@ class Deadline(NamedTuple):
 
 
 class StartAfter(NamedTuple):
-    """Open the start gate of the job process `pid` (which holds its payload) once the job process
-    `after` is reaped and its group killed; at once if it already is. Never past `pid`'s kill
-    deadline (a Deadline for `pid` goes first: without one, the gate stays shut)."""
+    """Let the job process `pid` (which holds its payload) start once the job process `after` has
+    ended: its gate is armed with a pidfd of `after` and `pid`'s kill deadline (every later
+    Deadline for `pid` follows on the gate), and opened once `after` is reaped, at once if it
+    already is. Never past `pid`'s kill deadline (a Deadline for `pid` goes first: without one,
+    the gate stays shut)."""
 
     pid: int
     after: int
@@ -85,14 +90,6 @@ class Exited(NamedTuple):
     wait_status: int
 
 
-class Started(NamedTuple):
-    """The start gate of the job process `pid` was opened at the monotonic moment `at`: its held
-    payload runs from then on. Sent before that process's Exited."""
-
-    pid: int
-    at: float
-
-
 class Overdue(NamedTuple):
     """The job process `pid` was killed at its deadline, `late` seconds after it."""
 
@@ -117,6 +114,14 @@ class Payload(NamedTuple):
     held: bool = False
 
 
+class Began(NamedTuple):
+    """A held payload starts at the monotonic moment `at` (said before the algorithm runs: a job
+    process gone without saying it never ran its held job)."""
+
+    pid: int
+    at: float
+
+
 class Answer(NamedTuple):
     """How the algorithm ended: kind "ok" with the result as JSON text, or "error" or
     "permanent" (the input can never succeed) with the traceback's tail."""
@@ -127,4 +132,4 @@ class Answer(NamedTuple):
 
 
 ToHelper = Start | Fork | Deadline | StartAfter
-FromHelper = Ready | Broken | Forked | ForkFailed | Exited | Overdue | Started
+FromHelper = Ready | Broken | Forked | ForkFailed | Exited | Overdue

@@ -108,8 +108,8 @@ class JobRun:
         outcome: Outcome | None = None
         try:
             if self.handed_over:
-                assert self.process.started_at is not None, "a handed-over job was started by the helper"
-                self.started = self.process.started_at
+                assert self.process.began is not None, "a handed-over job said it began"
+                self.started = self.process.began
             elif time.monotonic() >= self.lease.valid_until:  # the claim's lease went by before the start
                 return self._not_started()
             self.lease.arm(self._tell_deadline, hard_stop=self.started + self.timeout + TERM_GRACE)

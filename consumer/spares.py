@@ -19,6 +19,7 @@ from consumer.channel import Channel
 from consumer.helper_link import HelperLink
 from consumer.logs import event
 from consumer.messages import (
+    Began,
     Deadline,
     Exited,
     Fork,
@@ -28,7 +29,6 @@ from consumer.messages import (
     Overdue,
     Ready,
     StartAfter,
-    Started,
 )
 from consumer.processes import kill_group, kill_process, process_gone, readable, wait_readable
 
@@ -49,7 +49,8 @@ class JobProcess:
     ready: bool = False  # it said Waiting: its group and death signal are set up
     wait_status: int | None = None  # set once the helper reaped it
     overdue: float | None = None  # seconds past its kill deadline when the helper killed it
-    started_at: float | None = None  # monotonic; when the helper opened its start gate (a held payload)
+    held: bool = False  # it was given a held payload: it starts on its gate and says Began
+    began: float | None = None  # monotonic; when its held payload started (its own word)
 
     @property
     def exited(self) -> bool:
@@ -96,10 +97,6 @@ class Spares:
                 reaped = self._living.pop(pid, None)
                 if reaped is not None:
                     reaped.wait_status = wait_status
-            case Started(pid, at):
-                held = self._living.get(pid)
-                if held is not None:
-                    held.started_at = at
             case Overdue(pid, late):
                 killed = self._living.get(pid)
                 if killed is not None:
@@ -185,20 +182,40 @@ class Spares:
         return self.link.send(StartAfter(held.pid, running.pid))
 
     def wait_started(self, held: JobProcess, timeout: float) -> bool:
-        """Whether the helper opened the held process's start gate (said within the timeout):
-        False when it closed it unopened, killed the process at its deadline, or is gone or
-        does not answer (stopped)."""
+        """Whether the held process said it began its job (within the timeout): False when it
+        ended without saying so (its gate closed unopened, killed at its deadline, its helper
+        gone) or says nothing yet (stopped, or the job before it still ending). Its word, not
+        the helper's: the helper may be stopped while the held job runs. A False is not final
+        until the process is gone (`end_held`)."""
         deadline = time.monotonic() + timeout
         while True:
-            self.pump()
-            if held.overdue is not None:
-                return False
-            if held.started_at is not None:
-                return True
+            if self._read_began(held) or held.began is not None:
+                return held.began is not None
             remaining = deadline - time.monotonic()
-            if held.exited or not self.helper_alive or remaining <= 0:
+            if remaining <= 0:
                 return False
-            wait_readable(self.handles(), remaining)
+            wait_readable([held.channel], remaining)
+
+    def end_held(self, held: JobProcess) -> float | None:
+        """Kill a held process and wait until it is gone; then, and only then, its word is final:
+        the moment it began its job, or None if it never did (it says Began before the
+        algorithm runs, and a killed process says nothing more)."""
+        self.kill(held)
+        self.reap(held)
+        return held.began
+
+    @staticmethod
+    def _read_began(held: JobProcess) -> bool:
+        """Read the held process's Began if it waits; True when the process will say nothing more
+        (its channel ended)."""
+        try:
+            while held.began is None and readable(held.channel):
+                message = held.channel.recv()
+                if isinstance(message, Began):
+                    held.began = message.at
+        except (EOFError, OSError):
+            return True
+        return False
 
     def unready_channels(self) -> list[Channel]:
         """The channels of the spares that have not said they wait yet (a loop that wants a ready
@@ -252,11 +269,13 @@ class Spares:
         dead (a stopped helper cannot say so, and its word must not hold up the next job's
         start); then close its channel."""
         deadline = time.monotonic() + timeout
-        while not process.exited and self.helper_alive and time.monotonic() < deadline:
-            if process_gone(process.pid):
+        while not process.exited and time.monotonic() < deadline:
+            if process_gone(process.pid):  # (with the helper gone, its job processes die with it)
                 break
             wait_readable(self.handles(), min(REAP_LOOK_EVERY, deadline - time.monotonic()))
             self.pump()
+        if process.held and process.began is None:  # what it said before it was gone
+            self._read_began(process)
         process.channel.close()
         self._living.pop(process.pid, None)
         if process in self._killed:

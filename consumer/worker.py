@@ -150,6 +150,9 @@ class Consumer:
         one ran); the next run_once runs that job without claiming again.
         """
         if isinstance(chained, HandedOver):  # already running: supervised whatever else happens
+            if chained.cut is not None:  # killed at the hand-off just after it began: given back
+                chained.release(self.spares, self.recorder)
+                return Step.RAN, None
             return Step.RAN, self._run_handed_over(chained, claim_next)
         if chained is not None:
             if not self.shutdown.requested and self.spares.ready(SPARE_CHAIN_WAIT):

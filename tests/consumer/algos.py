@@ -126,6 +126,34 @@ def group(payload: dict[str, Any]) -> dict[str, Any]:
     return {"pid": os.getpid(), "members": sorted(members)}
 
 
+def orphan(payload: dict[str, Any]) -> dict[str, Any]:
+    """Start a child in the job's group (sleep 600), write its pid to payload["pid_file"], sleep
+    payload["seconds"] and end without waiting for it."""
+    child = subprocess.Popen(["sleep", "600"])
+    Path(payload["pid_file"]).write_text(str(child.pid))
+    record(payload, "start", child=child.pid)
+    time.sleep(float(payload["seconds"]))
+    return {"child": child.pid}
+
+
+def check_gone(payload: dict[str, Any]) -> dict[str, Any]:
+    """Record whether the process named in payload["pid_file"] still runs: not gone, not a
+    zombie, and no SIGKILL pending (a killed process runs none of its own code again)."""
+    pid = int(Path(payload["pid_file"]).read_text())
+    alive = True
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        alive = False
+    else:
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+        if fields["State"].strip()[0] in "ZX" or pending & (1 << (signal.SIGKILL - 1)):
+            alive = False
+    record(payload, "start", child_alive=alive)
+    return {"child_alive": alive}
+
+
 def not_json(payload: dict[str, Any]) -> object:
     record(payload, "start")
     return {"when": object()}
@@ -142,4 +170,6 @@ ACTIONS = {
     "hang_with_grandchild": hang_with_grandchild,
     "not_json": not_json,
     "group": group,
+    "orphan": orphan,
+    "check_gone": check_gone,
 }

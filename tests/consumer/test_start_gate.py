@@ -1,6 +1,7 @@
-"""The helper's start gate, with a real helper and real job processes: a held job starts only once
-the job before it on the seat is reaped, without a word from the consumer, and never past its
-own kill deadline; a stopped or killed helper never lets it start late.
+"""The start gate, with a real helper and real job processes: a held job starts only once the job
+before it on the seat has ended, without a word from the consumer or, once its gate is armed,
+from the helper; never past its own kill deadline; a stopped or killed helper never lets it
+start late, and a stopped helper does not hold up a start that is due.
 
 This test process plays the consumer: it reads nothing from the helper while the hand-off
 happens, as a consumer that is stopped or busy would not.
@@ -19,7 +20,8 @@ import pytest
 
 from consumer.channel import Channel
 from consumer.helper_link import HelperLink
-from consumer.messages import Deadline, Exited, Fork, Forked, FromHelper, Overdue, Payload, StartAfter, Started, Waiting
+from consumer.messages import Began, Deadline, Exited, Fork, Forked, FromHelper, Overdue, Payload, StartAfter, Waiting
+from consumer.processes import readable
 from pqueue import load_settings
 from tests.consumer.algos import read_log
 from tests.programs import pid_alive
@@ -65,6 +67,19 @@ class Seat:
         assert self.link.send(Deadline(pid, time.monotonic() + deadline_in))
         self.sockets[pid].send(Payload(1, payload, held))
 
+    def began(self, pid: int) -> float | None:
+        """When the job process said its held job began (None if it has not said so)."""
+        channel = self.sockets[pid]
+        try:
+            while readable(channel):
+                message = channel.recv()
+                if isinstance(message, Began):
+                    assert message.pid == pid
+                    return message.at
+        except (EOFError, OSError):
+            pass
+        return None
+
     def heard_of(self, kind: type, pid: int) -> int | None:
         """Where in the helper's messages the first `kind` about `pid` is (None if not said yet)."""
         self.link.pump()
@@ -91,7 +106,7 @@ def starting(log: Path) -> dict[str, Any]:
     return {"do": "ok", "log": str(log)}
 
 
-def test_held_job__starts_after_the_running_one_is_reaped_without_the_consumer(seat: Seat, tmp_path: Path) -> None:
+def test_held_job__starts_after_the_running_one_ended_without_the_consumer(seat: Seat, tmp_path: Path) -> None:
     running, held = seat.fork(), seat.fork()
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
     seat.give(running, sleeping(first, 0.5))
@@ -102,12 +117,32 @@ def test_held_job__starts_after_the_running_one_is_reaped_without_the_consumer(s
     wait_until(lambda: read_log(second), what="the held job's start")
     ended = max(event["t"] for event in read_log(first))
     assert read_log(second)[0]["t"] >= ended, "the held job started beside the one before it"
+    began = seat.began(held)
+    assert began is not None and began <= time.monotonic()
 
     wait_until(lambda: seat.heard_of(Exited, running) is not None and seat.heard_of(Exited, held) is not None)
-    started, exited = seat.heard_of(Started, held), seat.heard_of(Exited, running)
-    assert started is not None and exited is not None
-    assert started < exited, "the gate opens before the helper says anything"
     assert not pid_alive(running)
+
+
+def test_held_job__kills_what_the_job_before_left_in_its_group_before_it_starts(seat: Seat, tmp_path: Path) -> None:
+    """The job before starts a child in its group and ends without waiting for it: the child is
+    killed before the held job starts, by the held job's process itself when the helper (which
+    kills it after the reap) is stopped."""
+    running, held = seat.fork(), seat.fork()
+    second = tmp_path / "second.jsonl"
+    child_pid_file = tmp_path / "child.pid"
+    helper = seat.link._process
+    assert helper is not None
+    seat.give(running, {"do": "orphan", "pid_file": str(child_pid_file), "seconds": 0.5})
+    seat.give(held, {"do": "check_gone", "pid_file": str(child_pid_file), "log": str(second)}, held=True)
+    assert seat.link.send(StartAfter(held, running))
+    time.sleep(0.2)  # the gate armed
+    os.kill(helper.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: read_log(second), timeout=5, what="the held job's start")
+    finally:
+        os.kill(helper.pid, signal.SIGCONT)
+    assert read_log(second)[0]["child_alive"] is False
 
 
 def test_held_job__starts_at_once_when_the_one_before_is_already_reaped(seat: Seat, tmp_path: Path) -> None:
@@ -118,7 +153,7 @@ def test_held_job__starts_at_once_when_the_one_before_is_already_reaped(seat: Se
     seat.give(held, starting(second), held=True)
     assert seat.link.send(StartAfter(held, running))
     wait_until(lambda: read_log(second), what="the held job's start")
-    assert seat.heard_of(Started, held) is not None
+    assert seat.began(held) is not None
 
 
 def test_held_job__never_starts_past_its_kill_deadline(seat: Seat, tmp_path: Path) -> None:
@@ -129,28 +164,71 @@ def test_held_job__never_starts_past_its_kill_deadline(seat: Seat, tmp_path: Pat
     assert seat.link.send(StartAfter(held, running))
     wait_until(lambda: seat.heard_of(Exited, running) is not None and seat.heard_of(Exited, held) is not None)
     assert seat.heard_of(Overdue, held) is not None
-    assert seat.heard_of(Started, held) is None
+    assert seat.began(held) is None
     assert read_log(second) == []
 
 
 def test_held_job__a_helper_stopped_past_its_deadline_never_starts_it_late(seat: Seat, tmp_path: Path) -> None:
-    """SIGSTOP the helper while the job before runs; it ends, the held job's deadline passes,
-    then the helper resumes: it reaps the first job and closes the held one's gate unopened."""
+    """SIGSTOP the helper while the job before runs; the held job's deadline passes, then the
+    job before ends: the held one does not start by itself; the helper resumes, reaps the first
+    job and closes the held one's gate unopened."""
     running, held = seat.fork(), seat.fork()
     second = tmp_path / "second.jsonl"
     helper = seat.link._process
     assert helper is not None
-    seat.give(running, sleeping(tmp_path / "first.jsonl", 0.2))
-    seat.give(held, starting(second), held=True, deadline_in=0.8)
+    seat.give(running, sleeping(tmp_path / "first.jsonl", 0.8))
+    seat.give(held, starting(second), held=True, deadline_in=0.4)
     assert seat.link.send(StartAfter(held, running))
+    time.sleep(0.1)  # the gate armed
     os.kill(helper.pid, signal.SIGSTOP)
     try:
         time.sleep(1.2)
+        assert read_log(second) == []
     finally:
         os.kill(helper.pid, signal.SIGCONT)
     wait_until(lambda: seat.heard_of(Exited, held) is not None, what="the held job process's end")
-    assert seat.heard_of(Started, held) is None
+    assert seat.began(held) is None
     assert read_log(second) == []
+
+
+def test_held_job__armed__starts_on_its_own_while_the_helper_is_stopped(seat: Seat, tmp_path: Path) -> None:
+    """The held job learns of the first one's end from the kernel (a pidfd of it on its gate):
+    with the helper stopped, it starts when the first ends, before its deadline, never beside it."""
+    running, held = seat.fork(), seat.fork()
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    helper = seat.link._process
+    assert helper is not None
+    seat.give(running, sleeping(first, 0.6))
+    seat.give(held, starting(second), held=True, deadline_in=10)
+    assert seat.link.send(StartAfter(held, running))
+    time.sleep(0.2)  # the gate armed
+    os.kill(helper.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: read_log(second), timeout=5, what="the held job's start, the helper stopped")
+        ended = max(event["t"] for event in read_log(first))
+        assert read_log(second)[0]["t"] >= ended, "the held job started beside the one before it"
+        assert seat.began(held) is not None
+    finally:
+        os.kill(helper.pid, signal.SIGCONT)
+
+
+def test_held_job__armed__a_later_deadline_reaches_the_gate(seat: Seat, tmp_path: Path) -> None:
+    """The deadline the gate was armed with passes while the first job runs, but a renewal moved
+    it: the held job, told so on its gate, starts by itself with the helper stopped."""
+    running, held = seat.fork(), seat.fork()
+    second = tmp_path / "second.jsonl"
+    helper = seat.link._process
+    assert helper is not None
+    seat.give(running, sleeping(tmp_path / "first.jsonl", 0.8))
+    seat.give(held, starting(second), held=True, deadline_in=0.4)
+    assert seat.link.send(StartAfter(held, running))
+    assert seat.link.send(Deadline(held, time.monotonic() + FAR))
+    time.sleep(0.2)  # both read by the helper
+    os.kill(helper.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: read_log(second), timeout=5, what="the held job's start, the helper stopped")
+    finally:
+        os.kill(helper.pid, signal.SIGCONT)
 
 
 def test_held_job__dies_unstarted_with_a_killed_helper(seat: Seat, tmp_path: Path) -> None:
@@ -174,5 +252,5 @@ def test_start_after__for_a_job_process_without_a_deadline_never_opens(seat: Sea
     seat.sockets[held].send(Payload(2, starting(second), True))  # no Deadline for it
     assert seat.link.send(StartAfter(held, running))
     wait_until(lambda: seat.heard_of(Exited, held) is not None, what="the held job process's end")
-    assert seat.heard_of(Started, held) is None
+    assert seat.began(held) is None
     assert read_log(second) == []

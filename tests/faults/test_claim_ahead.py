@@ -1,7 +1,10 @@
 """Claiming ahead (PQ_CLAIM_AHEAD=1) under faults at each step of the seat's hand-off, with real
 pq-consumer processes and the run ledger: the consumer killed with SIGKILL while a job is held,
 stopped while held (resumed before and after its lease ran out), its helper killed, and the
-database cut or black-holed at the running job's end.
+database cut or black-holed at the running job's end; with the held job's start gate armed (it
+starts by itself when the running job's process ends): the helper stopped, the held job's
+process stopped, the running job's process killed with SIGKILL, and a stop requested while the
+held job has just begun (the consumer stopped across the hand-off).
 
 After each: never two runs at once on the one seat (the ledger), every job processed, and a job
 held that never started, or whose start the database never recorded, spent no attempt. The
@@ -46,6 +49,19 @@ def log_of(tmp_path: Path, index: int = 0) -> str:
 def wait_held(tmp_path: Path, job_id: int, index: int = 0) -> None:
     """Wait until the consumer says it holds the job (its payload waits in a spare, held)."""
     wait_until(lambda: f"event=held job={job_id} " in log_of(tmp_path, index), timeout=60, what=f"job {job_id} held")
+
+
+def hold_ended(tmp_path: Path, index: int = 0) -> bool:
+    """Whether the consumer let a hold go: dropped before the held job began, or its run cut
+    short unrecorded (it began, and its start could not be written)."""
+    log = log_of(tmp_path, index)
+    return "event=hold_dropped" in log or "event=held_run_unrecorded" in log
+
+
+def held_pid(tmp_path: Path, job_id: int, index: int = 0) -> int:
+    found = re.search(rf"event=held job={job_id} .*?pid=(\d+)", log_of(tmp_path, index))
+    assert found is not None
+    return int(found.group(1))
 
 
 def helper_pid(tmp_path: Path, index: int = 0) -> int:
@@ -160,7 +176,7 @@ def test_consumer_stopped_while_a_job_is_held__never_two_runs_and_the_database_t
         wait_status(q, running, Status.PROCESSED, timeout=60)
         wait_status(q, held, Status.PROCESSED, timeout=60)
         signal_all([paused.pid], signal.SIGCONT)
-        wait_until(lambda: "event=hold_dropped" in log_of(tmp_path, 0), timeout=30, what="the resumed consumer")
+        wait_until(lambda: hold_ended(tmp_path, 0), timeout=30, what="the resumed consumer")
         runs = read_runs(ledger)
         assert q.get_job(held).attempts == 1, "the unrecorded held run spent an attempt"
         assert len(runs_of(runs, "held")) == 2 and runs_of(runs, "held")[1].ended
@@ -272,7 +288,7 @@ def test_database_lost_at_the_running_job_s_end__held_run_killed_by_its_deadline
     proxy.black_hole() if fault == "black_hole" else proxy.cut()
     # A black hole holds the start's transaction until the call's deadline, and the held run
     # meanwhile; a cut fails it at once, and the held run may be killed before its first line.
-    wait_until(lambda: "event=hold_dropped" in log_of(tmp_path), timeout=LEASE_SECONDS + 10, what="the hold dropped")
+    wait_until(lambda: hold_ended(tmp_path), timeout=LEASE_SECONDS + 10, what="the hold dropped")
     assert (q.get_job(held).status, q.get_job(held).attempts) == (Status.UNPROCESSED, 0)
     proxy.heal()
     # The consumer reconnects on its backoff (up to tens of seconds after a long outage), then N's
@@ -290,3 +306,119 @@ def test_database_lost_at_the_running_job_s_end__held_run_killed_by_its_deadline
     if fault == "black_hole":
         assert cut, "the held run started while its start could not be recorded"
     assert rerun.ended and q.get_job(held).attempts == 1
+
+
+def test_helper_stopped_with_the_gate_armed__the_held_job_starts_on_its_own_and_is_recorded(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    """The helper is stopped while N runs with N+1's gate armed: N+1 starts when N's process
+    ends, learnt from the kernel (no helper on the way), never beside N, and its start is
+    recorded with N's outcome (S's own word that it began, not the helper's)."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 1.5)
+    held = put(q, ledger, "held", 0.5)
+    start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    time.sleep(0.2)  # the gate armed
+    helper = helper_pid(tmp_path)
+    os.kill(helper, signal.SIGSTOP)
+    try:
+        wait_status(q, held, Status.PROCESSED, timeout=30)
+    finally:
+        os.kill(helper, signal.SIGCONT)
+    runs = read_runs(ledger)
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    (n,), (n1,) = runs_of(runs, "running"), runs_of(runs, "held")
+    assert n.ended and n1.ended and n1.start >= n.last
+    assert q.get_job(running).status == Status.PROCESSED
+    assert q.get_job(held).attempts == 1 and q.get_job(running).attempts == 1
+    assert "event=started_held job=" in log_of(tmp_path)
+
+
+def test_held_job_process_stopped_with_the_gate_armed__dropped_unstarted_and_run_later_unspent(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    """S is stopped (SIGSTOP) while N runs: when N ends it cannot begin; the consumer waits for
+    its word, kills it, and, S gone without a word, records N alone; N+1 runs later, its
+    attempt unspent by the hold."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 1.0)
+    held = put(q, ledger, "held", 0.3)
+    start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    spare = held_pid(tmp_path, held)
+    os.kill(spare, signal.SIGSTOP)
+    wait_status(q, running, Status.PROCESSED, timeout=30)
+    wait_status(q, held, Status.PROCESSED, timeout=30)
+    assert not pid_alive(spare)
+    runs = read_runs(ledger)
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    (n1,) = runs_of(runs, "held")
+    assert n1.pid != spare and n1.ended
+    assert q.get_job(held).attempts == 1
+    assert "event=hold_dropped" in log_of(tmp_path)
+
+
+def test_running_job_process_killed_with_the_gate_armed__the_held_job_starts_after_it_and_both_are_recorded(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+) -> None:
+    """N's process is killed with SIGKILL while N+1's gate is armed: N+1 starts once N is gone
+    (never beside it), N's crash and N+1's start are recorded together, N runs again."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
+    held = put(q, ledger, "held", 0.5)
+    start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    first = wait_runs(ledger, "running", 1)[0]
+    time.sleep(0.2)  # the gate armed
+    os.kill(first.pid, signal.SIGKILL)
+    wait_status(q, held, Status.PROCESSED, timeout=30)
+    wait_status(q, running, Status.PROCESSED, timeout=60)
+    runs = read_runs(ledger)
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    killed, rerun = runs_of(runs, "running")
+    (n1,) = runs_of(runs, "held")
+    assert not killed.ended and n1.start >= killed.last and rerun.ended
+    assert q.get_job(held).attempts == 1 and q.get_job(running).attempts == 2
+    assert "event=started_held job=" in log_of(tmp_path)
+
+
+def test_stop_requested_just_after_the_held_job_began__its_start_is_recorded_and_it_is_given_back(
+    make_queue: Callable[..., PersistentQ],
+    start_program: StartProgram,
+    tmp_path: Path,
+    db_env: dict[str, str],
+) -> None:
+    """The consumer is stopped (SIGSTOP) across N's end, so N+1 begins on its own; SIGTERM
+    waits for it, then SIGCONT: the stop kills N+1 first, and since it had begun its start is
+    written with N's outcome and it is given back (released, attempt not spent): never lost in
+    silence, and run again by the next consumer."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    running = put(q, ledger, "running", 0.8)
+    held = put(q, ledger, "held", 30, rerun_seconds=0.3)
+    consumer = start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    stop_outside_a_write([consumer.pid], db_env)
+    began = wait_runs(ledger, "held", 1)[0]  # N ended: N+1 began while the consumer is stopped
+    os.kill(consumer.pid, signal.SIGTERM)
+    os.kill(consumer.pid, signal.SIGCONT)
+    assert consumer.wait(30) == 0
+    wait_until(lambda: not pid_alive(began.pid), timeout=10, what="the cut run to die")
+    assert q.get_job(running).status == Status.PROCESSED
+    job = q.get_job(held)
+    assert job.status == Status.UNPROCESSED and job.attempts == 0
+    moves = [(e.from_status, e.to_status) for e in q.events(held)]
+    assert (Status.UNPROCESSED, Status.UNDER_PROCESS) in moves and moves[-1][1] == Status.UNPROCESSED
+    assert "event=held_run_cut" in log_of(tmp_path)
+
+    start_program("pq-consumer", **AHEAD)
+    wait_status(q, held, Status.PROCESSED, timeout=60)
+    runs = read_runs(ledger)
+    assert peak_concurrency(runs) == 1, overlaps(runs)
+    cut, rerun = runs_of(runs, "held")
+    assert not cut.ended and rerun.ended and cut.start >= runs_of(runs, "running")[0].last
+    assert q.get_job(held).attempts == 1
