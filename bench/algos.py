@@ -11,23 +11,26 @@ import time
 from typing import Any
 
 
-def _append(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
-
-
 def mark(payload: dict[str, Any]) -> dict[str, Any]:
-    """Record the start, sleep payload["sleep"] seconds (if any), record the end; no "log": a no-op."""
+    """Record the start, sleep payload["sleep"] seconds (if any), record the end; no "log": a no-op.
+
+    The log is opened after the start is read and closed after the end's line is written, and the
+    end's line is made before its clock is read: the only work of the mark's own left between its
+    end and the algorithm's return is one write(2) and one close(2) (a few µs), so the gap between
+    two runs is the queue's hand-off, not the bench's bookkeeping (opening the file and formatting
+    the line after reading the clock counted about 0.27 ms in every gap)."""
     if "log" not in payload:
         return {"ok": True}
     started = time.time()
-    _append(payload["log"], f"{payload['tag']} start {started:.6f}")
-    if payload.get("sleep"):
-        time.sleep(float(payload["sleep"]))
-    _append(payload["log"], f"{payload['tag']} end {time.time():.6f}")
+    fd = os.open(payload["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{payload['tag']} start {started:.6f}\n".encode())
+        if payload.get("sleep"):
+            time.sleep(float(payload["sleep"]))
+        end = f"{payload['tag']} end %.6f\n"
+        os.write(fd, (end % time.time()).encode())
+    finally:
+        os.close(fd)
     return {"ok": True}
 
 
