@@ -127,6 +127,16 @@ class ClaimAhead:
 
     # -- the way in --------------------------------------------------------------------------------
 
+    def rehearse(self) -> None:
+        """Prepare the hold and the hand-over's statements before the first job (changing
+        nothing): the first hold is made while the first job runs, and their first build took
+        longer than a short job (56 to 150 ms alone on a loaded machine, 271 ms once in a consumer,
+        against about 10 ms after)."""
+        try:
+            self.store.rehearse_hand_off(self.queue)
+        except PQError as exc:  # the first hold pays it then
+            event(log, "rehearsal_failed", level=logging.WARNING, error=str(exc))
+
     def wanted(self, running: Job) -> bool:
         """Whether a hold is still to be tried behind this running job."""
         tried = self._tried_behind == (running.id, running.lease_id)  # once per run

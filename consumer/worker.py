@@ -284,6 +284,8 @@ class Consumer:
     def run(self, *, drain: bool = False, once: bool = False) -> None:
         """Work until asked to stop; with drain, until nothing is claimable; with once, one job."""
         chained: Next | None = None
+        if self.ahead is not None and not once:
+            self.ahead.rehearse()
         try:
             while not self.shutdown.requested:
                 step, chained = self.run_once(chained, claim_next=not once)

@@ -92,6 +92,10 @@ HOLDS_READ = 500  # job ids per statement of `holds` (well under SQLite's bound-
 RESUMED: dict[str, Any] = {"paused": False, "paused_at": None, "paused_by": None}
 
 
+class _Rehearsed(Exception):
+    """Rolls a rehearsal's transaction back (rehearse_hand_off)."""
+
+
 class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
     """A job queue in a SQLite file or a PostgreSQL database."""
 
@@ -297,6 +301,19 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
             return None if row is None else rows.job_from(row)
 
         return self._tx.write(hold)
+
+    @checked
+    def rehearse_hand_off(self, queue: str | None = None) -> None:
+        queue = queue or self.settings.queue
+
+        def rehearse(tx: Tx) -> None:
+            self._sql.holds.rehearse(tx, queue)
+            with contextlib.suppress(PQError):  # no such job: the outcome's statements ran all the same
+                self._finish(tx, -1, -1, Status.PROCESSED, None, None, False)
+            raise _Rehearsed
+
+        with contextlib.suppress(_Rehearsed):
+            self._tx.write(rehearse)
 
     @checked
     def finish_and_start(

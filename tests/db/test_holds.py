@@ -240,3 +240,18 @@ def test_holds__counted_per_queue_and_in_a_partner_s_view_only_for_its_own_jobs(
     q.update_status(running.id, Status.PROCESSED, lease_id=running.lease_id)
     assert q.stats().held == {}  # the lease it waited behind ended: the job waits like any other
     assert q.get_job(held.id).status == Status.UNPROCESSED
+
+
+def test_rehearse_hand_off__changes_nothing_and_a_hold_then_works(q: PersistentQ) -> None:
+    running, held = running_with_held(q)
+    before = [(j.id, j.status, j.attempts, j.lease_id) for j in (q.get_job(running.id), q.get_job(held.id))]
+    events = len(q.events(held.id))
+    q.rehearse_hand_off()
+    q.rehearse_hand_off("other")
+    after = [(j.id, j.status, j.attempts, j.lease_id) for j in (q.get_job(running.id), q.get_job(held.id))]
+    assert after == before and len(q.events(held.id)) == events
+    assert q.holds([held.id])[held.id].behind_job == running.id  # the hold still stands
+    done, started = q.finish_and_start(
+        running.id, Status.PROCESSED, lease_id=running.lease_id, worker_id="w1", held_job=held.id
+    )
+    assert (done.status, started.id, started.status) == (Status.PROCESSED, held.id, Status.UNDER_PROCESS)
