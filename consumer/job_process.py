@@ -23,8 +23,10 @@ for the helper's word instead, which judges by the latest deadline.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import pickle
 import select
 import signal
 import socket
@@ -63,6 +65,7 @@ def run_job_process(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     conn = Channel(sock)
+    rehearse_the_end()
     conn.send(Waiting(os.getpid()))
     try:
         job: Payload = conn.recv()
@@ -80,6 +83,16 @@ def run_job_process(
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     conn.send(Answer(job.job_id, kind, text))
+
+
+def rehearse_the_end() -> None:
+    """Make the messages a job process ends with once, before it is ready (nothing is sent).
+
+    A forked process faults in the pages of code it runs for the first time; the answer's JSON
+    and pickling then came between the algorithm's end and its answer, inside the seat's gap
+    (0.28 ms at p50 from a `mark` job's end to the answer made, 0.11 ms with this done first)."""
+    pickle.dumps(Answer(0, "ok", json.dumps({"ok": True}, allow_nan=False)), protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dumps(Began(0, time.monotonic()), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def wait_for_start(gate: socket.socket) -> float | None:
