@@ -9,6 +9,11 @@ put back, every sequence restarted: the ids, whose high bits carry the server's 
 where a fresh schema's start) and goes back to the pool under its pool name; a schema whose
 tables, columns, constraints, sequences or revision a test changed is dropped instead.
 River's test schemas work the same way (riverdbtest: migrated schemas, truncated and reused).
+
+A pool's schemas carry its name as their comment (which a rename keeps), and the pool holds an
+advisory lock named after it while its test process lives. A pool starting drops the schemas of
+pools whose lock nobody holds: those a test process killed hard (SIGKILL, the timeout's kill)
+left behind, lent ones included.
 """
 
 from __future__ import annotations
@@ -73,6 +78,10 @@ class SchemaPool:
         self.home = home
         self.prefix = f"pqpool_{uuid.uuid4().hex[:10]}"
         self.engine = sqlalchemy.create_engine(url, pool_size=1)
+        self.alive = sqlalchemy.create_engine(url, poolclass=NullPool).connect()  # holds the pool's lock
+        self.alive.exec_driver_sql("SELECT pg_advisory_lock(hashtext(%(p)s))", {"p": self.prefix})
+        self.alive.commit()
+        self._drop_abandoned()
         self.reference = self._migrated(f"{self.prefix}_ref")  # never used by a test
         with self.engine.begin() as conn:
             self.shape = self._shape(conn, self.reference)
@@ -136,6 +145,31 @@ class SchemaPool:
         for schema in [*self.free, *self.lent, self.reference]:
             drop_schema(self.url, schema)
         self.engine.dispose()
+        self.alive.close()  # the session's end releases the lock
+        self.alive.engine.dispose()
+
+    def _drop_abandoned(self) -> None:
+        """Drop the schemas of pools whose test process is gone (nobody holds their lock)."""
+        with self.engine.begin() as conn:
+            owners: dict[str, list[str]] = {}
+            for name, owner in conn.exec_driver_sql(
+                "SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace"
+                " WHERE obj_description(oid, 'pg_namespace') LIKE 'pqpool_%%'"
+            ):
+                owners.setdefault(owner, []).append(name)
+        for owner, schemas in owners.items():
+            if owner == self.prefix:
+                continue
+            taken = self.alive.exec_driver_sql("SELECT pg_try_advisory_lock(hashtext(%(p)s))", {"p": owner}).scalar()
+            self.alive.commit()
+            if not taken:
+                continue  # its test process still runs
+            try:
+                for schema in schemas:
+                    drop_schema(self.url, schema)
+            finally:
+                self.alive.exec_driver_sql("SELECT pg_advisory_unlock(hashtext(%(p)s))", {"p": owner})
+                self.alive.commit()
 
     def _next_name(self) -> str:
         self.count += 1
@@ -144,6 +178,8 @@ class SchemaPool:
     def _migrated(self, schema: str) -> str:
         settings = pqueue.load_settings(home=self.home, database_url=self.url, db_schema=schema)
         pqueue.connect(settings=settings, migrate=True).close()
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"COMMENT ON SCHEMA \"{schema}\" IS '{self.prefix}'")
         return schema
 
     @staticmethod
