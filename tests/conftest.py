@@ -17,6 +17,8 @@ from tests.postgres import POSTGRES_URL, SchemaPool, drop_schema, require_postgr
 from tests.programs import Programs, stop_and_check
 from tests.support import copy_sqlite
 
+pytest_plugins = ["tests.order"]  # the longest tests start first
+
 PROGRAMS = pytest.StashKey[Programs]()  # the test's programs, for db_env to stop first
 SCHEMA_POOL = pytest.StashKey[SchemaPool]()  # the pool the test's schema came from
 

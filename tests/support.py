@@ -13,12 +13,20 @@ from contextlib import closing
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from pqueue import PersistentQ, Status
 
 T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+# The tests that race several processes of their own for the CPU (spawned, each importing
+# pqueue) run one after another on one test worker. Side by side on two cores they slowed each
+# other tenfold (the 2,000-job race took 330 s beside its siblings, 30 s alone), and the
+# wake-up test measures milliseconds. What each checks is unchanged.
+RACES = pytest.mark.xdist_group("races")
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> T:

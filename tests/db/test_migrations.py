@@ -21,6 +21,7 @@ from pqueue.store import PersistentQ
 from tests.db import workers
 from tests.db.old_revisions import put_as_first_revision
 from tests.db.workers import drain, overrides_of
+from tests.support import RACES
 
 
 def test_upgrade_from_first_revision__keeps_data(settings: Settings) -> None:
@@ -137,6 +138,7 @@ def test_migrate__waits_while_another_program_is_creating_the_sqlite_file(tmp_pa
 
 
 @pytest.mark.process
+@RACES
 @pytest.mark.timeout(180)
 def test_four_programs_starting_together__all_migrate_safely(make_settings: Callable[..., Settings]) -> None:
     overrides = overrides_of(make_settings())

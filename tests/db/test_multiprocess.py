@@ -15,7 +15,9 @@ import pytest
 from pqueue import PersistentQ, Status
 from tests.db import workers
 from tests.db.workers import drain, overrides_of
+from tests.support import RACES
 
+pytestmark = [RACES]
 CTX = multiprocessing.get_context("spawn")
 
 

@@ -20,6 +20,7 @@ from tests.db import workers
 from tests.db.workers import drain, overrides_of
 from tests.pg_cluster import PrivateCluster
 from tests.postgres import require_postgres
+from tests.support import RACES
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -36,6 +37,7 @@ def pg(make_queue: Callable[..., PersistentQ]) -> PersistentQ:
 
 
 @pytest.mark.process
+@RACES
 @pytest.mark.timeout(300)
 def test_seat_race__eight_processes_one_seat_exactly_one_wins(pg: PersistentQ) -> None:
     rounds, racers = 50, 8
