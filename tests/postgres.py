@@ -8,7 +8,9 @@ schema is emptied as a fresh migration leaves it (every row deleted, the rows th
 put back, every sequence restarted: the ids, whose high bits carry the server's timeline, start
 where a fresh schema's start) and goes back to the pool under its pool name; a schema whose
 tables, columns, constraints, sequences or revision a test changed is dropped instead.
-River's test schemas work the same way (riverdbtest: migrated schemas, truncated and reused).
+River's test schemas work the same way (riverdbtest: migrated schemas, truncated and reused);
+STYLE §6's template database per test (procrastinate's CREATE DATABASE … TEMPLATE) is not used,
+since the programs a test starts are pointed at a schema (PQ_DB_SCHEMA), not at a database.
 
 A pool's schemas carry its name as their comment (which a rename keeps), and the pool holds an
 advisory lock named after it while its test process lives. A pool starting drops the schemas of
