@@ -150,12 +150,12 @@ class Helper:
     def _serve(self) -> None:
         while not self.stopping and os.getppid() == self.consumer_pid:
             ready = wait_readable(self.watched, self._until_next_deadline())
+            if self.lifeline in ready:  # before any reap: no gate opens once the consumer is gone
+                return
             if self.wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 4096)
             self._reap()
-            if self.lifeline in ready:
-                return
             # Every waiting command first: a renewal sent before a stop must count before the
             # deadlines are judged, or a job whose lease was renewed would be killed.
             while readable(self.commands):
@@ -227,7 +227,7 @@ class Helper:
     def _kill_overdue(self) -> None:
         """SIGKILL the group of every job process past its deadline, and say so to the consumer."""
         now = time.monotonic()
-        for pid, when in list(self.deadlines.items()):
+        for pid, when in sorted(self.deadlines.items(), key=lambda item: item[0] not in self.gates):  # shut gates first
             if now >= when:
                 del self.deadlines[pid]
                 kill_group(pid)
@@ -259,8 +259,11 @@ class Helper:
             self.commands.send(Exited(pid, status))
 
     def _kill_jobs(self) -> None:
-        """SIGKILL the group of every job process not yet reaped (its pid cannot have been reused)."""
-        for pid in self.jobs:
+        """SIGKILL the group of every job process not yet reaped (its pid cannot have been reused).
+
+        Those whose gate is still shut go first: a held job starts by itself once the job before
+        it has ended, so killing the running one first could let the held one begin."""
+        for pid in sorted(self.jobs, key=lambda pid: pid not in self.gates):
             kill_group(pid)
             kill_process(pid)  # in case it had not made its own group yet
         self.jobs.clear()

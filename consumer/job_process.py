@@ -73,7 +73,7 @@ def run_job_process(
         os.killpg(0, signal.SIGKILL)
         return
     if job.held:
-        began = wait_for_start(gate)
+        began = wait_for_start(gate, conn)
         if began is None:
             os.killpg(0, signal.SIGKILL)
             return
@@ -95,15 +95,21 @@ def rehearse_the_end() -> None:
     pickle.dumps(Began(0, time.monotonic()), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def wait_for_start(gate: socket.socket) -> float | None:
-    """Wait on the start gate: the monotonic moment the held job may start, or None if never."""
+def wait_for_start(gate: socket.socket, consumer: Channel) -> float | None:
+    """Wait on the start gate: the monotonic moment the held job may start, or None if never.
+
+    The consumer sends nothing more after the payload: its channel turning readable means it is
+    gone (or dropped this process), and a held job whose consumer is gone never starts."""
     deadline = -math.inf
     before: int | None = None  # a pidfd of the job process before, once armed
     before_pid = 0
     poller = select.poll()
     poller.register(gate, select.POLLIN)
+    poller.register(consumer.fileno(), select.POLLIN)
     while True:
         ready = {fd for fd, _ in poller.poll()}
+        if consumer.fileno() in ready:
+            return None
         if gate.fileno() in ready:  # the helper's word first: a later deadline counts before the end
             try:
                 data, fds, _flags, _address = socket.recv_fds(gate, GATE.size, 1)

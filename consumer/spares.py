@@ -288,7 +288,8 @@ class Spares:
         self.link.restart()
 
     def _kill_all(self) -> None:
-        for process in list(self._living.values()):
+        # Held processes first: one starts by itself once the job before it has ended.
+        for process in sorted(self._living.values(), key=lambda process: not process.held):
             self.kill(process)
             process.channel.close()
         self._living.clear()
