@@ -172,11 +172,12 @@ class WorkQueue(abc.ABC):
         It raises what update_status raises, and then nothing was recorded and nothing claimed.
         """
 
-    def rehearse_hand_off(self, queue: str | None = None) -> None:  # noqa: B027 - optional: nothing to prepare by default
+    @abc.abstractmethod
+    def rehearse_hand_off(self, queue: str | None = None) -> None:
         """Prepare hold_next and finish_and_start for the queue without changing anything (their
         statements run once in a transaction that is rolled back), so a consumer's first hold,
-        made while its first job runs, does not pay their first build. Optional: does nothing
-        by default; raises what a write raises when the database does not answer."""
+        made while its first job runs, does not pay their first build. Raises what a write
+        raises when the database does not answer."""
 
     @abc.abstractmethod
     def hold_next(self, worker_id: str, *, behind_job: int, behind_lease: int, queue: str | None = None) -> Job | None:
