@@ -227,7 +227,7 @@ class Helper:
     def _kill_overdue(self) -> None:
         """SIGKILL the group of every job process past its deadline, and say so to the consumer."""
         now = time.monotonic()
-        for pid, when in sorted(self.deadlines.items(), key=lambda item: item[0] not in self.gates):  # shut gates first
+        for pid, when in sorted(self.deadlines.items(), key=lambda item: item[0] not in self.after):  # held jobs first
             if now >= when:
                 del self.deadlines[pid]
                 kill_group(pid)
@@ -261,9 +261,15 @@ class Helper:
     def _kill_jobs(self) -> None:
         """SIGKILL the group of every job process not yet reaped (its pid cannot have been reused).
 
-        Those whose gate is still shut go first: a held job starts by itself once the job before
-        it has ended, so killing the running one first could let the held one begin."""
-        for pid in sorted(self.jobs, key=lambda pid: pid not in self.gates):
+        Every gate closes first. An armed held job starts by itself once the job before it has
+        ended, and it reads its gate's end of file before it looks at that end: so no kill below,
+        in whatever order the exits land, lets it begin. (Killing held jobs first was not enough:
+        a running job's unused gate looked the same as a held job's, and the helper may lose the
+        CPU between two kills while the held job, on the other core, sees the running one end.)"""
+        for gate in self.gates.values():
+            gate.close()
+        self.gates.clear()
+        for pid in sorted(self.jobs, key=lambda pid: pid not in self.after):  # held jobs first all the same
             kill_group(pid)
             kill_process(pid)  # in case it had not made its own group yet
         self.jobs.clear()

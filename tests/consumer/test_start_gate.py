@@ -10,7 +10,9 @@ happens, as a consumer that is stopped or busy would not.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +245,56 @@ def test_held_job__dies_unstarted_with_a_killed_helper(seat: Seat, tmp_path: Pat
     os.kill(helper.pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(running) and not pid_alive(held), what="both job processes gone")
     assert read_log(second) == []
+
+
+def test_held_job__armed__never_begins_once_the_helper_stops_for_a_gone_consumer(seat: Seat, tmp_path: Path) -> None:
+    """The helper's parent-death signal (SIGTERM) comes while the job before runs, and the held
+    job's channel to the consumer stays open (a killed consumer's threads exit one by one, its
+    files closed with the last): the helper kills both job processes, and the held one, armed
+    with a pidfd of the one before, never begins.
+
+    strace makes every kill the helper sends return 0.3 s late, as when the helper loses the
+    CPU between two kills: whichever job process dies first, the held one has all the time it
+    needs to see the one before end (it began, once, in a CI run)."""
+    assert shutil.which("strace"), "this test needs strace (apt-get install strace)"
+    running, held = seat.fork(), seat.fork()
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    helper = seat.link._process
+    assert helper is not None
+    seat.give(running, sleeping(first, 30))
+    seat.give(held, starting(second), held=True)
+    assert seat.link.send(StartAfter(held, running))
+    wait_until(lambda: read_log(first), what="the first job's start")
+    time.sleep(0.1)  # the gate armed
+    tracer = subprocess.Popen(
+        [
+            "strace",
+            "-qq",
+            "-o",
+            os.devnull,
+            "-e",
+            "trace=kill",
+            "-e",
+            "inject=kill:delay_exit=300000",
+            "-p",
+            str(helper.pid),
+        ]
+    )
+    try:
+        wait_until(lambda: traced_by(helper.pid) == tracer.pid, what="strace attached to the helper")
+        os.kill(helper.pid, signal.SIGTERM)
+        wait_until(lambda: not pid_alive(running) and not pid_alive(held), what="both job processes gone")
+    finally:
+        tracer.terminate()
+        tracer.wait()
+    assert seat.began(held) is None
+    assert read_log(second) == []
+
+
+def traced_by(pid: int) -> int:
+    """The pid of the process tracing `pid` (0 when none)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("TracerPid:", 1)[1].split()[0])
 
 
 def test_start_after__for_a_job_process_without_a_deadline_never_opens(seat: Seat, tmp_path: Path) -> None:

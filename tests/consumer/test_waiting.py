@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
     path = tmp_path / "q.db"
-    with sqlite3.connect(path) as conn:
+    # closing(): sqlite3's `with` only commits, and the last connection's close checkpoints the
+    # WAL into the database file: left to the garbage collector it could write during a test.
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("CREATE TABLE t (a INTEGER)")
     return path
@@ -31,7 +34,7 @@ def commit_later(path: Path, delay: float) -> threading.Timer:
     """Another connection commits one row after `delay` seconds."""
 
     def write() -> None:
-        with sqlite3.connect(path) as conn:
+        with closing(sqlite3.connect(path)) as conn, conn:
             conn.execute("INSERT INTO t VALUES (1)")
 
     timer = threading.Timer(delay, write)
@@ -46,7 +49,7 @@ def test_file_events__report_the_database_and_its_wal_but_not_other_files(databa
     try:
         (database.parent / "unrelated.log").write_text("x")
         assert not events.wait(0.05)
-        with sqlite3.connect(database) as conn:
+        with closing(sqlite3.connect(database)) as conn, conn:
             conn.execute("INSERT INTO t VALUES (1)")
         assert events.wait(1.0)
         assert not events.wait(0.0)  # drained
@@ -65,7 +68,7 @@ def test_sqlite_waiter__wakes_for_another_connections_commit(database: Path, ino
     checks: list[int] = []
 
     def ready() -> tuple[bool, float | None]:
-        with sqlite3.connect(database) as conn:
+        with closing(sqlite3.connect(database)) as conn, conn:
             checks.append(conn.execute("SELECT count(*) FROM t").fetchone()[0])
         return checks[-1] > 0, None
 

@@ -27,6 +27,14 @@ from tests.support import wait_status, wait_until
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of a process's children (every thread's)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def first_runs(ledger: Path, tag: str, count: int, timeout: float = 60.0) -> list[Run]:
     """Wait until the job has started `count` times; its runs."""
 
@@ -129,12 +137,17 @@ def test_helper_paused__consumer_finishes_the_jobs_then_replaces_the_helper(
     start_program("pq-consumer")
     first_runs(ledger, "first", 1)
     helper = int(log_of(tmp_path, 0).split("event=algorithm_ready", 1)[1].split(" pid=", 1)[1].split()[0])
+    ahead = BASE_ENV["PQ_CLAIM_AHEAD"] == "1"
+    if not ahead:
+        # The spare is forked once the first job has its payload: on a loaded machine that can
+        # come after the first run's first line, and a helper stopped before it leaves no spare.
+        wait_until(lambda: len(children_of(helper)) >= 2, what="the helper's spare beside the running job")
+        time.sleep(0.1)  # the helper's word of the fork reaches the consumer
 
     os.kill(helper, signal.SIGSTOP)  # the fork server alone: the running job and the ready spare go on
     wait_status(q, ids[0], Status.PROCESSED, timeout=30)
     # Claiming ahead, the second job was held in the spare, and only the helper starts a held job:
     # it waits, unspent, for the helper's replacement like the third.
-    ahead = BASE_ENV["PQ_CLAIM_AHEAD"] == "1"
     wait_status(q, ids[1], Status.PROCESSED, timeout=90 if ahead else 30)
     wait_status(q, ids[2], Status.PROCESSED, timeout=90)  # once the consumer gave up on the helper
 
