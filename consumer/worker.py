@@ -34,7 +34,7 @@ from pqueue import DatabaseError, Job, PQError, Settings, SilenceWatch, Status, 
 
 log = logging.getLogger("consumer")
 
-IDLE_WAIT = 1.0  # longest wait for work in one go, so a stop request is seen within a second
+IDLE_WAIT = 1.0  # longest wait for work in one go (a stop request ends it at once: the waker)
 SPARE_WAIT = 30.0  # longest wait for a forked job process to become ready
 # Longest wait for the next job process before recording an outcome: with one ready, the outcome's
 # transaction also claims the next job; without, the outcome is recorded alone.
@@ -313,8 +313,11 @@ class Consumer:
         self._touch_quietly()
         now = time.monotonic()
         timeout = max(0.01, min(IDLE_WAIT, self._next_rescue - now))
+        self.waker.drain()  # before looking at the flag, so a stop asked after the look wakes the wait
+        if self.shutdown.requested:
+            return
         try:
-            self.store.wait_for_work(timeout, queue=self.queue)
+            self.store.wait_for_work(timeout, queue=self.queue, wake=self.waker.fileno())
         except DatabaseError as exc:
             self._database_lost(exc)
             self._pause(self._database_retry)

@@ -219,9 +219,11 @@ class WorkQueue(abc.ABC):
         """Give the claim back without spending the attempt (the job is unprocessed again)."""
 
     @abc.abstractmethod
-    def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
+    def wait_for_work(self, timeout: float, *, queue: str | None = None, wake: int | None = None) -> bool:
         """Block until work may be claimable (a put, a freed seat, a delayed job coming due)
-        or the timeout passes. True when woken early; a False is not proof of no work."""
+        or the timeout passes. True when woken early; a False is not proof of no work.
+        `wake`, a readable file descriptor (a program's self-pipe, written by its SIGTERM
+        handler), ends the wait at once with False when it becomes readable."""
 
     # -- the queue's policy -----------------------------------------------------------------
 

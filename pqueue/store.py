@@ -414,11 +414,11 @@ class PersistentQ(PartnerBook, WaitBook, PersistentQInterface):
         return job.id, move.target
 
     @checked
-    def wait_for_work(self, timeout: float, *, queue: str | None = None) -> bool:
+    def wait_for_work(self, timeout: float, *, queue: str | None = None, wake: int | None = None) -> bool:
         if self._waiter is None:
             self._waiter = make_waiter(self.engine, self.channel)
         queue = queue or self.settings.queue
-        return self._waiter.wait(timeout, lambda: self._work_ready(queue))
+        return self._waiter.wait(timeout, lambda: self._work_ready(queue), wake)
 
     def _work_ready(self, queue: str) -> tuple[bool, float | None]:
         """(a claim could succeed now, seconds until the next delayed job is due).

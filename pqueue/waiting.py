@@ -25,6 +25,18 @@ if sys.platform.startswith("linux"):  # the dependency is installed on Linux onl
 ReadyCheck = Callable[[], tuple[bool, float | None]]
 
 
+class Woken(Exception):
+    """The caller's wake-up descriptor became readable while the waiter blocked: the wait ends."""
+
+
+def _sleep(seconds: float, wake: int | None) -> None:
+    """Sleep, or raise Woken as soon as `wake` (when given) is readable."""
+    if wake is None:
+        time.sleep(seconds)
+    elif select.select([wake], [], [], max(0.0, seconds))[0]:
+        raise Woken
+
+
 class Waiter:
     """Blocks until the database changed in a way that may make work claimable."""
 
@@ -32,8 +44,9 @@ class Waiter:
     _last_wake = -math.inf
     _lone = False  # the last wake-up was a change after a quiet spell
 
-    def wait(self, timeout: float, ready: ReadyCheck) -> bool:
-        """Return True as soon as a claim could succeed, False after the timeout.
+    def wait(self, timeout: float, ready: ReadyCheck, wake: int | None = None) -> bool:
+        """Return True as soon as a claim could succeed, False after the timeout, or at once
+        (False) when the descriptor `wake` becomes readable (a program asked to stop).
 
         Every change wakes the waiter, but it returns only when the read-only ready check
         says a job is due and a seat is free: idle consumers of a busy single-seat queue must
@@ -51,7 +64,10 @@ class Waiter:
             wake_at = deadline
             if due_in is not None:
                 wake_at = min(deadline, time.monotonic() + max(0.0, due_in))
-            changed = self._block_until(wake_at)
+            try:
+                changed = self._block_until(wake_at, wake)
+            except Woken:
+                return False
             if changed and self._wake_is_work():
                 return True
             if not changed and wake_at >= deadline:
@@ -60,7 +76,8 @@ class Waiter:
     def _arm(self) -> None:
         """Start noticing changes (before the ready check, so none is missed in between)."""
 
-    def _block_until(self, deadline: float) -> bool:
+    def _block_until(self, deadline: float, wake: int | None) -> bool:
+        """Block until a change (True) or the deadline (False); raise Woken when `wake` is readable."""
         raise NotImplementedError
 
     def _woken(self) -> None:
@@ -124,34 +141,34 @@ class SQLiteWaiter(Waiter):
         self._woken()
         return True
 
-    def _block_until(self, deadline: float) -> bool:
+    def _block_until(self, deadline: float, wake: int | None) -> bool:
         if self._events is None:
-            return self._poll_until(deadline)
-        return self._watch_until(self._events, deadline)
+            return self._poll_until(deadline, wake)
+        return self._watch_until(self._events, deadline, wake)
 
-    def _watch_until(self, events: FileEvents, deadline: float) -> bool:
+    def _watch_until(self, events: FileEvents, deadline: float, wake: int | None) -> bool:
         hot_until, pause = 0.0, self.HOT_POLL
         while True:
             now = time.monotonic()
             if now >= deadline:
                 return False
             if now < hot_until:  # a write was seen: its commit becomes visible any moment
-                written = events.wait(min(pause, deadline - now))
+                written = events.wait(min(pause, deadline - now), wake)
                 pause = min(pause * 2, self.FAST_POLL)
             else:
-                written = events.wait(min(self.SAFETY_POLL, deadline - now))
+                written = events.wait(min(self.SAFETY_POLL, deadline - now), wake)
             if written:
                 hot_until, pause = time.monotonic() + self.HOT_FOR, self.HOT_POLL
             if self._changed():
                 return True
 
-    def _poll_until(self, deadline: float) -> bool:
+    def _poll_until(self, deadline: float, wake: int | None) -> bool:
         while True:
             now = time.monotonic()
             if now >= deadline:
                 return False
             idle = now - self._last_change > self.FAST_FOR
-            time.sleep(min(self.SLOW_POLL if idle else self.FAST_POLL, deadline - now))
+            _sleep(min(self.SLOW_POLL if idle else self.FAST_POLL, deadline - now), wake)
             if self._changed():
                 return True
 
@@ -195,12 +212,16 @@ class FileEvents:
             log.info("no inotify for %s (%s); polling its change counter", path, exc)
             return None
 
-    def wait(self, timeout: float) -> bool:
-        """True when one of the files was written (since the last call), waiting up to timeout."""
+    def wait(self, timeout: float, wake: int | None = None) -> bool:
+        """True when one of the files was written (since the last call), waiting up to timeout;
+        Woken when `wake` (when given) became readable first."""
         # select() rather than read(timeout=…): the waits here are fractions of a millisecond.
-        readable, _, _ = select.select([self._inotify.fileno()], [], [], max(0.0, timeout))
+        watched = [self._inotify.fileno()] if wake is None else [self._inotify.fileno(), wake]
+        readable, _, _ = select.select(watched, [], [], max(0.0, timeout))
         if not readable:
             return False
+        if wake is not None and wake in readable:
+            raise Woken
         return any(e.name in self._names or e.mask & self._lost for e in self._inotify.read(timeout=0))
 
     def close(self) -> None:
@@ -245,15 +266,25 @@ class PostgresWaiter(Waiter):
         except Exception as exc:  # noqa: BLE001 - any failure means: fall back to polling
             self._lost(exc)
 
-    def _block_until(self, deadline: float) -> bool:
+    def _block_until(self, deadline: float, wake: int | None) -> bool:
         remaining = max(0.0, deadline - time.monotonic())
         if self._conn is None:
-            time.sleep(min(remaining, self.FALLBACK_POLL))
+            _sleep(min(remaining, self.FALLBACK_POLL), wake)
             return remaining > self.FALLBACK_POLL
         try:
-            for _ in self._conn.notifies(timeout=min(remaining, self.FALLBACK_POLL), stop_after=1):
+            listen = min(remaining, self.FALLBACK_POLL)
+            if wake is not None:  # the socket and `wake` together; then the notification, if one came
+                readable = select.select([self._conn.fileno(), wake], [], [], listen)[0]
+                if wake in readable:
+                    raise Woken
+                if not readable:
+                    return remaining > self.FALLBACK_POLL
+                listen = min(listen, 0.05)  # the socket has something: a notification, or nothing to wait for
+            for _ in self._conn.notifies(timeout=listen, stop_after=1):
                 self._woken()
                 return True
+        except Woken:
+            raise  # the caller's stop, not a lost connection
         except Exception as exc:  # noqa: BLE001
             self._lost(exc)
         return remaining > self.FALLBACK_POLL

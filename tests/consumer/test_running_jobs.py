@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import signal
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from consumer.worker import IDLE_WAIT
 from pqueue import PersistentQ, Status
 from tests.consumer.algos import read_log
-from tests.programs import StartConsumer, pid_alive, wait_exit, wait_gone
+from tests.programs import Programs, StartConsumer, pid_alive, wait_exit, wait_gone
 from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
@@ -232,6 +234,26 @@ def test_consumer__idle_consumer_is_registered_and_unregistered_on_sigterm(
     wait_until(lambda: q.workers()[0].last_seen > first_seen, what="an idle consumer to say it is alive")
     consumer.send_signal(signal.SIGTERM)
     assert wait_exit(consumer) == 0
+    assert q.workers() == []
+
+
+def test_consumer__idle_consumer_stops_at_once_on_sigterm_not_at_its_idle_tick(
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, programs: Programs
+) -> None:
+    """The idle wait watches the consumer's self-pipe, which SIGTERM's handler writes: the stop
+    does not wait for the wait's end (IDLE_WAIT, 1 s; about 1.15 s from SIGTERM to exit before,
+    0.2 s after, on this machine)."""
+    q = make_queue()
+    consumer = start_consumer()
+    worker = wait_until(lambda: q.workers(), what="the consumer to register")[0]
+    first_seen = worker.last_seen
+    wait_until(lambda: q.workers()[0].last_seen > first_seen, what="an idle consumer to say it is alive")
+    time.sleep(0.05)  # into its next idle wait (it touched its row just before waiting)
+    asked = time.monotonic()
+    consumer.send_signal(signal.SIGTERM)
+    assert wait_exit(consumer) == 0
+    assert time.monotonic() - asked < IDLE_WAIT * 0.75
+    assert "LISTEN connection lost" not in programs.log("consumer-0.log")  # the stop is no lost connection
     assert q.workers() == []
 
 

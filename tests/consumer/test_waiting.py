@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import make_url
 
-from pqueue.waiting import FileEvents, PostgresWaiter, SQLiteWaiter
+from pqueue.waiting import FileEvents, PostgresWaiter, SQLiteWaiter, Waiter
 from tests.postgres import require_postgres
 
 pytestmark = pytest.mark.timeout(30)
@@ -121,3 +122,65 @@ def test_postgres_waiter__a_lone_notification_is_work_a_busy_stream_is_checked()
         assert len(checks) >= 2  # once on entry, once more for the notification
     finally:
         waiter.close()
+
+
+def wake_later(delay: float) -> tuple[int, threading.Timer]:
+    """A pipe's read end, written once after `delay` seconds (a SIGTERM handler's self-pipe)."""
+    read, write = os.pipe()
+    timer = threading.Timer(delay, os.write, (write, b"!"))
+    timer.start()
+    return read, timer
+
+
+def never_ready() -> tuple[bool, float | None]:
+    return False, None
+
+
+@pytest.mark.parametrize("waiter_kind", ["inotify", "polling", "postgres"])
+def test_waiters__a_readable_wake_descriptor_ends_the_wait_at_once(database: Path, waiter_kind: str) -> None:
+    waiter: Waiter
+    if waiter_kind == "postgres":
+        conninfo = make_url(require_postgres()).set(drivername="postgresql").render_as_string(hide_password=False)
+        waiter = PostgresWaiter({"conninfo": conninfo}, f"pq_test_{uuid.uuid4().hex[:12]}")
+    else:
+        waiter = SQLiteWaiter(str(database))
+        waiter._events_tried = waiter_kind == "polling"  # as where inotify is missing
+    read, timer = wake_later(0.2)
+    try:
+        assert not waiter.wait(0.05, never_ready, read)  # nothing written yet: the whole timeout
+        started = time.monotonic()
+        assert not waiter.wait(10.0, never_ready, read)
+        assert time.monotonic() - started < 2.0  # not the 10 s asked for
+        if isinstance(waiter, PostgresWaiter):
+            assert waiter._conn is not None  # still listening: a stop is no lost connection
+    finally:
+        timer.join()
+        waiter.close()
+        os.close(read)
+
+
+def test_postgres_waiter__a_notification_still_wakes_a_wait_that_watches_a_wake_descriptor() -> None:
+    import psycopg
+
+    conninfo = make_url(require_postgres()).set(drivername="postgresql").render_as_string(hide_password=False)
+    channel = f"pq_test_{uuid.uuid4().hex[:12]}"
+    waiter = PostgresWaiter({"conninfo": conninfo}, channel)
+    read, write = os.pipe()
+
+    def send() -> None:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify(%s, 'default')", (channel,))
+
+    try:
+        assert not waiter.wait(0.05, never_ready, read)  # connects and listens
+        time.sleep(PostgresWaiter.QUIET)
+        timer = threading.Timer(0.1, send)
+        timer.start()
+        started = time.monotonic()
+        assert waiter.wait(5.0, never_ready, read)  # after a quiet spell: claim without asking
+        assert time.monotonic() - started < PostgresWaiter.FALLBACK_POLL
+        timer.join()
+    finally:
+        waiter.close()
+        os.close(read)
+        os.close(write)

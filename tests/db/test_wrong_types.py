@@ -89,7 +89,7 @@ def right_arguments(q: PersistentQ, tmp_path: Path) -> dict[str, Any]:
         "weight": 1.0, "max_running": None, "rate_per_minute": None, "no_max_running": False, "no_rate": False,
         "callback_secret": None, "secret_grace_seconds": 60.0, "enable": False, "scopes": ["read"],
         "expires_in_seconds": None, "key_id": "nokey", "grace_seconds": 60.0, "key": "pq_x", "agent_status": None,
-        "behind_job": job.id, "behind_lease": job.lease_id, "held_job": job.id, "job_ids": [job.id],
+        "behind_job": job.id, "behind_lease": job.lease_id, "held_job": job.id, "job_ids": [job.id], "wake": None,
     }  # fmt: skip
 
 
