@@ -7,13 +7,22 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import URL, Connection, Engine, create_engine, event, text
+from sqlalchemy import (
+    URL,
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
@@ -25,7 +34,17 @@ from pqueue.settings import Settings
 from pqueue.transactions import is_read_only, translate
 from pqueue.urls import database_url, describe
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 VERSION_TABLE = "pq_alembic_version"
+# The revision of pqueue/migrations/versions this code needs (their head; tests/db/test_migrations.py
+# checks it against Alembic's own reading). A program opening a database already at this revision,
+# as every start but the first finds it, then never imports Alembic (with Mako and Pygments: about
+# 70 ms of CPU and 5 MiB of every program's start); only a migration does.
+SCHEMA_REVISION = "0016"
+# Alembic's version table as Alembic writes it, read without Alembic.
+_VERSIONS = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), primary_key=True))
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # SQLite's own busy handler sleeps longer and longer (up to 100 ms) while another writer holds
 # the lock, so under contention a writer keeps missing the moments the lock is free. pqueue lets
@@ -223,6 +242,8 @@ def _is_busy(exc: BaseException) -> bool:
 
 
 def _alembic_config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
@@ -230,16 +251,24 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def head_revision() -> str:
-    """The schema revision this code needs."""
+    """The head of pqueue/migrations/versions as Alembic reads it (SCHEMA_REVISION must equal it)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at, or None when it has no pqueue schema."""
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    """The revision the database is at, or None when it has no pqueue schema (what Alembic's
+    MigrationContext.get_current_revision reads: the one row of its version table in the
+    connection's schema)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    found = connection.execute(select(_VERSIONS.c.version_num)).scalars().all()
+    if len(found) > 1:
+        raise DatabaseError(f"{VERSION_TABLE} names several revisions: {', '.join(found)}")
+    return found[0] if found else None
 
 
 def ensure_exists(url: str) -> None:
@@ -257,9 +286,8 @@ def check_schema(engine: Engine) -> None:
     except SQLAlchemyError as exc:
         where = describe_url(engine.url.render_as_string(hide_password=False))
         raise DatabaseError(f"cannot reach the database {where}: {driver_message(exc)}") from exc
-    needed = head_revision()
-    if found != needed:
-        raise SchemaOutOfDate(found, needed)
+    if found != SCHEMA_REVISION:
+        raise SchemaOutOfDate(found, SCHEMA_REVISION)
 
 
 def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -> tuple[str | None, str]:
@@ -295,11 +323,14 @@ def upgrade(engine: Engine, schema: str | None = None, revision: str = "head") -
                             if found.first() is None:
                                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
                             conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
-                    before = current_revision(conn)
-                    command.upgrade(_alembic_config(conn), revision)
-                    after = current_revision(conn)
-                    if driver is not None:
-                        _check_foreign_keys(conn)
+                    before = after = current_revision(conn)
+                    if before != SCHEMA_REVISION or revision not in ("head", SCHEMA_REVISION):
+                        from alembic import command  # only to migrate (see SCHEMA_REVISION)
+
+                        command.upgrade(_alembic_config(conn), revision)
+                        after = current_revision(conn)
+                        if driver is not None:
+                            _check_foreign_keys(conn)
             finally:
                 if driver is not None:  # the connection goes back to the pool as it was
                     driver.execute(f"PRAGMA busy_timeout = {usual_timeout}")

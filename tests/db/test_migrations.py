@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,13 +18,31 @@ from alembic.runtime.migration import MigrationContext
 
 import pqueue
 from pqueue import SchemaOutOfDate, Settings, Status
-from pqueue.database import VERSION_TABLE, head_revision, make_engine, upgrade
+from pqueue.database import SCHEMA_REVISION, VERSION_TABLE, head_revision, make_engine, upgrade
 from pqueue.schema import deliveries, events, metadata
 from pqueue.store import PersistentQ
 from tests.db import workers
 from tests.db.old_revisions import put_as_first_revision
 from tests.db.workers import drain, overrides_of
 from tests.support import RACES
+
+
+def test_schema_revision__is_the_head_of_the_migrations() -> None:
+    assert head_revision() == SCHEMA_REVISION, "a new migration: set pqueue.database.SCHEMA_REVISION to it"
+
+
+def test_opening_a_database_at_head__imports_neither_alembic_nor_another_backends_driver(
+    backend: str, make_queue: Callable[..., PersistentQ], db_env: dict[str, str]
+) -> None:
+    """What every program's start pays (CPU and memory): Alembic only to migrate, psycopg only on
+    PostgreSQL. In a process of its own, since this one imported both long ago."""
+    make_queue().close()  # migrated to head
+    opened = "import sys, pqueue; pqueue.connect().close(); print(sorted({m.split('.')[0] for m in sys.modules}))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PQ_")} | db_env
+    loaded = subprocess.run([sys.executable, "-c", opened], env=env, capture_output=True, text=True, check=True)
+    modules = loaded.stdout
+    assert "'alembic'" not in modules and "'mako'" not in modules
+    assert ("'psycopg'" in modules) == (backend == "postgresql")
 
 
 def test_upgrade_from_first_revision__keeps_data(settings: Settings) -> None:
