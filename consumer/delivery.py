@@ -22,8 +22,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from consumer.logs import event
 from pqueue import (
@@ -36,6 +35,9 @@ from pqueue import (
     backoff,
     callbacks,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("consumer.delivery")
 
@@ -68,6 +70,8 @@ class Attempt:
 def check_target(url: str, allowed_hosts: frozenset[str]) -> None:
     """Refuse, before connecting, a URL that is not http(s), whose host PQ_CALLBACK_ALLOW does not
     name, or that resolves to a link-local address (cloud metadata services live there)."""
+    import httpx  # imported at the first delivery: a consumer that sends none never loads it
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -100,14 +104,21 @@ def is_link_local(address: str) -> bool:
 # -- one attempt -------------------------------------------------------------------------------
 
 
-def make_client(settings: Settings, concurrency: int) -> httpx.Client:
-    """An HTTP client that verifies TLS, follows no redirect, and ignores proxy/netrc variables
-    (settings come from PQ_* only)."""
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context callbacks are sent with (PQ_CALLBACK_CA_BUNDLE, else the system's); a
+    SettingsError at once for a bundle that cannot be used."""
     bundle = settings.callback_ca_bundle
     try:
-        context = ssl.create_default_context(cafile=str(bundle) if bundle else None)
+        return ssl.create_default_context(cafile=str(bundle) if bundle else None)
     except (OSError, ssl.SSLError) as exc:
         raise SettingsError(f"PQ_CALLBACK_CA_BUNDLE={str(bundle)!r} cannot be used: {exc}") from None
+
+
+def make_client(settings: Settings, concurrency: int, context: ssl.SSLContext) -> httpx.Client:
+    """An HTTP client that verifies TLS, follows no redirect, and ignores proxy/netrc variables
+    (settings come from PQ_* only)."""
+    import httpx  # at the first delivery (httpx is about a tenth of a consumer's imports)
+
     return httpx.Client(
         timeout=httpx.Timeout(settings.callback_timeout),
         follow_redirects=False,
@@ -127,6 +138,8 @@ def post(client: httpx.Client, delivery: Delivery, secrets: list[str], allowed_h
         return Attempt(delivered=False, retryable=False, error=str(exc))
     except (OSError, UnicodeError) as exc:
         return Attempt(delivered=False, retryable=True, error=f"cannot resolve the callback host: {exc}")
+    import httpx
+
     body = delivery.body.encode()
     headers = callbacks.headers(secrets, body, delivery.idempotency_key)
     try:
@@ -191,7 +204,9 @@ class DeliveryLoop:
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.lock_seconds = lock_seconds_for(settings.callback_timeout)
-        self._client = make_client(settings, concurrency)
+        self._tls = tls_context(settings)  # a bad PQ_CALLBACK_CA_BUNDLE stops the consumer at its start
+        self._client: httpx.Client | None = None  # made at the first delivery
+        self._client_made = threading.Lock()
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._claim_failures = 0  # in a row, while the database does not answer
@@ -227,7 +242,7 @@ class DeliveryLoop:
             event(log, "delivery_postponed", delivery.job_id, level=logging.WARNING, secrets_unread=exc)
             return None
         started = time.monotonic()
-        outcome = post(self._client, delivery, secrets, self.settings.callback_allowed_hosts)
+        outcome = post(self._http(), delivery, secrets, self.settings.callback_allowed_hosts)
         if time.monotonic() - started > self.lock_seconds:
             event(log, "delivery_outlasted_lock", delivery.job_id, level=logging.WARNING, delivery=delivery.id)
         try:
@@ -302,6 +317,13 @@ class DeliveryLoop:
             lock=self.lock_seconds,
         )
 
+    def _http(self) -> httpx.Client:
+        """The client every delivery thread shares, made by the first that needs it."""
+        with self._client_made:
+            if self._client is None:
+                self._client = make_client(self.settings, self.concurrency, self._tls)
+            return self._client
+
     def wake(self) -> None:
         """Look for due deliveries now (the consumer calls this after recording an outcome)."""
         self._wake.set()
@@ -317,7 +339,7 @@ class DeliveryLoop:
             self._thread = None
         with self._changed:
             drained = self._changed.wait_for(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()))
-        if drained:
+        if drained and self._client is not None:
             self._client.close()
         else:
             event(log, "delivery_stopped", level=logging.WARNING, in_flight=self._in_flight, note="sent again later")
