@@ -13,7 +13,9 @@ The held job is one value, `Held`, with one way in (`hold`) and two ways out: `h
 `drop`. Once armed, S may begin at any moment N ends, so a drop kills S first, waits until it is
 gone, and only then reads whether it said `Began` (its word is final once it is gone):
 - it never began: the database needs no word; the hold lapses by itself once L is no longer a
-  running job's lease, and N+1 waits again with its attempt unspent;
+  running job's lease, and N+1 waits again with its attempt unspent (claimed next, never held
+  again: a lapsed hold may also be one whose consumer died after N+1 began, docs/architecture.md,
+  the attempt rule);
 - it began (N ended just before the drop): the run was the seat's, so it is never lost in
   silence. `hand_over` records its start with N's outcome, then gives it back (`HandedOver.cut`:
   released, attempt not spent, the reason in its event); when that cannot be written (N's

@@ -188,8 +188,11 @@ class WorkQueue(abc.ABC):
         seats, or nothing is due.
 
         The held job starts with `finish_and_start`; a hold whose lease ends otherwise (the job
-        recorded alone, rescued, released) lapses by itself, and the job is claimable again as if
-        never held.
+        recorded alone, rescued, released) lapses by itself, and the job is claimable again, its
+        attempt unspent. A job whose hold lapsed is never held again (None when the pick is it):
+        its held process may have begun unrecorded (its consumer killed before the start was
+        written), so its next run is claimed, its attempt counted before it starts, and a job
+        that kills its consumer runs at most once without spending an attempt.
         """
 
     @abc.abstractmethod

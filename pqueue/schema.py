@@ -141,7 +141,8 @@ Index("ix_pq_jobs_status_id", jobs.c.status, jobs.c.id)
 # stays waiting, its attempt not counted, and no claim takes it while the lease it waits behind
 # (`behind_lease`, of the job `behind_job`) is still a running job's. It starts by
 # `finish_and_start`, in the transaction that records that job's outcome; a hold whose lease
-# ended otherwise has lapsed, and the next hold deletes it (0016).
+# ended otherwise has lapsed: it stays, as the mark of a job that is never held again, until
+# its job is final and a hold deletes it (0016).
 holds = Table(
     "pq_holds",
     metadata,

@@ -5,7 +5,15 @@ docs/architecture.md). The held job stays waiting with its attempt uncounted; a 
 while L is still a running job's lease, and no claim takes a job whose hold stands. It starts
 in the transaction that records N's outcome (`start`): an ordinary claim's values, fenced by the
 hold. A hold whose lease ended otherwise (N recorded alone, rescued, released) no longer stands:
-the job is claimable again as if never held, and the next hold deletes the row (`lapsed`).
+the job is claimable again, its attempt unspent.
+
+A lapsed hold stays as a mark until its job is final (`lapsed` then deletes it): the database
+cannot tell whether the held process began (it starts by itself once N's process has ended, and
+a consumer killed before the start was recorded leaves no word). So such a job may have run once
+uncounted, and it is never held again: when the fair share picks it for a hold, nothing is held,
+and N's end claims it, its attempt counted before it starts. A job that kills its consumer as it
+begins therefore runs at most once without spending an attempt (docs/architecture.md, "The
+seat's hand-off", the attempt rule).
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ from sqlalchemy import Text as SQLText
 from pqueue.schema import holds, jobs, partners
 from pqueue.sql.claim import Claim, claimable, not_held, standing
 from pqueue.sql.context import Context
-from pqueue.states import Status
+from pqueue.states import FINAL, Status
 from pqueue.transactions import Tx
+
+FINAL_VALUES = [status.value for status in FINAL]
 
 
 class Holds:
@@ -47,8 +57,10 @@ class Holds:
         picked = tx.conn.execute(self._pick, params).first()
         if picked is None:
             return None
+        if tx.conn.execute(self._held_before, {"w_id": picked.id}).first() is not None:
+            return None  # it may have run once uncounted: it goes next by a claim, counted first
         row = {"job_id": picked.id, "behind_job": behind_job, "behind_lease": behind_lease, "worker_id": worker_id}
-        tx.conn.execute(self.lapsed)  # this job's own among them, if it was held before
+        tx.conn.execute(self.lapsed)
         tx.conn.execute(holds.insert().values(**row, held_at=self.ctx.now))
         tag = tx.conn.execute(self._floor, {"w_queue": queue, "w_partner": picked.partner}).scalar_one()
         tx.conn.execute(self._clock, {"w_queue": queue, "w_tag": tag})
@@ -63,6 +75,7 @@ class Holds:
         tx.conn.execute(self.claim.seats, {"w_queue": queue}).all()
         for statement in (self._behind_runs, self._holds_one, self._pick):
             tx.conn.execute(statement, params).all()
+        tx.conn.execute(self._held_before, {"w_id": -1}).all()
         tx.conn.execute(self.lapsed)
         tx.conn.execute(self._floor, {"w_queue": queue, "w_partner": ""}).all()
         tx.conn.execute(self._clock, {"w_queue": queue, "w_tag": 0.0})
@@ -107,9 +120,15 @@ class Holds:
 
     @cached_property
     def lapsed(self) -> Any:
-        """Delete every hold that no longer stands (each hold runs it: there are at most as many
-        holds as consumers, and those their dead consumers left)."""
-        return delete(holds).where(~standing())
+        """Delete every lapsed hold whose job is final or gone (each hold runs it): the rest are
+        the marks of jobs that may have run once uncounted, at most one per job that lost a hold."""
+        alive = select(literal(1)).where(jobs.c.id == holds.c.job_id, jobs.c.status.not_in(FINAL_VALUES))
+        return delete(holds).where(~standing(), ~exists(alive))
+
+    @cached_property
+    def _held_before(self) -> Any:
+        """The job's lapsed hold, if any (the pick takes no job whose hold stands)."""
+        return select(holds.c.job_id).where(holds.c.job_id == bindparam("w_id"))
 
     @cached_property
     def _behind_runs(self) -> Any:

@@ -3,7 +3,9 @@
 PQ_ALGORITHM=tests.faults.ledger:run. The payload names the ledger file, a tag and how long to
 work: {"ledger": "/tmp/x/ledger.jsonl", "tag": "job-7", "seconds": 20}; with "rerun_seconds", a
 run after the job's first works that long instead (a long first run a fault interrupts, then a
-quick retry). The run appends a
+quick retry); with "kill_consumer": true, a run SIGKILLs the consumer whose job it is right
+after its start line (a poison job, as one that makes the OOM killer take its consumer). The run
+appends a
 "start" line, a "tick" line every millisecond while it works and an "end" line, each with its
 pid and the machine's monotonic clock (CLOCK_MONOTONIC, which every process of the machine
 shares). A run that is killed writes no end: its last tick is when it last ran, so how long two
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +38,8 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
         seconds = float(payload["rerun_seconds"])
     try:
         _write(fd, "start", tag)
+        if payload.get("kill_consumer"):
+            os.kill(_consumer_pid(), signal.SIGKILL)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             time.sleep(TICK_SECONDS)
@@ -43,6 +48,12 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     finally:
         os.close(fd)
     return {"tag": tag, "pid": os.getpid()}
+
+
+def _consumer_pid() -> int:
+    """The consumer: the parent of this job process's parent, the helper."""
+    stat = Path(f"/proc/{os.getppid()}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state; the name may hold spaces
 
 
 def _write(fd: int, event: str, tag: str) -> None:
