@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -108,6 +108,27 @@ def starting(log: Path) -> dict[str, Any]:
     return {"do": "ok", "log": str(log)}
 
 
+class ArmedPair(NamedTuple):
+    running: int
+    held: int
+    helper: int  # the helper's pid, for the tests that stop it
+    first: Path  # the running job's log
+    second: Path  # the held job's log
+
+
+def armed_pair(seat: Seat, tmp_path: Path, *, first_seconds: float, deadline_in: float) -> ArmedPair:
+    """A job of `first_seconds` running, and one held behind it with its kill deadline
+    `deadline_in` from now, its gate being armed (StartAfter sent)."""
+    running, held = seat.fork(), seat.fork()
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    helper = seat.link._process
+    assert helper is not None
+    seat.give(running, sleeping(first, first_seconds))
+    seat.give(held, starting(second), held=True, deadline_in=deadline_in)
+    assert seat.link.send(StartAfter(held, running))
+    return ArmedPair(running, held, helper.pid, first, second)
+
+
 def test_held_job__starts_after_the_running_one_ended_without_the_consumer(seat: Seat, tmp_path: Path) -> None:
     running, held = seat.fork(), seat.fork()
     first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
@@ -174,20 +195,14 @@ def test_held_job__a_helper_stopped_past_its_deadline_never_starts_it_late(seat:
     """SIGSTOP the helper while the job before runs; the held job's deadline passes, then the
     job before ends: the held one does not start by itself; the helper resumes, reaps the first
     job and closes the held one's gate unopened."""
-    running, held = seat.fork(), seat.fork()
-    second = tmp_path / "second.jsonl"
-    helper = seat.link._process
-    assert helper is not None
-    seat.give(running, sleeping(tmp_path / "first.jsonl", 0.8))
-    seat.give(held, starting(second), held=True, deadline_in=0.4)
-    assert seat.link.send(StartAfter(held, running))
+    _running, held, helper, _first, second = armed_pair(seat, tmp_path, first_seconds=0.8, deadline_in=0.4)
     time.sleep(0.1)  # the gate armed
-    os.kill(helper.pid, signal.SIGSTOP)
+    os.kill(helper, signal.SIGSTOP)
     try:
         time.sleep(1.2)
         assert read_log(second) == []
     finally:
-        os.kill(helper.pid, signal.SIGCONT)
+        os.kill(helper, signal.SIGCONT)
     wait_until(lambda: seat.heard_of(Exited, held) is not None, what="the held job process's end")
     assert seat.began(held) is None
     assert read_log(second) == []
@@ -196,53 +211,35 @@ def test_held_job__a_helper_stopped_past_its_deadline_never_starts_it_late(seat:
 def test_held_job__armed__starts_on_its_own_while_the_helper_is_stopped(seat: Seat, tmp_path: Path) -> None:
     """The held job learns of the first one's end from the kernel (a pidfd of it on its gate):
     with the helper stopped, it starts when the first ends, before its deadline, never beside it."""
-    running, held = seat.fork(), seat.fork()
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    helper = seat.link._process
-    assert helper is not None
-    seat.give(running, sleeping(first, 0.6))
-    seat.give(held, starting(second), held=True, deadline_in=10)
-    assert seat.link.send(StartAfter(held, running))
+    _running, held, helper, first, second = armed_pair(seat, tmp_path, first_seconds=0.6, deadline_in=10)
     time.sleep(0.2)  # the gate armed
-    os.kill(helper.pid, signal.SIGSTOP)
+    os.kill(helper, signal.SIGSTOP)
     try:
         wait_until(lambda: read_log(second), timeout=5, what="the held job's start, the helper stopped")
         ended = max(event["t"] for event in read_log(first))
         assert read_log(second)[0]["t"] >= ended, "the held job started beside the one before it"
         assert seat.began(held) is not None
     finally:
-        os.kill(helper.pid, signal.SIGCONT)
+        os.kill(helper, signal.SIGCONT)
 
 
 def test_held_job__armed__a_later_deadline_reaches_the_gate(seat: Seat, tmp_path: Path) -> None:
     """The deadline the gate was armed with passes while the first job runs, but a renewal moved
     it: the held job, told so on its gate, starts by itself with the helper stopped."""
-    running, held = seat.fork(), seat.fork()
-    second = tmp_path / "second.jsonl"
-    helper = seat.link._process
-    assert helper is not None
-    seat.give(running, sleeping(tmp_path / "first.jsonl", 0.8))
-    seat.give(held, starting(second), held=True, deadline_in=0.4)
-    assert seat.link.send(StartAfter(held, running))
+    _running, held, helper, _first, second = armed_pair(seat, tmp_path, first_seconds=0.8, deadline_in=0.4)
     assert seat.link.send(Deadline(held, time.monotonic() + FAR))
     time.sleep(0.2)  # both read by the helper
-    os.kill(helper.pid, signal.SIGSTOP)
+    os.kill(helper, signal.SIGSTOP)
     try:
         wait_until(lambda: read_log(second), timeout=5, what="the held job's start, the helper stopped")
     finally:
-        os.kill(helper.pid, signal.SIGCONT)
+        os.kill(helper, signal.SIGCONT)
 
 
 def test_held_job__dies_unstarted_with_a_killed_helper(seat: Seat, tmp_path: Path) -> None:
-    running, held = seat.fork(), seat.fork()
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    helper = seat.link._process
-    assert helper is not None
-    seat.give(running, sleeping(first, 30))
-    seat.give(held, starting(second), held=True)
-    assert seat.link.send(StartAfter(held, running))
+    running, held, helper, first, second = armed_pair(seat, tmp_path, first_seconds=30, deadline_in=FAR)
     wait_until(lambda: read_log(first), what="the first job's start")
-    os.kill(helper.pid, signal.SIGKILL)
+    os.kill(helper, signal.SIGKILL)
     wait_until(lambda: not pid_alive(running) and not pid_alive(held), what="both job processes gone")
     assert read_log(second) == []
 
@@ -257,13 +254,7 @@ def test_held_job__armed__never_begins_once_the_helper_stops_for_a_gone_consumer
     CPU between two kills: whichever job process dies first, the held one has all the time it
     needs to see the one before end (it began, once, in a CI run)."""
     assert shutil.which("strace"), "this test needs strace (apt-get install strace)"
-    running, held = seat.fork(), seat.fork()
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    helper = seat.link._process
-    assert helper is not None
-    seat.give(running, sleeping(first, 30))
-    seat.give(held, starting(second), held=True)
-    assert seat.link.send(StartAfter(held, running))
+    running, held, helper, first, second = armed_pair(seat, tmp_path, first_seconds=30, deadline_in=FAR)
     wait_until(lambda: read_log(first), what="the first job's start")
     time.sleep(0.1)  # the gate armed
     tracer = subprocess.Popen(
@@ -277,12 +268,12 @@ def test_held_job__armed__never_begins_once_the_helper_stops_for_a_gone_consumer
             "-e",
             "inject=kill:delay_exit=300000",
             "-p",
-            str(helper.pid),
+            str(helper),
         ]
     )
     try:
-        wait_until(lambda: traced_by(helper.pid) == tracer.pid, what="strace attached to the helper")
-        os.kill(helper.pid, signal.SIGTERM)
+        wait_until(lambda: traced_by(helper) == tracer.pid, what="strace attached to the helper")
+        os.kill(helper, signal.SIGTERM)
         wait_until(lambda: not pid_alive(running) and not pid_alive(held), what="both job processes gone")
     finally:
         tracer.terminate()

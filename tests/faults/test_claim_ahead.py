@@ -95,13 +95,14 @@ class HeldPair(NamedTuple):
 
 
 def long_run_with_one_held(
-    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path, held_seconds: float = 0.3
 ) -> HeldPair:
-    """A consumer claiming ahead runs a 60 s job (0.3 s when run again) with a 0.3 s job held behind it."""
+    """A consumer claiming ahead runs a 60 s job (0.3 s when run again) with a job of
+    `held_seconds` held behind it."""
     q = make_queue(lease_seconds=LEASE_SECONDS)
     ledger = tmp_path / "ledger.jsonl"
     running = put(q, ledger, "running", 60, rerun_seconds=0.3)
-    held = put(q, ledger, "held", 0.3)
+    held = put(q, ledger, "held", held_seconds)
     consumer = start_program("pq-consumer", **AHEAD)
     wait_held(tmp_path, held)
     return HeldPair(q, ledger, running, held, consumer, wait_runs(ledger, "running", 1)[0])
@@ -212,13 +213,7 @@ def test_whole_tree_stopped_while_a_job_is_held__resumed_past_the_lease_the_held
 ) -> None:
     """Consumer, helper and job processes stopped together while N runs with N+1 held; a successor
     runs both. Resumed, the helper kills N at its passed deadline and keeps N+1's gate shut."""
-    q = make_queue(lease_seconds=LEASE_SECONDS)
-    ledger = tmp_path / "ledger.jsonl"
-    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
-    held = put(q, ledger, "held", 0.3)
-    start_program("pq-consumer", **AHEAD)
-    wait_held(tmp_path, held)
-    first = wait_runs(ledger, "running", 1)[0]
+    q, ledger, running, held, _consumer, first = long_run_with_one_held(make_queue, start_program, tmp_path)
 
     tree = marked_processes(run_marker)  # consumer, helper, the running job, the held one, a spare
     stop_outside_a_write(tree, db_env)
@@ -366,13 +361,9 @@ def test_running_job_process_killed_with_the_gate_armed__the_held_job_starts_aft
 ) -> None:
     """N's process is killed with SIGKILL while N+1's gate is armed: N+1 starts once N is gone
     (never beside it), N's crash and N+1's start are recorded together, N runs again."""
-    q = make_queue(lease_seconds=LEASE_SECONDS)
-    ledger = tmp_path / "ledger.jsonl"
-    running = put(q, ledger, "running", 60, rerun_seconds=0.3)
-    held = put(q, ledger, "held", 0.5)
-    start_program("pq-consumer", **AHEAD)
-    wait_held(tmp_path, held)
-    first = wait_runs(ledger, "running", 1)[0]
+    q, ledger, running, held, _consumer, first = long_run_with_one_held(
+        make_queue, start_program, tmp_path, held_seconds=0.5
+    )
     time.sleep(0.2)  # the gate armed
     os.kill(first.pid, signal.SIGKILL)
     wait_status(q, held, Status.PROCESSED, timeout=30)
