@@ -115,6 +115,7 @@ class ClaimAhead:
         queue: str,
         lease_seconds: float,
         may_hold: Callable[[], bool] = lambda: True,
+        after_hold: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.recorder = recorder
@@ -124,6 +125,7 @@ class ClaimAhead:
         self.queue = queue
         self.lease_seconds = lease_seconds
         self.may_hold = may_hold  # the consumer's word: not stopping, the database answering
+        self.after_hold = after_hold  # the consumer's housekeeping that is due (a rescue), never before a hold
         self.held: Held | None = None
         self._tried_behind: tuple[int, int] | None = None  # the job and lease a hold was last tried behind
 
@@ -156,6 +158,12 @@ class ClaimAhead:
         if not self.wanted(running) or not self.spares.ready(0) or not self.may_hold():
             return
         self._tried_behind = (running.id, running.lease_id)
+        try:
+            self._hold(running, process, lease)
+        finally:
+            self.after_hold()
+
+    def _hold(self, running: Job, process: JobProcess, lease: LeaseKeeper) -> None:
         try:
             job = self.store.hold_next(
                 self.worker_id, behind_job=running.id, behind_lease=running.lease_id, queue=self.queue

@@ -119,7 +119,6 @@ class JobRun:
                 self.on_started()
                 attempt = f"{self.job.attempts}/{self.job.max_attempts}"
                 event(log, "running", self.job.id, pid=self.process.pid, attempt=attempt)
-                self.lease.touch()
             outcome = self._watch() if sent else self._died()
         finally:
             self.lease.stop()
@@ -150,10 +149,13 @@ class JobRun:
 
     def _watch(self) -> Outcome:
         timeout_at = self.started + self.timeout
+        touched = False  # said we are alive (when due): after the hold, whose time it could take
         while True:
             self.context.waker.drain()  # before looking at the flags, so a wake-up after the look is kept
             ending = self._check(timeout_at)
             if ending is not None:
+                if not touched:
+                    self.lease.touch()
                 return ending
             renew_at = self.lease.start_when_due(time.monotonic())
             deadlines = [timeout_at, self.lease.valid_until, self.grace_until or math.inf, renew_at]
@@ -161,6 +163,9 @@ class JobRun:
             if self.ahead is not None:
                 self.ahead.hold(self.job, self.process, self.lease)
                 watched += self.ahead.handles(self.job)
+            if not touched:
+                self.lease.touch()
+                touched = True
             remaining = max(0.0, min(deadlines) - time.monotonic())
             wait_readable(watched, remaining)
             self.spares.pump()

@@ -1,8 +1,9 @@
 """The job processes: spares forked ahead by the helper and waiting for a job, and the two verbs
 that end one, `kill` and `reap`.
 
-One spare is kept ready; while jobs come back to back (`expect_back_to_back(True)`) a second one
-is forked as soon as a job starts, so a short job never waits for a fork. A job process that
+One spare is kept ready (two for a consumer claiming ahead, `keep_while_idle`); while jobs come
+back to back (`expect_back_to_back(True)`) a second one is forked as soon as a job starts, so a
+short job never waits for a fork. A job process that
 answered is killed at once and reaped before the next spare is handed out (`take`): the outcome
 is recorded without waiting for the helper's word that it is gone, and the next job never starts
 beside it.
@@ -65,6 +66,7 @@ class Spares:
         self.link = link
         link.on_message = self._on_message
         self._wanted = 1
+        self._idle_wanted = 1  # kept ready while no job runs
         self._spares: list[JobProcess] = []  # oldest first; ready or not yet
         self._forks_pending = 0
         self._living: dict[int, JobProcess] = {}  # every job process not yet reaped, by pid
@@ -164,10 +166,18 @@ class Spares:
                 return
             self._forks_pending += 1
 
+    def keep_while_idle(self, count: int) -> None:
+        """Keep `count` spares ready while no job runs. A consumer claiming ahead keeps two: the
+        first job of a backlog takes one and its hold the other, which a spare forked once that
+        job has started may not be ready for in time (its fork and first steps take a CPU's
+        turns: 8 to 16 ms at load 5, longer than a 50 ms job under heavier load)."""
+        self._idle_wanted = count
+        self._wanted = max(self._wanted, count)
+
     def expect_back_to_back(self, busy: bool) -> None:
-        """Jobs come back to back: keep a second spare forking; or not any more (idle): keep one,
-        and kill the newest extra ones."""
-        self._wanted = 2 if busy else 1
+        """Jobs come back to back: keep a second spare forking; or not any more (idle): keep the
+        idle number, and kill the newest extra ones."""
+        self._wanted = 2 if busy else self._idle_wanted
         while len(self._spares) > self._wanted:
             self.kill(self._spares.pop())
 

@@ -117,6 +117,7 @@ class Consumer:
         )
         self.ahead: ClaimAhead | None = None  # with PQ_CLAIM_AHEAD: the next job held while one runs
         if settings.claim_ahead:
+            spares.keep_while_idle(2)  # the first job's and its hold's, ready before a backlog comes
             self.ahead = ClaimAhead(
                 store,
                 self.recorder,
@@ -126,6 +127,7 @@ class Consumer:
                 queue=self.queue,
                 lease_seconds=settings.lease_seconds,
                 may_hold=self._may_hold,
+                after_hold=self._rescue_if_due,
             )
         self.database_ok = True
         self.jobs_run = 0
@@ -252,12 +254,10 @@ class Consumer:
 
     def _may_hold(self) -> bool:
         """Whether the next job may be held while this one runs: not stopping, the database
-        answering; a rescue that is due is done first, while this job runs (jobs handed over
-        back to back never pass through run_once's claim, which rescues otherwise)."""
-        if self.shutdown.requested or not self.database_ok:
-            return False
-        self._rescue_if_due()
-        return True
+        answering. A rescue that is due comes after the hold (`after_hold`), still while this job
+        runs (jobs handed over back to back never pass through run_once's claim, which rescues
+        otherwise): before it, its transaction could make the hold too late for a short job."""
+        return not self.shutdown.requested and self.database_ok
 
     def _may_chain(self) -> bool:
         """Whether the next claim may go with the outcome: not stopping, no rescue due (run_once

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from consumer.claim_ahead import HandedOver
@@ -92,6 +93,35 @@ def test_claim_ahead__the_next_job_is_held_then_started_with_the_outcome_in_one_
     starts = {e["tag"]: e["t"] for e in events if e["event"] == "start"}
     assert starts["second"] >= ends["first"]  # never beside the job before it
     assert len([e for e in events if e["event"] == "start"]) == 2
+
+
+def test_claim_ahead__idle_two_job_processes_wait__the_first_job_s_hold_takes_one_forked_before_it(
+    consumer: Consumer, tmp_path: Path
+) -> None:
+    """Idle, a consumer claiming ahead keeps two job processes: the first job of a backlog takes
+    one and its hold the other. With one, the hold waited for a process forked once that job had
+    started (ready 8 to 16 ms later at load 5; under heavier load after a 50 ms job had ended,
+    so the next job went by a claim after a gap)."""
+    q = store_of(consumer)
+    assert consumer.run_once(claim_next=True)[0] == Step.IDLE
+    consumer.spares.expect_back_to_back(False)  # what the loop does when idle
+    link = consumer.spares.link._process
+    assert link is not None
+    helper = psutil.Process(link.pid)
+
+    def two_forked() -> set[int]:
+        pids = {child.pid for child in helper.children()}
+        return pids if len(pids) >= 2 else set()
+
+    forked_before = wait_until(two_forked, timeout=20, what="two job processes while idle")
+    first = q.put_item({"do": "sleep", "seconds": 0.5})
+    second = q.put_item({"do": "ok"})
+    step, handed = consumer.run_once(claim_next=True)
+    assert step == Step.RAN and isinstance(handed, HandedOver) and handed.job.id == second
+    assert handed.process.pid in forked_before
+    assert q.get_job(first).status == Status.PROCESSED
+    assert consumer.run_once(handed, claim_next=True)[0] == Step.RAN
+    assert q.get_job(second).status == Status.PROCESSED
 
 
 def test_claim_ahead__a_stop_kills_the_held_job_first_and_it_waits_again_unspent(consumer: Consumer) -> None:

@@ -132,24 +132,30 @@ def test_helper_paused__consumer_finishes_the_jobs_then_replaces_the_helper(
 ) -> None:
     q = make_queue(lease_seconds=LEASE_SECONDS)
     ledger = tmp_path / "ledger.jsonl"
-    tags = ["first", "on-the-spare", "needs-a-fork"]
+    ahead = BASE_ENV["PQ_CLAIM_AHEAD"] == "1"
+    # Claiming ahead, the consumer keeps two spares besides the held job's process: more jobs than
+    # processes, so that one of them needs a fork whichever spare each of the others takes.
+    later = ["on-a-second-spare", "on-a-third-spare", "needs-a-fork"] if ahead else ["needs-a-fork"]
+    tags = ["first", "on-the-spare", *later]
     ids = [q.put_item({"ledger": str(ledger), "tag": tag, "seconds": 2 if tag == "first" else 0.2}) for tag in tags]
     start_program("pq-consumer")
     first_runs(ledger, "first", 1)
     helper = int(log_of(tmp_path, 0).split("event=algorithm_ready", 1)[1].split(" pid=", 1)[1].split()[0])
-    ahead = BASE_ENV["PQ_CLAIM_AHEAD"] == "1"
-    if not ahead:
-        # The spare is forked once the first job has its payload: on a loaded machine that can
-        # come after the first run's first line, and a helper stopped before it leaves no spare.
-        wait_until(lambda: len(children_of(helper)) >= 2, what="the helper's spare beside the running job")
-        time.sleep(0.1)  # the helper's word of the fork reaches the consumer
+    # The spares are forked once the first job has its payload (and its hold is made): on a loaded
+    # machine that can come after the first run's first line, and a helper stopped before leaves none.
+    processes = 4 if ahead else 2  # the running job's, the held one's and two spares; or one spare
+    wait_until(lambda: len(children_of(helper)) >= processes, what="the helper's spares beside the running job")
+    if ahead:
+        wait_until(lambda: "event=held " in log_of(tmp_path, 0), what="the second job held")
+    time.sleep(0.1)  # the helper's word of the forks reaches the consumer
 
     os.kill(helper, signal.SIGSTOP)  # the fork server alone: the running job and the ready spare go on
     wait_status(q, ids[0], Status.PROCESSED, timeout=30)
     # Claiming ahead, the second job was held in the spare, and only the helper starts a held job:
-    # it waits, unspent, for the helper's replacement like the third.
+    # it may wait, unspent, for the helper's replacement like the last.
     wait_status(q, ids[1], Status.PROCESSED, timeout=90 if ahead else 30)
-    wait_status(q, ids[2], Status.PROCESSED, timeout=90)  # once the consumer gave up on the helper
+    for job_id in ids[2:]:
+        wait_status(q, job_id, Status.PROCESSED, timeout=90)  # the last once the consumer gave up on the helper
 
     assert "event=helper_unresponsive" in log_of(tmp_path, 0)
     assert not pid_alive(helper)
