@@ -23,6 +23,10 @@ import httpx
 from tests.support import BIN, REPO, wait_until
 
 MARKER = "PQ_TEST_RUN"
+# PQ_TEST_CLAIM_AHEAD=1 runs the suite's consumers claiming ahead (PQ_CLAIM_AHEAD): what every
+# program environment of the tests passes on, and what tests that count processes read.
+CLAIM_AHEAD = os.environ.get("PQ_TEST_CLAIM_AHEAD", "0") == "1"
+CLAIM_AHEAD_ENV = {"PQ_CLAIM_AHEAD": "1" if CLAIM_AHEAD else "0"}
 
 Process = subprocess.Popen[bytes]
 StartConsumer = Callable[..., Process]  # a fixture that starts pq-consumer with overrides

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.programs import Process, Programs, StartConsumer
+from tests.programs import CLAIM_AHEAD_ENV, Process, Programs, StartConsumer
 
 # Short leases keep the crash tests quick: renew every ~0.67s, margin 0.5s, rescue after ~2.5s.
 BASE_ENV = {
@@ -14,8 +12,7 @@ BASE_ENV = {
     "PQ_ALGORITHM": "tests.consumer.algos:act",
     "PQ_RETRY_BACKOFF_SECONDS": "0",
     "PQ_LOG_LEVEL": "INFO",
-    # PQ_TEST_CLAIM_AHEAD=1 runs the suite with the consumer claiming ahead (PQ_CLAIM_AHEAD).
-    "PQ_CLAIM_AHEAD": os.environ.get("PQ_TEST_CLAIM_AHEAD", "0"),
+    **CLAIM_AHEAD_ENV,
 }
 
 

@@ -18,9 +18,8 @@ from sqlalchemy.exc import OperationalError
 from pqueue import PersistentQ, Status
 from pqueue.schema import jobs
 from tests.consumer.algos import read_log
-from tests.consumer.conftest import BASE_ENV
 from tests.faults.blackhole import NetworkProxy
-from tests.programs import StartConsumer, kill_hard, pid_alive, wait_exit, wait_gone
+from tests.programs import CLAIM_AHEAD, StartConsumer, kill_hard, pid_alive, wait_exit, wait_gone
 from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
@@ -85,7 +84,7 @@ def test_consumer_killed__helper_kills_the_job_the_spare_and_the_grandchild_then
     consumer = start_consumer()
     run = started(log)[0]
     helper = psutil.Process(helper_pid(tmp_path / "consumer-0.log"))
-    spares = 2 if BASE_ENV["PQ_CLAIM_AHEAD"] == "1" else 1  # a consumer claiming ahead keeps two
+    spares = 2 if CLAIM_AHEAD else 1  # a consumer claiming ahead keeps two
     children = wait_until(
         lambda: [child.pid for child in helper.children()] if len(helper.children()) == 1 + spares else []
     )

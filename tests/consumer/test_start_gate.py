@@ -130,11 +130,7 @@ def armed_pair(seat: Seat, tmp_path: Path, *, first_seconds: float, deadline_in:
 
 
 def test_held_job__starts_after_the_running_one_ended_without_the_consumer(seat: Seat, tmp_path: Path) -> None:
-    running, held = seat.fork(), seat.fork()
-    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
-    seat.give(running, sleeping(first, 0.5))
-    seat.give(held, starting(second), held=True)
-    assert seat.link.send(StartAfter(held, running))
+    running, held, _helper, first, second = armed_pair(seat, tmp_path, first_seconds=0.5, deadline_in=FAR)
 
     # Nothing is read from the helper meanwhile: the hand-off needs no word from the consumer.
     wait_until(lambda: read_log(second), what="the held job's start")
@@ -180,11 +176,7 @@ def test_held_job__starts_at_once_when_the_one_before_is_already_reaped(seat: Se
 
 
 def test_held_job__never_starts_past_its_kill_deadline(seat: Seat, tmp_path: Path) -> None:
-    running, held = seat.fork(), seat.fork()
-    second = tmp_path / "second.jsonl"
-    seat.give(running, sleeping(tmp_path / "first.jsonl", 1.0))
-    seat.give(held, starting(second), held=True, deadline_in=0.3)
-    assert seat.link.send(StartAfter(held, running))
+    running, held, _helper, _first, second = armed_pair(seat, tmp_path, first_seconds=1.0, deadline_in=0.3)
     wait_until(lambda: seat.heard_of(Exited, running) is not None and seat.heard_of(Exited, held) is not None)
     assert seat.heard_of(Overdue, held) is not None
     assert seat.began(held) is None

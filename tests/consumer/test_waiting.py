@@ -31,14 +31,15 @@ def database(tmp_path: Path) -> Path:
     return path
 
 
+def commit_row(path: Path) -> None:
+    """Another connection commits one row (and is closed, so no later close writes the file)."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+
+
 def commit_later(path: Path, delay: float) -> threading.Timer:
     """Another connection commits one row after `delay` seconds."""
-
-    def write() -> None:
-        with closing(sqlite3.connect(path)) as conn, conn:
-            conn.execute("INSERT INTO t VALUES (1)")
-
-    timer = threading.Timer(delay, write)
+    timer = threading.Timer(delay, commit_row, args=(path,))
     timer.start()
     return timer
 
@@ -50,8 +51,7 @@ def test_file_events__report_the_database_and_its_wal_but_not_other_files(databa
     try:
         (database.parent / "unrelated.log").write_text("x")
         assert not events.wait(0.05)
-        with closing(sqlite3.connect(database)) as conn, conn:
-            conn.execute("INSERT INTO t VALUES (1)")
+        commit_row(database)
         assert events.wait(1.0)
         assert not events.wait(0.0)  # drained
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from tests.programs import CLAIM_AHEAD_ENV
 
 # Renewals every ~1.3 s, margin 1 s, rescue after ~5 s.
 LEASE_SECONDS = 4
@@ -11,6 +11,5 @@ BASE_ENV = {
     "PQ_ALGORITHM": "tests.faults.ledger:run",
     "PQ_RETRY_BACKOFF_SECONDS": "0",
     "PQ_LOG_LEVEL": "INFO",
-    # PQ_TEST_CLAIM_AHEAD=1 runs the suite with the consumer claiming ahead (PQ_CLAIM_AHEAD).
-    "PQ_CLAIM_AHEAD": os.environ.get("PQ_TEST_CLAIM_AHEAD", "0"),
+    **CLAIM_AHEAD_ENV,
 }

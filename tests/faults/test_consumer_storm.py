@@ -39,9 +39,8 @@ import pytest
 
 from pqueue import PersistentQ, Status
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
-from tests.faults.settings import BASE_ENV
 from tests.faults.stored import all_jobs, wait_finished
-from tests.programs import StartProgram, pid_alive
+from tests.programs import CLAIM_AHEAD, StartProgram, pid_alive
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(170)]
@@ -53,7 +52,7 @@ MAX_ATTEMPTS = 3
 LEASE_SECONDS = 2
 # A held run whose consumer was killed before its start was recorded spends no attempt; its job
 # is never held again, so at most one of a job's runs is uncounted (docs/architecture.md).
-UNCOUNTED = 1 if BASE_ENV["PQ_CLAIM_AHEAD"] == "1" else 0
+UNCOUNTED = 1 if CLAIM_AHEAD else 0
 
 
 @dataclass(frozen=True)

@@ -15,24 +15,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pqueue import PersistentQ, Status
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.pausing import signal_all, stop_outside_a_write
-from tests.faults.settings import BASE_ENV, LEASE_SECONDS
-from tests.programs import StartProgram, marked_processes, pid_alive
+from tests.faults.settings import LEASE_SECONDS
+from tests.programs import CLAIM_AHEAD, StartProgram, marked_processes, pid_alive
 from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(150)]
-
-
-def children_of(pid: int) -> list[int]:
-    """The pids of a process's children (every thread's)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def first_runs(ledger: Path, tag: str, count: int, timeout: float = 60.0) -> list[Run]:
@@ -132,7 +125,7 @@ def test_helper_paused__consumer_finishes_the_jobs_then_replaces_the_helper(
 ) -> None:
     q = make_queue(lease_seconds=LEASE_SECONDS)
     ledger = tmp_path / "ledger.jsonl"
-    ahead = BASE_ENV["PQ_CLAIM_AHEAD"] == "1"
+    ahead = CLAIM_AHEAD
     # Claiming ahead, the consumer keeps two spares besides the held job's process: more jobs than
     # processes, so that one of them needs a fork whichever spare each of the others takes.
     later = ["on-a-second-spare", "on-a-third-spare", "needs-a-fork"] if ahead else ["needs-a-fork"]
@@ -144,7 +137,8 @@ def test_helper_paused__consumer_finishes_the_jobs_then_replaces_the_helper(
     # The spares are forked once the first job has its payload (and its hold is made): on a loaded
     # machine that can come after the first run's first line, and a helper stopped before leaves none.
     processes = 4 if ahead else 2  # the running job's, the held one's and two spares; or one spare
-    wait_until(lambda: len(children_of(helper)) >= processes, what="the helper's spares beside the running job")
+    forked = psutil.Process(helper).children
+    wait_until(lambda: len(forked()) >= processes, what="the helper's spares beside the running job")
     if ahead:
         wait_until(lambda: "event=held " in log_of(tmp_path, 0), what="the second job held")
     time.sleep(0.1)  # the helper's word of the forks reaches the consumer
