@@ -140,6 +140,12 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+def traced_by(pid: int) -> int:
+    """The pid of the process tracing `pid` (0 when none)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("TracerPid:", 1)[1].split()[0])
+
+
 def wait_gone(pid: int, timeout: float = 10.0) -> None:
     """Wait until the process no longer runs (gone, or a zombie)."""
     wait_until(lambda: not pid_alive(pid), timeout=timeout, what=f"process {pid} to be gone")

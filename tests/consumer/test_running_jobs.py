@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from consumer.worker import IDLE_WAIT
 from pqueue import PersistentQ, Status
 from tests.consumer.algos import read_log
-from tests.programs import Programs, StartConsumer, pid_alive, wait_exit, wait_gone
+from tests.programs import Programs, StartConsumer, pid_alive, traced_by, wait_exit, wait_gone
 from tests.support import wait_status, wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(90)]
@@ -238,23 +239,38 @@ def test_consumer__idle_consumer_is_registered_and_unregistered_on_sigterm(
 
 
 def test_consumer__idle_consumer_stops_at_once_on_sigterm_not_at_its_idle_tick(
-    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, programs: Programs
+    make_queue: Callable[..., PersistentQ], start_consumer: StartConsumer, programs: Programs, tmp_path: Path
 ) -> None:
     """The idle wait watches the consumer's self-pipe, which SIGTERM's handler writes: the stop
-    does not wait for the wait's end (IDLE_WAIT, 1 s; about 1.15 s from SIGTERM to exit before,
-    0.2 s after, on this machine)."""
+    ends the wait at once instead of at its timeout (IDLE_WAIT, 1 s; about 1.15 s from SIGTERM to
+    exit before, 0.2 s after, on this machine). Told by the wait itself, not by a clock: strace
+    shows the first wait that ends after the signal, which before returned at its timeout."""
+    assert shutil.which("strace"), "this test needs strace (apt-get install strace)"
     q = make_queue()
     consumer = start_consumer()
     worker = wait_until(lambda: q.workers(), what="the consumer to register")[0]
-    first_seen = worker.last_seen
-    wait_until(lambda: q.workers()[0].last_seen > first_seen, what="an idle consumer to say it is alive")
-    time.sleep(0.05)  # into its next idle wait (it touched its row just before waiting)
-    asked = time.monotonic()
-    consumer.send_signal(signal.SIGTERM)
-    assert wait_exit(consumer) == 0
-    assert time.monotonic() - asked < IDLE_WAIT * 0.75
+    trace = tmp_path / "waits.strace"
+    tracer = subprocess.Popen(["strace", "-qq", "-o", str(trace), "-e", f"trace={WAITS}", "-p", str(consumer.pid)])
+    try:
+        wait_until(lambda: traced_by(consumer.pid) == tracer.pid, what="strace attached to the consumer")
+        first_seen = worker.last_seen
+        wait_until(lambda: q.workers()[0].last_seen > first_seen, what="an idle consumer to say it is alive")
+        time.sleep(0.05)  # into its next idle wait (it touched its row just before waiting)
+        consumer.send_signal(signal.SIGTERM)
+        assert wait_exit(consumer) == 0
+    finally:
+        tracer.wait(10)
+    after = trace.read_text().split("--- SIGTERM", 1)[1]
+    interrupted = "ERESTARTNOHAND (To be restarted if no handler)"
+    ended = [line for line in after.splitlines() if " = " in line and not line.endswith(interrupted)]
+    assert ended, f"no wait ended after SIGTERM:\n{after}"
+    assert "(Timeout)" not in ended[0], f"the idle wait ran to its timeout after SIGTERM: {ended[0]}"
     assert "LISTEN connection lost" not in programs.log("consumer-0.log")  # the stop is no lost connection
     assert q.workers() == []
+
+
+# The system calls a wait for work can be made of (Python's select.select, selectors, psycopg).
+WAITS = "select,pselect6,poll,ppoll,epoll_wait,epoll_pwait"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

@@ -26,7 +26,7 @@ from consumer.messages import Began, Deadline, Exited, Fork, Forked, FromHelper,
 from consumer.processes import readable
 from pqueue import load_settings
 from tests.consumer.algos import read_log
-from tests.programs import pid_alive
+from tests.programs import pid_alive, traced_by
 from tests.support import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -272,12 +272,6 @@ def test_held_job__armed__never_begins_once_the_helper_stops_for_a_gone_consumer
         tracer.wait()
     assert seat.began(held) is None
     assert read_log(second) == []
-
-
-def traced_by(pid: int) -> int:
-    """The pid of the process tracing `pid` (0 when none)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(status.split("TracerPid:", 1)[1].split()[0])
 
 
 def test_start_after__for_a_job_process_without_a_deadline_never_opens(seat: Seat, tmp_path: Path) -> None:
