@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sqlite3
 import subprocess
@@ -163,9 +162,10 @@ def test_migrate__waits_while_another_program_is_creating_the_sqlite_file(tmp_pa
 @pytest.mark.timeout(180)
 def test_four_programs_starting_together__all_migrate_safely(make_settings: Callable[..., Settings]) -> None:
     overrides = overrides_of(make_settings())
-    ctx = multiprocessing.get_context("spawn")
-    out, barrier = ctx.Queue(), ctx.Barrier(4)
-    processes = [ctx.Process(target=workers.open_and_migrate, args=(overrides, barrier, out)) for _ in range(4)]
+    out, barrier = workers.PROCESSES.Queue(), workers.PROCESSES.Barrier(4)
+    processes = [
+        workers.PROCESSES.Process(target=workers.open_and_migrate, args=(overrides, barrier, out)) for _ in range(4)
+    ]
     for process in processes:
         process.start()
     messages = drain(out, lambda m: len(m) >= 4, timeout=150)

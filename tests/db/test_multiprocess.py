@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import statistics
@@ -14,11 +13,10 @@ import pytest
 
 from pqueue import PersistentQ, Status
 from tests.db import workers
-from tests.db.workers import drain, overrides_of
+from tests.db.workers import PROCESSES, drain, overrides_of
 from tests.support import RACES
 
 pytestmark = [RACES]
-CTX = multiprocessing.get_context("spawn")
 
 
 def max_overlap(runs: list[tuple[float, float]]) -> int:
@@ -45,10 +43,14 @@ def test_four_producers_four_consumers__none_lost_none_twice_seats_kept(
     store = make_queue(max_running=seats, synchronous_commit=False)
     overrides = overrides_of(store.settings, max_running=seats, synchronous_commit=False)
     total, per_producer = 2000, 500  # thousands of racing claims per consumer, in a minute
-    out = CTX.Queue()
-    stop = CTX.Event()
-    consumers = [CTX.Process(target=workers.consume, args=(overrides, stop, out, one_transaction)) for _ in range(4)]
-    producers = [CTX.Process(target=workers.produce, args=(overrides, per_producer, f"p{i}", out)) for i in range(4)]
+    out = PROCESSES.Queue()
+    stop = PROCESSES.Event()
+    consumers = [
+        PROCESSES.Process(target=workers.consume, args=(overrides, stop, out, one_transaction)) for _ in range(4)
+    ]
+    producers = [
+        PROCESSES.Process(target=workers.produce, args=(overrides, per_producer, f"p{i}", out)) for i in range(4)
+    ]
     for process in consumers + producers:
         process.start()
     try:
@@ -78,8 +80,8 @@ def test_four_producers_four_consumers__none_lost_none_twice_seats_kept(
 def test_idempotency_key__racing_processes_get_one_job(make_queue: Callable[..., PersistentQ]) -> None:
     store = make_queue()
     overrides = overrides_of(store.settings)
-    out, barrier = CTX.Queue(), CTX.Barrier(6)
-    processes = [CTX.Process(target=workers.put_same_key, args=(overrides, barrier, out)) for _ in range(6)]
+    out, barrier = PROCESSES.Queue(), PROCESSES.Barrier(6)
+    processes = [PROCESSES.Process(target=workers.put_same_key, args=(overrides, barrier, out)) for _ in range(6)]
     for process in processes:
         process.start()
     messages = drain(out, lambda m: len(m) >= 6, timeout=90)
@@ -97,8 +99,8 @@ def test_killed_worker__job_rescued_after_lease_and_finished_by_another(
 ) -> None:
     store = make_queue(lease_seconds=1, retry_backoff_seconds=0)
     job_id = store.put_item("important")
-    out = CTX.Queue()
-    doomed = CTX.Process(target=workers.hold_job, args=(overrides_of(store.settings, lease_seconds=1), out))
+    out = PROCESSES.Queue()
+    doomed = PROCESSES.Process(target=workers.hold_job, args=(overrides_of(store.settings, lease_seconds=1), out))
     doomed.start()
     assert drain(out, lambda m: len(m) >= 1, timeout=60)[0] == ("holding", job_id)
     os.kill(doomed.pid or 0, signal.SIGKILL)
@@ -128,8 +130,8 @@ def test_wake_up__idle_consumer_starts_within_50ms_of_commit(make_queue: Callabl
     store = make_queue(synchronous_commit=False)
     overrides = overrides_of(store.settings, synchronous_commit=False)
     rounds, tries = 3, 50
-    out = CTX.Queue()
-    consumer = CTX.Process(target=workers.idle_consumer, args=(overrides, rounds * tries, out))
+    out = PROCESSES.Queue()
+    consumer = PROCESSES.Process(target=workers.idle_consumer, args=(overrides, rounds * tries, out))
     consumer.start()
     medians = []
     try:

@@ -3,7 +3,6 @@ wake-ups, and a server restart in the middle of work."""
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +16,10 @@ from pqueue import LeaseLost, PersistentQ, Settings, Status
 from pqueue.database import PING_IF_IDLE_SECONDS
 from pqueue.sql.claim import PostgresClaim
 from tests.db import workers
-from tests.db.workers import drain, overrides_of
+from tests.db.workers import PROCESSES, drain, overrides_of
 from tests.pg_cluster import PrivateCluster
 from tests.postgres import require_postgres
 from tests.support import RACES
-
-CTX = multiprocessing.get_context("spawn")
 
 
 @pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -41,10 +38,10 @@ def pg(make_queue: Callable[..., PersistentQ]) -> PersistentQ:
 @pytest.mark.timeout(300)
 def test_seat_race__eight_processes_one_seat_exactly_one_wins(pg: PersistentQ) -> None:
     rounds, racers = 50, 8
-    out, barrier = CTX.Queue(), CTX.Barrier(racers + 1)
+    out, barrier = PROCESSES.Queue(), PROCESSES.Barrier(racers + 1)
     overrides = overrides_of(pg.settings, synchronous_commit=False)
     processes = [
-        CTX.Process(target=workers.claim_rounds, args=(overrides, rounds, barrier, out)) for _ in range(racers)
+        PROCESSES.Process(target=workers.claim_rounds, args=(overrides, rounds, barrier, out)) for _ in range(racers)
     ]
     for process in processes:
         process.start()
@@ -133,11 +130,12 @@ def _private_settings(cluster: PrivateCluster, **extra: Any) -> Settings:
 def test_server_restart__nothing_lost_and_work_resumes(private_cluster: PrivateCluster) -> None:
     store = pqueue.connect(settings=_private_settings(private_cluster), migrate=True)
     overrides = {"database_url": private_cluster.url, "db_schema": "restart"}
-    out, stop = CTX.Queue(), CTX.Event()
-    consumer = CTX.Process(target=workers.resilient_consumer, args=(overrides, stop, out))
+    out, stop = PROCESSES.Queue(), PROCESSES.Event()
+    consumer = PROCESSES.Process(target=workers.resilient_consumer, args=(overrides, stop, out))
     consumer.start()
     acked: list[int] = []
     try:
+        drain(out, lambda m: any(x[0] == "connected" for x in m), timeout=60)
         for n in range(60):
             if n == 20:
                 private_cluster.restart()
