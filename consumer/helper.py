@@ -31,14 +31,26 @@ payload waits on it. StartAfter(next, after) arms next's gate: the helper opens 
 `after` (its own child, not reaped: the pid cannot name another process) and passes it with
 next's kill deadline, and every later deadline of next after it; next then starts by itself the
 moment the kernel says `after` has ended, with no wake-up of the helper nor a word from the
-consumer on the way, and never beside the one before it. The helper opens the gate itself (go)
-once it has reaped `after` and killed its group, for a gate it could not arm or a job process
-that woke past the deadline it knew. A gate is opened only before its job's kill deadline; past
-it, the gate is closed unopened and the held job never runs.
+consumer on the way, and never beside the one before it. That is the fallback. The usual start
+is `after`'s own word: a job process says DONE on its gate once its algorithm has returned and
+its Answer is sent, and the helper, woken by it, kills `after`'s whole group (SIGKILL: the
+process, its threads and whatever its algorithm left in the group) and only then opens next's
+gate (go), without waiting for the kernel to tear `after` down (a millisecond or more for a
+process of the helper's size). The helper opens the gate itself too once it has reaped `after`
+and killed its group, for a gate it could not arm or a job process that woke past the deadline
+it knew. A gate is opened only before its job's kill deadline; past it, the gate is closed
+unopened and the held job never runs.
+
+What a job process writes on its gate is trusted for nothing but its own end: the helper knows
+whose gate it reads, so a DONE (forged by an algorithm, or said early) ends that process's group
+and opens its own follower's gate, never another's, and the kill comes first. Anything else on a
+gate, or its end of file, makes the helper stop listening to it (the pidfd still starts the
+follower).
 
 The messages both ways are declared in consumer/messages.py: Start once, then Fork, Deadline and
 StartAfter from the consumer; Ready or Broken once, then Forked (with the job process's socket),
-ForkFailed, Overdue and Exited from the helper.
+ForkFailed, Overdue and Exited from the helper. The start gate's fixed-size messages (GO, ARM,
+MOVE from the helper; DONE from the job process) are in consumer/job_process.py.
 """
 
 from __future__ import annotations
@@ -55,7 +67,7 @@ import traceback
 from typing import Any
 
 from consumer.channel import Channel
-from consumer.job_process import ARM, GO, MOVE, gate_message, run_job_process
+from consumer.job_process import ARM, DONE, GATE, GO, MOVE, gate_message, run_job_process
 from consumer.loading import Algorithm, AlgorithmUnavailable, load_algorithm, wants_settings
 from consumer.messages import (
     Broken,
@@ -121,9 +133,13 @@ class Helper:
         self.pid = os.getpid()
         self.jobs: set[int] = set()  # job processes forked and not reaped: their pids name their groups
         self.deadlines: dict[int, float] = {}  # job process pid -> monotonic moment it must be dead by
-        self.gates: dict[int, socket.socket] = {}  # job process pid -> the helper's end of its start gate, until opened
+        # job process pid -> the helper's end of its start gate: until reaped, closed unopened, or
+        # its job said DONE (a gate opened stays, to hear the DONE of the job it started)
+        self.gates: dict[int, socket.socket] = {}
+        self.opened: set[int] = set()  # job processes whose gate said go
         self.armed: set[int] = set()  # held job processes whose gate has a pidfd of the one before
         self.after: dict[int, int] = {}  # held job process pid -> the job process it starts after
+        self.done: set[int] = set()  # job processes that said DONE and whose group is killed, not yet reaped
         self.stopping = False
         # SIGCHLD and SIGTERM (the consumer's death, or a stop) wake the loop through this pipe.
         self.wake_r, self.wake_w = os.pipe()
@@ -149,7 +165,8 @@ class Helper:
 
     def _serve(self) -> None:
         while not self.stopping and os.getppid() == self.consumer_pid:
-            ready = wait_readable(self.watched, self._until_next_deadline())
+            gates = {gate.fileno(): pid for pid, gate in self.gates.items()}
+            ready = wait_readable([*self.watched, *gates], self._until_next_deadline())
             if self.lifeline in ready:  # before any reap: no gate opens once the consumer is gone
                 return
             if self.wake_r in ready:
@@ -157,14 +174,26 @@ class Helper:
                     os.read(self.wake_r, 4096)
             self._reap()
             # Every waiting command first: a renewal sent before a stop must count before the
-            # deadlines are judged, or a job whose lease was renewed would be killed.
+            # deadlines are judged, or a job whose lease was renewed would be killed. Forks wait
+            # until the job processes' words are heard: one takes milliseconds, and a DONE read
+            # after it would hold the held job back as long.
+            forks = 0
             while readable(self.commands):
-                self._handle(self.commands.recv())
+                request = self.commands.recv()
+                if isinstance(request, Fork):
+                    forks += 1
+                else:
+                    self._handle(request)
+            for fd in ready:  # what the job processes said on their gates (DONE)
+                if isinstance(fd, int) and fd in gates:
+                    self._hear_gate(gates[fd])
             self._kill_overdue()
+            for _ in range(forks):
+                self._fork()
 
     def _handle(self, request: ToHelper) -> None:
         match request:
-            case Fork():
+            case Fork():  # (the loop defers forks; here for completeness)
                 self._fork()
             case Deadline(pid, when):
                 if pid in self.jobs:  # a job process already reaped needs no deadline
@@ -174,11 +203,49 @@ class Helper:
             case StartAfter(pid, after):
                 if pid not in self.jobs:
                     return
-                if after in self.jobs:
+                if after in self.jobs and after not in self.done:
                     self.after[pid] = after
                     self._arm(pid, after)
-                else:  # the job before it is already reaped: the seat is free now
+                else:  # the job before it said DONE and its group is killed, or it is reaped: the seat is free now
                     self._open_gate(pid)
+
+    def _hear_gate(self, pid: int) -> None:
+        """Read what the job process `pid` said on its gate: DONE ends its group and opens its
+        follower's gate; anything else (or end of file) ends the helper's listening."""
+        gate = self.gates.get(pid)
+        if gate is None:
+            return
+        said = b""
+        for _ in range(2):
+            try:
+                said = gate.recv(GATE.size + 1)  # one message (SOCK_SEQPACKET): a longer one is not DONE
+            except BlockingIOError:
+                return
+            except ConnectionResetError:
+                # The job process ended with a message of ours unread (a go it never needed): the
+                # kernel says so once, before what it said is read.
+                continue
+            except OSError:
+                pass
+            break
+        self._close_gate(pid)  # one word is all a job process says: its gate is not read again
+        if len(said) == GATE.size and said[:1] == DONE and pid in self.jobs:
+            self._finished(pid)
+
+    def _finished(self, pid: int) -> None:
+        """The job process `pid` said DONE (after its answer): kill its whole group, then open the
+        gate of the job held behind it (the seat is free once nothing of `pid` can run).
+
+        A SIGKILL to the group is pending in every member when kill(2) returns: none of them runs
+        an instruction of its own again, whatever CPU it is on. The kernel's teardown of their
+        memory (what the pidfd waits for) is no longer on the held job's way."""
+        kill_group(pid)
+        kill_process(pid)  # `pid` is not reaped: the pid is still its own
+        self.done.add(pid)
+        self.after.pop(pid, None)
+        self.armed.discard(pid)
+        for held in [held for held, before in self.after.items() if before == pid]:
+            self._open_gate(held)
 
     def _arm(self, pid: int, after: int) -> None:
         """Pass the held job process a pidfd of the one before it and its kill deadline: it starts
@@ -199,8 +266,16 @@ class Helper:
             os.close(pidfd)
 
     def _tell_gate(self, pid: int, message: bytes) -> None:
-        with contextlib.suppress(OSError):
-            self.gates[pid].send(message)
+        gate = self.gates.get(pid)
+        if gate is not None:
+            with contextlib.suppress(OSError):
+                gate.send(message)
+
+    def _close_gate(self, pid: int) -> None:
+        self.opened.discard(pid)
+        gate = self.gates.pop(pid, None)
+        if gate is not None:
+            gate.close()
 
     def _open_gate(self, pid: int) -> None:
         """Let the held job of `pid` start, if its kill deadline is still ahead; else close its
@@ -208,16 +283,17 @@ class Helper:
         job process has mostly started by itself already: the go is then never read."""
         self.after.pop(pid, None)
         self.armed.discard(pid)
-        gate = self.gates.pop(pid, None)
-        if gate is None:
+        gate = self.gates.get(pid)
+        if gate is None or pid in self.opened:
             return
         try:
             if time.monotonic() < self.deadlines.get(pid, -math.inf):
                 gate.send(gate_message(GO))
+                self.opened.add(pid)  # kept open: its job says DONE on it at the end
+                return
         except OSError:  # the held process is gone already: it never started
             pass
-        finally:
-            gate.close()
+        self._close_gate(pid)
 
     def _until_next_deadline(self) -> float | None:
         if not self.deadlines:
@@ -247,9 +323,8 @@ class Helper:
             self.deadlines.pop(pid, None)
             self.after.pop(pid, None)
             self.armed.discard(pid)
-            gate = self.gates.pop(pid, None)
-            if gate is not None:
-                gate.close()
+            self.done.discard(pid)
+            self._close_gate(pid)
             kill_group(pid)  # whatever the job started dies with it (the consumer kills it too)
             # The seat is free only now (the process reaped, its group killed): open the gate of
             # the job held behind it before saying anything.
@@ -269,6 +344,7 @@ class Helper:
         for gate in self.gates.values():
             gate.close()
         self.gates.clear()
+        self.opened.clear()
         for pid in sorted(self.jobs, key=lambda pid: pid not in self.after):  # held jobs first all the same
             kill_group(pid)
             kill_process(pid)  # in case it had not made its own group yet

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import tests.faults.ledger  # imported by the helper: a held run starts without an import first
+
 
 def act(payload: dict[str, Any]) -> Any:
     """Do what the payload's "do" says."""
@@ -154,6 +156,35 @@ def check_gone(payload: dict[str, Any]) -> dict[str, Any]:
     return {"child_alive": alive}
 
 
+def ledger(payload: dict[str, Any]) -> dict[str, Any]:
+    """The run ledger's algorithm (tests/faults/ledger.py): a run of payload["seconds"] that may
+    leave a writer behind ("leave": "child" or "thread")."""
+    return tests.faults.ledger.run(payload)
+
+
+def forge_done(payload: dict[str, Any]) -> dict[str, Any]:
+    """Run as the ledger's algorithm does and, payload["forge_after"] seconds in, say DONE on this
+    job process's start gate while the run goes on (naming payload["pid"] as the job before,
+    which the helper must not believe)."""
+    import socket
+    import threading
+
+    from consumer.job_process import DONE, GATE
+
+    def forge() -> None:
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                found = socket.socket(fileno=os.dup(int(name)))
+            except OSError:
+                continue
+            with found:
+                if found.family == socket.AF_UNIX and found.type == socket.SOCK_SEQPACKET:
+                    found.send(GATE.pack(DONE, float("inf"), int(payload.get("pid", 0))))
+
+    threading.Timer(float(payload["forge_after"]), forge).start()
+    return ledger(payload)
+
+
 def not_json(payload: dict[str, Any]) -> object:
     record(payload, "start")
     return {"when": object()}
@@ -172,4 +203,6 @@ ACTIONS = {
     "group": group,
     "orphan": orphan,
     "check_gone": check_gone,
+    "ledger": ledger,
+    "forge_done": forge_done,
 }

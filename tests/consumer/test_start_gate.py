@@ -26,6 +26,7 @@ from consumer.messages import Began, Deadline, Exited, Fork, Forked, FromHelper,
 from consumer.processes import readable
 from pqueue import load_settings
 from tests.consumer.algos import read_log
+from tests.faults.ledger import overlaps, read_runs, runs_of
 from tests.programs import pid_alive, traced_by
 from tests.support import wait_until
 
@@ -162,6 +163,79 @@ def test_held_job__kills_what_the_job_before_left_in_its_group_before_it_starts(
     finally:
         os.kill(helper.pid, signal.SIGCONT)
     assert read_log(second)[0]["child_alive"] is False
+
+
+def ledger_run(ledger: Path, tag: str, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"do": "ledger", "ledger": str(ledger), "tag": tag, "seconds": seconds, **extra}
+
+
+@pytest.mark.parametrize("leave", ["child", "thread"])
+def test_held_job__starts_on_the_word_of_the_one_before_only_once_what_it_left_is_killed(
+    seat: Seat, tmp_path: Path, leave: str
+) -> None:
+    """The job before returns while a writer it started (a process in its group, or a non-daemon
+    thread) still appends to the ledger; it says done after its answer. The helper kills its
+    whole group before it opens the held job's gate: the held run starts after the writer's
+    last line. Nothing is read from the helper meanwhile, nothing is killed by this process.
+    The job before fills 300 MB: its exit (what the pidfd and the reap wait for) takes tens of
+    milliseconds, long after the held job's start, so the kill before the go is the only thing
+    that stops the writer in time."""
+    running, held = seat.fork(), seat.fork()
+    ledger = tmp_path / "ledger.jsonl"
+    seat.give(running, ledger_run(ledger, "running", 0.3, leave=leave, ballast_mb=300))
+    seat.give(held, ledger_run(ledger, "held", 0.05), held=True)
+    assert seat.link.send(StartAfter(held, running))
+    wait_until(lambda: runs_of(read_runs(ledger), "held"), what="the held job's start")
+    time.sleep(0.1)
+    runs = read_runs(ledger)
+    (n,), (left,), (n1,) = runs_of(runs, "running"), runs_of(runs, "running:left"), runs_of(runs, "held")
+    assert n.ended and left.last > n.last, "nothing was left running after the job before ended"
+    assert n1.start >= left.last, overlaps(runs)
+    assert seat.began(held) is not None
+
+
+def test_held_job__a_forged_done_kills_the_forger_first_and_opens_only_its_own_follower(
+    seat: Seat, tmp_path: Path
+) -> None:
+    """A running algorithm writes DONE on its own gate mid-run, naming another running job as
+    the one before: the helper ends the forger's group, and only then opens the gate of the job
+    held behind the forger; the job held behind the other one still waits for that one's end."""
+    forger, other, behind_forger, behind_other = seat.fork(), seat.fork(), seat.fork(), seat.fork()
+    ledger = tmp_path / "ledger.jsonl"
+    seat.give(other, ledger_run(ledger, "other", 1.0))
+    seat.give(behind_other, ledger_run(ledger, "behind_other", 0.05), held=True)
+    assert seat.link.send(StartAfter(behind_other, other))
+    seat.give(behind_forger, ledger_run(ledger, "behind_forger", 0.05), held=True)
+    assert seat.link.send(StartAfter(behind_forger, forger))
+    time.sleep(0.1)  # both gates armed
+    seat.give(forger, {**ledger_run(ledger, "forger", 5), "do": "forge_done", "forge_after": 0.2, "pid": other})
+    wait_until(lambda: runs_of(read_runs(ledger), "behind_forger"), what="the forger's follower's start")
+    runs = read_runs(ledger)
+    (forged,), (started,) = runs_of(runs, "forger"), runs_of(runs, "behind_forger")
+    assert not forged.ended and started.start >= forged.last, overlaps(runs)
+    assert runs_of(runs, "behind_other") == [], "a forged word opened another job's gate"
+    wait_until(lambda: runs_of(read_runs(ledger), "behind_other"), what="the other's follower's start")
+    runs = read_runs(ledger)
+    (ran,), (after_it,) = runs_of(runs, "other"), runs_of(runs, "behind_other")
+    assert ran.ended and after_it.start >= ran.last
+
+
+def test_held_job__the_one_before_killed_mid_run_starts_it_after_its_end(seat: Seat, tmp_path: Path) -> None:
+    """The job before is killed (SIGKILL) mid-run and never says done: the held job starts once
+    it has ended (its pidfd), never beside it."""
+    running, held = seat.fork(), seat.fork()
+    ledger = tmp_path / "ledger.jsonl"
+    seat.give(running, ledger_run(ledger, "running", 30))
+    seat.give(held, ledger_run(ledger, "held", 0.05), held=True)
+    assert seat.link.send(StartAfter(held, running))
+    wait_until(lambda: runs_of(read_runs(ledger), "running"), what="the first job's start")
+    time.sleep(0.1)
+    os.kill(running, signal.SIGKILL)
+    wait_until(lambda: runs_of(read_runs(ledger), "held"), what="the held job's start")
+    runs = read_runs(ledger)
+    (n,), (n1,) = runs_of(runs, "running"), runs_of(runs, "held")
+    assert not n.ended and n1.start >= n.last, overlaps(runs)
+    assert seat.began(held) is not None
 
 
 def test_held_job__starts_at_once_when_the_one_before_is_already_reaped(seat: Seat, tmp_path: Path) -> None:

@@ -4,8 +4,13 @@ PQ_ALGORITHM=tests.faults.ledger:run. The payload names the ledger file, a tag a
 work: {"ledger": "/tmp/x/ledger.jsonl", "tag": "job-7", "seconds": 20}; with "rerun_seconds", a
 run after the job's first works that long instead (a long first run a fault interrupts, then a
 quick retry); with "kill_consumer": true, a run SIGKILLs the consumer whose job it is right
-after its start line (a poison job, as one that makes the OOM killer take its consumer). The run
-appends a
+after its start line (a poison job, as one that makes the OOM killer take its consumer); with
+"leave": "child" or "thread", the run starts a writer it never stops, a process forked into its
+group or a non-daemon thread, which appends "tick" lines tagged "<tag>:left" every half a
+millisecond (for 10 s at most), and the run returns only once the writer has written a line after
+its own end line (so it was running when the run returned); with "ballast_mb", the run fills that
+much memory first, so its process's exit (the kernel's teardown of it) takes tens of
+milliseconds. The run appends a
 "start" line, a "tick" line every millisecond while it works and an "end" line, each with its
 pid and the machine's monotonic clock (CLOCK_MONOTONIC, which every process of the machine
 shares). A run that is killed writes no end: its last tick is when it last ran, so how long two
@@ -36,18 +41,63 @@ def run(payload: dict[str, Any]) -> dict[str, Any]:
     seconds = float(payload.get("seconds", 0))
     if "rerun_seconds" in payload and runs_of(read_runs(Path(payload["ledger"])), tag):
         seconds = float(payload["rerun_seconds"])
+    ballast = bytearray(b"x") * (int(payload.get("ballast_mb", 0)) << 20)  # every page written
     try:
         _write(fd, "start", tag)
         if payload.get("kill_consumer"):
             os.kill(_consumer_pid(), signal.SIGKILL)
+        if "leave" in payload:
+            _leave_a_writer(payload["ledger"], f"{tag}:left", payload["leave"])
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             time.sleep(TICK_SECONDS)
             _write(fd, "tick", tag)
         _write(fd, "end", tag)
+        if "leave" in payload:
+            _wait_for_a_line_after(payload["ledger"], os.fstat(fd).st_size, f"{tag}:left")
     finally:
         os.close(fd)
+        del ballast
     return {"tag": tag, "pid": os.getpid()}
+
+
+LEFT_WRITER_SECONDS = 10.0
+LEFT_WRITER_PAUSE = 0.0005
+
+
+def _leave_a_writer(ledger: str, tag: str, how: str) -> None:
+    """Start a writer that outlives the run: a child process in the job's group, or a non-daemon
+    thread; it writes tick lines with no pause until it is killed (or LEFT_WRITER_SECONDS pass)."""
+
+    def write_on() -> None:
+        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND)
+        until = time.monotonic() + LEFT_WRITER_SECONDS
+        while time.monotonic() < until:
+            _write(fd, "tick", tag)
+            time.sleep(LEFT_WRITER_PAUSE)
+
+    if how == "thread":
+        import threading  # here: the helper that imports this module forks every job process
+
+        threading.Thread(target=write_on, daemon=False).start()
+        return
+    assert how == "child", how
+    if os.fork() == 0:
+        try:
+            write_on()
+        finally:
+            os._exit(0)
+
+
+def _wait_for_a_line_after(ledger: str, offset: int, tag: str) -> None:
+    """Wait (5 s at most) until a line tagged `tag` was appended past `offset` of the ledger."""
+    until = time.monotonic() + 5.0
+    with open(ledger, "rb") as ledger_file:
+        while time.monotonic() < until:
+            ledger_file.seek(offset)
+            if f'"tag": "{tag}"'.encode() in ledger_file.read():
+                return
+            time.sleep(LEFT_WRITER_PAUSE)
 
 
 def _consumer_pid() -> int:

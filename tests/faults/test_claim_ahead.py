@@ -303,6 +303,30 @@ def test_database_lost_at_the_running_job_s_end__held_run_killed_by_its_deadline
     assert rerun.ended and q.get_job(held).attempts == 1
 
 
+@pytest.mark.parametrize("leave", ["child", "thread"])
+def test_running_job_returns_leaving_a_writer__the_held_job_never_runs_beside_it(
+    make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path, leave: str
+) -> None:
+    """N's algorithm returns while what it started keeps appending to the ledger: a process
+    forked into its group, or a non-daemon thread. N says done once its answer is sent, the
+    helper kills N's whole group and only then opens N+1's gate: N+1's run starts after the
+    writer's last line, though the writer was still writing after N's own end."""
+    q = make_queue(lease_seconds=LEASE_SECONDS)
+    ledger = tmp_path / "ledger.jsonl"
+    q.put_item({"ledger": str(ledger), "tag": "running", "seconds": 0.5, "leave": leave})
+    held = put(q, ledger, "held", 0.3)
+    start_program("pq-consumer", **AHEAD)
+    wait_held(tmp_path, held)
+    wait_status(q, held, Status.PROCESSED, timeout=30)
+    runs = read_runs(ledger)
+    (n,), (left,), (n1,) = runs_of(runs, "running"), runs_of(runs, "running:left"), runs_of(runs, "held")
+    assert n.ended and n1.ended
+    assert left.last > n.last, "the writer stopped before its run ended: nothing was left running"
+    assert n1.start >= left.last, overlaps(runs)
+    assert not pid_alive(left.pid) or leave == "thread"
+    assert "event=started_held job=" in log_of(tmp_path)
+
+
 def test_helper_stopped_with_the_gate_armed__the_held_job_starts_on_its_own_and_is_recorded(
     make_queue: Callable[..., PersistentQ], start_program: StartProgram, tmp_path: Path
 ) -> None:
