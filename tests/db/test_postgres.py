@@ -129,7 +129,13 @@ def _private_settings(cluster: PrivateCluster, **extra: Any) -> Settings:
 @pytest.mark.timeout(240)
 def test_server_restart__nothing_lost_and_work_resumes(private_cluster: PrivateCluster) -> None:
     store = pqueue.connect(settings=_private_settings(private_cluster), migrate=True)
-    overrides = {"database_url": private_cluster.url, "db_schema": "restart"}
+    # A job claimed or finished just as the server stops holds the one seat until its lease ends.
+    overrides = {
+        "database_url": private_cluster.url,
+        "db_schema": "restart",
+        "lease_seconds": 4,
+        "retry_backoff_seconds": 0,
+    }
     out, stop = PROCESSES.Queue(), PROCESSES.Event()
     consumer = PROCESSES.Process(target=workers.resilient_consumer, args=(overrides, stop, out))
     consumer.start()

@@ -151,21 +151,33 @@ def idle_consumer(overrides: dict[str, Any], count: int, out: Any) -> None:
 
 
 def resilient_consumer(overrides: dict[str, Any], stop: Event, out: Any) -> None:
-    """A consumer loop that rides out a database restart, as pq-consumer does (it says when it is
-    connected: the restart is meant to come while it runs)."""
+    """A consumer loop that rides out a database restart, as pq-consumer does: an outcome it
+    could not write is written again under the same lease, and a job whose claim or outcome was
+    lost with the connection is rescued once its lease ends (it says when it is connected: the
+    restart is meant to come while it runs)."""
     store = open_store(overrides)
     out.put(("connected", os.getpid()))
     while not stop.is_set():
         try:
+            store.rescue_expired()
             job = store.get_item("resilient")
             if job is None:
                 store.wait_for_work(0.2)
                 continue
-            store.update_status(job.id, "processed", lease_id=job.lease_id, result=job.payload)
-            out.put(("done", job.id))
         except pqueue.DatabaseError:
             out.put(("outage", time.time()))
             time.sleep(0.2)
+            continue
+        while not stop.is_set():
+            try:
+                store.update_status(job.id, "processed", lease_id=job.lease_id, result=job.payload)
+                out.put(("done", job.id))
+                break
+            except pqueue.DatabaseError:
+                out.put(("outage", time.time()))
+                time.sleep(0.2)
+            except pqueue.LeaseLost:  # rescued meanwhile: it runs again
+                break
     store.close()
 
 
