@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import warm
 from tests.support import BIN, REPO, wait_until
 
 MARKER = "PQ_TEST_RUN"
@@ -28,7 +29,7 @@ MARKER = "PQ_TEST_RUN"
 CLAIM_AHEAD = os.environ.get("PQ_TEST_CLAIM_AHEAD", "0") == "1"
 CLAIM_AHEAD_ENV = {"PQ_CLAIM_AHEAD": "1" if CLAIM_AHEAD else "0"}
 
-Process = subprocess.Popen[bytes]
+Process = subprocess.Popen[bytes] | warm.WarmProcess
 StartConsumer = Callable[..., Process]  # a fixture that starts pq-consumer with overrides
 StartProgram = Callable[..., Process]  # a fixture that starts a program by name with overrides
 
@@ -43,8 +44,9 @@ def start_program(
 ) -> Process:
     """Start a program with only the given PQ_* environment, its output appended to log_path.
 
-    `command` is a console script of this venv ("pq-consumer") or a whole argument list; with
-    `netns` it runs inside that network namespace (`ip netns exec` execs it: the pid stays)."""
+    `command` is a console script of this venv ("pq-consumer"), started warm (tests/warm.py), or
+    a whole argument list, started with exec; with `netns` it runs inside that network namespace
+    (`ip netns exec` execs it: the pid stays)."""
     argv = [str(BIN / command)] if isinstance(command, str) else list(command)
     base = {k: v for k, v in os.environ.items() if not k.startswith("PQ_")}
     base.update(env)
@@ -54,6 +56,10 @@ def start_program(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log_path, "ab")  # noqa: SIM115 - the child owns it
     try:
+        if warm.ENABLED and isinstance(command, str) and command in warm.ENTRY_POINTS and not netns:
+            process = warm.warm_start(command, [*argv, *args], base, cwd or REPO, handle.fileno())
+            _WARM.setdefault(base.get(MARKER, ""), []).append(process)
+            return process
         return subprocess.Popen(
             [*inside, *argv, *args],
             env=base,
@@ -151,15 +157,24 @@ def wait_gone(pid: int, timeout: float = 10.0) -> None:
     wait_until(lambda: not pid_alive(pid), timeout=timeout, what=f"process {pid} to be gone")
 
 
+# The warm programs started under each marker: a forked program's /proc/<pid>/environ is still its
+# warm server's (the environment it was given is os.environ's, not the kernel's copy).
+_WARM: dict[str, list[warm.WarmProcess]] = {}
+
+
 def marked_processes(marker: str) -> list[int]:
     """Pids of the live processes whose environment carries this test's marker."""
     needle = f"{MARKER}={marker}".encode()
-    found = []
+    found = [process.pid for process in _WARM.get(marker, []) if process.poll() is None and pid_alive(process.pid)]
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0") and pid_alive(int(entry.name)):
+            if (
+                needle in (entry / "environ").read_bytes().split(b"\0")
+                and pid_alive(int(entry.name))
+                and int(entry.name) not in found
+            ):
                 found.append(int(entry.name))
         except OSError:  # gone meanwhile, or not ours to read
             continue

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.programs import start_program
+from tests.programs import Process, start_program
 from tests.support import BIN, REPO, free_port, wait_until
 
 ALGORITHM = "tests.consumer.algos:act"
@@ -47,7 +47,7 @@ class System:
             }
         )
         self.env.update(env)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Process | None = None
 
     def ctl(self, *args: str) -> str:
         """Run supervisorctl against this instance; its output."""

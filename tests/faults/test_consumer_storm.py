@@ -28,7 +28,6 @@ import contextlib
 import os
 import random
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import pytest
 from pqueue import PersistentQ, Status
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.stored import all_jobs, wait_finished
-from tests.programs import CLAIM_AHEAD, StartProgram, pid_alive
+from tests.programs import CLAIM_AHEAD, Process, StartProgram, pid_alive
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(170)]
@@ -175,7 +174,7 @@ def test_consumer_kill_storm__a_job_that_kills_its_consumer_as_it_begins_spends_
             assert jobs[job_id].attempts == len(runs_of(runs, tag)), (tag, jobs[job_id].attempts, runs)
 
 
-def kill_one(consumers: list[subprocess.Popen[bytes]], ledger: Path, anyone: bool, whole_group: bool) -> Kill:
+def kill_one(consumers: list[Process], ledger: Path, anyone: bool, whole_group: bool) -> Kill:
     """SIGKILL the consumer whose job is running (any consumer when none runs, or when told)."""
     running = running_run(ledger)
     owner = consumer_of(running) if running is not None else None

@@ -25,7 +25,7 @@ from pqueue import PersistentQ, Status
 from tests.faults.blackhole import NetworkProxy
 from tests.faults.ledger import Run, overlaps, peak_concurrency, read_runs, runs_of
 from tests.faults.settings import LEASE_SECONDS
-from tests.programs import StartProgram, pid_alive
+from tests.programs import Process, StartProgram, pid_alive
 from tests.support import wait_status, wait_until
 
 pytestmark = [
@@ -144,7 +144,7 @@ def test_one_host_partitioned__the_other_works_on_and_the_licence_holds(
     q.set_seats("default", SEATS)
     ledger = tmp_path / "ledger.jsonl"
 
-    def consumer_on(host: Host) -> subprocess.Popen[bytes]:
+    def consumer_on(host: Host) -> Process:
         url = proxies[host.netns].url_through(db_env["PQ_DATABASE_URL"])
         return start_program("pq-consumer", netns=host.netns, PQ_DATABASE_URL=url)
 

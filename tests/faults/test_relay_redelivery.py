@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -23,7 +22,7 @@ import pytest
 import pqueue
 from pqueue import NewJob, PersistentQ, Status
 from relay.topology import Routing
-from tests.programs import StartProgram
+from tests.programs import Process, StartProgram
 from tests.relay.private_rabbit import PrivateRabbit, server_script
 from tests.relay.rabbit import Forwarder, Rabbit, rabbit_url
 from tests.relay.records import AgentRun, agent_runs, most_at_once, read_records, starts_per_job
@@ -96,10 +95,10 @@ def relay(start_program: StartProgram, broker: PrivateRabbit, routing: Routing) 
 @pytest.fixture
 def agent(
     start_program: StartProgram, broker: PrivateRabbit, routing: Routing, records: Path
-) -> Callable[..., subprocess.Popen[bytes]]:
+) -> Callable[..., Process]:
     """Start an agent: agent("a1", "--work-seconds", "6"), or another agent module with module=."""
 
-    def launch(name: str, *args: str, module: str = "relay.agent", url: str | None = None) -> subprocess.Popen[bytes]:
+    def launch(name: str, *args: str, module: str = "relay.agent", url: str | None = None) -> Process:
         command = ["-m", module, "--name", name, "--record", str(records / f"{name}.jsonl")]
         command += ["--queue", routing.queue, "--amqp-url", url or broker.url, *args]
         return start_program(Path(sys.executable).name, *command)
@@ -128,7 +127,7 @@ def all_processed(store: PersistentQ, ids: list[int]) -> bool:
 def test_an_agent_that_acks_after_its_work__has_its_running_job_started_again_elsewhere(
     store: PersistentQ,
     relay: Callable[..., None],
-    agent: Callable[..., subprocess.Popen[bytes]],
+    agent: Callable[..., Process],
     routing: Routing,
     rabbit: Rabbit,
     broker: PrivateRabbit,
@@ -158,7 +157,7 @@ def test_an_agent_that_acks_after_its_work__has_its_running_job_started_again_el
 def test_jobs_held_past_the_consumer_timeout__each_started_once_by_one_agent_and_all_processed(
     store: PersistentQ,
     relay: Callable[..., None],
-    agent: Callable[..., subprocess.Popen[bytes]],
+    agent: Callable[..., Process],
     routing: Routing,
     rabbit: Rabbit,
     records: Path,
@@ -182,7 +181,7 @@ def test_jobs_held_past_the_consumer_timeout__each_started_once_by_one_agent_and
 def test_agents_cut_off_mid_job__work_on_reconnect_and_report_and_no_job_starts_twice(
     store: PersistentQ,
     relay: Callable[..., None],
-    agent: Callable[..., subprocess.Popen[bytes]],
+    agent: Callable[..., Process],
     routing: Routing,
     rabbit: Rabbit,
     broker: PrivateRabbit,
@@ -213,7 +212,7 @@ def test_agents_cut_off_mid_job__work_on_reconnect_and_report_and_no_job_starts_
 def test_sample_agent_sigterm_mid_job__exits_at_once_and_the_job_finishes_on_another_agent(
     store: PersistentQ,
     relay: Callable[..., None],
-    agent: Callable[..., subprocess.Popen[bytes]],
+    agent: Callable[..., Process],
     routing: Routing,
     rabbit: Rabbit,
     records: Path,

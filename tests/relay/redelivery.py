@@ -20,7 +20,6 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ import sqlalchemy
 import pqueue
 from pqueue import NewJob, Status
 from relay.topology import Routing
-from tests.programs import start_program, stop_program
+from tests.programs import Process, start_program, stop_program
 from tests.relay.private_rabbit import PrivateRabbit, server_script
 from tests.relay.records import agent_runs, most_at_once, read_records, starts_per_job
 from tests.support import wait_until
@@ -62,7 +61,7 @@ def main() -> int:
     rabbit = PrivateRabbit(home / "rabbit", consumer_timeout_ms=int(args.consumer_timeout * 1000))
     routing = Routing("redeliver" + uuid.uuid4().hex[:8])
     schema = "redeliver_" + uuid.uuid4().hex[:8] if args.database_url else None
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[Process] = []
     store = None
     try:
         rabbit.start(script)
@@ -118,14 +117,14 @@ def consuming(log: Path) -> bool:
     return log.exists() and "consuming" in log.read_text(errors="replace")
 
 
-def start_agent(args: argparse.Namespace, env: dict[str, str], home: Path, name: str) -> subprocess.Popen[bytes]:
+def start_agent(args: argparse.Namespace, env: dict[str, str], home: Path, name: str) -> Process:
     command = shlex.split(args.agent) + ["--name", name, "--record", str(home / f"{name}.jsonl")]
     command += ["--queue", env["PQ_RELAY_QUEUE"], "--amqp-url", env["PQ_AMQP_URL"]]
     command += ["--work-seconds", str(args.work_seconds)]
     return start_program(command, env, home / f"{name}.log")
 
 
-def sigterm_first_agent(agents: list[subprocess.Popen[bytes]], home: Path) -> float:
+def sigterm_first_agent(agents: list[Process], home: Path) -> float:
     """SIGTERM the first agent that starts a job; the seconds until it exited."""
     first = wait_until(lambda: next((line for line in read_records(home) if line["event"] == "start"), None))
     agent = agents[int(first["agent"][1:])]
