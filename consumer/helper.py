@@ -33,19 +33,22 @@ next's kill deadline, and every later deadline of next after it; next then start
 moment the kernel says `after` has ended, with no wake-up of the helper nor a word from the
 consumer on the way, and never beside the one before it. That is the fallback. The usual start
 is `after`'s own word: a job process says DONE on its gate once its algorithm has returned and
-its Answer is sent, and the helper, woken by it, kills `after`'s whole group (SIGKILL: the
-process, its threads and whatever its algorithm left in the group) and only then opens next's
-gate (go), without waiting for the kernel to tear `after` down (a millisecond or more for a
-process of the helper's size). The helper opens the gate itself too once it has reaped `after`
-and killed its group, for a gate it could not arm or a job process that woke past the deadline
-it knew. A gate is opened only before its job's kill deadline; past it, the gate is closed
-unopened and the held job never runs.
+its Answer is sent. The ARM passes next the helper's end of `after`'s gate with the pidfd, and
+the helper stops listening to that gate: next hears the DONE itself, kills `after`'s whole group
+(SIGKILL: the process, its threads and whatever its algorithm left in the group) and starts,
+one wake-up (its own) without waiting for the kernel to tear `after` down (a millisecond or
+more for a process of the helper's size). For a job whose follower is not armed with its gate
+(none yet, or the follower gone) the helper listens: woken by a DONE, it kills the group, and
+only then opens the follower's gate (go), at once for a StartAfter that comes later. The helper
+opens the gate itself too once it has reaped `after` and killed its group, for a gate it could
+not arm or a job process that woke past the deadline it knew. A gate is opened only before its
+job's kill deadline; past it, the gate is closed unopened and the held job never runs.
 
-What a job process writes on its gate is trusted for nothing but its own end: the helper knows
-whose gate it reads, so a DONE (forged by an algorithm, or said early) ends that process's group
-and opens its own follower's gate, never another's, and the kill comes first. Anything else on a
-gate, or its end of file, makes the helper stop listening to it (the pidfd still starts the
-follower).
+What a job process writes on its gate is trusted for nothing but its own end: only the helper
+and the job armed behind it read it, both know whose gate it is, so a DONE (forged by an
+algorithm, or said early) ends that process's group and starts its own follower, never another
+job, and the kill comes first. Anything else on a gate, or its end of file, ends the listening
+to it (the pidfd still starts the follower).
 
 The messages both ways are declared in consumer/messages.py: Start once, then Fork, Deadline and
 StartAfter from the consumer; Ready or Broken once, then Forked (with the job process's socket),
@@ -139,6 +142,9 @@ class Helper:
         self.opened: set[int] = set()  # job processes whose gate said go
         self.armed: set[int] = set()  # held job processes whose gate has a pidfd of the one before
         self.after: dict[int, int] = {}  # held job process pid -> the job process it starts after
+        # job process pid -> the held job process that listens to its gate in the helper's stead
+        # (armed with it): it hears the DONE itself, one wake-up instead of the helper's and its own
+        self.heard_by: dict[int, int] = {}
         self.done: set[int] = set()  # job processes that said DONE and whose group is killed, not yet reaped
         self.stopping = False
         # SIGCHLD and SIGTERM (the consumer's death, or a stop) wake the loop through this pipe.
@@ -165,7 +171,7 @@ class Helper:
 
     def _serve(self) -> None:
         while not self.stopping and os.getppid() == self.consumer_pid:
-            gates = {gate.fileno(): pid for pid, gate in self.gates.items()}
+            gates = {gate.fileno(): pid for pid, gate in self.gates.items() if pid not in self.heard_by}
             ready = wait_readable([*self.watched, *gates], self._until_next_deadline())
             if self.lifeline in ready:  # before any reap: no gate opens once the consumer is gone
                 return
@@ -257,9 +263,15 @@ class Helper:
             pidfd = os.pidfd_open(after)  # `after` is a child not yet reaped: the pid is still its own
         except (AttributeError, OSError):
             return
+        fds = [pidfd]
+        word = self.gates.get(after)
+        if word is not None:
+            fds.append(word.fileno())
         try:
-            socket.send_fds(self.gates[pid], [gate_message(ARM, self.deadlines[pid], after)], [pidfd])
+            socket.send_fds(self.gates[pid], [gate_message(ARM, self.deadlines[pid], after)], fds)
             self.armed.add(pid)
+            if word is not None:
+                self.heard_by[after] = pid
         except OSError:  # the held process is gone: it never started
             pass
         finally:
@@ -270,6 +282,12 @@ class Helper:
         if gate is not None:
             with contextlib.suppress(OSError):
                 gate.send(message)
+
+    def _stop_hearing_for(self, held: int) -> None:
+        """The held job process no longer listens to the gate of the job before it (it started, or
+        is gone, or its gate closed): the helper listens to that gate again."""
+        for before in [before for before, by in self.heard_by.items() if by == held]:
+            del self.heard_by[before]
 
     def _close_gate(self, pid: int) -> None:
         self.opened.discard(pid)
@@ -283,6 +301,7 @@ class Helper:
         job process has mostly started by itself already: the go is then never read."""
         self.after.pop(pid, None)
         self.armed.discard(pid)
+        self._stop_hearing_for(pid)
         gate = self.gates.get(pid)
         if gate is None or pid in self.opened:
             return
@@ -324,6 +343,8 @@ class Helper:
             self.after.pop(pid, None)
             self.armed.discard(pid)
             self.done.discard(pid)
+            self.heard_by.pop(pid, None)
+            self._stop_hearing_for(pid)
             self._close_gate(pid)
             kill_group(pid)  # whatever the job started dies with it (the consumer kills it too)
             # The seat is free only now (the process reaped, its group killed): open the gate of

@@ -8,10 +8,12 @@ A held payload waits on the process's start gate, a socket only the helper write
 hand-off, docs/architecture.md). The helper sends fixed-size messages on it (`GATE`):
 
 - `GO`: start now (the job process before it is reaped, and the kill deadline still ahead);
-- `ARM`, with a pidfd of the job process before it (SCM_RIGHTS) and the kill deadline: start by
-  yourself the moment that pidfd is readable (the kernel says the process has ended: its files
-  and memory are released, it is a zombie its parent has not reaped), if the deadline is still
-  ahead; kill what is left of its group first;
+- `ARM`, with a pidfd of the job process before it (SCM_RIGHTS), the helper's end of that
+  process's gate (its word, see below) and the kill deadline: start by yourself the moment it
+  says DONE, or the moment that pidfd is readable (the kernel says the process has ended: its
+  files and memory are released, it is a zombie its parent has not reaped), if the deadline is
+  still ahead; kill the whole group of the process before first (SIGKILL: pending in every
+  member when kill(2) returns, so none of them runs an instruction of its own after);
 - `MOVE`, with a later kill deadline (the running job's lease was renewed);
 - end of file: never start (the helper is gone, or let the deadline pass).
 
@@ -21,12 +23,14 @@ for the helper's word instead, which judges by the latest deadline.
 
 The job process keeps its gate while its job runs and writes one message back on it at the
 end: `DONE`, once the algorithm has returned, its `Answer` is in the consumer's socket and its
-streams are flushed (`say_done`). The helper then kills the process's whole group and opens the
-gate of the job held behind it: the held job starts on that word, not on the kernel's slower
-word that the process is gone (its memory released: a millisecond or more). A job process
-that never says it (killed, crashed, its algorithm never returned) leaves the start to its
-pidfd, as before. Whatever a job process writes on its gate can only end its own group and
-open its own follower's gate: the helper knows whose gate it is, and reads nothing else in it.
+streams are flushed (`say_done`). The job held behind it, armed with that gate's other end,
+hears it itself (one wake-up: its own), kills the process's whole group and starts; a job armed
+too late to hear it (the word came first) is opened by the helper, which heard it, killed the
+group and says go. Either way the held job starts on that word, not on the kernel's slower word
+that the process is gone (its memory released: a millisecond or more). A job process that
+never says it (killed, crashed, its algorithm never returned) leaves the start to its pidfd, as
+before. Whatever a job process writes on its gate can only end its own group and start its own
+follower: only the follower and the helper read it, and both kill the writer's group first.
 """
 
 from __future__ import annotations
@@ -128,44 +132,105 @@ def wait_for_start(gate: socket.socket, consumer: Channel) -> float | None:
 
     The consumer sends nothing more after the payload: its channel turning readable means it is
     gone (or dropped this process), and a held job whose consumer is gone never starts."""
-    deadline = -math.inf
-    before: int | None = None  # a pidfd of the job process before, once armed
-    before_pid = 0
-    poller = select.poll()
-    poller.register(gate, select.POLLIN)
-    poller.register(consumer.fileno(), select.POLLIN)
-    while True:
-        ready = {fd for fd, _ in poller.poll()}
-        if consumer.fileno() in ready:
-            return None
-        if gate.fileno() in ready:  # the helper's word first: a later deadline counts before the end
-            try:
-                data, fds, _flags, _address = socket.recv_fds(gate, GATE.size, 1)
-            except OSError:
+    waiting = GateWait()
+    try:
+        return waiting.wait(gate, consumer)
+    finally:
+        waiting.close()  # the algorithm never holds the job before's pidfd nor its word
+
+
+class GateWait:
+    """A held job process's wait on its gate, armed or not: what it watches of the job before."""
+
+    def __init__(self) -> None:
+        self.deadline = -math.inf
+        self.before: int | None = None  # a pidfd of the job process before, once armed
+        self.word: int | None = None  # the helper's end of the gate of the job process before (its DONE)
+        self.before_pid = 0
+        self.poller = select.poll()
+
+    def wait(self, gate: socket.socket, consumer: Channel) -> float | None:
+        self.poller.register(gate, select.POLLIN)
+        self.poller.register(consumer.fileno(), select.POLLIN)
+        while True:
+            ready = {fd for fd, _ in self.poller.poll()}
+            if consumer.fileno() in ready:
                 return None
-            if len(data) != GATE.size:
-                for fd in fds:
-                    os.close(fd)
-                return None  # end of file: the gate closed unopened
-            what, when, pid = GATE.unpack(data)
-            if what == GO:
-                return time.monotonic()
-            deadline = max(deadline, when)
-            if what == ARM and fds and before is None:
-                before, before_pid = fds.pop(0), pid
-                poller.register(before, select.POLLIN)
+            if gate.fileno() in ready:  # the helper's word first: a later deadline counts before the end
+                what = self._read_gate(gate)
+                if what == GO:
+                    return time.monotonic()
+                if what not in (ARM, MOVE):
+                    return None  # end of file: the gate closed unopened
+                continue
+            ended = self.before is not None and self.before in ready  # the job process before has ended
+            if not ended and self.word is not None and self.word in ready:
+                ended = self._heard_done()
+            if ended:
+                now = time.monotonic()
+                self._forget_before()
+                if now < self.deadline:
+                    # What it started in its group dies now, before anything of this job runs (a pid
+                    # is handed out again only once the pid space wraps).
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(self.before_pid, signal.SIGKILL)
+                    return now
+                # Past the deadline it knows: the helper, which knows the latest, says go or closes the gate.
+
+    def _read_gate(self, gate: socket.socket) -> bytes:
+        """One message of the helper's: what it says (b"" for the gate's end); an ARM's
+        descriptors are kept and watched, a deadline is remembered."""
+        try:
+            data, fds, _flags, _address = socket.recv_fds(gate, GATE.size, 2)
+        except OSError:
+            return b""
+        if len(data) != GATE.size:
             for fd in fds:
                 os.close(fd)
-            continue
-        if before is not None and before in ready:  # the job process before has ended
-            now = time.monotonic()
-            poller.unregister(before)
-            os.close(before)
-            before = None
-            if now < deadline:
-                # What it started in its group dies now (as the helper kills it after the reap: a pid
-                # is handed out again only once the pid space wraps).
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(before_pid, signal.SIGKILL)
-                return now
-            # Past the deadline it knows: the helper, which knows the latest, says go or closes the gate.
+            return b""
+        what, when, pid = GATE.unpack(data)
+        if what != GO:
+            self.deadline = max(self.deadline, when)
+        if what == ARM and fds and self.before is None:
+            self.before, self.before_pid = fds.pop(0), pid
+            self.poller.register(self.before, select.POLLIN)
+            if fds:
+                self.word = fds.pop(0)
+                self.poller.register(self.word, select.POLLIN)
+        for fd in fds:
+            os.close(fd)
+        return bytes(what)
+
+    def _heard_done(self) -> bool:
+        """Read the job before's word, if it is for this process (the helper may read it first): True
+        for a DONE; anything else, or its end, and this process stops listening to it."""
+        assert self.word is not None
+        for _ in range(2):
+            try:
+                said = os.read(self.word, GATE.size + 1)
+            except BlockingIOError:  # the helper read it first: its go follows
+                return False
+            except ConnectionResetError:  # it ended with a message to it unread: said once, first
+                continue
+            except OSError:
+                said = b""
+            if len(said) == GATE.size and said[:1] == DONE:
+                return True
+            break
+        self.poller.unregister(self.word)
+        os.close(self.word)
+        self.word = None
+        return False
+
+    def _forget_before(self) -> None:
+        for fd in (self.before, self.word):
+            if fd is not None:
+                self.poller.unregister(fd)
+                os.close(fd)
+        self.before = self.word = None
+
+    def close(self) -> None:
+        for fd in (self.before, self.word):
+            if fd is not None:
+                os.close(fd)
+        self.before = self.word = None

@@ -13,14 +13,16 @@ module too: it imports nothing beyond `typing` (never `threading`, see consumer/
     helper ───the start gate: go, or armed (a pidfd of the job before, and the kill deadline,
               then every later deadline)────────▶ job process (a held payload)
     helper ◀──the start gate: done (the algorithm returned, its Answer sent)── job process
+              (heard instead by the held job behind it, armed with that gate's helper end)
 
 A held payload (Payload with held=True) waits in its job process on its start gate. Armed by
 StartAfter, it starts by itself the moment the kernel says the job process before it has ended
 (its pidfd readable), if its kill deadline is still ahead; otherwise on the helper's go, sent
 once that process is reaped and only before the deadline. It says Began before the algorithm
 runs. The usual start is quicker: the job process before it says done on its own gate once its
-Answer is sent, and the helper kills that process's group and opens the held job's gate (go)
-at once. The pidfd is the fallback, so the seat's hand-off needs no word from the consumer, nor
+Answer is sent, and the held job, armed with that gate too, hears it, kills that process's
+group and starts (the helper does the kill and says go when it heard the word instead). The
+pidfd is the fallback, so the seat's hand-off needs no word from the consumer, nor
 from the helper (see docs/architecture.md, "The seat's hand-off"); the gate's bytes are in
 consumer/job_process.py.
 """
